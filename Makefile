@@ -1,0 +1,43 @@
+# Product Describer — every command a developer or CI needs. `make demo` and `make test` install
+# whatever they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+SAM := $(SAM_VENV)/bin/sam
+# aws-sam-cli pins boto3 exactly and so does ministack, to different versions: SAM gets its own venv.
+SAM_CLI_VERSION := 1.170.0
+
+.PHONY: install test unit lint typecheck validate
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(SAM_VENV)/.installed:
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy functions training describer
+
+validate: install
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint --template-file template.yaml --region us-east-1
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+test: lint typecheck validate
+	$(BIN)/pytest -q tests

@@ -1,0 +1,1 @@
+"""Product Describer: the `describer` command, the local stack and the tools around the pipeline."""

@@ -1,0 +1,35 @@
+"""`describer`: one command for data, training, evaluation, SageMaker and the local stack.
+
+Each area adds its own sub-commands with a ``register(subparsers)`` function; this module only
+wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="describer", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for register in _registrations():
+        register(subparsers)
+    return parser
+
+
+def _registrations() -> list:
+    # Imported here so `describer --help` stays fast and each area's heavy imports load on use.
+    registrations: list = []
+    return registrations
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result = args.handler(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Contracts that cross a process boundary: the DynamoDB record and the endpoint's wire format.
+
+Field names here are relied on by downstream readers and by the tests; change them only with a
+version bump and a note in the README.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+MAX_QUESTIONS_PER_REQUEST = 16
+
+
+class Status(StrEnum):
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class ErrorCode(StrEnum):
+    """Why a product failed. The code is stable; the message is for people."""
+
+    INVALID_KEY = "INVALID_KEY"
+    OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"
+    NOT_AN_IMAGE = "NOT_AN_IMAGE"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+    IMAGE_TOO_MANY_PIXELS = "IMAGE_TOO_MANY_PIXELS"
+    IMAGE_UNDECODABLE = "IMAGE_UNDECODABLE"
+    ENDPOINT_UNAVAILABLE = "ENDPOINT_UNAVAILABLE"
+    ENDPOINT_ERROR = "ENDPOINT_ERROR"
+    DESCRIPTION_UNAVAILABLE = "DESCRIPTION_UNAVAILABLE"
+    DESCRIPTION_INVALID = "DESCRIPTION_INVALID"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class S3ObjectRef(BaseModel):
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+
+class Question(BaseModel):
+    attribute: str
+    question: str
+
+
+class AttributeAnswer(BaseModel):
+    attribute: str
+    value: str
+    raw: str = Field(description="The model's answer as generated")
+    known: bool = Field(description="False when the value is outside the catalogue's vocabulary")
+
+
+# --- Endpoint wire format (SageMaker InvokeEndpoint, application/json) -----------------------------
+
+
+class ReferenceRequest(BaseModel):
+    """The reference solution's request: one question, the image inline."""
+
+    prompt: str = Field(min_length=1)
+    image: str = Field(min_length=1, description="Base64-encoded image bytes")
+
+
+class ProductRequest(BaseModel):
+    """Several questions about one image, read from S3 by the endpoint."""
+
+    image_s3: S3ObjectRef
+    questions: list[Question] = Field(min_length=1, max_length=MAX_QUESTIONS_PER_REQUEST)
+    category: str | None = None
+
+
+class ProductResponse(BaseModel):
+    answers: list[AttributeAnswer]
+    image_digest: str = Field(description="sha256 of the image bytes the answers are about")
+    model_id: str
+
+
+# --- The DynamoDB record ------------------------------------------------------------------------
+
+
+class ModelIds(BaseModel):
+    attributes: str | None = Field(default=None, description="SageMaker endpoint that read the photo")
+    description: str | None = Field(default=None, description="Bedrock model that wrote the text")
+
+
+class ProductRecord(BaseModel):
+    """One item of the results table, keyed by ``product_id``."""
+
+    product_id: str
+    category: str
+    status: Status
+    source_bucket: str
+    source_key: str
+    source_version: str
+    attributes: dict[str, str] = Field(default_factory=dict)
+    unknown_attributes: list[str] = Field(
+        default_factory=list, description="Attributes whose value is outside the catalogue vocabulary"
+    )
+    description: str | None = None
+    error_code: ErrorCode | None = None
+    error_message: str | None = None
+    model_ids: ModelIds = Field(default_factory=ModelIds)
+    timings_ms: dict[str, int] = Field(default_factory=dict)
+    execution_name: str | None = None
+    created_at: str
+    updated_at: str
