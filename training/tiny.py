@@ -1,0 +1,230 @@
+"""Offline builders: a word-level tokenizer, BLIP-2 configs and randomly initialised base model dirs.
+
+Nothing here touches the model hub. Training (``--base-model tiny``), the unit tests, the endpoint
+and its benchmark build their BLIP-2 from these functions; the real ``Salesforce/blip2-flan-t5-xl``
+is only ever loaded by ``from_pretrained`` on SageMaker, where the hub is reachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import (
+    Blip2Config,
+    Blip2ForConditionalGeneration,
+    Blip2Processor,
+    Blip2QFormerConfig,
+    Blip2VisionConfig,
+    PreTrainedTokenizerFast,
+    T5Config,
+)
+from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+from describer_core.answers import format_answer
+from describer_core.catalogue import Catalogue, load_catalogue
+
+PAD_TOKEN, EOS_TOKEN, UNK_TOKEN, IMAGE_TOKEN = "<pad>", "</s>", "<unk>", "<image>"
+PRESETS = ("tiny", "proportional", "blip2-flan-t5-xl")
+# OpenAI CLIP statistics, as BLIP-2's own image processor uses.
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+# Flan-T5's vocabulary size; the "proportional" preset keeps its share of the parameters.
+FLAN_T5_VOCAB_SIZE = 32128
+# Words a caller may prompt with besides the catalogue's questions (free-form prompts, descriptions).
+_BASE_TEXTS = (
+    "What is the colour of the product in this picture?",
+    "Question: Answer: Describe the product. yes no unknown a an the of in on with and or is this",
+    "0 1 2 3 4 5 6 7 8 9 . , : ; ? ! - ' \" ( ) / & +",
+)
+
+
+def catalogue_texts(catalogue: Catalogue) -> list[str]:
+    """Every question and every formatted answer (canonical values and aliases) of a catalogue."""
+    texts: list[str] = []
+    for category in catalogue.categories:
+        texts.append(category.name)
+        for attribute in category.attributes:
+            texts.append(category.question_for(attribute))
+            for value in [*attribute.values, *attribute.aliases, *attribute.aliases.values()]:
+                texts.append(format_answer(attribute.name, value))
+    return texts
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    # T5-style: a space becomes "▁" glued to the next word; punctuation stands alone, so the
+    # Metaspace decoder rebuilds "Sleeve Length: Three-Quarter Sleeves" character for character.
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
+            pre_tokenizers.Split(Regex(r"[^\w▁]"), behavior="isolated"),
+        ]
+    )
+
+
+def build_tokenizer(extra_words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+    """A T5-style word-level tokenizer covering the packaged catalogue plus ``extra_words``.
+
+    ``extra_words`` may be words or whole texts (questions, answers); each is split the way the
+    tokenizer splits input, so every text passed here encodes without ``<unk>`` and decodes exactly.
+    Ids follow T5: pad 0, eos 1, unk 2; ``<image>`` is the image placeholder BLIP-2's processor repeats.
+    """
+    pre_tokenizer = _pre_tokenizer()
+    pieces: dict[str, None] = {}
+    for text in [*_BASE_TEXTS, *catalogue_texts(load_catalogue()), *extra_words]:
+        for piece, _ in pre_tokenizer.pre_tokenize_str(" ".join(text.split())):
+            pieces.setdefault(piece, None)
+    specials = [PAD_TOKEN, EOS_TOKEN, UNK_TOKEN, IMAGE_TOKEN]
+    vocab = {token: index for index, token in enumerate([*specials, *sorted(pieces)])}
+
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
+    backend.normalizer = normalizers.Strip()
+    backend.pre_tokenizer = pre_tokenizer
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"$A {EOS_TOKEN}",
+        pair=f"$A {EOS_TOKEN} $B {EOS_TOKEN}",
+        special_tokens=[(EOS_TOKEN, vocab[EOS_TOKEN])],
+    )
+    backend.add_special_tokens(specials)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=PAD_TOKEN,
+        eos_token=EOS_TOKEN,
+        unk_token=UNK_TOKEN,
+        model_max_length=512,
+        padding_side="right",
+    )
+
+
+def _t5_config(
+    *,
+    vocab_size: int,
+    d_model: int,
+    d_ff: int,
+    num_layers: int,
+    num_heads: int,
+    d_kv: int,
+    pad_token_id: int = 0,
+    eos_token_id: int = 1,
+) -> T5Config:
+    return T5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_ff=d_ff,
+        d_kv=d_kv,
+        num_layers=num_layers,
+        num_decoder_layers=num_layers,
+        num_heads=num_heads,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        pad_token_id=pad_token_id,
+        eos_token_id=eos_token_id,
+        decoder_start_token_id=pad_token_id,
+        bos_token_id=None,
+    )
+
+
+def blip2_config(preset: str, vocab_size: int | None = None, image_token_index: int | None = None) -> Blip2Config:
+    """BLIP-2 configuration for a preset.
+
+    - ``tiny``: a few layers of width 64 on 64 px images; trains on a CPU in about a minute.
+    - ``proportional``: blip2-flan-t5-xl with every width and every depth divided by 4 (so every part
+      keeps its share of the parameters, ~1/64 of them), heads keep their size, 224 px images in
+      14 px patches as in the real model, so the vision token count (256 + CLS) is the real one.
+    - ``blip2-flan-t5-xl``: the published configuration, for counting parameters on the meta device.
+
+    ``vocab_size``/``image_token_index`` default to those of ``build_tokenizer()``.
+    """
+    if vocab_size is None or image_token_index is None:
+        tokenizer = build_tokenizer()
+        vocab_size = vocab_size or len(tokenizer)
+        image_token_index = (
+            image_token_index if image_token_index is not None else tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        )
+    if preset == "tiny":
+        vision = Blip2VisionConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            image_size=64, patch_size=8, initializer_range=0.02,
+        )  # fmt: skip
+        qformer = Blip2QFormerConfig(
+            vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=128, cross_attention_frequency=1, encoder_hidden_size=64,
+        )  # fmt: skip
+        text = _t5_config(vocab_size=vocab_size, d_model=64, d_ff=128, num_layers=2, num_heads=4, d_kv=16)
+        num_query_tokens = 8
+    elif preset == "proportional":
+        vision = Blip2VisionConfig(
+            hidden_size=352, intermediate_size=1536, num_hidden_layers=10, num_attention_heads=4,
+            image_size=224, patch_size=14, initializer_range=0.02,
+        )  # fmt: skip
+        qformer = Blip2QFormerConfig(
+            vocab_size=vocab_size, hidden_size=192, num_hidden_layers=3, num_attention_heads=3,
+            intermediate_size=768, cross_attention_frequency=2, encoder_hidden_size=352,
+        )  # fmt: skip
+        text = _t5_config(
+            vocab_size=max(vocab_size, FLAN_T5_VOCAB_SIZE // 4),
+            d_model=512, d_ff=1280, num_layers=6, num_heads=8, d_kv=64,
+        )  # fmt: skip
+        num_query_tokens = 32
+    elif preset == "blip2-flan-t5-xl":
+        vision = Blip2VisionConfig(
+            hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
+            image_size=224, patch_size=14,
+        )  # fmt: skip
+        qformer = Blip2QFormerConfig(
+            hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+            cross_attention_frequency=2, encoder_hidden_size=1408,
+        )  # fmt: skip
+        text = _t5_config(
+            vocab_size=max(vocab_size, FLAN_T5_VOCAB_SIZE),
+            d_model=2048, d_ff=5120, num_layers=24, num_heads=32, d_kv=64,
+        )  # fmt: skip
+        num_query_tokens = 32
+    else:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return Blip2Config(
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=text.to_dict(),
+        num_query_tokens=num_query_tokens,
+        image_token_index=image_token_index,
+    )
+
+
+def build_processor(preset: str, tokenizer: PreTrainedTokenizerFast | None = None) -> Blip2Processor:
+    """Image processor sized for the preset plus the tokenizer, inserting ``num_query_tokens`` image tokens."""
+    tokenizer = tokenizer or build_tokenizer()
+    config = blip2_config(
+        preset, vocab_size=len(tokenizer), image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    )
+    size = config.vision_config.image_size
+    image_processor = BlipImageProcessorPil(
+        size={"height": size, "width": size}, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True
+    )
+    return Blip2Processor(
+        image_processor=image_processor, tokenizer=tokenizer, num_query_tokens=config.num_query_tokens
+    )
+
+
+def build_base_model_dir(
+    preset: str, out_dir: Path, seed: int = 0, extra_words: Iterable[str] = ()
+) -> Path:
+    """Write a randomly initialised BLIP-2 and its processor, loadable with ``from_pretrained(out_dir)``."""
+    import torch
+
+    if preset == "blip2-flan-t5-xl":
+        raise ValueError("the full blip2-flan-t5-xl is for meta-device counting only; load it from the hub")
+    tokenizer = build_tokenizer(extra_words)
+    processor = build_processor(preset, tokenizer)
+    config = blip2_config(
+        preset, vocab_size=len(tokenizer), image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    )
+    torch.manual_seed(seed)
+    model = Blip2ForConditionalGeneration(config)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
