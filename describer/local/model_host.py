@@ -1,0 +1,258 @@
+"""The local model host: SageMaker Runtime and Bedrock Runtime on one port, for the local stack.
+
+Routes (the wire formats of botocore's service models, so unchanged boto3 clients talk to it):
+- ``GET /ping``: 200 once the model is loaded (the SageMaker container health check).
+- ``POST /endpoints/{name}/invocations``: SageMaker ``InvokeEndpoint``, answered by the real
+  ``inference.py`` shipped in ``<model dir>/code/`` (the SageMaker Hugging Face toolkit contract:
+  ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``). Its ``EndpointRequestError`` becomes
+  ``ModelError`` (424) carrying the error's own status as ``OriginalStatusCode`` and its JSON body
+  quoted in the message, as SageMaker reports a container's 4xx; any other exception is a
+  ``ModelError`` with original status 500; an unknown endpoint is a ``ValidationError``.
+- ``POST /model/{modelId}/converse``: Bedrock ``Converse``, answered by the configured description
+  backend (``description_backends``).
+
+Run: ``python -m describer.local.model_host --model-dir DIR --endpoint-name NAME --port PORT``.
+Reads of ``s3://`` images go wherever ``AWS_ENDPOINT_URL`` points (the emulator, locally).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import inspect
+import json
+import logging
+import re
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import unquote
+
+from describer.local.description_backends import (
+    ConverseError,
+    ConverseRequest,
+    DescriptionBackend,
+    backend_from_environment,
+)
+from describer_core.endpoint_errors import EndpointRequestError
+
+LOG = logging.getLogger("describer.model_host")
+ACCOUNT_ID = "000000000000"
+LOG_GROUP_ARN_PREFIX = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints"
+MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints accept at most 6 MB per request
+
+_INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
+_CONVERSE = re.compile(r"^/model/(.+)/converse$")
+
+
+class ModelClientError(Exception):
+    """The model rejected the request: it names the HTTP status the container answered with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class InferenceModel:
+    """The endpoint's inference code, loaded from ``<model dir>/code/`` as the container loads it."""
+
+    def __init__(self, model_dir: Path) -> None:
+        code_dir = model_dir / "code"
+        script = code_dir / "inference.py"
+        if not script.is_file():
+            raise FileNotFoundError(f"{script} not found: build the demo model first (make demo-model)")
+        sys.path.insert(0, str(code_dir))
+        spec = importlib.util.spec_from_file_location("inference", script)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {script}")
+        self.module: ModuleType = importlib.util.module_from_spec(spec)
+        sys.modules["inference"] = self.module
+        spec.loader.exec_module(self.module)
+        model_fn = self.module.model_fn
+        # The Hugging Face toolkit passes a context as well when model_fn takes a second argument.
+        takes_context = len(inspect.signature(model_fn).parameters) > 1
+        self.model = model_fn(str(model_dir), None) if takes_context else model_fn(str(model_dir))
+        # One model instance in one process: predictions run one at a time, like one model worker.
+        self._lock = threading.Lock()
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        """Run input_fn -> predict_fn -> output_fn; raises ModelClientError for a rejected payload."""
+        with self._lock:
+            try:
+                data = self.module.input_fn(body, content_type)
+                prediction = self.module.predict_fn(data, self.model)
+                output = self.module.output_fn(prediction, accept)
+            except EndpointRequestError as error:
+                raise ModelClientError(error.status, str(error)) from error
+        return (output.encode() if isinstance(output, str) else bytes(output)), accept
+
+
+class ModelHost(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        model: InferenceModel,
+        endpoint_names: Sequence[str],
+        writer: DescriptionBackend,
+    ) -> None:
+        super().__init__(address, _Handler)
+        self.model = model
+        self.endpoint_names = set(endpoint_names)
+        self.writer = writer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ModelHost
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug("%s " + format, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        if self.path == "/ping":
+            self._send(HTTPStatus.OK, b"", "application/json")
+        else:
+            self._error(404, "UnknownOperationException", "message", f"no route for GET {self.path}")
+
+    def do_POST(self) -> None:
+        started = time.perf_counter()
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        if match := _INVOCATIONS.match(path):
+            self._invoke_endpoint(unquote(match.group(1)), body)
+            route = "invocations"
+        elif match := _CONVERSE.match(path):
+            self._converse(unquote(match.group(1)), body)
+            route = "converse"
+        else:
+            self._error(404, "UnknownOperationException", "message", f"no route for POST {path}")
+            route = "unknown"
+        # Routes and timings only: request and response bodies hold images and product data.
+        LOG.info("%s %d bytes in %.0f ms", route, len(body), (time.perf_counter() - started) * 1000)
+
+    def _invoke_endpoint(self, name: str, body: bytes) -> None:
+        if name not in self.server.endpoint_names:
+            self._error(
+                400, "ValidationError", "Message", f"Endpoint {name} of account {ACCOUNT_ID} not found."
+            )
+            return
+        if len(body) > MAX_BODY_BYTES:
+            self._error(400, "ValidationError", "Message", "Request payload is larger than 6 MB.")
+            return
+        content_type = self.headers.get("Content-Type") or "application/json"
+        accept = self.headers.get("Accept") or "application/json"
+        try:
+            output, output_type = self.server.model.invoke(body, content_type, accept)
+        except ModelClientError as error:
+            self._model_error(name, error.status, error.message)
+            return
+        except Exception as error:
+            LOG.exception("inference failed on endpoint %s", name)
+            self._model_error(name, 500, f"{type(error).__name__}: {error}")
+            return
+        self._send(HTTPStatus.OK, output, output_type, {"x-Amzn-Invoked-Production-Variant": "AllTraffic"})
+
+    def _model_error(self, endpoint: str, status: int, message: str) -> None:
+        kind = "client" if status < 500 else "server"
+        self._error(
+            424,
+            "ModelError",
+            "Message",
+            f'Received {kind} error ({status}) from primary with message "{message}". '
+            f"See the model host log in .local/ for endpoint {endpoint}.",
+            {
+                "OriginalStatusCode": status,
+                "OriginalMessage": message,
+                "LogStreamArn": f"{LOG_GROUP_ARN_PREFIX}/{endpoint}",
+            },
+        )
+
+    def _converse(self, model_id: str, body: bytes) -> None:
+        started = time.perf_counter()
+        try:
+            request = ConverseRequest.from_wire(json.loads(body or b"{}"))
+        except (ValueError, TypeError, AttributeError) as error:
+            self._error(400, "ValidationException", "message", f"Malformed Converse request: {error}")
+            return
+        try:
+            reply = self.server.writer.converse(request)
+        except ConverseError as error:
+            self._error(error.status, error.code, "message", error.message)
+            return
+        response = {
+            "output": {"message": {"role": "assistant", "content": [{"text": reply.text}]}},
+            "stopReason": reply.stop_reason,
+            "usage": {
+                "inputTokens": reply.input_tokens,
+                "outputTokens": reply.output_tokens,
+                "totalTokens": reply.input_tokens + reply.output_tokens,
+            },
+            "metrics": {"latencyMs": int((time.perf_counter() - started) * 1000)},
+            # Says who really wrote the text, whatever model id the caller asked for.
+            "additionalModelResponseFields": {"writer": reply.model_id, "requested_model": model_id},
+        }
+        self._send(HTTPStatus.OK, json.dumps(response).encode(), "application/json")
+
+    def _error(
+        self,
+        status: int,
+        code: str,
+        message_field: str,
+        message: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        body = {"__type": code, message_field: message, **(extra or {})}
+        self._send(status, json.dumps(body).encode(), "application/json", {"x-amzn-ErrorType": code})
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amzn-RequestId", f"local-{time.time_ns()}")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Local SageMaker Runtime + Bedrock Runtime host")
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--endpoint-name", action="append", required=True, help="may be repeated")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    writer = backend_from_environment()
+    model = InferenceModel(args.model_dir)
+    server = ModelHost((args.host, args.port), model, args.endpoint_name, writer)
+    LOG.info(
+        "serving endpoints %s and description writer %s on %s:%d",
+        ", ".join(args.endpoint_name),
+        writer.model_id,
+        args.host,
+        args.port,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The local model host speaks SageMaker Runtime and Bedrock Runtime: checked with real boto3 clients."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from describer_core.catalogue import load_catalogue
+from describer_core.description import rejection
+from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
+from describer_core.prompts import system_prompt, user_message
+
+from describer.local.description_backends import OfflineWriter, OpenAICompatibleWriter
+from describer.local.model_host import InferenceModel, ModelHost
+from describer.local.offline_writer import OFFLINE_MODEL_ID
+
+# A stand-in for the endpoint's inference.py with the same contract: the toolkit's four functions,
+# EndpointRequestError for a bad request, anything else for a crash.
+_INFERENCE = textwrap.dedent(
+    """
+    import json
+    from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
+
+    def model_fn(model_dir):
+        return {"loaded_from": model_dir}
+
+    def input_fn(body, content_type):
+        if content_type != "application/json":
+            raise EndpointRequestError(EndpointErrorCode.UNSUPPORTED_MEDIA_TYPE, "JSON only")
+        return json.loads(body)
+
+    def predict_fn(request, model):
+        if request.get("key") == "missing":
+            raise EndpointRequestError(EndpointErrorCode.OBJECT_NOT_FOUND, "no such object")
+        if request.get("key") == "crash":
+            raise RuntimeError("the model fell over")
+        return {"echo": request, "model_dir": model["loaded_from"]}
+
+    def output_fn(prediction, accept):
+        return json.dumps(prediction)
+    """
+)
+ENDPOINT = "describer-local"
+
+
+def _serve(server: ThreadingHTTPServer) -> Iterator[str]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    (directory / "code").mkdir()
+    (directory / "code" / "inference.py").write_text(_INFERENCE)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def host_url(model_dir: Path) -> Iterator[str]:
+    server = ModelHost(("127.0.0.1", 0), InferenceModel(model_dir), [ENDPOINT], OfflineWriter())
+    yield from _serve(server)
+
+
+def _client(service: str, url: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def test_invoke_endpoint_returns_the_inference_output(host_url: str, model_dir: Path) -> None:
+    response = _client("sagemaker-runtime", host_url).invoke_endpoint(
+        EndpointName=ENDPOINT, ContentType="application/json", Body=json.dumps({"key": "a.jpg"})
+    )
+    assert response["ContentType"] == "application/json"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    assert json.loads(response["Body"].read()) == {"echo": {"key": "a.jpg"}, "model_dir": str(model_dir)}
+
+
+@pytest.mark.parametrize(
+    ("payload", "content_type", "status", "code"),
+    [
+        ({"key": "missing"}, "application/json", 404, EndpointErrorCode.OBJECT_NOT_FOUND),
+        ({"key": "a.jpg"}, "text/plain", 415, EndpointErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    ],
+)
+def test_a_rejected_request_is_a_model_error_carrying_the_endpoint_error(
+    host_url: str, payload: dict[str, str], content_type: str, status: int, code: EndpointErrorCode
+) -> None:
+    client = _client("sagemaker-runtime", host_url)
+    with pytest.raises(client.exceptions.ModelError) as raised:
+        client.invoke_endpoint(EndpointName=ENDPOINT, ContentType=content_type, Body=json.dumps(payload))
+    response = raised.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert response["OriginalStatusCode"] == status
+    body = EndpointErrorBody.from_message(response["Error"]["Message"])
+    assert body is not None
+    assert body.error == code
+
+
+def test_a_crash_in_the_model_is_a_model_error_with_status_500(host_url: str) -> None:
+    client = _client("sagemaker-runtime", host_url)
+    with pytest.raises(client.exceptions.ModelError) as raised:
+        client.invoke_endpoint(EndpointName=ENDPOINT, ContentType="application/json", Body='{"key": "crash"}')
+    assert raised.value.response["OriginalStatusCode"] == 500
+    assert "the model fell over" in raised.value.response["OriginalMessage"]
+
+
+def test_an_unknown_endpoint_is_a_validation_error(host_url: str) -> None:
+    client = _client("sagemaker-runtime", host_url)
+    with pytest.raises(client.exceptions.ValidationError, match="not found"):
+        client.invoke_endpoint(EndpointName="nope", ContentType="application/json", Body="{}")
+
+
+def _converse(url: str, attributes: dict[str, str], category: str, max_tokens: int = 400) -> Any:
+    spec = load_catalogue().category(category)
+    return _client("bedrock-runtime", url).converse(
+        modelId=OFFLINE_MODEL_ID,
+        system=[{"text": system_prompt(spec)}],
+        messages=[{"role": "user", "content": [{"text": user_message(spec, attributes)}]}],
+        inferenceConfig={"maxTokens": max_tokens, "temperature": 0.1},
+    )
+
+
+SHIRT = {
+    "Sleeve Length": "Long Sleeves",
+    "Pattern": "Checked",
+    "Fit": "Slim Fit",
+    "Fabric": "Cotton",
+    "Collar": "Spread Collar",
+    "Colour": "Navy Blue",
+}
+
+
+def test_converse_writes_a_description_the_pipeline_accepts_from_its_own_prompt(host_url: str) -> None:
+    response = _converse(host_url, SHIRT, "Shirts")
+    text = response["output"]["message"]["content"][0]["text"]
+    assert response["output"]["message"]["role"] == "assistant"
+    assert response["stopReason"] == "end_turn"
+    assert rejection(text, response["stopReason"]) is None
+    for value in SHIRT.values():
+        assert value.lower() in text.lower()
+    assert "shirt" in text
+    usage = response["usage"]
+    assert usage["inputTokens"] > 0
+    assert usage["outputTokens"] > 0
+    assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
+    assert response["additionalModelResponseFields"]["writer"] == OFFLINE_MODEL_ID
+
+
+def test_converse_stops_at_max_tokens(host_url: str) -> None:
+    response = _converse(host_url, SHIRT, "Shirts", max_tokens=10)
+    assert response["stopReason"] == "max_tokens"
+    assert response["usage"]["outputTokens"] <= 10
+
+
+def test_a_converse_request_without_messages_is_a_validation_exception(host_url: str) -> None:
+    client = _client("bedrock-runtime", host_url)
+    with pytest.raises(client.exceptions.ValidationException):
+        client.converse(modelId=OFFLINE_MODEL_ID, messages=[])
+
+
+class _FakeChatServer(BaseHTTPRequestHandler):
+    """An OpenAI-compatible /chat/completions server: answers 429 when the model is called "busy"."""
+
+    requests: list[dict[str, Any]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), **request})
+        if request["model"] == "busy":
+            self.send_response(429)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = json.dumps(
+            {
+                "model": request["model"],
+                "choices": [{"message": {"role": "assistant", "content": "A fine shirt."}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 123, "completion_tokens": 7},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def chat_server_url() -> Iterator[str]:
+    _FakeChatServer.requests = []
+    yield from _serve(ThreadingHTTPServer(("127.0.0.1", 0), _FakeChatServer))
+
+
+def _forwarding_host(model_dir: Path, chat_url: str, model: str) -> ModelHost:
+    writer = OpenAICompatibleWriter(chat_url + "/v1", model, api_key="sk-local")
+    return ModelHost(("127.0.0.1", 0), InferenceModel(model_dir), [ENDPOINT], writer)
+
+
+def test_converse_forwards_to_an_openai_compatible_server(model_dir: Path, chat_server_url: str) -> None:
+    for url in _serve(_forwarding_host(model_dir, chat_server_url, "qwen-local")):
+        response = _converse(url, SHIRT, "Shirts")
+    assert response["output"]["message"]["content"][0]["text"] == "A fine shirt."
+    assert response["usage"] == {"inputTokens": 123, "outputTokens": 7, "totalTokens": 130}
+    assert response["additionalModelResponseFields"]["writer"] == "qwen-local"
+    (sent,) = _FakeChatServer.requests
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["auth"] == "Bearer sk-local"
+    assert [m["role"] for m in sent["messages"]] == ["system", "user"]
+    assert sent["max_tokens"] == 400
+
+
+def test_a_busy_openai_compatible_server_is_a_throttling_exception(model_dir: Path, chat_server_url: str) -> None:
+    for url in _serve(_forwarding_host(model_dir, chat_server_url, "busy")):
+        with pytest.raises(ClientError) as raised:
+            _converse(url, SHIRT, "Shirts")
+    assert raised.value.response["Error"]["Code"] == "ThrottlingException"
