@@ -1,0 +1,462 @@
+"""Endpoint inference for the product describer: each product image goes through the vision encoder once.
+
+Contract of the SageMaker Hugging Face inference toolkit, used unchanged by the local model host::
+
+    model = model_fn(model_dir)                      # DescriberModel
+    request = input_fn(body, content_type)           # ReferenceRequest | ProductRequest
+    prediction = predict_fn(request, model)          # JSON-ready dict
+    body = output_fn(prediction, accept)             # JSON text
+
+Requests (``application/json``), both from ``describer_core.contracts``:
+
+- ``ReferenceRequest`` ``{"prompt": "<question>", "image": "<base64>"}`` (the reference solution's),
+  answered ``{"Sleeve Length": "Long Sleeves"}``;
+- ``ProductRequest`` ``{"image_s3": {"bucket", "key", "version_id"?}, "questions": [{"attribute",
+  "question"}, ...], "category"?}``, answered with a ``ProductResponse``.
+
+Error contract: everything wrong with a request raises
+``describer_core.endpoint_errors.EndpointRequestError`` (re-exported here), a ``ValueError`` with
+``.status`` (400 invalid request, 404 S3 object not found, 413 too many questions / image too
+large, 415 not JSON, 422 unreadable object or image) and ``.code``; ``str(error)`` is the JSON
+error body. A host maps it to ``.status``; the SageMaker toolkit answers any exception with 400 and
+``str(error)``, which the caller parses with ``EndpointErrorBody.from_message``. Any other
+exception is a server error (5xx).
+
+How the cost goes down: the vision encoder + Q-Former + projection output is computed once per
+image and kept in a bounded LRU keyed by the image's sha256, with single-flight (concurrent requests
+for one image wait for the first computation); all questions of a request are decoded in one batch
+with greedy decoding. Nothing here logs payloads or image bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import boto3
+import torch
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ValidationError
+from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+from describer_core.answers import parse_answer
+from describer_core.catalogue import AttributeSpec, Catalogue, load_catalogue, normalise_token
+from describer_core.contracts import (
+    MAX_QUESTIONS_PER_REQUEST,
+    AttributeAnswer,
+    ProductRequest,
+    ProductResponse,
+    Question,
+    ReferenceRequest,
+    S3ObjectRef,
+)
+from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
+
+__all__ = [
+    "DescriberModel",
+    "EndpointRequestError",
+    "VisionFeatureCache",
+    "input_fn",
+    "model_fn",
+    "output_fn",
+    "predict_fn",
+]
+
+logger = logging.getLogger(__name__)
+
+JSON_CONTENT_TYPE = "application/json"
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+# Answers are "Attribute: Value", a handful of tokens; a small budget bounds a confused model's cost.
+MAX_NEW_TOKENS = 16
+# Features of one image of blip2-flan-t5-xl: 32 query tokens x 2048 in bf16 = 128 KiB.
+CACHE_MAX_ENTRIES = 1024
+CACHE_MAX_BYTES = 256 * 1024 * 1024
+MODEL_METADATA_FILE = "describer_model.json"
+CATALOGUE_FILE = "catalogue.json"
+
+
+# --- the vision feature cache ---------------------------------------------------------------------
+
+
+class VisionFeatureCache:
+    """Vision features by image digest: LRU bounded by entries and bytes, thread-safe, single-flight."""
+
+    def __init__(self, max_entries: int = CACHE_MAX_ENTRIES, max_bytes: int = CACHE_MAX_BYTES) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._pending: dict[str, Future[torch.Tensor]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.computations = 0
+        self.hits = 0
+        self.waits = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def get_or_compute(self, digest: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The cached features for ``digest``; computes them at most once however many threads ask."""
+        with self._lock:
+            cached = self._entries.get(digest)
+            if cached is not None:
+                self._entries.move_to_end(digest)
+                self.hits += 1
+                return cached
+            pending = self._pending.get(digest)
+            owner = pending is None
+            if pending is None:
+                pending = self._pending[digest] = Future()
+                self.computations += 1
+            else:
+                self.waits += 1
+        if not owner:
+            return pending.result()
+        try:
+            features = compute()
+        except BaseException as error:
+            # Waiters get the same error; the next request tries again (nothing is cached).
+            with self._lock:
+                del self._pending[digest]
+            pending.set_exception(error)
+            raise
+        with self._lock:
+            self._store(digest, features)
+            del self._pending[digest]
+        pending.set_result(features)
+        return features
+
+    def _store(self, digest: str, features: torch.Tensor) -> None:
+        size = features.numel() * features.element_size()
+        if size > self.max_bytes:
+            return
+        self._entries[digest] = features
+        self._bytes += size
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= evicted.numel() * evicted.element_size()
+
+
+# --- request payloads -----------------------------------------------------------------------------
+
+
+def _validation_message(error: ValidationError) -> str:
+    # Field locations and reasons only: pydantic's own str() would quote the input (the image).
+    problems = [
+        f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}" for item in error.errors()
+    ]
+    return "; ".join(problems)
+
+
+def _validate(model: type[BaseModel], payload: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        raise EndpointRequestError(EndpointErrorCode.INVALID_REQUEST, _validation_message(error)) from None
+
+
+def parse_request(payload: object) -> ReferenceRequest | ProductRequest:
+    """Which of the two requests ``payload`` is, validated."""
+    if not isinstance(payload, dict):
+        raise EndpointRequestError(EndpointErrorCode.INVALID_REQUEST, "the body must be a JSON object")
+    if "image_s3" in payload or "questions" in payload:
+        questions = payload.get("questions")
+        if isinstance(questions, list) and len(questions) > MAX_QUESTIONS_PER_REQUEST:
+            raise EndpointRequestError(
+                EndpointErrorCode.TOO_MANY_QUESTIONS,
+                f"{len(questions)} questions; at most {MAX_QUESTIONS_PER_REQUEST} per request",
+            )
+        request: ProductRequest = _validate(ProductRequest, payload)
+        return request
+    if "prompt" in payload or "image" in payload:
+        reference: ReferenceRequest = _validate(ReferenceRequest, payload)
+        return reference
+    raise EndpointRequestError(
+        EndpointErrorCode.INVALID_REQUEST,
+        "expected 'image_s3' and 'questions' (product request) or 'prompt' and 'image' (reference request)",
+    )
+
+
+def decode_base64_image(text: str) -> bytes:
+    compact = "".join(text.split())
+    if len(compact) > (MAX_IMAGE_BYTES + 2) // 3 * 4:
+        raise EndpointRequestError(
+            EndpointErrorCode.IMAGE_TOO_LARGE, f"the image is larger than {MAX_IMAGE_BYTES} bytes"
+        )
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise EndpointRequestError(EndpointErrorCode.INVALID_REQUEST, "image: not valid base64") from None
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """The image as RGB; a client error for anything that is not a readable image of bounded size."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise EndpointRequestError(
+            EndpointErrorCode.NOT_AN_IMAGE, "the bytes are not in a known image format"
+        ) from None
+    except Image.DecompressionBombError:
+        raise EndpointRequestError(
+            EndpointErrorCode.IMAGE_TOO_MANY_PIXELS, "the image has too many pixels"
+        ) from None
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise EndpointRequestError(
+            EndpointErrorCode.IMAGE_TOO_MANY_PIXELS, f"{width}x{height} pixels; at most {MAX_IMAGE_PIXELS}"
+        )
+    try:
+        image.load()
+        return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError):
+        raise EndpointRequestError(
+            EndpointErrorCode.IMAGE_UNDECODABLE, "the image is truncated or corrupt"
+        ) from None
+
+
+def image_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+
+def _device_and_dtype() -> tuple[torch.device, torch.dtype]:
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.device("cpu"), torch.float32
+
+
+class DescriberModel:
+    """A BLIP-2 (Flan-T5 language model) with its processor, catalogue and vision feature cache."""
+
+    def __init__(
+        self,
+        model: Blip2ForConditionalGeneration,
+        processor: Blip2Processor,
+        catalogue: Catalogue,
+        model_id: str,
+        *,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+        cache: VisionFeatureCache | None = None,
+    ) -> None:
+        if not model.language_model.config.is_encoder_decoder:
+            raise ValueError("the endpoint serves BLIP-2 with an encoder-decoder (Flan-T5) language model")
+        self.model = model.eval()
+        self.processor = processor
+        self.catalogue = catalogue
+        self.model_id = model_id
+        self.max_new_tokens = max_new_tokens
+        self.cache = cache if cache is not None else VisionFeatureCache()
+        self._s3_client: Any = None
+        self._s3_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model_dir: str | Path, **options: Any) -> DescriberModel:
+        root = Path(model_dir)
+        device, dtype = _device_and_dtype()
+        model = Blip2ForConditionalGeneration.from_pretrained(root, dtype=dtype)
+        model.to(device)  # type: ignore[arg-type]  # transformers' stub types .to() for dtypes only
+        processor = Blip2Processor.from_pretrained(root)
+        catalogue = load_catalogue(root / CATALOGUE_FILE)
+        metadata_path = root / MODEL_METADATA_FILE
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8")) if metadata_path.exists() else {}
+        model_id = str(metadata.get("model_id") or root.name)
+        logger.info("loaded model %s on %s (%s)", model_id, device, dtype)
+        return cls(model, processor, catalogue, model_id, **options)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # The two halves of BLIP-2 inference.
+
+    @torch.inference_mode()
+    def encode_image(self, image: Image.Image) -> torch.Tensor:
+        """The vision pass: encoder, Q-Former and projection -> (1, query tokens, text width)."""
+        pixel_values = self.processor.image_processor(images=image, return_tensors="pt").pixel_values
+        pixel_values = pixel_values.to(self.device, self.model.dtype)
+        features = self.model.get_image_features(pixel_values=pixel_values, return_dict=True).pooler_output
+        return features
+
+    @torch.inference_mode()
+    def generate_answers(self, features: torch.Tensor, prompts: Sequence[str]) -> list[str]:
+        """Greedy answers to ``prompts`` about one image, decoded as one batch.
+
+        The same token layout as ``Blip2Processor`` + ``Blip2ForConditionalGeneration.generate``:
+        the query features take the place of the image tokens in front of the tokenized prompt.
+        """
+        tokenizer = self.processor.tokenizer
+        tokens = tokenizer(list(prompts), padding=True, return_tensors="pt").to(self.device)
+        language_model = self.model.language_model
+        text_embeds = language_model.get_input_embeddings()(tokens.input_ids)
+        image_embeds = features.to(text_embeds.dtype).expand(len(prompts), -1, -1)
+        image_mask = torch.ones(image_embeds.shape[:2], dtype=tokens.attention_mask.dtype, device=self.device)
+        output = language_model.generate(
+            inputs_embeds=torch.cat([image_embeds, text_embeds], dim=1),
+            attention_mask=torch.cat([image_mask, tokens.attention_mask], dim=1),
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+        )
+        return [text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True)]
+
+    def image_features(self, data: bytes) -> tuple[str, torch.Tensor]:
+        """(sha256, features) of an image; the vision pass runs only on a cache miss."""
+        digest = image_digest(data)
+        return digest, self.cache.get_or_compute(digest, lambda: self.encode_image(decode_image(data)))
+
+    # Requests.
+
+    def answer_reference(self, request: ReferenceRequest) -> dict[str, str]:
+        """``{"<Attribute>": "<value>"}`` as the reference endpoint answered."""
+        _, features = self.image_features(decode_base64_image(request.image))
+        [raw] = self.generate_answers(features, [request.prompt])
+        attribute = self._attribute_asked(request.prompt) or self._attribute_named(raw.partition(":")[0])
+        if attribute is None:
+            return {"answer": raw}
+        parsed = parse_answer(raw, attribute)
+        return {parsed.attribute: parsed.value}
+
+    def answer_product(self, request: ProductRequest) -> ProductResponse:
+        return self.describe_image(self.read_s3_image(request.image_s3), request.questions, request.category)
+
+    def describe_image(
+        self, data: bytes, questions: Sequence[Question], category: str | None
+    ) -> ProductResponse:
+        started = time.perf_counter()
+        digest, features = self.image_features(data)
+        raw_answers = self.generate_answers(features, [question.question for question in questions])
+        answers = []
+        for question, raw in zip(questions, raw_answers, strict=True):
+            parsed = parse_answer(raw, self._attribute_spec(category, question.attribute))
+            answers.append(AttributeAnswer(**parsed.model_dump()))
+        logger.info(
+            "answered %d questions about image %s in %.0f ms",
+            len(questions),
+            digest[:12],
+            (time.perf_counter() - started) * 1000,
+        )
+        return ProductResponse(answers=answers, image_digest=digest, model_id=self.model_id)
+
+    def read_s3_image(self, ref: S3ObjectRef) -> bytes:
+        """The object's bytes, at most MAX_IMAGE_BYTES; client errors for missing or unreadable ones."""
+        params = {"Bucket": ref.bucket, "Key": ref.key}
+        if ref.version_id:
+            params["VersionId"] = ref.version_id
+        try:
+            response = self._s3().get_object(**params)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "404", "NotFound"}:
+                raise EndpointRequestError(
+                    EndpointErrorCode.OBJECT_NOT_FOUND, f"S3 object not found ({code})"
+                ) from None
+            raise EndpointRequestError(
+                EndpointErrorCode.OBJECT_UNREADABLE, f"S3 refused the read ({code})"
+            ) from None
+        body = response["Body"]
+        try:
+            if response.get("ContentLength", 0) > MAX_IMAGE_BYTES:
+                raise EndpointRequestError(
+                    EndpointErrorCode.IMAGE_TOO_LARGE, f"the object is over {MAX_IMAGE_BYTES} bytes"
+                )
+            data: bytes = body.read(MAX_IMAGE_BYTES + 1)
+        finally:
+            body.close()
+        if len(data) > MAX_IMAGE_BYTES:
+            raise EndpointRequestError(
+                EndpointErrorCode.IMAGE_TOO_LARGE, f"the object is over {MAX_IMAGE_BYTES} bytes"
+            )
+        return data
+
+    def _s3(self) -> Any:
+        # One client per model, created on first use; the endpoint URL comes from the environment.
+        with self._s3_lock:
+            if self._s3_client is None:
+                config = Config(
+                    connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3}
+                )
+                self._s3_client = boto3.session.Session().client("s3", config=config)
+            return self._s3_client
+
+    # The catalogue the model was trained with decides what an answer means.
+
+    def _attribute_asked(self, prompt: str) -> AttributeSpec | None:
+        key = normalise_token(prompt)
+        for category in self.catalogue.categories:
+            for attribute in category.attributes:
+                if normalise_token(category.question_for(attribute)) == key:
+                    return attribute
+        return None
+
+    def _attribute_named(self, name: str) -> AttributeSpec | None:
+        key = normalise_token(name)
+        for category in self.catalogue.categories:
+            for attribute in category.attributes:
+                if normalise_token(attribute.name) == key:
+                    return attribute
+        return None
+
+    def _attribute_spec(self, category: str | None, name: str) -> AttributeSpec:
+        try:
+            return self.catalogue.category(category).attribute(name)
+        except KeyError:
+            # Not asked of this category: any category's vocabulary for it, else none (kept raw, unknown).
+            return self._attribute_named(name) or AttributeSpec(name=name, values={})
+
+
+# --- the SageMaker Hugging Face inference toolkit's four functions ---------------------------------
+
+
+def model_fn(model_dir: str) -> DescriberModel:
+    return DescriberModel.load(model_dir)
+
+
+def input_fn(body: bytes | bytearray | str, content_type: str | None) -> ReferenceRequest | ProductRequest:
+    media_type = (content_type or JSON_CONTENT_TYPE).split(";")[0].strip().lower()
+    if media_type != JSON_CONTENT_TYPE:
+        raise EndpointRequestError(
+            EndpointErrorCode.UNSUPPORTED_MEDIA_TYPE, f"Content-Type must be {JSON_CONTENT_TYPE}"
+        )
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise EndpointRequestError(EndpointErrorCode.INVALID_REQUEST, "the body is not valid JSON") from None
+    return parse_request(payload)
+
+
+def predict_fn(data: ReferenceRequest | ProductRequest, model: DescriberModel) -> dict[str, Any]:
+    if isinstance(data, ProductRequest):
+        return model.answer_product(data).model_dump(mode="json")
+    return dict(model.answer_reference(data))
+
+
+def output_fn(prediction: dict[str, Any], accept: str | None) -> str:
+    media_types = {part.split(";")[0].strip().lower() for part in (accept or "").split(",")} - {""}
+    if media_types and not media_types & {JSON_CONTENT_TYPE, "application/*", "*/*"}:
+        raise EndpointRequestError(
+            EndpointErrorCode.UNSUPPORTED_MEDIA_TYPE, f"Accept must allow {JSON_CONTENT_TYPE}"
+        )
+    return json.dumps(prediction, ensure_ascii=False)
