@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import (
@@ -27,6 +28,7 @@ from describer_core.catalogue import Catalogue, load_catalogue
 
 PAD_TOKEN, EOS_TOKEN, UNK_TOKEN, IMAGE_TOKEN = "<pad>", "</s>", "<unk>", "<image>"
 PRESETS = ("tiny", "proportional", "blip2-flan-t5-xl")
+PRESET_IMAGE_SIZES = {"tiny": 64, "proportional": 224, "blip2-flan-t5-xl": 224}
 # OpenAI CLIP statistics, as BLIP-2's own image processor uses.
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -98,6 +100,14 @@ def build_tokenizer(extra_words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
     )
 
 
+def image_token_id(tokenizer: PreTrainedTokenizerFast) -> int:
+    """Id of the ``<image>`` placeholder (BLIP-2's ``image_token_index``)."""
+    token_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+    if not isinstance(token_id, int) or token_id == tokenizer.unk_token_id:
+        raise ValueError(f"the tokenizer has no {IMAGE_TOKEN} token")
+    return token_id
+
+
 def _t5_config(
     *,
     vocab_size: int,
@@ -109,7 +119,10 @@ def _t5_config(
     pad_token_id: int = 0,
     eos_token_id: int = 1,
 ) -> T5Config:
-    return T5Config(
+    # Flan-T5 (T5 v1.1) saves tie_word_embeddings=False, which T5Config reads as "do not scale the
+    # decoder output"; passed through a plain dict because it is not a declared T5Config field.
+    flan_t5_flags: dict[str, Any] = {"tie_word_embeddings": False}
+    config = T5Config(
         vocab_size=vocab_size,
         d_model=d_model,
         d_ff=d_ff,
@@ -118,15 +131,17 @@ def _t5_config(
         num_decoder_layers=num_layers,
         num_heads=num_heads,
         feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False,
         pad_token_id=pad_token_id,
         eos_token_id=eos_token_id,
-        decoder_start_token_id=pad_token_id,
-        bos_token_id=None,
+        **flan_t5_flags,
     )
+    config.decoder_start_token_id = pad_token_id
+    return config
 
 
-def blip2_config(preset: str, vocab_size: int | None = None, image_token_index: int | None = None) -> Blip2Config:
+def blip2_config(
+    preset: str, vocab_size: int | None = None, image_token_index: int | None = None
+) -> Blip2Config:
     """BLIP-2 configuration for a preset.
 
     - ``tiny``: a few layers of width 64 on 64 px images; trains on a CPU in about a minute.
@@ -140,13 +155,12 @@ def blip2_config(preset: str, vocab_size: int | None = None, image_token_index: 
     if vocab_size is None or image_token_index is None:
         tokenizer = build_tokenizer()
         vocab_size = vocab_size or len(tokenizer)
-        image_token_index = (
-            image_token_index if image_token_index is not None else tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-        )
+        if image_token_index is None:
+            image_token_index = image_token_id(tokenizer)
     if preset == "tiny":
         vision = Blip2VisionConfig(
             hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            image_size=64, patch_size=8, initializer_range=0.02,
+            image_size=PRESET_IMAGE_SIZES["tiny"], patch_size=8, initializer_range=0.02,
         )  # fmt: skip
         qformer = Blip2QFormerConfig(
             vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -194,12 +208,10 @@ def blip2_config(preset: str, vocab_size: int | None = None, image_token_index: 
 
 
 def build_processor(preset: str, tokenizer: PreTrainedTokenizerFast | None = None) -> Blip2Processor:
-    """Image processor sized for the preset plus the tokenizer, inserting ``num_query_tokens`` image tokens."""
+    """The preset's image processor and the tokenizer; it inserts ``num_query_tokens`` image tokens."""
     tokenizer = tokenizer or build_tokenizer()
-    config = blip2_config(
-        preset, vocab_size=len(tokenizer), image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    )
-    size = config.vision_config.image_size
+    config = blip2_config(preset, vocab_size=len(tokenizer), image_token_index=image_token_id(tokenizer))
+    size = PRESET_IMAGE_SIZES[preset]
     image_processor = BlipImageProcessorPil(
         size={"height": size, "width": size}, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True
     )
@@ -208,9 +220,7 @@ def build_processor(preset: str, tokenizer: PreTrainedTokenizerFast | None = Non
     )
 
 
-def build_base_model_dir(
-    preset: str, out_dir: Path, seed: int = 0, extra_words: Iterable[str] = ()
-) -> Path:
+def build_base_model_dir(preset: str, out_dir: Path, seed: int = 0, extra_words: Iterable[str] = ()) -> Path:
     """Write a randomly initialised BLIP-2 and its processor, loadable with ``from_pretrained(out_dir)``."""
     import torch
 
@@ -218,9 +228,7 @@ def build_base_model_dir(
         raise ValueError("the full blip2-flan-t5-xl is for meta-device counting only; load it from the hub")
     tokenizer = build_tokenizer(extra_words)
     processor = build_processor(preset, tokenizer)
-    config = blip2_config(
-        preset, vocab_size=len(tokenizer), image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    )
+    config = blip2_config(preset, vocab_size=len(tokenizer), image_token_index=image_token_id(tokenizer))
     torch.manual_seed(seed)
     model = Blip2ForConditionalGeneration(config)
     out_dir = Path(out_dir)
