@@ -104,5 +104,8 @@ class ProductRecord(BaseModel):
     model_ids: ModelIds = Field(default_factory=ModelIds)
     timings_ms: dict[str, int] = Field(default_factory=dict)
     execution_name: str | None = None
+    order_token: str | None = Field(
+        default=None, description="Orders uploads of one product: event time, then S3 sequencer"
+    )
     created_at: str
     updated_at: str

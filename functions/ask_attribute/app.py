@@ -1,0 +1,44 @@
+"""AskAttribute: one catalogue question about one image to the SageMaker endpoint."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from describer_core.attributes import ask_attribute
+from describer_core.catalogue import load_catalogue
+from describer_core.observability import logger, metrics, tracer
+from describer_core.settings import EndpointSettings, load_settings
+from describer_core.states import AskInput
+
+# Step Functions owns retries (with backoff and jitter across the whole Map); one quick SDK retry only.
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=70, connect_timeout=5)
+
+
+@cache
+def _dependencies() -> tuple[EndpointSettings, Any]:
+    return load_settings(EndpointSettings), boto3.client("sagemaker-runtime", config=_CLIENT_CONFIG)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings, runtime = _dependencies()
+    request = AskInput.model_validate(event)
+    output = ask_attribute(request, runtime, settings.endpoint_name, load_catalogue())
+    metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=output.endpoint_ms)
+    logger.info(
+        "answered",
+        extra={
+            "attribute": output.answer.attribute,
+            "known": output.answer.known,
+            "endpoint_ms": output.endpoint_ms,
+        },
+    )
+    return output.model_dump(mode="json")

@@ -1,0 +1,80 @@
+"""Object keys: decoding them, reading product id and category from them, naming executions.
+
+Convention: ``<upload prefix>[<Category>/]<product id>.<extension>``, e.g.
+``incoming/Shirts/15970.jpg``. The folder right above the file names the category (none, or one
+the catalogue does not know, means the generic question set); the file name without its extension
+is the product id. S3 object metadata ``product-id`` and ``category`` take precedence over both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping
+from urllib.parse import unquote_plus
+
+from pydantic import BaseModel
+
+from describer_core.contracts import ErrorCode
+from describer_core.errors import InvalidInput
+
+PRODUCT_ID_METADATA = "product-id"
+CATEGORY_METADATA = "category"
+MAX_PRODUCT_ID_LENGTH = 200
+EXECUTION_NAME_LIMIT = 80
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+class KeyParts(BaseModel):
+    product_id: str
+    category_hint: str | None
+
+
+def key_candidates(event_key: str) -> list[str]:
+    """Keys an event's ``key`` may stand for, most likely first.
+
+    S3 URL-encodes keys in event notifications (a space arrives as ``+``). An emulator may not,
+    so the key exactly as received is the fallback the caller tries when the decoded one is missing.
+    """
+    try:
+        decoded = unquote_plus(event_key, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidInput("the key's percent-encoding is not UTF-8", ErrorCode.INVALID_KEY) from None
+    return [decoded] if decoded == event_key else [decoded, event_key]
+
+
+def identify(key: str, upload_prefix: str, metadata: Mapping[str, str]) -> KeyParts:
+    """Product id and category hint of a decoded key: object metadata first, then the key convention."""
+    if not key.startswith(upload_prefix):
+        raise InvalidInput(f"key is outside the upload prefix {upload_prefix!r}", ErrorCode.INVALID_KEY)
+    folders, _, file_name = key[len(upload_prefix) :].rpartition("/")
+    stem = file_name.rsplit(".", 1)[0] if "." in file_name[1:] else file_name
+    category = metadata.get(CATEGORY_METADATA) or folders.rsplit("/", 1)[-1] or None
+    product_id = metadata.get(PRODUCT_ID_METADATA) or stem
+    return KeyParts(product_id=checked_product_id(product_id), category_hint=category)
+
+
+def checked_product_id(candidate: str) -> str:
+    product_id = unicodedata.normalize("NFC", candidate.strip())
+    if not product_id:
+        raise InvalidInput("no product id: the key names no file", ErrorCode.INVALID_KEY)
+    if len(product_id) > MAX_PRODUCT_ID_LENGTH:
+        raise InvalidInput(
+            f"product id longer than {MAX_PRODUCT_ID_LENGTH} characters", ErrorCode.INVALID_KEY
+        )
+    if any(unicodedata.category(char).startswith("C") for char in product_id):
+        raise InvalidInput("product id contains control characters", ErrorCode.INVALID_KEY)
+    return product_id
+
+
+def execution_name(bucket: str, event_key: str, version_or_sequencer: str) -> str:
+    """A Step Functions execution name that is the same for every delivery of one upload.
+
+    Readable stem of the file name, then a hash of bucket, key and object version (or the event's
+    sequencer on an unversioned bucket); at most 80 characters of ``[A-Za-z0-9_-]``.
+    """
+    digest = hashlib.sha256(f"{bucket}\0{event_key}\0{version_or_sequencer}".encode()).hexdigest()[:40]
+    file_name = event_key.rsplit("/", 1)[-1]
+    stem = _NAME_UNSAFE.sub("-", file_name).strip("-")[: EXECUTION_NAME_LIMIT - len(digest) - 1]
+    return f"{stem}-{digest}" if stem else digest

@@ -1,0 +1,145 @@
+"""SaveResult and RecordFailure: the two ways a run ends in the results table.
+
+Both write conditionally (``ResultsTable.write_if_current``), so a run that a newer upload overtook
+leaves the newer record alone. RecordFailure turns a caught Step Functions error into an ErrorCode
+and a short message for people, read from the error's name and message, never from its payload.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from describer_core.catalogue import Catalogue
+from describer_core.contracts import ErrorCode, ModelIds, ProductRecord, Status
+from describer_core.errors import InvalidInput, PipelineError, split_coded_message
+from describer_core.observability import logger
+from describer_core.preparation import SourceObject, identify_product
+from describer_core.records import ResultsTable, utc_now
+from describer_core.states import (
+    CaughtError,
+    FailureInput,
+    FailureOutput,
+    ProductIdentity,
+    SaveInput,
+    SaveOutput,
+)
+
+ERROR_MESSAGE_LIMIT = 300
+
+
+def _subclasses(base: type[PipelineError]) -> list[type[PipelineError]]:
+    found = []
+    for subclass in base.__subclasses__():
+        found += [subclass, *_subclasses(subclass)]
+    return found
+
+
+# Error name -> code, for causes whose message lost the "CODE: " prefix.
+_CODE_BY_ERROR_NAME = {cls.__name__: cls.default_code for cls in _subclasses(PipelineError)}
+
+
+def elapsed_ms_since(iso_start: str) -> int:
+    started = datetime.fromisoformat(iso_start.replace("Z", "+00:00"))
+    return max(0, int((datetime.now(UTC) - started).total_seconds() * 1000))
+
+
+def completed_record(request: SaveInput) -> ProductRecord:
+    product = request.product
+    return ProductRecord(
+        product_id=product.product_id,
+        category=product.category,
+        status=Status.COMPLETED,
+        source_bucket=product.source.bucket,
+        source_key=product.source.key,
+        source_version=product.source.version_id or "null",
+        attributes=request.merged.attributes,
+        unknown_attributes=request.merged.unknown_attributes,
+        description=request.description.text,
+        model_ids=ModelIds(attributes=request.merged.endpoint, description=request.description.model_id),
+        timings_ms={
+            "prepare": request.prepare_ms,
+            "attributes": request.merged.endpoint_ms,
+            "description": request.description.description_ms,
+            "total": elapsed_ms_since(request.execution_start),
+        },
+        execution_name=request.execution_name,
+        order_token=product.order_token,
+        created_at=utc_now(),
+        updated_at=utc_now(),
+    )
+
+
+def save_result(request: SaveInput, table: ResultsTable) -> SaveOutput:
+    saved = table.write_if_current(completed_record(request))
+    return SaveOutput(product_id=request.product.product_id, saved=saved)
+
+
+def classify_error(caught: CaughtError) -> tuple[ErrorCode, str]:
+    """(code, message) for a caught error; the message is the error's own text, never its input."""
+    message = caught.cause
+    try:
+        decoded = json.loads(caught.cause)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict) and "errorMessage" in decoded:
+        message = str(decoded["errorMessage"])
+    code, detail = split_coded_message(message)
+    if code is not None:
+        return code, detail[:ERROR_MESSAGE_LIMIT]
+    # Not one of ours: keep the first line only (a validation error's later lines quote input values).
+    first_line = detail.splitlines()[0] if detail else ""
+    code = _CODE_BY_ERROR_NAME.get(caught.error, ErrorCode.INTERNAL_ERROR)
+    return code, f"{caught.error}: {first_line}"[:ERROR_MESSAGE_LIMIT]
+
+
+def failed_record(
+    product: ProductIdentity, execution_name: str, code: ErrorCode, message: str
+) -> ProductRecord:
+    return ProductRecord(
+        product_id=product.product_id,
+        category=product.category,
+        status=Status.FAILED,
+        source_bucket=product.source.bucket,
+        source_key=product.source.key,
+        source_version=product.source.version_id or "null",
+        error_code=code,
+        error_message=message,
+        execution_name=execution_name,
+        order_token=product.order_token,
+        created_at=utc_now(),
+        updated_at=utc_now(),
+    )
+
+
+def failed_product(
+    request: FailureInput, s3_client: Any, catalogue: Catalogue, upload_prefix: str
+) -> ProductIdentity | None:
+    """The product the failed run was about; re-derived as Prepare does when Prepare itself failed.
+
+    Object metadata is immutable per version, so the same version yields the same identity. Without
+    the object, the key alone names the product; without a usable key there is no product.
+    """
+    if request.state.product is not None:
+        return request.state.product
+    try:
+        source = SourceObject.locate(s3_client, request.workflow)
+    except InvalidInput:
+        source = None
+    try:
+        return identify_product(source, request.workflow, upload_prefix, catalogue)
+    except InvalidInput:
+        return None
+
+
+def record_failure(
+    request: FailureInput, s3_client: Any, table: ResultsTable, catalogue: Catalogue, upload_prefix: str
+) -> FailureOutput:
+    code, message = classify_error(request.state.error)
+    product = failed_product(request, s3_client, catalogue, upload_prefix)
+    if product is None:
+        logger.warning("no product to record the failure on", extra={"error_code": code.value})
+        return FailureOutput(error_code=code, error_message=message, recorded=False)
+    recorded = table.write_if_current(failed_record(product, request.execution_name, code, message))
+    return FailureOutput(error_code=code, error_message=message, recorded=recorded)

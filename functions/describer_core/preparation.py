@@ -1,0 +1,141 @@
+"""Prepare: find the uploaded object, claim the product's record, validate the image, pick questions.
+
+The claim comes before the image checks so that a broken upload still ends as a FAILED record the
+product team can see; a claim that loses to a newer upload stops the run before any model call.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from describer_core.catalogue import Catalogue
+from describer_core.contracts import ErrorCode, ProductRecord, Question, S3ObjectRef, Status
+from describer_core.errors import (
+    InvalidInput,
+    TransientError,
+    client_error_code,
+    client_error_status,
+    is_transient,
+)
+from describer_core.images import ImageFacts, check_size, inspect_image
+from describer_core.keys import identify, key_candidates
+from describer_core.records import ResultsTable, utc_now
+from describer_core.settings import PrepareSettings
+from describer_core.states import PrepareInput, PrepareOutput, ProductIdentity, WorkflowInput
+
+_MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound"})
+
+
+class SourceObject:
+    """The uploaded object version, read through one S3 client."""
+
+    def __init__(self, s3_client: Any, ref: S3ObjectRef, size: int, metadata: dict[str, str]) -> None:
+        self._s3 = s3_client
+        self.ref = ref
+        self.size = size
+        self.metadata = metadata
+
+    @classmethod
+    def locate(cls, s3_client: Any, workflow: WorkflowInput) -> SourceObject:
+        """HEAD the event's object version, trying the decoded key first (see ``key_candidates``)."""
+        for key in key_candidates(workflow.key):
+            ref = S3ObjectRef(bucket=workflow.bucket, key=key, version_id=workflow.version_id)
+            try:
+                head = s3_client.head_object(**_object_args(ref))
+            except ClientError as error:
+                if client_error_code(error) in _MISSING or client_error_status(error) == 404:
+                    continue
+                raise _s3_failure("HeadObject", error) from error
+            metadata = {name.lower(): value for name, value in head.get("Metadata", {}).items()}
+            return cls(s3_client, ref, int(head["ContentLength"]), metadata)
+        raise InvalidInput("the uploaded object version no longer exists", ErrorCode.OBJECT_NOT_FOUND)
+
+    def read(self, max_bytes: int) -> bytes:
+        """The object's bytes, never more than ``max_bytes`` + 1 of them."""
+        try:
+            response = self._s3.get_object(**_object_args(self.ref), Range=f"bytes=0-{max_bytes}")
+        except ClientError as error:
+            if client_error_code(error) in _MISSING:
+                raise InvalidInput("the uploaded object disappeared", ErrorCode.OBJECT_NOT_FOUND) from None
+            raise _s3_failure("GetObject", error) from error
+        return bytes(response["Body"].read(max_bytes + 1))
+
+
+def _object_args(ref: S3ObjectRef) -> dict[str, str]:
+    args = {"Bucket": ref.bucket, "Key": ref.key}
+    if ref.version_id:
+        args["VersionId"] = ref.version_id
+    return args
+
+
+def _s3_failure(operation: str, error: ClientError) -> Exception:
+    if is_transient(error):
+        return TransientError(f"S3 {operation}: {client_error_code(error)}")
+    return error
+
+
+def identify_product(
+    source: SourceObject | None, workflow: WorkflowInput, upload_prefix: str, catalogue: Catalogue
+) -> ProductIdentity:
+    """Product id, catalogue category and exact source of an upload.
+
+    ``source`` None (the object is gone) falls back to the key alone: RecordFailure uses this to
+    name the product whose run failed before Prepare could.
+    """
+    if source is None:
+        ref = S3ObjectRef(
+            bucket=workflow.bucket, key=key_candidates(workflow.key)[0], version_id=workflow.version_id
+        )
+        metadata: dict[str, str] = {}
+    else:
+        ref, metadata = source.ref, source.metadata
+    parts = identify(ref.key, upload_prefix, metadata)
+    return ProductIdentity(
+        product_id=parts.product_id,
+        category=catalogue.category(parts.category_hint).name,
+        source=ref,
+        order_token=workflow.order_token,
+    )
+
+
+def processing_record(product: ProductIdentity, execution_name: str) -> ProductRecord:
+    now = utc_now()
+    return ProductRecord(
+        product_id=product.product_id,
+        category=product.category,
+        status=Status.PROCESSING,
+        source_bucket=product.source.bucket,
+        source_key=product.source.key,
+        source_version=product.source.version_id or "null",
+        execution_name=execution_name,
+        order_token=product.order_token,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def prepare(
+    request: PrepareInput,
+    s3_client: Any,
+    table: ResultsTable,
+    catalogue: Catalogue,
+    settings: PrepareSettings,
+) -> tuple[PrepareOutput, ImageFacts | None]:
+    started = time.monotonic()
+    source = SourceObject.locate(s3_client, request.workflow)
+    product = identify_product(source, request.workflow, settings.upload_prefix, catalogue)
+    if not table.write_if_current(processing_record(product, request.execution_name)):
+        return PrepareOutput(claimed=False, product=product), None
+    check_size(source.size, settings.max_image_bytes)
+    facts = inspect_image(
+        source.read(settings.max_image_bytes), settings.max_image_bytes, settings.max_image_pixels
+    )
+    questions = [
+        Question(attribute=attribute, question=question)
+        for attribute, question in catalogue.questions(product.category)
+    ]
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    return PrepareOutput(claimed=True, product=product, questions=questions, prepare_ms=elapsed_ms), facts

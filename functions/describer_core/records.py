@@ -1,0 +1,82 @@
+"""The results table behind one small class: every write is conditional on the run being current.
+
+A run is *current* for a product when the record does not exist yet, holds an older upload (a
+smaller order token), or holds this very upload and run (same order token and execution name).
+So a duplicate or stale event changes nothing, a newer upload takes the record over, and a run
+that was overtaken cannot overwrite the newer run's result.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from describer_core.contracts import ProductRecord
+from describer_core.errors import TransientError, client_error_code, is_transient
+
+_CURRENT_RUN = (
+    "attribute_not_exists(product_id) OR order_token < :order_token"
+    " OR (order_token = :order_token AND execution_name = :execution_name)"
+)
+# Set once, on the first write of a product.
+_CREATED_AT = "created_at"
+_SERIALIZER = TypeSerializer()
+_DESERIALIZER = TypeDeserializer()
+
+
+def utc_now() -> str:
+    """ISO 8601 in UTC with milliseconds: sorts as text, which the status index relies on."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ResultsTable:
+    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+        self.table_name = table_name
+        self._client = dynamodb_client
+
+    def write_if_current(self, record: ProductRecord) -> bool:
+        """Write ``record`` whole if its run is current for the product; False when it is not."""
+        if record.order_token is None or record.execution_name is None:
+            raise ValueError("a conditional write needs the record's order_token and execution_name")
+        item = record.model_dump(mode="json", exclude={"product_id", _CREATED_AT})
+        names = {f"#{field}": field for field in item}
+        names["#product_id"] = "product_id"
+        set_fields = [field for field, value in item.items() if value is not None]
+        removed = [field for field, value in item.items() if value is None]
+        values: dict[str, Any] = {f":{field}": _SERIALIZER.serialize(item[field]) for field in set_fields}
+        values[":created_at"] = {"S": record.created_at}
+        update = "SET " + ", ".join(f"#{field} = :{field}" for field in set_fields)
+        update += ", #created_at = if_not_exists(#created_at, :created_at)"
+        names["#created_at"] = _CREATED_AT
+        if removed:
+            update += " REMOVE " + ", ".join(f"#{field}" for field in removed)
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key={"product_id": {"S": record.product_id}},
+                UpdateExpression=update,
+                ConditionExpression=_CURRENT_RUN.replace("product_id", "#product_id"),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if client_error_code(error) == "ConditionalCheckFailedException":
+                return False
+            if is_transient(error):
+                raise TransientError(f"DynamoDB UpdateItem: {client_error_code(error)}") from error
+            raise
+        return True
+
+    def get(self, product_id: str) -> ProductRecord | None:
+        response = self._client.get_item(
+            TableName=self.table_name, Key={"product_id": {"S": product_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return None if item is None else ProductRecord.model_validate(_from_item(item))
+
+
+def _from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _DESERIALIZER.deserialize(attribute) for name, attribute in item.items()}

@@ -1,0 +1,18 @@
+"""MergeAttributes: the Map's answers become one {attribute: value} object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from describer_core.attributes import merge_attributes
+from describer_core.observability import logger, tracer
+from describer_core.states import MergeInput
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    merged = merge_attributes(MergeInput.model_validate(event).answers)
+    return merged.model_dump(mode="json")

@@ -1,0 +1,38 @@
+"""RecordFailure: a caught error becomes a FAILED record with an error code, then the run fails."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from describer_core.catalogue import load_catalogue
+from describer_core.observability import logger, metrics, tracer
+from describer_core.outcomes import record_failure
+from describer_core.records import ResultsTable
+from describer_core.settings import FailureSettings, load_settings
+from describer_core.states import FailureInput
+
+
+@cache
+def _dependencies() -> tuple[FailureSettings, Any, ResultsTable]:
+    settings = load_settings(FailureSettings)
+    return settings, boto3.client("s3"), ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings, s3, table = _dependencies()
+    output = record_failure(
+        FailureInput.model_validate(event), s3, table, load_catalogue(), settings.upload_prefix
+    )
+    metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
+    with single_metric(name="ImagesFailedByCode", unit=MetricUnit.Count, value=1) as by_code:
+        by_code.add_dimension(name="ErrorCode", value=output.error_code.value)
+    logger.info("failed", extra=output.model_dump(mode="json"))
+    return output.model_dump(mode="json")

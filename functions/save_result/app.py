@@ -1,0 +1,39 @@
+"""SaveResult: the COMPLETED record, written only while this run is still the product's current one."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from describer_core.observability import logger, metrics, tracer
+from describer_core.outcomes import save_result
+from describer_core.records import ResultsTable
+from describer_core.settings import TableSettings, load_settings
+from describer_core.states import SaveInput
+
+
+@cache
+def _table() -> ResultsTable:
+    return ResultsTable(load_settings(TableSettings).results_table_name, boto3.client("dynamodb"))
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = SaveInput.model_validate(event)
+    logger.append_keys(product_id=request.product.product_id)
+    output = save_result(request, _table())
+    if output.saved:
+        metrics.add_metric(name="ImagesCompleted", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name="UnknownValueRate", unit=MetricUnit.Percent, value=100 * request.merged.unknown_rate
+        )
+        logger.info("completed", extra={"unknown_attributes": request.merged.unknown_attributes})
+    else:
+        logger.info("superseded by a newer upload; result not saved")
+    return output.model_dump(mode="json")

@@ -1,0 +1,36 @@
+"""SQS -> Step Functions: one deterministically named execution per upload, within the admission limit."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from describer_core.admission import SqsRecord, admit
+from describer_core.observability import logger, metrics, tracer
+from describer_core.settings import StarterSettings, load_settings
+
+
+@cache
+def _dependencies() -> tuple[StarterSettings, Any]:
+    return load_settings(StarterSettings), boto3.client("stepfunctions")
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings, sfn = _dependencies()
+    records = [SqsRecord.model_validate(record) for record in event.get("Records", [])]
+    outcome = admit(records, sfn, settings.state_machine_arn, settings.max_running_executions)
+    metrics.add_metric(name="ExecutionsStarted", unit=MetricUnit.Count, value=len(outcome.started))
+    metrics.add_metric(name="UploadsDeferred", unit=MetricUnit.Count, value=len(outcome.deferred))
+    metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=len(outcome.malformed))
+    logger.info(
+        "admission",
+        extra={name: len(ids) for name, ids in outcome.model_dump().items()},
+    )
+    return outcome.batch_response()

@@ -1,0 +1,40 @@
+"""WriteDescription: Bedrock Converse writes the product text from the merged attributes."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from describer_core.catalogue import load_catalogue
+from describer_core.description import write_description
+from describer_core.observability import logger, metrics, tracer
+from describer_core.settings import DescriptionSettings, load_settings
+from describer_core.states import DescribeInput
+
+# Step Functions owns retries (with backoff and jitter); one quick SDK retry only.
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=60, connect_timeout=5)
+
+
+@cache
+def _dependencies() -> tuple[DescriptionSettings, Any]:
+    return load_settings(DescriptionSettings), boto3.client("bedrock-runtime", config=_CLIENT_CONFIG)
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings, bedrock = _dependencies()
+    request = DescribeInput.model_validate(event)
+    logger.append_keys(product_id=request.product.product_id)
+    category = load_catalogue().category(request.product.category)
+    result = write_description(category, request.attributes, bedrock, settings)
+    metrics.add_metric(name="BedrockInputTokens", unit=MetricUnit.Count, value=result.input_tokens)
+    metrics.add_metric(name="BedrockOutputTokens", unit=MetricUnit.Count, value=result.output_tokens)
+    logger.info("described", extra={"attempts": result.attempts, "characters": len(result.text)})
+    return result.model_dump(mode="json")

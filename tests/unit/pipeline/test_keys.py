@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from describer_core.contracts import ErrorCode
+from describer_core.errors import InvalidInput
+from describer_core.keys import identify, key_candidates
+from describer_core.states import WorkflowInput
+
+
+@pytest.mark.parametrize(
+    ("event_key", "decoded"),
+    [
+        ("incoming/Shirts/blue+oxford+shirt.jpg", "incoming/Shirts/blue oxford shirt.jpg"),
+        ("incoming/Shirts/blue%20oxford.jpg", "incoming/Shirts/blue oxford.jpg"),
+        ("incoming/Shirts/a%2Bb.jpg", "incoming/Shirts/a+b.jpg"),
+        ("incoming/Tshirts/t%C3%A9e-%E2%9C%93.png", "incoming/Tshirts/tée-✓.png"),
+    ],
+)
+def test_event_keys_are_url_decoded_first(event_key: str, decoded: str) -> None:
+    assert key_candidates(event_key) == [decoded, event_key]
+
+
+def test_a_key_without_encoding_is_its_only_candidate() -> None:
+    assert key_candidates("incoming/Shirts/15970.jpg") == ["incoming/Shirts/15970.jpg"]
+
+
+def test_percent_encoding_that_is_not_utf8_is_an_invalid_key() -> None:
+    with pytest.raises(InvalidInput) as raised:
+        key_candidates("incoming/%FF%FE.jpg")
+    assert raised.value.code is ErrorCode.INVALID_KEY
+
+
+@pytest.mark.parametrize(
+    ("key", "metadata", "product_id", "category"),
+    [
+        ("incoming/Shirts/15970.jpg", {}, "15970", "Shirts"),
+        ("incoming/15970.jpeg", {}, "15970", None),
+        ("incoming/brand/Tshirts/tee 1.webp", {}, "tee 1", "Tshirts"),
+        ("incoming/Shirts/photo.jpg", {"product-id": "SKU-9", "category": "Tshirts"}, "SKU-9", "Tshirts"),
+        ("incoming/Shirts/photo.jpg", {"product-id": "SKU-9"}, "SKU-9", "Shirts"),
+        ("incoming/.hidden", {}, ".hidden", None),
+    ],
+)
+def test_product_id_and_category_follow_the_key_convention_with_metadata_first(
+    key: str, metadata: dict[str, str], product_id: str, category: str | None
+) -> None:
+    parts = identify(key, "incoming/", metadata)
+    assert (parts.product_id, parts.category_hint) == (product_id, category)
+
+
+@pytest.mark.parametrize("key", ["incoming/Shirts/", "elsewhere/15970.jpg", "incoming/Shirts/\x07.jpg"])
+def test_keys_naming_no_product_are_invalid(key: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        identify(key, "incoming/", {})
+    assert raised.value.code is ErrorCode.INVALID_KEY
+
+
+def _workflow(
+    key: str, version: str | None = "v1", sequencer: str = "0A", time: str = "2026-11-21T03:00:00Z"
+):
+    return WorkflowInput(bucket="b", key=key, version_id=version, event_time=time, sequencer=sequencer)
+
+
+def test_execution_names_are_deterministic_valid_and_distinct_per_version() -> None:
+    long_unicode = "incoming/Shirts/" + "ü" * 300 + " shirt+1.jpg"
+    names = {
+        _workflow("incoming/Shirts/15970.jpg").execution_name,
+        _workflow("incoming/Shirts/15970.jpg", version="v2").execution_name,
+        _workflow("incoming/Shirts/15971.jpg").execution_name,
+        _workflow(long_unicode).execution_name,
+        _workflow("incoming/Shirts/15970.jpg", version=None, sequencer="0B").execution_name,
+    }
+    assert len(names) == 5
+    for name in names:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,80}", name), name
+    assert _workflow(long_unicode).execution_name == _workflow(long_unicode).execution_name
+
+
+def test_order_tokens_sort_by_event_time_then_left_padded_sequencer() -> None:
+    earlier = _workflow("k", sequencer="FFFF", time="2026-11-21T03:00:00Z")
+    later_same_second = _workflow("k", sequencer="10000", time="2026-11-21T03:00:00Z")
+    next_second = _workflow("k", sequencer="0001", time="2026-11-21T03:00:01Z")
+    assert earlier.order_token < later_same_second.order_token < next_second.order_token
