@@ -63,6 +63,7 @@ def admit(
 ) -> AdmissionOutcome:
     outcome = AdmissionOutcome()
     capacity = max_running - running_executions(sfn_client, state_machine_arn, max_running)
+    names_in_batch: set[str] = set()
     for record in records:
         try:
             workflow = workflow_input(record)
@@ -70,6 +71,9 @@ def admit(
             # Retrying cannot fix a message that is not an S3 event; drop it loudly.
             logger.error("not an S3 Object Created event", extra={"message_id": record.messageId})
             outcome.malformed.append(record.messageId)
+            continue
+        if workflow.execution_name in names_in_batch:
+            outcome.duplicates.append(record.messageId)
             continue
         if capacity <= 0:
             outcome.deferred.append(record.messageId)
@@ -90,6 +94,9 @@ def admit(
             )
             outcome.failed.append(record.messageId)
             continue
+        # StartExecution also succeeds for a duplicate of a still-running execution (same name and
+        # input), so this may count one twice: admission errs on the side of waiting.
         capacity -= 1
+        names_in_batch.add(workflow.execution_name)
         outcome.started.append(record.messageId)
     return outcome

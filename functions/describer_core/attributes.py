@@ -73,9 +73,11 @@ def _endpoint_error(error: ClientError) -> Exception:
                 f"endpoint refused the request: {body.error} {body.message}", body.error.record_code
             )
         return EndpointFailed(f"the model container refused the request ({original})")
+    if code in _UNAVAILABLE_CODES:
+        return EndpointUnavailable(f"SageMaker {code}")
     if is_throttling(error):
         return EndpointThrottled(f"SageMaker {code or 'throttled'}")
-    if code in _UNAVAILABLE_CODES or is_transient(error):
+    if is_transient(error):
         return EndpointUnavailable(f"SageMaker {code or client_error_status(error)}")
     return EndpointFailed(f"SageMaker {code}: {message}")
 

@@ -35,5 +35,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         )
         logger.info("completed", extra={"unknown_attributes": request.merged.unknown_attributes})
     else:
+        metrics.add_metric(name="ResultsSuperseded", unit=MetricUnit.Count, value=1)
         logger.info("superseded by a newer upload; result not saved")
     return output.model_dump(mode="json")

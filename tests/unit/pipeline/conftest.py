@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,11 @@ import pytest
 from cfnlint.decode import decode
 from moto import mock_aws
 from PIL import Image
+
+# Powertools reads these when describer_core.observability is first imported, before any fixture runs.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "product-describer-test")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ProductDescriberTest")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "template.yaml"
@@ -35,9 +41,6 @@ def pipeline_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_SERVICE_NAME": "product-describer-test",
-        "POWERTOOLS_METRICS_NAMESPACE": "ProductDescriberTest",
         "RESULTS_TABLE_NAME": TABLE,
         "UPLOAD_PREFIX": "incoming/",
         "MAX_IMAGE_BYTES": "200000",
