@@ -63,9 +63,9 @@ def _clear_handler_caches() -> None:
     for module_name in HANDLER_MODULES:
         module = sys.modules.get(module_name) or importlib.import_module(module_name)
         for attribute in ("_dependencies", "_table"):
-            cached = getattr(module, attribute, None)
-            if cached is not None:
-                cached.cache_clear()
+            cache_clear = getattr(getattr(module, attribute, None), "cache_clear", None)
+            if cache_clear is not None:
+                cache_clear()
 
 
 def template_resource(name: str) -> dict[str, Any]:

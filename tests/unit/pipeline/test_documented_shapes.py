@@ -1,0 +1,114 @@
+"""The README's example record and the sample events in events/ are what the code really reads and writes."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from save_result import app as save_result_app
+
+from describer_core.contracts import ProductRecord
+from describer_core.states import (
+    AskInput,
+    DescribeInput,
+    FailureInput,
+    MergeInput,
+    ObjectCreatedEvent,
+    PrepareInput,
+    SaveInput,
+    WorkflowInput,
+)
+
+from .conftest import BUCKET, REPO, Aws, FakeLambdaContext
+
+# Written at run time, so they differ from the example by nature.
+VOLATILE = {"created_at", "updated_at"}
+
+
+def readme_example_record() -> dict[str, Any]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## The DynamoDB record\n", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```json\n(.*?)\n```", section, flags=re.DOTALL)
+    return dict(json.loads(block))
+
+
+def test_readme_example_is_a_product_record() -> None:
+    example = readme_example_record()
+    record = ProductRecord.model_validate(example)
+    assert record.model_dump(mode="json", exclude_none=True) == example
+
+
+def test_readme_example_is_exactly_what_save_result_writes(aws: Aws) -> None:
+    example = readme_example_record()
+    source = {"bucket": BUCKET, "key": example["source_key"], "version_id": example["source_version"]}
+    event = {
+        "execution_name": example["execution_name"],
+        "execution_start": "2026-11-21T03:00:00.081Z",
+        "product": {
+            "product_id": example["product_id"],
+            "category": example["category"],
+            "source": source,
+            "order_token": example["order_token"],
+        },
+        "prepare_ms": example["timings_ms"]["prepare"],
+        "merged": {
+            "attributes": example["attributes"],
+            "unknown_attributes": example["unknown_attributes"],
+            "endpoint": example["model_ids"]["attributes"],
+            "endpoint_ms": example["timings_ms"]["attributes"],
+        },
+        "description": {
+            "text": example["description"],
+            "model_id": example["model_ids"]["description"],
+            "input_tokens": 420,
+            "output_tokens": 88,
+            "attempts": 1,
+            "description_ms": example["timings_ms"]["description"],
+        },
+    }
+    assert save_result_app.handler(event, FakeLambdaContext())["saved"] is True
+    stored = aws.dynamodb.get_item(TableName="results-test", Key={"product_id": {"S": example["product_id"]}})
+    from describer_core.records import _from_item
+
+    written = ProductRecord.model_validate(_from_item(stored["Item"])).model_dump(
+        mode="json", exclude_none=True
+    )
+    assert set(written) == set(example)
+    expected = {**example, "source_bucket": BUCKET}
+    for field in VOLATILE:
+        written.pop(field), expected.pop(field)
+    written["timings_ms"].pop("total"), expected["timings_ms"].pop("total")
+    assert written == expected
+
+
+@pytest.mark.parametrize(
+    ("file_name", "model"),
+    [
+        ("eventbridge_object_created.json", ObjectCreatedEvent),
+        ("workflow_input.json", WorkflowInput),
+        ("prepare.json", PrepareInput),
+        ("ask_attribute.json", AskInput),
+        ("merge_attributes.json", MergeInput),
+        ("write_description.json", DescribeInput),
+        ("save_result.json", SaveInput),
+        ("record_failure.json", FailureInput),
+    ],
+)
+def test_sample_events_parse_as_their_state_inputs(file_name: str, model: type[BaseModel]) -> None:
+    model.model_validate_json((REPO / "events" / file_name).read_text())
+
+
+def test_sample_events_agree_with_each_other() -> None:
+    events = REPO / "events"
+    workflow = WorkflowInput.model_validate_json((events / "workflow_input.json").read_text())
+    event = ObjectCreatedEvent.model_validate_json((events / "eventbridge_object_created.json").read_text())
+    sqs_body = json.loads((events / "sqs_object_created.json").read_text())["Records"][0]["body"]
+    assert WorkflowInput.from_event(event) == workflow
+    assert ObjectCreatedEvent.model_validate_json(sqs_body) == event
+    prepare = PrepareInput.model_validate_json((events / "prepare.json").read_text())
+    assert prepare.execution_name == workflow.execution_name
+    save = SaveInput.model_validate_json((events / "save_result.json").read_text())
+    assert save.product.order_token == workflow.order_token

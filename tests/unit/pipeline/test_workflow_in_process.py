@@ -1,0 +1,251 @@
+"""The whole workflow in process: the ASL's data flow drives the real handlers against moto and stubs.
+
+A small interpreter applies the definition's Parameters, ItemsPath, ItemSelector, ResultPath and
+Choice rules, so a mismatch between what one state passes and what the next handler's model expects
+fails here, without an emulator. Retry and Catch routing is tested in test_statemachine.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import ANY, Stubber
+
+from describer_core.contracts import ProductRequest
+from describer_core.errors import PipelineError
+from describer_core.records import ResultsTable
+from describer_core.states import WorkflowInput
+
+from .conftest import BUCKET, Aws, FakeLambdaContext, image_bytes
+from .test_statemachine import substituted_definition
+
+FUNCTIONS = {
+    "PrepareFunctionArn": "prepare",
+    "AskAttributeFunctionArn": "ask_attribute",
+    "MergeAttributesFunctionArn": "merge_attributes",
+    "WriteDescriptionFunctionArn": "write_description",
+    "SaveResultFunctionArn": "save_result",
+    "RecordFailureFunctionArn": "record_failure",
+}
+DESCRIPTION = (
+    "A relaxed blue shirt in soft cotton that breathes on warm days and falls cleanly from the "
+    "shoulders. Long sleeves roll up neatly; wear it open over a tee or buttoned with chinos."
+)
+
+
+def _path(data: Any, path: str, context: dict[str, Any]) -> Any:
+    root, *parts = path.split(".")
+    value = context if root == "$$" else data
+    for part in parts:
+        value = value[part]
+    return value
+
+
+def _parameters(template: dict[str, Any], data: Any, context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key.removesuffix(".$"): _path(data, value, context) if key.endswith(".$") else value
+        for key, value in template.items()
+    }
+
+
+def _with_result(data: dict[str, Any], result_path: str | None, result: Any) -> Any:
+    if result_path is None or result_path == "$":
+        return result
+    return {**data, result_path.removeprefix("$."): result}
+
+
+def run_workflow(definition: dict[str, Any], workflow: dict[str, Any], name: str) -> tuple[str, Any]:
+    """(final state type, output) of a run; Lambda ARNs resolve to the in-process handlers."""
+    context: dict[str, Any] = {
+        "Execution": {"Input": workflow, "Name": name, "StartTime": "2026-11-21T03:00:00Z"}
+    }
+    handlers: dict[str, Callable[..., Any]] = {}
+    for placeholder, module in FUNCTIONS.items():
+        arn = f"arn:aws:lambda:us-east-1:000000000000:function:{placeholder}"
+        handlers[arn] = importlib.import_module(f"{module}.app").handler
+
+    def invoke(state: dict[str, Any], data: Any, ctx: dict[str, Any]) -> Any:
+        payload = _parameters(state["Parameters"], data, ctx) if "Parameters" in state else data
+        return handlers[state["Resource"]](json.loads(json.dumps(payload)), FakeLambdaContext())
+
+    states, current, data = definition["States"], definition["StartAt"], workflow
+    while True:
+        state = states[current]
+        try:
+            if state["Type"] == "Task":
+                data = _with_result(data, state.get("ResultPath"), invoke(state, data, context))
+            elif state["Type"] == "Map":
+                iteration = state["ItemProcessor"]["States"][state["ItemProcessor"]["StartAt"]]
+                results = []
+                for item in _path(data, state["ItemsPath"], context):
+                    item_context = {**context, "Map": {"Item": {"Value": item}}}
+                    results.append(
+                        invoke(iteration, _parameters(state["ItemSelector"], data, item_context), context)
+                    )
+                data = _with_result(data, state["ResultPath"], results)
+            elif state["Type"] == "Choice":
+                chosen = [
+                    c for c in state["Choices"] if _path(data, c["Variable"], context) == c["BooleanEquals"]
+                ]
+                current = chosen[0]["Next"] if chosen else state["Default"]
+                continue
+            else:
+                return state["Type"], data
+        except PipelineError as error:
+            caught = {"Error": type(error).__name__, "Cause": json.dumps({"errorMessage": str(error)})}
+            data = {**data, "error": caught}
+            current = state["Catch"][0]["Next"]
+            continue
+        current = state["Next"]
+
+
+def _endpoint_stub(stubber: Stubber, answers: dict[str, str]) -> None:
+    for attribute, raw in answers.items():
+        reply = {
+            "answers": [{"attribute": attribute, "value": raw, "raw": raw, "known": False}],
+            "image_digest": "0" * 64,
+            "model_id": "m",
+        }
+        body = json.dumps(reply).encode()
+        stubber.add_response(
+            "invoke_endpoint",
+            {"Body": StreamingBody(io.BytesIO(body), len(body))},
+            {"EndpointName": "describer-endpoint", "ContentType": ANY, "Accept": ANY, "Body": ANY},
+        )
+
+
+@pytest.fixture
+def models(monkeypatch: pytest.MonkeyPatch) -> tuple[Stubber, Stubber]:
+    sagemaker = boto3.client("sagemaker-runtime", region_name="us-east-1")
+    bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
+    ask, write = (
+        importlib.import_module("ask_attribute.app"),
+        importlib.import_module("write_description.app"),
+    )
+    monkeypatch.setattr(ask, "_dependencies", lambda: (ask.load_settings(ask.EndpointSettings), sagemaker))
+    monkeypatch.setattr(
+        write, "_dependencies", lambda: (write.load_settings(write.DescriptionSettings), bedrock)
+    )
+    return Stubber(sagemaker), Stubber(bedrock)
+
+
+def _start(aws: Aws, key: str, body: bytes) -> tuple[dict[str, Any], str]:
+    version = aws.upload(key, body)
+    workflow = WorkflowInput(
+        bucket=BUCKET, key=key, version_id=version, event_time="2026-11-21T03:00:00Z", sequencer="0A"
+    )
+    return workflow.model_dump(), workflow.execution_name
+
+
+def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, Stubber]) -> None:
+    sagemaker, bedrock = models
+    answers = {
+        "Sleeve Length": "Sleeve Length: Long Sleeves",
+        "Pattern": '{"Pattern": "solid"}',
+        "Fit": "Fit: Regular Fit",
+        "Fabric": "Fabric: Linen",
+        "Collar": "Collar: Spread Collar",
+        "Colour": "Colour: Blue",
+    }
+    _endpoint_stub(sagemaker, answers)
+    bedrock.add_response(
+        "converse",
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": DESCRIPTION}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 400, "outputTokens": 80, "totalTokens": 480},
+            "metrics": {"latencyMs": 1},
+        },
+    )
+    workflow, name = _start(aws, "incoming/Shirts/15970.jpg", image_bytes())
+    with sagemaker, bedrock:
+        end, _ = run_workflow(json.loads(substituted_definition()), workflow, name)
+        sagemaker.assert_no_pending_responses()
+    assert end == "Succeed"
+    record = ResultsTable("results-test", aws.dynamodb).get("15970")
+    assert record is not None and record.status == "COMPLETED"
+    assert record.attributes == {
+        "Sleeve Length": "Long Sleeves",
+        "Pattern": "Solid",
+        "Fit": "Regular Fit",
+        "Fabric": "Linen",
+        "Collar": "Spread Collar",
+        "Colour": "Blue",
+    }
+    assert record.unknown_attributes == ["Fabric"]
+    assert record.description == DESCRIPTION
+    assert record.execution_name == name
+
+
+def test_a_gif_upload_becomes_a_failed_record(aws: Aws, models: tuple[Stubber, Stubber]) -> None:
+    workflow, name = _start(aws, "incoming/Shirts/anim.gif", image_bytes("GIF"))
+    end, output = run_workflow(json.loads(substituted_definition()), workflow, name)
+    assert (end, output["error_code"]) == ("Fail", "NOT_AN_IMAGE")
+    record = ResultsTable("results-test", aws.dynamodb).get("anim")
+    assert record is not None
+    assert (record.status, record.error_code) == ("FAILED", "NOT_AN_IMAGE")
+    assert "GIF" in (record.error_message or "")
+
+
+def test_an_endpoint_that_refuses_fails_the_product(aws: Aws, models: tuple[Stubber, Stubber]) -> None:
+    sagemaker, _ = models
+    sagemaker.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ValidationError",
+        service_message="Endpoint describer-endpoint not found",
+        http_status_code=400,
+    )
+    workflow, name = _start(aws, "incoming/Tshirts/t1.png", image_bytes("PNG"))
+    with sagemaker:
+        end, output = run_workflow(json.loads(substituted_definition()), workflow, name)
+    assert (end, output["error_code"]) == ("Fail", "ENDPOINT_ERROR")
+    record = ResultsTable("results-test", aws.dynamodb).get("t1")
+    assert record is not None and record.status == "FAILED" and "not found" in (record.error_message or "")
+
+
+def test_request_bodies_name_the_claimed_image_version(aws: Aws, models: tuple[Stubber, Stubber]) -> None:
+    sagemaker, bedrock = models
+    workflow, name = _start(aws, "incoming/generic/g+1.jpg", image_bytes())
+    seen: list[ProductRequest] = []
+
+    class Capture:
+        def __eq__(self, body: object) -> bool:
+            seen.append(ProductRequest.model_validate_json(body))  # type: ignore[arg-type]
+            return True
+
+    from describer_core.catalogue import load_catalogue
+
+    for attribute, _question in load_catalogue().questions("generic"):
+        body = json.dumps(
+            {
+                "answers": [{"attribute": attribute, "value": "x", "raw": "x", "known": False}],
+                "image_digest": "0",
+                "model_id": "m",
+            }
+        ).encode()
+        sagemaker.add_response(
+            "invoke_endpoint",
+            {"Body": StreamingBody(io.BytesIO(body), len(body))},
+            {"EndpointName": ANY, "ContentType": ANY, "Accept": ANY, "Body": Capture()},
+        )
+    bedrock.add_response(
+        "converse",
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": DESCRIPTION}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+            "metrics": {"latencyMs": 1},
+        },
+    )
+    with sagemaker, bedrock:
+        run_workflow(json.loads(substituted_definition()), workflow, name)
+    # The key as uploaded: "+" decodes to a space, which does not exist, so Prepare kept the key as sent.
+    assert {request.image_s3.key for request in seen} == {"incoming/generic/g+1.jpg"}
+    assert {request.image_s3.version_id for request in seen} == {workflow["version_id"]}
