@@ -32,9 +32,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy functions training describer
 
+# The SAM template: cfn-lint, then SAM's own transform + lint (offline, no telemetry).
 validate: install
 	$(BIN)/cfn-lint template.yaml
-	$(SAM) validate --lint --template-file template.yaml --region us-east-1
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template-file template.yaml --region us-east-1
 
 unit: install
 	$(BIN)/pytest -q tests/unit
