@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrations() -> list:
     # Imported here so `describer --help` stays fast and each area's heavy imports load on use.
     registrations: list = []
+    from describer.local.cli import register as register_local
+
+    registrations.append(register_local)
     return registrations
 
 

@@ -94,10 +94,8 @@ class OfflineWriter:
     model_id = OFFLINE_MODEL_ID
 
     def converse(self, request: ConverseRequest) -> ConverseReply:
-        attributes = extract_attributes(request.user)
-        if not attributes:
-            raise ConverseError("ValidationException", 400, "no attributes found in the user message")
-        text = write_description(attributes, product_noun(request.user))
+        # No attributes (the model read nothing) still gets a plain description, as a model would.
+        text = write_description(extract_attributes(request.user), product_noun(request.user))
         stop_reason = "end_turn"
         if request.max_tokens is not None and estimate_tokens(text) > request.max_tokens:
             text = text[: request.max_tokens * 4].rsplit(" ", 1)[0]

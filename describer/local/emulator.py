@@ -39,6 +39,10 @@ def client_environment(port: int, base: Mapping[str, str] = os.environ) -> dict[
     return {**env, **CREDENTIALS, "AWS_ENDPOINT_URL": endpoint_url(port)}
 
 
+# The services the pipeline uses, as named in the emulator's health report.
+_REQUIRED_SERVICES = ("s3", "lambda", "states", "dynamodb", "events", "cloudformation")
+
+
 def service(state_dir: Path) -> BackgroundService:
     return BackgroundService("emulator", state_dir, marker="ministack")
 
@@ -50,7 +54,9 @@ def start(state_dir: Path, port: int, service_endpoints: Mapping[str, str]) -> i
     """
     temp_dir = state_dir / "emulator-tmp"
     temp_dir.mkdir(parents=True, exist_ok=True)
-    base = {k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("AWS_ENDPOINT_URL")}
+    base = {
+        k: v for k, v in os.environ.items() if k not in _SCRUBBED and not k.startswith("AWS_ENDPOINT_URL")
+    }
     env = {
         **base,
         **CREDENTIALS,
@@ -77,7 +83,9 @@ def is_healthy(port: int) -> bool:
             services = json.loads(response.read()).get("services", {})
     except (urllib.error.URLError, OSError, ValueError):
         return False
-    return all(services.get(name) in {"available", "running"} for name in ("s3", "lambda", "states", "dynamodb"))
+    return all(
+        services.get(name) in {"available", "running"} for name in ("s3", "lambda", "states", "dynamodb")
+    )
 
 
 def wait_until_healthy(state_dir: Path, port: int, timeout_s: float = 30) -> None:

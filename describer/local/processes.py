@@ -6,6 +6,7 @@ Each service runs in its own session (process group), so stopping it also stops 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -34,10 +35,8 @@ def _live_group_members(group: int) -> list[int]:
 
 def _reap(pid: int) -> None:
     """Collect a child's exit status, when it is ours, so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _wait_until_gone(group: int, timeout_s: float) -> bool:

@@ -8,20 +8,20 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from describer_core.catalogue import load_catalogue
-from describer_core.description import rejection
-from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
-from describer_core.prompts import system_prompt, user_message
 
 from describer.local.description_backends import OfflineWriter, OpenAICompatibleWriter
 from describer.local.model_host import InferenceModel, ModelHost
 from describer.local.offline_writer import OFFLINE_MODEL_ID
+from describer_core.catalogue import load_catalogue
+from describer_core.description import rejection
+from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
+from describer_core.prompts import system_prompt, user_message
 
 # A stand-in for the endpoint's inference.py with the same contract: the toolkit's four functions,
 # EndpointRequestError for a bad request, anything else for a crash.
@@ -180,7 +180,7 @@ def test_a_converse_request_without_messages_is_a_validation_exception(host_url:
 class _FakeChatServer(BaseHTTPRequestHandler):
     """An OpenAI-compatible /chat/completions server: answers 429 when the model is called "busy"."""
 
-    requests: list[dict[str, Any]] = []
+    requests: ClassVar[list[dict[str, Any]]] = []
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -196,7 +196,9 @@ class _FakeChatServer(BaseHTTPRequestHandler):
         body = json.dumps(
             {
                 "model": request["model"],
-                "choices": [{"message": {"role": "assistant", "content": "A fine shirt."}, "finish_reason": "stop"}],
+                "choices": [
+                    {"message": {"role": "assistant", "content": "A fine shirt."}, "finish_reason": "stop"}
+                ],
                 "usage": {"prompt_tokens": 123, "completion_tokens": 7},
             }
         ).encode()
@@ -231,7 +233,9 @@ def test_converse_forwards_to_an_openai_compatible_server(model_dir: Path, chat_
     assert sent["max_tokens"] == 400
 
 
-def test_a_busy_openai_compatible_server_is_a_throttling_exception(model_dir: Path, chat_server_url: str) -> None:
+def test_a_busy_openai_compatible_server_is_a_throttling_exception(
+    model_dir: Path, chat_server_url: str
+) -> None:
     for url in _serve(_forwarding_host(model_dir, chat_server_url, "busy")):
         with pytest.raises(ClientError) as raised:
             _converse(url, SHIRT, "Shirts")

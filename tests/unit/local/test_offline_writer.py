@@ -1,9 +1,8 @@
 from __future__ import annotations
 
+from describer.local.offline_writer import extract_attributes, product_noun, write_description
 from describer_core.catalogue import load_catalogue
 from describer_core.prompts import user_message
-
-from describer.local.offline_writer import extract_attributes, product_noun, write_description
 
 TSHIRT = {
     "Sleeve Length": "Short Sleeves",

@@ -1,0 +1,189 @@
+"""Sub-commands ``local`` (up, down, status, demo, bench), ``upload`` and ``results``.
+
+``upload`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
+``--stack-name`` (with ``--profile``/``--region`` as usual for boto3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from describer.deployment import Deployment, files_to_upload, upload_all
+from describer.local import stack as local_stack
+from describer_core.contracts import ProductRecord, Status
+
+_console = Console()
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("DESCRIBER_LOCAL_DIR", local_stack.PROJECT_ROOT / ".local"))
+
+
+def register(subparsers: Any) -> None:
+    local = subparsers.add_parser("local", help="the whole system on this machine (emulator + model host)")
+    local.add_argument("--state-dir", type=Path, default=default_state_dir(), help="default: .local/")
+    actions = local.add_subparsers(dest="local_command", required=True)
+
+    up = actions.add_parser("up", help="start the emulator and the model host, deploy template.yaml")
+    _add_up_arguments(up)
+    up.set_defaults(handler=_up)
+    actions.add_parser("down", help="stop everything `up` started").set_defaults(handler=_down)
+    actions.add_parser("status", help="the emulator endpoint and the stack outputs").set_defaults(
+        handler=_status
+    )
+
+    demo = actions.add_parser("demo", help="up, upload sample photos and bad files, wait, table + gallery")
+    _add_up_arguments(demo)
+    demo.add_argument("--photos-per-category", type=int, default=6)
+    demo.add_argument("--timeout", type=float, default=180, help="seconds to wait for final records")
+    demo.set_defaults(handler=_demo)
+
+    bench = actions.add_parser("bench", help="cold and warm latency per upload, time for a burst")
+    _add_up_arguments(bench)
+    bench.add_argument("--warm-uploads", type=int, default=5)
+    bench.add_argument("--burst", type=int, default=50)
+    bench.add_argument("--timeout", type=float, default=300)
+    bench.set_defaults(handler=_bench)
+
+    upload = subparsers.add_parser("upload", help="upload product photos so the pipeline describes them")
+    upload.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
+    upload.add_argument("--key-prefix", default="", help="inserted after the upload prefix, e.g. Shirts/")
+    _add_target_arguments(upload)
+    upload.set_defaults(handler=_upload)
+
+    results = subparsers.add_parser("results", help="the product records")
+    results.add_argument("--status", type=Status, choices=list(Status))
+    results.add_argument("--json", action="store_true", help="a JSON array of ProductRecord objects")
+    _add_target_arguments(results)
+    results.set_defaults(handler=_results)
+
+
+def _add_up_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = local_stack.LocalSettings()
+    parser.add_argument("--port", type=int, default=defaults.emulator_port, help="the emulator's port")
+    parser.add_argument("--model-host-port", type=int, default=defaults.model_host_port)
+    parser.add_argument("--model-dir", type=Path, default=defaults.model_dir, help="the demo model")
+    parser.add_argument("--stack-name", default=defaults.stack_name)
+
+
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack-name", help="a stack on AWS (default: the local stack)")
+    parser.add_argument("--profile", help="AWS profile for --stack-name")
+    parser.add_argument("--region", help="AWS region for --stack-name")
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir(), help=argparse.SUPPRESS)
+
+
+def settings_from(args: argparse.Namespace) -> local_stack.LocalSettings:
+    return local_stack.LocalSettings(
+        state_dir=args.state_dir.resolve(),
+        emulator_port=args.port,
+        model_host_port=args.model_host_port,
+        model_dir=args.model_dir.resolve(),
+        stack_name=args.stack_name,
+    )
+
+
+def bring_up(args: argparse.Namespace) -> local_stack.LocalSettings:
+    with _console.status("Starting the emulator and the model host, deploying template.yaml ..."):
+        settings, deployed = local_stack.up(settings_from(args))
+    verb = "deployed" if deployed else "up to date"
+    _console.print(f"[green]Local stack {settings.stack_name} {verb}[/] at {settings.endpoint_url}")
+    return settings
+
+
+def _up(args: argparse.Namespace) -> int:
+    bring_up(args)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = local_stack.down(args.state_dir.resolve())
+    _console.print(f"Stopped {len(stopped)} process(es)." if stopped else "Nothing was running.")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    settings = local_stack.LocalSettings.load(args.state_dir.resolve())
+    if settings is None or not local_stack.running(settings):
+        _console.print("The local stack is not running (`describer local up`).")
+        return 1
+    stack = local_stack.stack_description(settings)
+    table = Table(title=f"{settings.stack_name} ({stack['StackStatus'] if stack else 'not deployed'})")
+    table.add_column("output")
+    table.add_column("value", overflow="fold")
+    table.add_row("emulator endpoint", settings.endpoint_url)
+    table.add_row("model host", settings.model_host_url)
+    for output in (stack or {}).get("Outputs", []):
+        table.add_row(output["OutputKey"], output["OutputValue"])
+    _console.print(table)
+    return 0
+
+
+def deployment_from(args: argparse.Namespace) -> Deployment:
+    if args.stack_name or args.profile:
+        if not args.stack_name:
+            raise SystemExit("--profile needs --stack-name")
+        return Deployment.on_aws(args.stack_name, args.profile, args.region)
+    try:
+        return Deployment.local(args.state_dir.resolve())
+    except LookupError as error:
+        raise SystemExit(str(error)) from None
+
+
+def _upload(args: argparse.Namespace) -> int:
+    deployment = deployment_from(args)
+    files = files_to_upload(args.paths)
+    with Progress(console=_console, transient=True) as progress:
+        task = progress.add_task("Uploading", total=len(files))
+        responses = upload_all(deployment, files, args.key_prefix, lambda *_: progress.advance(task))
+    for key in responses:
+        _console.print(f"s3://{deployment.upload_bucket}/{deployment.upload_prefix}{key}")
+    return 0
+
+
+def records_table(records: list[ProductRecord], title: str = "Products") -> Table:
+    table = Table(title=title, show_lines=True)
+    for column in ("product", "category", "status", "attributes", "description", "error"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        colour = {"COMPLETED": "green", "FAILED": "red"}.get(record.status.value, "yellow")
+        table.add_row(
+            record.product_id,
+            record.category,
+            f"[{colour}]{record.status.value}[/]",
+            "\n".join(f"{name}: {value}" for name, value in record.attributes.items()),
+            (record.description or "")[:160],
+            f"{record.error_code.value}: {record.error_message}" if record.error_code else "",
+        )
+    return table
+
+
+def _results(args: argparse.Namespace) -> int:
+    records = deployment_from(args).records(args.status)
+    if args.json:
+        json.dump([record.model_dump(mode="json") for record in records], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _console.print(records_table(records))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from describer.local.demo import run_demo
+
+    return run_demo(bring_up(args), args.photos_per_category, args.timeout, _console)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from describer.local.bench import run_bench
+
+    return run_bench(bring_up(args), args.warm_uploads, args.burst, args.timeout, _console)

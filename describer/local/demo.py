@@ -1,0 +1,168 @@
+"""`make demo`: synthetic product photos and bad files through the local stack, then a table and a gallery.
+
+A second run reuses what is there: files whose upload already has a final record are not uploaded
+again, so the demo only waits for what is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from describer.deployment import (
+    FINAL_STATUSES,
+    Deployment,
+    UploadRef,
+    fetch_records,
+    wait_for_final_records,
+)
+from describer.local.gallery import GalleryItem, write_gallery
+from describer.local.samples import SampleFile, bad_files, synthetic_photos
+from describer.local.stack import LocalSettings
+from describer_core.contracts import ProductRecord, Status
+from describer_core.records import utc_now
+
+SAMPLE_MANIFEST = "manifest.json"
+
+
+def utc_iso(moment: datetime) -> str:
+    """The results table's timestamp format (``describer_core.records.utc_now``) for ``moment``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def demo_samples(sample_dir: Path, per_category: int) -> list[SampleFile]:
+    """The synthetic photos (made once, then reused) and the bad files."""
+    manifest = sample_dir / SAMPLE_MANIFEST
+    photos: list[SampleFile] | None = None
+    if manifest.exists():
+        saved = json.loads(manifest.read_text())
+        if saved.get("per_category") == per_category:
+            photos = [SampleFile(**{**item, "path": Path(item["path"])}) for item in saved["photos"]]
+    if photos is None or not all(photo.path.exists() for photo in photos):
+        photos = synthetic_photos(sample_dir / "photos", per_category)
+        items = [{**sample.__dict__, "path": str(sample.path)} for sample in photos]
+        manifest.write_text(json.dumps({"per_category": per_category, "photos": items}, indent=1))
+    return photos + bad_files(sample_dir / "bad")
+
+
+def _already_done(deployment: Deployment, samples: list[SampleFile]) -> dict[str, UploadRef]:
+    """The uploads whose current object holds these very bytes and already has its final record."""
+    records = fetch_records(deployment, [sample.product_id for sample in samples])
+    s3 = deployment.client("s3")
+    done = {}
+    for sample in samples:
+        record = records.get(sample.product_id)
+        if record is None or record.status not in FINAL_STATUSES:
+            continue
+        try:
+            head = s3.head_object(Bucket=deployment.upload_bucket, Key=deployment.upload_prefix + sample.key)
+        except ClientError:
+            continue
+        upload = UploadRef.from_response(head, utc_iso(head["LastModified"]))
+        same_bytes = head["ETag"].strip('"') == hashlib.md5(sample.path.read_bytes()).hexdigest()
+        if same_bytes and upload.is_final_record_of(record):
+            done[sample.product_id] = upload
+    return done
+
+
+def upload_and_wait(
+    deployment: Deployment, samples: list[SampleFile], timeout_s: float, console: Console
+) -> dict[str, ProductRecord]:
+    """Upload what is not done yet, show progress until every sample has a final record."""
+    uploads = _already_done(deployment, samples)
+    todo = [sample for sample in samples if sample.product_id not in uploads]
+    if len(uploads):
+        console.print(f"Reusing {len(uploads)} final record(s) of earlier uploads.")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        sent = progress.add_task("Uploading", total=len(todo))
+        for sample in todo:
+            uploaded_at = utc_now()
+            response: dict[str, Any] = deployment.upload(sample.path, sample.key)
+            uploads[sample.product_id] = UploadRef.from_response(response, uploaded_at)
+            progress.advance(sent)
+        final = progress.add_task("Final records", total=len(uploads))
+        return wait_for_final_records(
+            deployment, uploads, timeout_s, on_progress=lambda n: progress.update(final, completed=n)
+        )
+
+
+def _verdict(sample: SampleFile, record: ProductRecord) -> str | None:
+    """What is wrong with this outcome, or None when it is the one the sample should get."""
+    if sample.expected_error is not None:
+        if record.status != Status.FAILED or record.error_code != sample.expected_error:
+            return f"expected FAILED {sample.expected_error.value}"
+        return None
+    if record.status != Status.COMPLETED:
+        return "expected COMPLETED"
+    return None
+
+
+def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) -> Table:
+    table = Table(title="Demo results: predicted (truth where it differs)", show_lines=False)
+    for column in ("product", "category", "status", "attributes", "error"):
+        table.add_column(column, overflow="fold")
+    for sample in samples:
+        record = records[sample.product_id]
+        colour = "green" if record.status == Status.COMPLETED else "red"
+        attributes = []
+        for name, value in record.attributes.items():
+            truth = (sample.truth or {}).get(name)
+            attributes.append(
+                f"{name}: {value}" if truth in (None, value) else f"{name}: [red]{value}[/] ({truth})"
+            )
+        problem = _verdict(sample, record)
+        table.add_row(
+            sample.key,
+            record.category,
+            f"[{colour}]{record.status.value}[/]" + (f"\n[bold red]{problem}[/]" if problem else ""),
+            "\n".join(attributes),
+            record.error_code.value if record.error_code else "",
+        )
+    return table
+
+
+def attribute_accuracy(samples: list[SampleFile], records: dict[str, ProductRecord]) -> tuple[int, int]:
+    """(correct, asked) over the attributes of the samples whose truth is known."""
+    correct = asked = 0
+    for sample in samples:
+        for name, truth in (sample.truth or {}).items():
+            predicted = records[sample.product_id].attributes.get(name)
+            if predicted is not None:
+                asked += 1
+                correct += predicted == truth
+    return correct, asked
+
+
+def run_demo(settings: LocalSettings, per_category: int, timeout_s: float, console: Console) -> int:
+    started = time.monotonic()
+    deployment = Deployment.local(settings.state_dir)
+    samples = demo_samples(settings.state_dir / "demo", per_category)
+    records = upload_and_wait(deployment, samples, timeout_s, console)
+    console.print(results_table(samples, records))
+    correct, asked = attribute_accuracy(samples, records)
+    items = [GalleryItem(records[s.product_id], s.path, s.truth) for s in samples]
+    gallery = write_gallery(
+        items, settings.state_dir / "gallery" / "index.html", "Product Describer: local demo"
+    )
+    problems = [s.key for s in samples if _verdict(s, records[s.product_id])]
+    console.print(
+        f"{len(samples)} uploads, {sum(r.status == Status.COMPLETED for r in records.values())} completed, "
+        f"{sum(r.status == Status.FAILED for r in records.values())} failed; attributes matching the "
+        f"synthetic truth: {correct}/{asked}. Took {time.monotonic() - started:.0f} s."
+    )
+    console.print(f"Gallery: file://{gallery}")
+    console.print("Stop the local stack with `make local-down`.")
+    if problems:
+        console.print(f"[bold red]Unexpected outcome for {', '.join(problems)}[/]")
+        return 1
+    return 0

@@ -1,0 +1,117 @@
+"""A self-contained HTML gallery of product records: photo, attributes, description, status, error."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from describer_core.contracts import ProductRecord
+
+THUMBNAIL_PIXELS = 220
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    record: ProductRecord
+    photo: Path | None = None
+    expected: Mapping[str, str] | None = None  # the known truth, where there is one
+
+
+def thumbnail_data_uri(path: Path) -> str | None:
+    """A small JPEG of the photo as a data: URI, or None when the file is not a decodable image."""
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > 50_000_000:
+                return None
+            image.thumbnail((THUMBNAIL_PIXELS, THUMBNAIL_PIXELS))
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, "JPEG", quality=85)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _attributes_html(record: ProductRecord, expected: Mapping[str, str] | None) -> str:
+    names = list(record.attributes) or list(expected or {})
+    if not names:
+        return ""
+    rows = []
+    for name in names:
+        predicted = record.attributes.get(name, "")
+        truth = (expected or {}).get(name, "")
+        mark = ""
+        if truth and predicted:
+            mark = ' class="hit"' if truth == predicted else ' class="miss"'
+        truth_cell = f"<td class='truth'>{html.escape(truth)}</td>" if expected else ""
+        rows.append(
+            f"<tr><th>{html.escape(name)}</th><td{mark}>{html.escape(predicted)}</td>{truth_cell}</tr>"
+        )
+    header = "<tr><th></th><th>predicted</th><th>truth</th></tr>" if expected else ""
+    return f"<table>{header}{''.join(rows)}</table>"
+
+
+def _card(item: GalleryItem) -> str:
+    record = item.record
+    uri = thumbnail_data_uri(item.photo) if item.photo else None
+    name = html.escape(item.photo.name if item.photo else record.source_key)
+    photo = f'<img src="{uri}" alt="{name}">' if uri else f'<div class="nophoto">{name}<br>(no preview)</div>'
+    error = (
+        f'<p class="error"><b>{record.error_code.value}</b> {html.escape(record.error_message or "")}</p>'
+        if record.error_code
+        else ""
+    )
+    description = (
+        f'<p class="description">{html.escape(record.description)}</p>' if record.description else ""
+    )
+    model = html.escape(record.model_ids.description or "")
+    return (
+        f'<article class="{record.status.value.lower()}">{photo}<div class="body">'
+        f'<h2>{html.escape(record.product_id)} <span class="category">{html.escape(record.category)}</span>'
+        f'<span class="status">{record.status.value}</span></h2>'
+        f"{_attributes_html(record, item.expected)}{description}{error}"
+        f'<p class="meta">{html.escape(record.source_key)}{" · written by " + model if model else ""}</p>'
+        "</div></article>"
+    )
+
+
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; background: #f4f4f6; color: #222; }
+h1 { margin: 0 0 4px; } .summary { color: #555; margin-bottom: 16px; }
+main { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 14px; }
+article { display: flex; gap: 12px; background: #fff; border-radius: 8px; padding: 12px;
+          border-left: 6px solid #999; box-shadow: 0 1px 3px rgba(0,0,0,.08); }
+article.completed { border-color: #2e9d5b; } article.failed { border-color: #d2453d; }
+article img, .nophoto { width: 140px; height: 140px; object-fit: contain; flex: none; border-radius: 4px;
+          background: #eee; }
+.nophoto { display: flex; align-items: center; justify-content: center; text-align: center; color: #777;
+          font-size: 12px; }
+h2 { font-size: 15px; margin: 0 0 6px; } .category { color: #777; font-weight: normal; margin-left: 6px; }
+.status { float: right; font-size: 11px; padding: 2px 6px; border-radius: 4px; background: #eee; }
+.completed .status { background: #dff3e6; color: #1d6b3d; }
+.failed .status { background: #fbe1df; color: #9d2a23; }
+table { border-collapse: collapse; font-size: 12px; margin-bottom: 6px; }
+th { text-align: left; color: #666; font-weight: normal; padding-right: 8px; }
+td { padding-right: 8px; } td.hit { color: #1d6b3d; } td.miss { color: #b3261e; } td.truth { color: #888; }
+.description { margin: 4px 0; } .error { color: #9d2a23; margin: 4px 0; }
+.meta { color: #999; font-size: 11px; }
+"""
+
+
+def write_gallery(items: Sequence[GalleryItem], out_file: Path, title: str = "Product Describer") -> Path:
+    completed = sum(1 for item in items if item.record.status.value == "COMPLETED")
+    failed = sum(1 for item in items if item.record.status.value == "FAILED")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p class='summary'>{len(items)} uploads: {completed} completed, {failed} failed</p>"
+        f"<main>{''.join(_card(item) for item in items)}</main></body></html>\n"
+    )
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(page, encoding="utf-8")
+    return out_file

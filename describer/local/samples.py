@@ -1,0 +1,116 @@
+"""Uploads for the demo, the benchmark and the integration test: synthetic photos and bad files.
+
+Photos come from the synthetic catalogue (``training.synth``) with a seed and ids of their own, so
+they are products the demo model never saw; their attributes are known. Bad files cover every
+rejection the pipeline records for an upload: not an image (text, empty, GIF), a truncated JPEG,
+a decompression bomb and a file over the size limit.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from describer_core.contracts import ErrorCode
+from training.synth import write_synthetic_catalogue
+
+SAMPLE_SEED = 20261121
+SAMPLE_FIRST_ID = 900_000
+BAD_FIRST_ID = 990_000
+DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024  # the template's MaxImageBytes default
+
+
+@dataclass(frozen=True)
+class SampleFile:
+    path: Path
+    key: str  # after the upload prefix: <Category>/<product id>.<ext>
+    product_id: str
+    category: str
+    truth: dict[str, str] | None = None  # the attributes the photo was drawn with
+    expected_error: ErrorCode | None = None  # bad files: the record's error code
+
+
+def synthetic_photos(out_dir: Path, per_category: int, seed: int = SAMPLE_SEED) -> list[SampleFile]:
+    """``per_category`` held-out Shirts and Tshirts photos in ``out_dir/<Category>/<id>.jpg``."""
+    with tempfile.TemporaryDirectory() as scratch:
+        products = write_synthetic_catalogue(
+            Path(scratch), products=per_category * 6, seed=seed, first_id=SAMPLE_FIRST_ID, progress=False
+        )
+        samples: list[SampleFile] = []
+        taken: dict[str, int] = {}
+        for product in products:
+            category = product.article_type
+            if taken.get(category, 0) >= per_category:
+                continue
+            taken[category] = taken.get(category, 0) + 1
+            key = f"{category}/{product.product_id}.jpg"
+            target = out_dir / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(scratch) / "images" / f"{product.product_id}.jpg", target)
+            truth = {**product.attributes, "Colour": product.colour}
+            samples.append(SampleFile(target, key, str(product.product_id), category, truth=truth))
+    return sorted(samples, key=lambda sample: sample.key)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def decompression_bomb_png(side: int = 20_000) -> bytes:
+    """A valid 1-bit PNG of side x side pixels (400 megapixels by default) in a few dozen kilobytes."""
+    row = b"\x00" + bytes((side + 7) // 8)  # filter byte + one all-black row
+    compressor = zlib.compressobj(9)
+    compressed = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", compressed)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _jpeg(size: tuple[int, int] = (96, 96), seed: int = 0) -> bytes:
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, (rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _gif() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("P", (32, 32), 3).save(buffer, "GIF")
+    return buffer.getvalue()
+
+
+def bad_files(out_dir: Path, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> list[SampleFile]:
+    """One upload per rejection the pipeline records, each with the error code it must end with."""
+    photo = _jpeg()
+    oversized = photo + bytes(max_image_bytes + 1 - len(photo))  # a JPEG padded past the size limit
+    cases: list[tuple[str, str, bytes, ErrorCode]] = [
+        ("Shirts", "txt", b"This is a note about a shirt, not a photo of one.\n", ErrorCode.NOT_AN_IMAGE),
+        ("Tshirts", "jpg", b"", ErrorCode.NOT_AN_IMAGE),
+        ("Tshirts", "gif", _gif(), ErrorCode.NOT_AN_IMAGE),
+        ("Shirts", "jpg", photo[: len(photo) // 2], ErrorCode.IMAGE_UNDECODABLE),
+        ("Tshirts", "png", decompression_bomb_png(), ErrorCode.IMAGE_TOO_MANY_PIXELS),
+        ("Shirts", "jpg", oversized, ErrorCode.IMAGE_TOO_LARGE),
+    ]
+    files = []
+    for offset, (category, extension, content, code) in enumerate(cases, start=1):
+        product_id = str(BAD_FIRST_ID + offset)
+        key = f"{category}/{product_id}.{extension}"
+        target = out_dir / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.read_bytes() != content:
+            target.write_bytes(content)
+        files.append(SampleFile(target, key, product_id, category, expected_error=code))
+    return files
