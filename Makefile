@@ -42,3 +42,10 @@ unit: install
 
 test: lint typecheck validate
 	$(BIN)/pytest -q tests
+
+# The endpoint's benchmark (not a test): the reference path (one full BLIP-2 call per question) against
+# one vision pass + one batched decode per product, on the demo model and on the "proportional" config.
+DEMO_MODEL_DIR ?= .cache/demo-model
+.PHONY: bench
+bench: $(VENV)/.installed demo-model
+	$(BIN)/python -m training.serving.bench --demo-model-dir $(DEMO_MODEL_DIR)
