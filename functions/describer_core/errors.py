@@ -79,6 +79,17 @@ class DescriptionInvalid(PipelineError):
     default_code = ErrorCode.DESCRIPTION_INVALID
 
 
+def error_classes() -> dict[str, type[PipelineError]]:
+    """Every pipeline error class by its Step Functions error name."""
+    found: dict[str, type[PipelineError]] = {}
+    pending = list(PipelineError.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending += cls.__subclasses__()
+    return found
+
+
 _THROTTLING_CODES = frozenset(
     {
         "Throttling",

@@ -13,7 +13,7 @@ from typing import Any
 
 from describer_core.catalogue import Catalogue
 from describer_core.contracts import ErrorCode, ModelIds, ProductRecord, Status
-from describer_core.errors import InvalidInput, PipelineError, split_coded_message
+from describer_core.errors import InvalidInput, error_classes, split_coded_message
 from describer_core.observability import logger
 from describer_core.preparation import SourceObject, identify_product
 from describer_core.records import ResultsTable, utc_now
@@ -29,15 +29,8 @@ from describer_core.states import (
 ERROR_MESSAGE_LIMIT = 300
 
 
-def _subclasses(base: type[PipelineError]) -> list[type[PipelineError]]:
-    found = []
-    for subclass in base.__subclasses__():
-        found += [subclass, *_subclasses(subclass)]
-    return found
-
-
 # Error name -> code, for causes whose message lost the "CODE: " prefix.
-_CODE_BY_ERROR_NAME = {cls.__name__: cls.default_code for cls in _subclasses(PipelineError)}
+_CODE_BY_ERROR_NAME = {name: cls.default_code for name, cls in error_classes().items()}
 
 
 def elapsed_ms_since(iso_start: str) -> int:

@@ -18,8 +18,8 @@ from describer_core.contracts import ProductRecord
 from describer_core.errors import TransientError, client_error_code, is_transient
 
 _CURRENT_RUN = (
-    "attribute_not_exists(product_id) OR order_token < :order_token"
-    " OR (order_token = :order_token AND execution_name = :execution_name)"
+    "attribute_not_exists(#product_id) OR #order_token < :order_token"
+    " OR (#order_token = :order_token AND #execution_name = :execution_name)"
 )
 # Set once, on the first write of a product.
 _CREATED_AT = "created_at"
@@ -58,7 +58,7 @@ class ResultsTable:
                 TableName=self.table_name,
                 Key={"product_id": {"S": record.product_id}},
                 UpdateExpression=update,
-                ConditionExpression=_CURRENT_RUN.replace("product_id", "#product_id"),
+                ConditionExpression=_CURRENT_RUN,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )

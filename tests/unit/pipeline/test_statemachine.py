@@ -23,8 +23,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from describer_core.errors import PipelineError
-from describer_core.outcomes import _subclasses
+from describer_core.errors import error_classes
 
 from .conftest import REPO, template_resource
 
@@ -130,14 +129,14 @@ RAISED_BY = {
 
 
 def test_retryable_errors_retry_and_final_errors_go_to_record_failure(asl: dict[str, Any]) -> None:
-    error_classes = {cls.__name__: cls for cls in _subclasses(PipelineError)}
-    assert set(error_classes) == {name for names in RAISED_BY.values() for name in names}
+    classes = error_classes()
+    assert set(classes) == {name for names in RAISED_BY.values() for name in names}
     states = dict(_all_states(asl["States"]))
     for state_name, errors in RAISED_BY.items():
         for error in errors:
             # Inside the Map a final error ends the iteration; the Map state catches it (below).
             final = "fail" if state_name == "AskAttribute" else "catch:RecordFailure"
-            expected = "retry" if error_classes[error].retryable else final
+            expected = "retry" if classes[error].retryable else final
             assert route(states[state_name], error) == expected, (state_name, error)
         assert route(states[state_name], "Lambda.TooManyRequestsException") == "retry"
     assert route(states["AskAttributes"], "EndpointFailed") == "catch:RecordFailure"
