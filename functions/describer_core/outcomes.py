@@ -16,7 +16,7 @@ from describer_core.contracts import ErrorCode, ModelIds, ProductRecord, Status
 from describer_core.errors import InvalidInput, error_classes, split_coded_message
 from describer_core.observability import logger
 from describer_core.preparation import SourceObject, identify_product
-from describer_core.records import ResultsTable, utc_now
+from describer_core.records import ResultsTable
 from describer_core.states import (
     CaughtError,
     FailureInput,
@@ -39,14 +39,9 @@ def elapsed_ms_since(iso_start: str) -> int:
 
 
 def completed_record(request: SaveInput) -> ProductRecord:
-    product = request.product
-    return ProductRecord(
-        product_id=product.product_id,
-        category=product.category,
-        status=Status.COMPLETED,
-        source_bucket=product.source.bucket,
-        source_key=product.source.key,
-        source_version=product.source.version_id or "null",
+    return request.product.record(
+        Status.COMPLETED,
+        request.execution_name,
         attributes=request.merged.attributes,
         unknown_attributes=request.merged.unknown_attributes,
         description=request.description.text,
@@ -57,10 +52,6 @@ def completed_record(request: SaveInput) -> ProductRecord:
             "description": request.description.description_ms,
             "total": elapsed_ms_since(request.execution_start),
         },
-        execution_name=request.execution_name,
-        order_token=product.order_token,
-        created_at=utc_now(),
-        updated_at=utc_now(),
     )
 
 
@@ -85,25 +76,6 @@ def classify_error(caught: CaughtError) -> tuple[ErrorCode, str]:
     first_line = detail.splitlines()[0] if detail else ""
     code = _CODE_BY_ERROR_NAME.get(caught.error, ErrorCode.INTERNAL_ERROR)
     return code, f"{caught.error}: {first_line}"[:ERROR_MESSAGE_LIMIT]
-
-
-def failed_record(
-    product: ProductIdentity, execution_name: str, code: ErrorCode, message: str
-) -> ProductRecord:
-    return ProductRecord(
-        product_id=product.product_id,
-        category=product.category,
-        status=Status.FAILED,
-        source_bucket=product.source.bucket,
-        source_key=product.source.key,
-        source_version=product.source.version_id or "null",
-        error_code=code,
-        error_message=message,
-        execution_name=execution_name,
-        order_token=product.order_token,
-        created_at=utc_now(),
-        updated_at=utc_now(),
-    )
 
 
 def failed_product(
@@ -134,5 +106,6 @@ def record_failure(
     if product is None:
         logger.warning("no product to record the failure on", extra={"error_code": code.value})
         return FailureOutput(error_code=code, error_message=message, recorded=False)
-    recorded = table.write_if_current(failed_record(product, request.execution_name, code, message))
+    failed = product.record(Status.FAILED, request.execution_name, error_code=code, error_message=message)
+    recorded = table.write_if_current(failed)
     return FailureOutput(error_code=code, error_message=message, recorded=recorded)

@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from describer_core.catalogue import Catalogue
-from describer_core.contracts import ErrorCode, ProductRecord, Question, S3ObjectRef, Status
+from describer_core.contracts import ErrorCode, Question, S3ObjectRef, Status
 from describer_core.errors import (
     InvalidInput,
     TransientError,
@@ -22,7 +22,7 @@ from describer_core.errors import (
 )
 from describer_core.images import ImageFacts, check_size, inspect_image
 from describer_core.keys import identify, key_candidates
-from describer_core.records import ResultsTable, utc_now
+from describer_core.records import ResultsTable
 from describer_core.settings import PrepareSettings
 from describer_core.states import PrepareInput, PrepareOutput, ProductIdentity, WorkflowInput
 
@@ -101,22 +101,6 @@ def identify_product(
     )
 
 
-def processing_record(product: ProductIdentity, execution_name: str) -> ProductRecord:
-    now = utc_now()
-    return ProductRecord(
-        product_id=product.product_id,
-        category=product.category,
-        status=Status.PROCESSING,
-        source_bucket=product.source.bucket,
-        source_key=product.source.key,
-        source_version=product.source.version_id or "null",
-        execution_name=execution_name,
-        order_token=product.order_token,
-        created_at=now,
-        updated_at=now,
-    )
-
-
 def prepare(
     request: PrepareInput,
     s3_client: Any,
@@ -127,7 +111,7 @@ def prepare(
     started = time.monotonic()
     source = SourceObject.locate(s3_client, request.workflow)
     product = identify_product(source, request.workflow, settings.upload_prefix, catalogue)
-    if not table.write_if_current(processing_record(product, request.execution_name)):
+    if not table.write_if_current(product.record(Status.PROCESSING, request.execution_name)):
         return PrepareOutput(claimed=False, product=product), None
     check_size(source.size, settings.max_image_bytes)
     facts = inspect_image(

@@ -6,12 +6,13 @@ ASL's ``Parameters`` blocks build the inputs, the handlers return the outputs.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from describer_core.contracts import AttributeAnswer, ErrorCode, Question, S3ObjectRef
+from describer_core.contracts import AttributeAnswer, ErrorCode, ProductRecord, Question, S3ObjectRef, Status
 from describer_core.keys import execution_name
+from describer_core.records import utc_now
 
 # S3 sequencers only compare once left-padded to one length (S3 event notification docs).
 _SEQUENCER_WIDTH = 32
@@ -26,7 +27,6 @@ class _S3Object(BaseModel):
 
     key: str
     size: int | None = None
-    etag: str | None = None
     version_id: str | None = Field(default=None, alias="version-id")
     sequencer: str = ""
 
@@ -87,6 +87,23 @@ class ProductIdentity(BaseModel):
     category: str = Field(description="The catalogue category whose questions are asked")
     source: S3ObjectRef = Field(description="The decoded key and the exact version read")
     order_token: str
+
+    def record(self, status: Status, execution_name: str, **outcome: Any) -> ProductRecord:
+        """This product's record as the run ``execution_name`` writes it, stamped now."""
+        now = utc_now()
+        return ProductRecord(
+            product_id=self.product_id,
+            category=self.category,
+            status=status,
+            source_bucket=self.source.bucket,
+            source_key=self.source.key,
+            source_version=self.source.version_id or "null",
+            execution_name=execution_name,
+            order_token=self.order_token,
+            created_at=now,
+            updated_at=now,
+            **outcome,
+        )
 
 
 class PrepareInput(BaseModel):
