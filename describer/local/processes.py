@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def _live_group_members(group: int) -> list[int]:
+def live_group_members(group: int) -> list[int]:
     """Pids of the non-zombie processes in a process group."""
     members = []
     for entry in Path("/proc").iterdir():
@@ -43,7 +43,7 @@ def _wait_until_gone(group: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         _reap(group)
-        if not _live_group_members(group):
+        if not live_group_members(group):
             return True
         time.sleep(0.1)
     return False
@@ -100,7 +100,7 @@ class BackgroundService:
         pid = self.pid()
         if pid is None:
             return []
-        stopped = _live_group_members(pid)
+        stopped = live_group_members(pid)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(pid, sig)

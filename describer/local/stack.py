@@ -31,6 +31,7 @@ STATE_FILE = "stack.json"
 # The application's files: a change to any of them means the deployed stack is out of date.
 _APP_GLOBS = ("template.yaml", "statemachine/**/*", "functions/**/*.py", "functions/**/*.json")
 _READY_STATUSES = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
+LOCAL_MAP_CONCURRENCY = 1
 
 
 class LocalSettings(BaseModel):
@@ -81,7 +82,13 @@ def description_model_id() -> str:
 
 def deploy_parameters(settings: LocalSettings) -> dict[str, str]:
     """Template parameters for the local deployment: the local endpoint and description model."""
-    return {"EndpointName": settings.endpoint_name, "BedrockModelId": description_model_id()}
+    return {
+        "EndpointName": settings.endpoint_name,
+        "BedrockModelId": description_model_id(),
+        # Each concurrent Lambda call is one more cold worker process on the emulator: on a laptop's
+        # few cores, asking a product's questions one at a time finishes a batch of uploads sooner.
+        "MapConcurrency": str(LOCAL_MAP_CONCURRENCY),
+    }
 
 
 def fingerprint(settings: LocalSettings) -> str:

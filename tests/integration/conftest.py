@@ -1,0 +1,64 @@
+"""The local stack for the integration tests: emulator + model host on free ports, a temporary state dir."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from describer.deployment import Deployment
+from describer.local import stack
+from describer.local.processes import live_group_members
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir() -> Path:
+    model_dir = Path(os.environ.get("DESCRIBER_DEMO_MODEL_DIR", stack.PROJECT_ROOT / ".cache" / "demo-model"))
+    assert (model_dir / "code" / "inference.py").is_file(), (
+        f"no demo model in {model_dir}: `make test` builds it first (make demo-model)"
+    )
+    return model_dir.resolve()
+
+
+@pytest.fixture(scope="session")
+def local_settings(
+    tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path
+) -> Iterator[stack.LocalSettings]:
+    requested = stack.LocalSettings(
+        state_dir=tmp_path_factory.mktemp("local-stack"),
+        emulator_port=_free_port(),
+        model_host_port=_free_port(),
+        stack_name="product-describer-it",
+        model_dir=demo_model_dir,
+    )
+    settings, deployed = stack.up(requested)
+    assert deployed
+    groups = [
+        service.pid()
+        for service in (
+            stack.emulator.service(settings.state_dir),
+            stack.model_host_service(settings.state_dir),
+        )
+    ]
+    try:
+        yield settings
+    finally:
+        stopped = stack.down(settings.state_dir)
+        assert stopped
+        # Every process the stack started (Lambda workers included) is gone.
+        assert all(group is not None and not live_group_members(group) for group in groups)
+        assert not stack.running(settings)
+
+
+@pytest.fixture(scope="session")
+def deployment(local_settings: stack.LocalSettings) -> Deployment:
+    return Deployment.local(local_settings.state_dir)
