@@ -40,8 +40,9 @@ validate: install
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck validate
-	$(BIN)/pytest -q tests
+# The integration tests (tests/integration) run the demo model on the local emulator: build it first.
+test: lint typecheck validate demo-model
+	DESCRIBER_DEMO_MODEL_DIR=$(DEMO_MODEL_DIR) $(BIN)/pytest -q tests
 
 # The endpoint's benchmark (not a test): the reference path (one full BLIP-2 call per question) against
 # one vision pass + one batched decode per product, on the demo model and on the "proportional" config.
@@ -49,3 +50,24 @@ DEMO_MODEL_DIR ?= .cache/demo-model
 .PHONY: bench
 bench: $(VENV)/.installed demo-model
 	$(BIN)/python -m training.serving.bench --demo-model-dir $(DEMO_MODEL_DIR)
+
+# --- The local stack: ministack + the local model host + template.yaml deployed with the SAM CLI -----
+# State, logs and emulator temp files live in .local/; `make local-down` stops every process.
+.PHONY: demo local-up local-down integration local-bench
+LOCAL := $(BIN)/describer local
+
+demo: install demo-model
+	$(LOCAL) demo --model-dir $(DEMO_MODEL_DIR)
+
+local-up: install demo-model
+	$(LOCAL) up --model-dir $(DEMO_MODEL_DIR)
+
+local-down:
+	if [ -x $(BIN)/describer ]; then $(LOCAL) down; fi
+
+integration: install demo-model
+	DESCRIBER_DEMO_MODEL_DIR=$(DEMO_MODEL_DIR) $(BIN)/pytest -q -m integration tests/integration
+
+# Latency per upload (cold, warm) and the time for a burst of 50 uploads on the local stack.
+local-bench: install demo-model
+	$(LOCAL) bench --model-dir $(DEMO_MODEL_DIR)
