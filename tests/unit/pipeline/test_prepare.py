@@ -125,3 +125,11 @@ def test_the_same_run_may_claim_again_after_a_retry(aws: Aws) -> None:
     version = aws.upload("incoming/Shirts/8.jpg", image_bytes("JPEG"))
     assert _run("incoming/Shirts/8.jpg", version)["claimed"] is True
     assert _run("incoming/Shirts/8.jpg", version)["claimed"] is True
+
+
+def test_an_event_without_a_version_pins_the_version_it_read(aws: Aws) -> None:
+    version = aws.upload("incoming/Shirts/11.jpg", image_bytes("JPEG"))
+    output = _run("incoming/Shirts/11.jpg", None)
+    assert output["product"]["source"]["version_id"] == version
+    record = aws.record("11")
+    assert record is not None and record["source_version"] == version
