@@ -47,7 +47,9 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--timeout", type=float, default=180, help="seconds to wait for final records")
     demo.set_defaults(handler=_demo)
 
-    bench = actions.add_parser("bench", help="cold and warm latency per upload, time for a burst")
+    bench = actions.add_parser(
+        "bench", help="restart the stack, then cold and warm latency per upload and the time for a burst"
+    )
     _add_up_arguments(bench)
     bench.add_argument("--warm-uploads", type=int, default=5)
     bench.add_argument("--burst", type=int, default=50)
@@ -186,4 +188,6 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from describer.local.bench import run_bench
 
+    # A fresh stack, so that the first upload meets cold Lambda workers.
+    local_stack.down(args.state_dir.resolve())
     return run_bench(bring_up(args), args.warm_uploads, args.burst, args.timeout, _console)

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from describer.deployment import UploadRef, files_to_upload
+from describer.local.gallery import GalleryItem, write_gallery
+from describer_core.contracts import ErrorCode, ProductRecord, Status
+
+
+def _record(
+    status: Status, version: str = "v2", updated_at: str = "2026-01-01T00:00:10.000Z", **fields: object
+) -> ProductRecord:
+    return ProductRecord.model_validate(
+        {
+            "product_id": "15970",
+            "category": "Shirts",
+            "status": status,
+            "source_bucket": "uploads",
+            "source_key": "incoming/Shirts/15970.jpg",
+            "source_version": version,
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "updated_at": updated_at,
+            **fields,
+        }
+    )
+
+
+def test_an_upload_is_matched_by_version_and_only_when_final() -> None:
+    upload = UploadRef("v2", "2026-01-01T00:00:05.000Z")
+    assert upload.is_final_record_of(_record(Status.COMPLETED))
+    assert not upload.is_final_record_of(_record(Status.PROCESSING))
+    assert not upload.is_final_record_of(_record(Status.COMPLETED, version="v1"))
+
+
+def test_without_a_version_only_a_record_written_after_the_upload_counts() -> None:
+    upload = UploadRef("v2", "2026-01-01T00:00:05.000Z")
+    assert upload.is_final_record_of(_record(Status.FAILED, version="null"))
+    assert not upload.is_final_record_of(
+        _record(Status.FAILED, version="null", updated_at="2026-01-01T00:00:04.999Z")
+    )
+
+
+def test_a_directory_uploads_by_relative_path_and_a_file_by_name(tmp_path: Path) -> None:
+    (tmp_path / "photos" / "Shirts").mkdir(parents=True)
+    (tmp_path / "photos" / "Shirts" / "1.jpg").write_bytes(b"x")
+    (tmp_path / "photos" / ".DS_Store").write_bytes(b"x")
+    (tmp_path / "2.png").write_bytes(b"x")
+    found = files_to_upload([tmp_path / "photos", tmp_path / "2.png"])
+    assert [suffix for _, suffix in found] == ["Shirts/1.jpg", "2.png"]
+
+
+def test_the_gallery_shows_photo_attributes_description_and_error(tmp_path: Path) -> None:
+    photo = tmp_path / "15970.jpg"
+    Image.new("RGB", (300, 200), (20, 40, 200)).save(photo)
+    completed = _record(
+        Status.COMPLETED,
+        attributes={"Pattern": "Striped", "Fit": "Slim Fit"},
+        description="A <b>bold</b> striped shirt.",
+    )
+    failed = _record(Status.FAILED, error_code=ErrorCode.NOT_AN_IMAGE, error_message="not a JPEG")
+    page = write_gallery(
+        [
+            GalleryItem(completed, photo, {"Pattern": "Striped", "Fit": "Regular Fit"}),
+            GalleryItem(failed, None),
+        ],
+        tmp_path / "gallery" / "index.html",
+    ).read_text()
+    assert "data:image/jpeg;base64," in page
+    assert "A &lt;b&gt;bold&lt;/b&gt; striped shirt." in page
+    assert '<td class="hit">Striped</td>' in page
+    assert "<td class=\"miss\">Slim Fit</td><td class='truth'>Regular Fit</td>" in page
+    assert "NOT_AN_IMAGE" in page
+    assert "1 completed, 1 failed" in page
