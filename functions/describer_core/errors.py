@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError
 
 from describer_core.contracts import ErrorCode
 
@@ -116,13 +116,9 @@ def is_throttling(error: ClientError) -> bool:
     return client_error_code(error) in _THROTTLING_CODES or client_error_status(error) == 429
 
 
-def is_transient(error: Exception) -> bool:
-    """Throttling, a 5xx, or the connection dropping: worth retrying with backoff."""
-    if isinstance(error, ConnectionError | ReadTimeoutError):
-        return True
-    if isinstance(error, ClientError):
-        return is_throttling(error) or client_error_status(error) >= 500
-    return isinstance(error, BotoCoreError) and "timeout" in type(error).__name__.lower()
+def is_transient(error: ClientError) -> bool:
+    """Throttling or a 5xx: worth retrying with backoff (botocore already retried connection errors)."""
+    return is_throttling(error) or client_error_status(error) >= 500
 
 
 _CODE_PREFIX = re.compile(r"^\s*([A-Z][A-Z_]+):\s*(.*)$", re.DOTALL)
