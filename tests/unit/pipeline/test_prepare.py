@@ -133,3 +133,18 @@ def test_an_event_without_a_version_pins_the_version_it_read(aws: Aws) -> None:
     assert output["product"]["source"]["version_id"] == version
     record = aws.record("11")
     assert record is not None and record["source_version"] == version
+
+
+def test_s3_throttling_is_transient_and_retried_by_the_workflow() -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    from describer_core.errors import TransientError
+    from describer_core.preparation import SourceObject
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    workflow = WorkflowInput(bucket=BUCKET, key="incoming/1.jpg", version_id="v1", event_time="t")
+    with Stubber(s3) as stubber:
+        stubber.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
+        with pytest.raises(TransientError):
+            SourceObject.locate(s3, workflow)
