@@ -25,6 +25,9 @@ def _registrations() -> list:
     from describer.local.cli import register as register_local
 
     registrations.append(register_local)
+    from training.cli import register as register_training
+
+    registrations.append(register_training)
     return registrations
 
 

@@ -45,6 +45,7 @@ class LocalSettings(BaseModel):
     model_dir: Path = PROJECT_ROOT / ".cache" / "demo-model"
     project_dir: Path = PROJECT_ROOT
     deployed_fingerprint: str | None = None
+    served_model_fingerprint: str | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -100,6 +101,16 @@ def fingerprint(settings: LocalSettings) -> str:
                     str(path.relative_to(settings.project_dir)).encode() + b"\0" + path.read_bytes()
                 )
     digest.update(repr(sorted(deploy_parameters(settings).items())).encode())
+    return digest.hexdigest()
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """Changes when the model dir's files do (a rebuilt demo model, edited inference code)."""
+    digest = hashlib.sha256(str(model_dir).encode())
+    for path in sorted(model_dir.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            stat = path.stat()
+            digest.update(f"{path.relative_to(model_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
     return digest.hexdigest()
 
 
@@ -236,10 +247,16 @@ def up(requested: LocalSettings) -> tuple[LocalSettings, bool]:
         requested = requested.model_copy(
             update={"emulator_port": saved.emulator_port, "model_host_port": saved.model_host_port}
         )
+    served_model = model_fingerprint(requested.model_dir)
     settings = requested.model_copy(
-        update={"deployed_fingerprint": saved.deployed_fingerprint if saved else None}
+        update={
+            "deployed_fingerprint": saved.deployed_fingerprint if saved else None,
+            "served_model_fingerprint": served_model,
+        }
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    if saved is not None and saved.served_model_fingerprint != served_model:
+        model_host_service(settings.state_dir).stop()  # it serves another model: restarted below
     # The model host loads torch and the model while the emulator starts.
     with ThreadPoolExecutor(max_workers=2) as pool:
         host = pool.submit(_start_and_wait_for_model_host, settings)
