@@ -14,10 +14,15 @@ from describer.local import stack
 from describer.local.processes import live_group_members
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +38,11 @@ def demo_model_dir() -> Path:
 def local_settings(
     tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path
 ) -> Iterator[stack.LocalSettings]:
+    emulator_port, model_host_port = _free_ports(2)
     requested = stack.LocalSettings(
         state_dir=tmp_path_factory.mktemp("local-stack"),
-        emulator_port=_free_port(),
-        model_host_port=_free_port(),
+        emulator_port=emulator_port,
+        model_host_port=model_host_port,
         stack_name="product-describer-it",
         model_dir=demo_model_dir,
     )
