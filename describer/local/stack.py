@@ -105,12 +105,14 @@ def fingerprint(settings: LocalSettings) -> str:
 
 
 def model_fingerprint(model_dir: Path) -> str:
-    """Changes when the model dir's files do (a rebuilt demo model, edited inference code)."""
+    """Changes when the model dir's content does (a retrained model, edited inference code).
+
+    By content, not modification time: ``make demo-model`` rewrites ``code/`` on every run.
+    """
     digest = hashlib.sha256(str(model_dir).encode())
     for path in sorted(model_dir.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
-            stat = path.stat()
-            digest.update(f"{path.relative_to(model_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+            digest.update(str(path.relative_to(model_dir)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
