@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def register(subparsers: Any) -> None:
 
     up = actions.add_parser("up", help="start the emulator and the model host, deploy template.yaml")
     _add_up_arguments(up)
-    up.set_defaults(handler=_up)
+    up.set_defaults(handler=_clean_errors(_up))
     actions.add_parser("down", help="stop everything `up` started").set_defaults(handler=_down)
     actions.add_parser("status", help="the emulator endpoint and the stack outputs").set_defaults(
         handler=_status
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
     _add_up_arguments(demo)
     demo.add_argument("--photos-per-category", type=int, default=6)
     demo.add_argument("--timeout", type=float, default=180, help="seconds to wait for final records")
-    demo.set_defaults(handler=_demo)
+    demo.set_defaults(handler=_clean_errors(_demo))
 
     bench = actions.add_parser(
         "bench", help="restart the stack, then cold and warm latency per upload and the time for a burst"
@@ -54,7 +55,7 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--warm-uploads", type=int, default=5)
     bench.add_argument("--burst", type=int, default=50)
     bench.add_argument("--timeout", type=float, default=300)
-    bench.set_defaults(handler=_bench)
+    bench.set_defaults(handler=_clean_errors(_bench))
 
     upload = subparsers.add_parser("upload", help="upload product photos so the pipeline describes them")
     upload.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
@@ -92,6 +93,21 @@ def settings_from(args: argparse.Namespace) -> local_stack.LocalSettings:
         model_dir=args.model_dir.resolve(),
         stack_name=args.stack_name,
     )
+
+
+def _clean_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report the local stack's expected failures (a timeout, a service that would not start) in one
+    readable message with where to look, instead of a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (TimeoutError, RuntimeError, FileNotFoundError, LookupError) as error:
+            _console.print(f"[bold red]{error}[/]")
+            _console.print(f"Logs: {args.state_dir.resolve() / 'logs'}")
+            return 1
+
+    return run
 
 
 def bring_up(args: argparse.Namespace) -> local_stack.LocalSettings:
