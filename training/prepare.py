@@ -37,9 +37,17 @@ from describer_core.catalogue import (
 )
 
 STYLES_COLUMNS = (
-    "id", "gender", "masterCategory", "subCategory", "articleType",
-    "baseColour", "season", "year", "usage", "productDisplayName",
-)  # fmt: skip
+    "id",
+    "gender",
+    "masterCategory",
+    "subCategory",
+    "articleType",
+    "baseColour",
+    "season",
+    "year",
+    "usage",
+    "productDisplayName",
+)
 MISSING_MARKERS = {"", "na", "n/a", "nan", "null", "none", "-"}
 COLOUR_ATTRIBUTE = "Colour"
 ARTICLE_TYPE_ATTRIBUTE = "Article Type"
@@ -51,12 +59,32 @@ ATTRIBUTE_ORDER = ("Sleeve Length", "Pattern", "Fit", "Fabric", "Collar", "Neck"
 # Facts a photo cannot show (size charts, care, marketing tags): never asked.
 NON_VISUAL_ATTRIBUTES = frozenset(
     {
-        "Body or Garment Size", "Brand Fit Name", "Wash Care", "Occasion", "Main Trend", "Multipack Set",
-        "Number of Components", "Number of Pockets", "Technology", "Sport", "Sport Team", "Players",
-        "Processing Time", "Business Unit", "Brick", "Class", "Family", "Segment", "Character",
-        "Transparency", "Length", "Weave Pattern", "Fabric 2", "Fabric 3",
+        "Body or Garment Size",
+        "Brand Fit Name",
+        "Wash Care",
+        "Occasion",
+        "Main Trend",
+        "Multipack Set",
+        "Number of Components",
+        "Number of Pockets",
+        "Technology",
+        "Sport",
+        "Sport Team",
+        "Players",
+        "Processing Time",
+        "Business Unit",
+        "Brick",
+        "Class",
+        "Family",
+        "Segment",
+        "Character",
+        "Transparency",
+        "Length",
+        "Weave Pattern",
+        "Fabric 2",
+        "Fabric 3",
     }
-)  # fmt: skip
+)
 NOUNS = {"shirts": "shirt", "tshirts": "t-shirt", "tops": "top", "kurtas": "kurta", "dresses": "dress"}
 SPLITS = ("train", "val", "test")
 QA_COLUMNS = ("id", "image", "article_type", "attribute", "question", "answer", "value")
@@ -163,8 +191,10 @@ class LoadStats:
     no_article_type: int = 0
 
 
-def load_products(kaggle_dir: Path, progress: bool = True) -> tuple[list[Product], LoadStats]:
-    """Products with a readable image, plus the counts of everything skipped (for the report)."""
+def load_products(
+    kaggle_dir: Path, progress: bool = True, require_images: bool = True
+) -> tuple[list[Product], LoadStats]:
+    """Products with a readable image (any, unless ``require_images``), plus what was skipped."""
     kaggle_dir = Path(kaggle_dir)
     table = read_styles_csv(kaggle_dir / "styles.csv")
     stats = LoadStats(
@@ -195,7 +225,7 @@ def load_products(kaggle_dir: Path, progress: bool = True) -> tuple[list[Product
                 else:
                     attributes[str(name).strip()] = " ".join(str(value).split())
         image = kaggle_dir / "images" / f"{product_id}.jpg"
-        status = _image_ok(image)
+        status = _image_ok(image) if require_images else True
         if status is None:
             stats.missing_images += 1
             continue
@@ -404,17 +434,25 @@ def prepare_dataset(
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    catalogue: Catalogue | None = None,
     progress: bool = True,
 ) -> PrepReport:
-    """Run the whole preparation; writes the splits, images, catalogue and report under ``out_dir``."""
+    """Run the whole preparation; writes the splits, images, catalogue and report under ``out_dir``.
+
+    ``catalogue`` fixes the questions and vocabularies (e.g. the packaged one the pipeline asks)
+    instead of deriving them from this data; answers outside it are dropped and counted.
+    """
     kaggle_dir, out_dir = Path(kaggle_dir), Path(out_dir)
     products, stats = load_products(kaggle_dir, progress=progress)
-    catalogue, folds, drops = derive_catalogue(
-        products,
-        min_support=min_support,
-        min_coverage=min_coverage,
-        source=f"describer dataset prepare: {len(products)} products of {kaggle_dir.name}",
-    )
+    folds: dict[str, dict[str, str]] = {}
+    drops: dict[str, dict[str, int]] = {}
+    if catalogue is None:
+        catalogue, folds, drops = derive_catalogue(
+            products,
+            min_support=min_support,
+            min_coverage=min_coverage,
+            source=f"describer dataset prepare: {len(products)} products of {kaggle_dir.name}",
+        )
     known = {normalise_token(category.name) for category in catalogue.categories}
     in_catalogue = [p for p in products if normalise_token(p.article_type) in known]
     splits = split_products(in_catalogue, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
@@ -443,7 +481,7 @@ def prepare_dataset(
         dropped_answers=dropped_answers,
         rows=row_counts,
         products={split: len(splits[split]) for split in SPLITS},
-        min_support=min_support,
+        min_support=catalogue.min_support,
         seed=seed,
     )
     (out_dir / "prep_report.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -453,3 +491,9 @@ def prepare_dataset(
 def read_qa_rows(path: Path) -> list[dict[str, str]]:
     with Path(path).open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def attribute_spec(catalogue: Catalogue, row: dict[str, str]) -> AttributeSpec:
+    """The vocabulary a Q/A row's answer is normalised with (Article Type is the generic category's)."""
+    category = GENERIC_CATEGORY if row["attribute"] == ARTICLE_TYPE_ATTRIBUTE else row["article_type"]
+    return catalogue.category(category).attribute(row["attribute"])

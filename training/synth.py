@@ -135,8 +135,14 @@ def render_product(product: SyntheticProduct, rng: random.Random) -> Image.Image
                 (root, top + 22),
             ]
             draw.polygon(polygon, fill=base, outline=OUTLINE)
-    body = [(centre - shoulder, top), (centre + shoulder, top), (right, top + 20), (right, bottom),
-            (left, bottom), (left, top + 20)]  # fmt: skip
+    body = [
+        (centre - shoulder, top),
+        (centre + shoulder, top),
+        (right, top + 20),
+        (right, bottom),
+        (left, bottom),
+        (left, top + 20),
+    ]
     draw.polygon(body, fill=base, outline=OUTLINE)
 
     mask = Image.new("L", (size, size), 0)
@@ -232,9 +238,17 @@ def _draw_neck(
 def styles_csv_row(product: SyntheticProduct, year: int) -> str:
     """One unquoted row, exactly as the dataset writes it (a comma in the name is not escaped)."""
     fields = [
-        str(product.product_id), product.gender, "Apparel", "Topwear", product.article_type,
-        product.colour, "Summer", str(year), "Casual", product.name,
-    ]  # fmt: skip
+        str(product.product_id),
+        product.gender,
+        "Apparel",
+        "Topwear",
+        product.article_type,
+        product.colour,
+        "Summer",
+        str(year),
+        "Casual",
+        product.name,
+    ]
     return ",".join(fields)
 
 

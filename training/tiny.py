@@ -118,10 +118,12 @@ def _t5_config(
     d_kv: int,
     pad_token_id: int = 0,
     eos_token_id: int = 1,
+    scale_decoder_outputs: bool = False,
 ) -> T5Config:
     # Flan-T5 (T5 v1.1) saves tie_word_embeddings=False, which T5Config reads as "do not scale the
-    # decoder output"; passed through a plain dict because it is not a declared T5Config field.
-    flan_t5_flags: dict[str, Any] = {"tie_word_embeddings": False}
+    # decoder output by d_model**-0.5"; the tiny preset scales (T5 v1.0), so a randomly initialised
+    # model starts from sane logits. A plain dict: it is not a declared T5Config field.
+    flan_t5_flags: dict[str, Any] = {"tie_word_embeddings": scale_decoder_outputs}
     config = T5Config(
         vocab_size=vocab_size,
         d_model=d_model,
@@ -159,42 +161,86 @@ def blip2_config(
             image_token_index = image_token_id(tokenizer)
     if preset == "tiny":
         vision = Blip2VisionConfig(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            image_size=PRESET_IMAGE_SIZES["tiny"], patch_size=8, initializer_range=0.02,
-        )  # fmt: skip
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=PRESET_IMAGE_SIZES["tiny"],
+            patch_size=8,
+            initializer_range=0.02,
+        )
         qformer = Blip2QFormerConfig(
-            vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=128, cross_attention_frequency=1, encoder_hidden_size=64,
-        )  # fmt: skip
-        text = _t5_config(vocab_size=vocab_size, d_model=64, d_ff=128, num_layers=2, num_heads=4, d_kv=16)
+            vocab_size=vocab_size,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=128,
+            cross_attention_frequency=1,
+            encoder_hidden_size=64,
+        )
+        text = _t5_config(
+            vocab_size=vocab_size,
+            d_model=64,
+            d_ff=128,
+            num_layers=2,
+            num_heads=4,
+            d_kv=16,
+            scale_decoder_outputs=True,
+        )
         num_query_tokens = 8
     elif preset == "proportional":
         vision = Blip2VisionConfig(
-            hidden_size=352, intermediate_size=1536, num_hidden_layers=10, num_attention_heads=4,
-            image_size=224, patch_size=14, initializer_range=0.02,
-        )  # fmt: skip
+            hidden_size=352,
+            intermediate_size=1536,
+            num_hidden_layers=10,
+            num_attention_heads=4,
+            image_size=224,
+            patch_size=14,
+            initializer_range=0.02,
+        )
         qformer = Blip2QFormerConfig(
-            vocab_size=vocab_size, hidden_size=192, num_hidden_layers=3, num_attention_heads=3,
-            intermediate_size=768, cross_attention_frequency=2, encoder_hidden_size=352,
-        )  # fmt: skip
+            vocab_size=vocab_size,
+            hidden_size=192,
+            num_hidden_layers=3,
+            num_attention_heads=3,
+            intermediate_size=768,
+            cross_attention_frequency=2,
+            encoder_hidden_size=352,
+        )
         text = _t5_config(
             vocab_size=max(vocab_size, FLAN_T5_VOCAB_SIZE // 4),
-            d_model=512, d_ff=1280, num_layers=6, num_heads=8, d_kv=64,
-        )  # fmt: skip
+            d_model=512,
+            d_ff=1280,
+            num_layers=6,
+            num_heads=8,
+            d_kv=64,
+        )
         num_query_tokens = 32
     elif preset == "blip2-flan-t5-xl":
         vision = Blip2VisionConfig(
-            hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
-            image_size=224, patch_size=14,
-        )  # fmt: skip
+            hidden_size=1408,
+            intermediate_size=6144,
+            num_hidden_layers=39,
+            num_attention_heads=16,
+            image_size=224,
+            patch_size=14,
+        )
         qformer = Blip2QFormerConfig(
-            hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-            cross_attention_frequency=2, encoder_hidden_size=1408,
-        )  # fmt: skip
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            cross_attention_frequency=2,
+            encoder_hidden_size=1408,
+        )
         text = _t5_config(
             vocab_size=max(vocab_size, FLAN_T5_VOCAB_SIZE),
-            d_model=2048, d_ff=5120, num_layers=24, num_heads=32, d_kv=64,
-        )  # fmt: skip
+            d_model=2048,
+            d_ff=5120,
+            num_layers=24,
+            num_heads=32,
+            d_kv=64,
+        )
         num_query_tokens = 32
     else:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")

@@ -1,0 +1,82 @@
+"""The model directory contract shared by training, the SageMaker endpoint and the local model host.
+
+Layout (everything at the root loads with no hub access)::
+
+    config.json, model.safetensors, ...   merged Blip2ForConditionalGeneration (save_pretrained)
+    processor_config.json, tokenizer*, ... Blip2Processor (save_pretrained)
+    catalogue.json                         the catalogue the model was trained with
+    describer_model.json                   ModelMetadata: model_id, base, hyperparameters, metrics
+    code/inference.py                      the endpoint's handler (training/serving/inference.py)
+    code/requirements.txt                  what the inference container adds
+    code/describer_core/                   the shared domain rules (same answer parsing)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+import describer_core
+from describer_core.catalogue import Catalogue
+
+SERVING_CODE = Path(__file__).with_name("serving") / "inference.py"
+CATALOGUE_FILE = "catalogue.json"
+METADATA_FILE = "describer_model.json"
+# The Hugging Face inference container brings torch; these are what the handler needs on top.
+INFERENCE_REQUIREMENTS = (
+    "transformers>=5,<6",
+    "tokenizers",
+    "pydantic>=2.7,<3",
+    "pillow>=11",
+)
+
+
+class ModelMetadata(BaseModel):
+    model_id: str = Field(description="Stable name of this model, e.g. describer-demo-<hash>")
+    base_model: str = Field(description="Hub id, local dir or preset the fine-tune started from")
+    preset: str | None = Field(default=None, description="The offline preset when the base was built locally")
+    seed: int = 0
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+def write_model_dir(
+    model: Any, processor: Any, catalogue: Catalogue, metadata: ModelMetadata, out_dir: Path
+) -> Path:
+    """Write a self-contained model directory; ``model`` must already have its LoRA merged.
+
+    Written to a sibling temporary directory and renamed into place, so ``out_dir`` is either the
+    previous complete model or the new complete one, never half of each.
+    """
+    if not SERVING_CODE.is_file():
+        raise FileNotFoundError(f"the endpoint handler {SERVING_CODE} is missing; a model dir needs it")
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(f".{out_dir.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging)
+    processor.save_pretrained(staging)
+    (staging / CATALOGUE_FILE).write_text(catalogue.to_json(), encoding="utf-8")
+    (staging / METADATA_FILE).write_text(metadata.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    code = staging / "code"
+    code.mkdir()
+    shutil.copyfile(SERVING_CODE, code / "inference.py")
+    (code / "requirements.txt").write_text("\n".join(INFERENCE_REQUIREMENTS) + "\n", encoding="utf-8")
+    shutil.copytree(
+        Path(describer_core.__file__).parent,
+        code / "describer_core",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    return out_dir
+
+
+def read_metadata(model_dir: Path) -> ModelMetadata:
+    text = (Path(model_dir) / METADATA_FILE).read_text(encoding="utf-8")
+    return ModelMetadata.model_validate(json.loads(text))
