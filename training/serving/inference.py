@@ -81,7 +81,7 @@ JSON_CONTENT_TYPE = "application/json"
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000
 # Answers are "Attribute: Value", a handful of tokens; a small budget bounds a confused model's cost.
-MAX_NEW_TOKENS = 16
+MAX_NEW_TOKENS = 20
 # Features of one image of blip2-flan-t5-xl: 32 query tokens x 2048 in bf16 = 128 KiB.
 CACHE_MAX_ENTRIES = 1024
 CACHE_MAX_BYTES = 256 * 1024 * 1024
@@ -271,6 +271,7 @@ class DescriberModel:
         self.cache = cache if cache is not None else VisionFeatureCache()
         self._s3_client: Any = None
         self._s3_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
 
     @classmethod
     def load(cls, model_dir: str | Path, **options: Any) -> DescriberModel:
@@ -308,7 +309,11 @@ class DescriberModel:
         the query features take the place of the image tokens in front of the tokenized prompt.
         """
         tokenizer = self.processor.tokenizer
-        tokens = tokenizer(list(prompts), padding=True, return_tensors="pt").to(self.device)
+        # A fast tokenizer's padding state lives in one Rust object: concurrent calls must take turns.
+        # Right padding keeps every prompt at the positions it has alone, as in the reference path.
+        with self._tokenizer_lock:
+            tokens = tokenizer(list(prompts), padding=True, padding_side="right", return_tensors="pt")
+        tokens = tokens.to(self.device)
         language_model = self.model.language_model
         text_embeds = language_model.get_input_embeddings()(tokens.input_ids)
         image_embeds = features.to(text_embeds.dtype).expand(len(prompts), -1, -1)

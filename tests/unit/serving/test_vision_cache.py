@@ -1,0 +1,110 @@
+"""The vision feature cache: bounded LRU, and one computation however many requests ask at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import pytest
+import torch
+from PIL import Image
+
+from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
+from training.serving import inference
+from training.serving.bench import benchmark_questions, product_photo, reference_generate
+from training.serving.inference import DescriberModel, VisionFeatureCache
+
+SMALL_PHOTO = (96, 128)
+REQUESTS = 6
+
+
+def _features(value: float, elements: int = 4) -> torch.Tensor:
+    return torch.full((elements,), value, dtype=torch.float32)
+
+
+def test_least_recently_used_entry_goes_first_when_entries_are_bounded() -> None:
+    cache = VisionFeatureCache(max_entries=2, max_bytes=1 << 20)
+    cache.get_or_compute("a", lambda: _features(1))
+    cache.get_or_compute("b", lambda: _features(2))
+    cache.get_or_compute("a", lambda: _features(9))  # a hit: "a" becomes the most recent
+    cache.get_or_compute("c", lambda: _features(3))
+
+    assert len(cache) == 2
+    assert cache.get_or_compute("a", lambda: _features(9))[0] == 1
+    assert cache.get_or_compute("b", lambda: _features(8))[0] == 8  # "b" was evicted, so recomputed
+
+
+def test_bytes_are_bounded() -> None:
+    entry_bytes = _features(0).numel() * 4
+    cache = VisionFeatureCache(max_entries=100, max_bytes=3 * entry_bytes)
+    for index in range(10):
+        cache.get_or_compute(str(index), partial(_features, float(index)))
+        assert cache.nbytes <= 3 * entry_bytes
+    assert len(cache) == 3
+    cache.get_or_compute("huge", lambda: _features(0, elements=1000))
+    assert cache.nbytes <= 3 * entry_bytes
+
+
+def _wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_concurrent_requests_for_one_image_run_the_vision_pass_once(
+    endpoint: DescriberModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    category, questions = benchmark_questions(endpoint.catalogue, REQUESTS)
+    photo = product_photo(21, SMALL_PHOTO)
+    encode = endpoint.encode_image
+    passes: list[int] = []
+
+    def encode_once_everyone_waits(image: Image.Image) -> torch.Tensor:
+        passes.append(threading.get_ident())
+        # Hold the first computation until every other request is waiting for it.
+        _wait_until(lambda: endpoint.cache.waits >= REQUESTS - 1)
+        return encode(image)
+
+    monkeypatch.setattr(endpoint, "encode_image", encode_once_everyone_waits)
+    with ThreadPoolExecutor(REQUESTS) as pool:
+        responses = list(
+            pool.map(lambda question: endpoint.describe_image(photo, [question], category), questions)
+        )
+
+    assert len(passes) == 1
+    assert endpoint.cache.computations == 1
+    assert endpoint.cache.waits == REQUESTS - 1
+    assert [response.answers[0].raw for response in responses] == [
+        reference_generate(endpoint, photo, question.question) for question in questions
+    ]
+
+
+def test_a_failed_vision_pass_reaches_every_waiter_and_is_not_cached(
+    endpoint: DescriberModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    category, questions = benchmark_questions(endpoint.catalogue, REQUESTS)
+    not_an_image = b"this is a text file, not a photo"
+    decode = inference.decode_image
+
+    def decode_once_everyone_waits(data: bytes) -> Image.Image:
+        _wait_until(lambda: endpoint.cache.waits >= REQUESTS - 1)
+        return decode(data)
+
+    monkeypatch.setattr(inference, "decode_image", decode_once_everyone_waits)
+
+    def ask(question):
+        with pytest.raises(EndpointRequestError) as raised:
+            endpoint.describe_image(not_an_image, [question], category)
+        return raised.value.code
+
+    with ThreadPoolExecutor(REQUESTS) as pool:
+        codes = list(pool.map(ask, questions))
+
+    assert codes == [EndpointErrorCode.NOT_AN_IMAGE] * REQUESTS
+    assert endpoint.cache.computations == 1
+    assert len(endpoint.cache) == 0
+    with pytest.raises(EndpointRequestError):
+        endpoint.describe_image(not_an_image, questions[:1], category)
+    assert endpoint.cache.computations == 2
