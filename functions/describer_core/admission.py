@@ -3,13 +3,15 @@
 Each execution is named after the upload (``WorkflowInput.execution_name``), so a redelivered event
 hits ``ExecutionAlreadyExists``, which counts as done. Before starting anything the starter counts
 the state machine's RUNNING executions; messages beyond ``max_running_executions`` go back to the
-queue as batch item failures and return after the visibility timeout. The limit is soft: two
-concurrent batches may overshoot it by at most one batch.
+queue as batch item failures. Their visibility is first cut to a few seconds, growing with each
+receive, so a backlog drains as soon as runs finish rather than in steps of the queue's visibility
+timeout. The limit is soft: two concurrent batches may overshoot it by at most one batch.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -20,11 +22,22 @@ from describer_core.observability import logger
 from describer_core.states import ObjectCreatedEvent, WorkflowInput
 
 LIST_EXECUTIONS_PAGE_LIMIT = 1000
+# A deferred message comes back after DEFER_STEP_S x its receive count (at most DEFER_MAX_S), plus
+# up to DEFER_JITTER_S so a deferred batch does not return as one herd.
+DEFER_STEP_S = 5
+DEFER_MAX_S = 60
+DEFER_JITTER_S = 5
 
 
 class SqsRecord(BaseModel):
     messageId: str
+    receiptHandle: str
     body: str
+    attributes: dict[str, str] = {}
+
+    @property
+    def receive_count(self) -> int:
+        return int(self.attributes.get("ApproximateReceiveCount", "1"))
 
 
 class AdmissionOutcome(BaseModel):
@@ -52,6 +65,29 @@ def running_executions(sfn_client: Any, state_machine_arn: str, limit: int) -> i
     )
     running = len(response.get("executions", []))
     return limit if response.get("nextToken") else running
+
+
+def defer_seconds(record: SqsRecord) -> int:
+    return min(DEFER_MAX_S, DEFER_STEP_S * record.receive_count) + random.randint(0, DEFER_JITTER_S)
+
+
+def reoffer_soon(sqs_client: Any, queue_url: str, records: list[SqsRecord]) -> None:
+    """Shorten deferred messages' invisibility; on failure they simply wait the queue's timeout."""
+    if not records:
+        return
+    entries = [
+        {"Id": str(index), "ReceiptHandle": record.receiptHandle, "VisibilityTimeout": defer_seconds(record)}
+        for index, record in enumerate(records)
+    ]
+    try:
+        response = sqs_client.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+    except ClientError as error:
+        logger.warning("could not shorten deferred messages' wait", extra={"error": client_error_code(error)})
+        return
+    if response.get("Failed"):
+        logger.warning(
+            "could not shorten some deferred messages' wait", extra={"failed": len(response["Failed"])}
+        )
 
 
 def workflow_input(record: SqsRecord) -> WorkflowInput:

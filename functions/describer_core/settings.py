@@ -56,3 +56,4 @@ class DescriptionSettings(BaseModel):
 class StarterSettings(BaseModel):
     state_machine_arn: str = Field(min_length=1)
     max_running_executions: int = Field(default=20, ge=1)
+    admission_queue_url: str = Field(min_length=1)

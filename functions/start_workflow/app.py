@@ -9,23 +9,24 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from describer_core.admission import SqsRecord, admit
+from describer_core.admission import SqsRecord, admit, reoffer_soon
 from describer_core.observability import logger, metrics, tracer
 from describer_core.settings import StarterSettings, load_settings
 
 
 @cache
-def _dependencies() -> tuple[StarterSettings, Any]:
-    return load_settings(StarterSettings), boto3.client("stepfunctions")
+def _dependencies() -> tuple[StarterSettings, Any, Any]:
+    return load_settings(StarterSettings), boto3.client("stepfunctions"), boto3.client("sqs")
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings, sfn = _dependencies()
+    settings, sfn, sqs = _dependencies()
     records = [SqsRecord.model_validate(record) for record in event.get("Records", [])]
     outcome = admit(records, sfn, settings.state_machine_arn, settings.max_running_executions)
+    reoffer_soon(sqs, settings.admission_queue_url, [r for r in records if r.messageId in outcome.deferred])
     metrics.add_metric(name="ExecutionsStarted", unit=MetricUnit.Count, value=len(outcome.started))
     metrics.add_metric(name="UploadsDeferred", unit=MetricUnit.Count, value=len(outcome.deferred))
     metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=len(outcome.malformed))

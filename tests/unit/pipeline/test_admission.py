@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import boto3
@@ -25,6 +26,8 @@ def state_machine(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> str:
         roleArn="arn:aws:iam::123456789012:role/sfn",
     )["stateMachineArn"]
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+    queue_url = boto3.client("sqs").create_queue(QueueName="admission")["QueueUrl"]
+    monkeypatch.setenv("ADMISSION_QUEUE_URL", queue_url)
     return str(arn)
 
 
@@ -86,3 +89,66 @@ def test_a_message_that_is_not_an_s3_event_is_dropped_not_retried(state_machine:
     good = event_bridge_event("incoming/Shirts/1.jpg", "v1")
     assert starter_app.handler(_sqs(not_s3, good), CONTEXT) == {"batchItemFailures": []}
     assert len(_running(state_machine)) == 1
+
+
+class _Entries:
+    """Matches ChangeMessageVisibilityBatch entries: one per deferred record, waits within bounds."""
+
+    def __init__(self, bounds: dict[str, tuple[int, int]]) -> None:
+        self.bounds = bounds
+
+    def __eq__(self, entries: object) -> bool:
+        assert isinstance(entries, list)
+        assert {entry["ReceiptHandle"] for entry in entries} == set(self.bounds)
+        for entry in entries:
+            low, high = self.bounds[entry["ReceiptHandle"]]
+            assert low <= entry["VisibilityTimeout"] <= high, entry
+        return True
+
+
+def test_deferred_messages_come_back_sooner_the_fewer_times_they_were_deferred() -> None:
+    from botocore.stub import Stubber
+
+    from describer_core.admission import SqsRecord, reoffer_soon
+
+    def record(handle: str, receives: int) -> SqsRecord:
+        return SqsRecord(
+            messageId=handle,
+            receiptHandle=handle,
+            body="{}",
+            attributes={"ApproximateReceiveCount": str(receives)},
+        )
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    with Stubber(sqs) as stubber:
+        expected = {
+            "QueueUrl": "q",
+            "Entries": _Entries({"first": (5, 10), "second": (10, 15), "old": (60, 65)}),
+        }
+        stubber.add_response("change_message_visibility_batch", {"Successful": [], "Failed": []}, expected)
+        reoffer_soon(sqs, "q", [record("first", 1), record("second", 2), record("old", 40)])
+        stubber.assert_no_pending_responses()
+
+
+def test_deferred_messages_of_a_real_queue_are_reoffered_without_error(state_machine: str) -> None:
+    sqs = boto3.client("sqs")
+    queue_url = os.environ["ADMISSION_QUEUE_URL"]
+    for n in range(3):
+        sqs.send_message(
+            QueueUrl=queue_url, MessageBody=json.dumps(event_bridge_event(f"incoming/Shirts/{n}.jpg", "v1"))
+        )
+    received = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+    )
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m["Attributes"],
+        }
+        for m in received["Messages"]
+    ]
+    response = starter_app.handler({"Records": records}, CONTEXT)
+    assert len(response["batchItemFailures"]) == 1
+    assert len(_running(state_machine)) == 2
