@@ -40,7 +40,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from describer_core.answers import parse_answer
 from describer_core.catalogue import DEFAULT_CATALOGUE_PATH, GENERIC_CATEGORY, Catalogue
 from describer_core.contracts import Question, ReferenceRequest
 from training.serving.inference import (
@@ -76,12 +75,7 @@ def reference_predict(model: DescriberModel, body: bytes) -> dict[str, str]:
     request = input_fn(body, JSON_CONTENT_TYPE)
     assert isinstance(request, ReferenceRequest)
     raw = reference_generate(model, decode_base64_image(request.image), request.prompt)
-    for category in model.catalogue.categories:
-        for attribute in category.attributes:
-            if category.question_for(attribute) == request.prompt:
-                parsed = parse_answer(raw, attribute)
-                return {parsed.attribute: parsed.value}
-    return {"answer": raw}
+    return model.reference_answer(request.prompt, raw)
 
 
 # --- workload -------------------------------------------------------------------------------------
@@ -137,11 +131,17 @@ def run_paths(
     progress: Progress,
 ) -> list[PathResult]:
     photos = [product_photo(seed) for seed in range(products + 1)]  # photo 0 warms every path up
+    # What the reference client sends, built outside the timing: the endpoint's work is timed.
+    reference_bodies = {
+        photo: [
+            json.dumps({"prompt": question.question, "image": base64.b64encode(photo).decode()}).encode()
+            for question in questions
+        ]
+        for photo in photos
+    }
 
     def reference(photo: bytes) -> None:
-        image = base64.b64encode(photo).decode()
-        bodies = [json.dumps({"prompt": q.question, "image": image}).encode() for q in questions]
-        for body in bodies:
+        for body in reference_bodies[photo]:
             reference_predict(model, body)
 
     def product_request(photo: bytes) -> None:
@@ -152,9 +152,9 @@ def run_paths(
             model.describe_image(photo, [question], category)
 
     paths: list[tuple[str, Callable[[bytes], None]]] = [
-        ("reference: a full call per question", reference),
+        ("reference: full call per question", reference),
         ("ours: one product request", product_request),
-        ("ours: a call per question (Map)", question_per_call),
+        ("ours: call per question (Map)", question_per_call),
     ]
     task = progress.add_task(label, total=(products + 1) * len(paths))
     seconds: dict[str, list[float]] = {name: [] for name, _ in paths}

@@ -338,7 +338,11 @@ class DescriberModel:
         """``{"<Attribute>": "<value>"}`` as the reference endpoint answered."""
         _, features = self.image_features(decode_base64_image(request.image))
         [raw] = self.generate_answers(features, [request.prompt])
-        attribute = self._attribute_asked(request.prompt) or self._attribute_named(raw.partition(":")[0])
+        return self.reference_answer(request.prompt, raw)
+
+    def reference_answer(self, prompt: str, raw: str) -> dict[str, str]:
+        """The attribute the prompt asks about (else the one the answer names) -> normalised value."""
+        attribute = self._attribute_asked(prompt) or self._attribute_named(raw.partition(":")[0])
         if attribute is None:
             return {"answer": raw}
         parsed = parse_answer(raw, attribute)

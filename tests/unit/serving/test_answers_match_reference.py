@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 
+import pytest
+
 from describer_core.answers import parse_answer
 from describer_core.contracts import ProductResponse, Question
 from training.serving.bench import benchmark_questions, product_photo, reference_generate
@@ -73,7 +75,7 @@ def test_product_request_end_to_end_reads_the_image_from_s3(endpoint: DescriberM
 
 
 def test_answers_are_normalised_against_the_model_dirs_catalogue(
-    endpoint: DescriberModel, monkeypatch
+    endpoint: DescriberModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     said = {"Sleeve Length": "Sleeve Length: long sleeves", "Fit": "Fit: Baggy Fit"}
     monkeypatch.setattr(
@@ -85,3 +87,17 @@ def test_answers_are_normalised_against_the_model_dirs_catalogue(
     sleeve, fit = response.answers
     assert (sleeve.value, sleeve.known, sleeve.raw) == ("Long Sleeves", True, said["Sleeve Length"])
     assert (fit.value, fit.known, fit.raw) == ("Baggy Fit", False, said["Fit"])
+
+
+@pytest.mark.parametrize(
+    ("prompt", "said", "expected"),
+    [
+        ("What is the fit of the shirt in this picture?", "slim fit", {"Fit": "Slim Fit"}),
+        ("Which fit is it?", "Fit: slim fit", {"Fit": "Slim Fit"}),
+        ("Anything else?", "a nice shirt", {"answer": "a nice shirt"}),
+    ],
+)
+def test_a_reference_answer_is_keyed_by_the_attribute_asked_or_named(
+    endpoint: DescriberModel, prompt: str, said: str, expected: dict[str, str]
+) -> None:
+    assert endpoint.reference_answer(prompt, said) == expected
