@@ -22,7 +22,8 @@ from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
 from describer_core.contracts import ProductRecord, Status
 
-_console = Console()
+# Piped output (make in CI, a log file) gets room for the demo's table instead of 80 columns.
+_console = Console() if sys.stdout.isatty() else Console(width=180)
 
 
 def default_state_dir() -> Path:
@@ -44,7 +45,7 @@ def register(subparsers: Any) -> None:
 
     demo = actions.add_parser("demo", help="up, upload sample photos and bad files, wait, table + gallery")
     _add_up_arguments(demo)
-    demo.add_argument("--photos-per-category", type=int, default=6)
+    demo.add_argument("--photos-per-category", type=int, default=4)
     demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for final records")
     demo.set_defaults(handler=_clean_errors(_demo))
 

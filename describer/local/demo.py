@@ -108,24 +108,29 @@ def _verdict(sample: SampleFile, record: ProductRecord) -> str | None:
 
 
 def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) -> Table:
-    table = Table(title="Demo results: predicted (truth where it differs)", show_lines=False)
-    for column in ("product", "category", "status", "attributes", "error"):
-        table.add_column(column, overflow="fold")
+    """One row per upload, one column per attribute: the prediction, and the truth where it differs."""
+    names: list[str] = []
+    for sample in samples:
+        names += [name for name in records[sample.product_id].attributes if name not in names]
+    table = Table(title="Demo results: predicted attributes ([red]wrong[/] ≠ truth)")
+    table.add_column("product", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for name in names:
+        table.add_column(name, overflow="fold")
+    table.add_column("error", no_wrap=True)
     for sample in samples:
         record = records[sample.product_id]
-        colour = "green" if record.status == Status.COMPLETED else "red"
-        attributes = []
-        for name, value in record.attributes.items():
+        cells = []
+        for name in names:
+            value = record.attributes.get(name, "")
             truth = (sample.truth or {}).get(name)
-            attributes.append(
-                f"{name}: {value}" if truth in (None, value) else f"{name}: [red]{value}[/] ({truth})"
-            )
+            cells.append(value if truth in (None, value) else f"[red]{value}[/] ≠ {truth}")
         problem = _verdict(sample, record)
+        colour = "green" if record.status == Status.COMPLETED else "red"
         table.add_row(
             sample.key,
-            record.category,
-            f"[{colour}]{record.status.value}[/]" + (f"\n[bold red]{problem}[/]" if problem else ""),
-            "\n".join(attributes),
+            f"[{colour}]{record.status.value}[/]" + (f" [bold red]{problem}[/]" if problem else ""),
+            *cells,
             record.error_code.value if record.error_code else "",
         )
     return table

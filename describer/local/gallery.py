@@ -13,7 +13,7 @@ from PIL import Image
 
 from describer_core.contracts import ProductRecord
 
-THUMBNAIL_PIXELS = 220
+THUMBNAIL_PIXELS = 192
 
 
 @dataclass(frozen=True)
@@ -71,34 +71,35 @@ def _card(item: GalleryItem) -> str:
     )
     model = html.escape(record.model_ids.description or "")
     return (
-        f'<article class="{record.status.value.lower()}">{photo}<div class="body">'
-        f'<h2>{html.escape(record.product_id)} <span class="category">{html.escape(record.category)}</span>'
-        f'<span class="status">{record.status.value}</span></h2>'
-        f"{_attributes_html(record, item.expected)}{description}{error}"
-        f'<p class="meta">{html.escape(record.source_key)}{" · written by " + model if model else ""}</p>'
-        "</div></article>"
+        f'<article class="{record.status.value.lower()}"><div class="top">{photo}<div>'
+        f"<h2>{html.escape(record.product_id)} "
+        f'<span class="category">{html.escape(record.category)}</span></h2>'
+        f'<span class="status">{record.status.value}</span>'
+        f'<p class="meta">{html.escape(record.source_key)}{"<br>written by " + model if model else ""}</p>'
+        f"</div></div>{_attributes_html(record, item.expected)}{description}{error}</article>"
     )
 
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; background: #f4f4f6; color: #222; }
 h1 { margin: 0 0 4px; } .summary { color: #555; margin-bottom: 16px; }
-main { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 14px; }
-article { display: flex; gap: 12px; background: #fff; border-radius: 8px; padding: 12px;
-          border-left: 6px solid #999; box-shadow: 0 1px 3px rgba(0,0,0,.08); }
+main { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 12px; }
+article { background: #fff; border-radius: 8px; padding: 10px; border-left: 6px solid #999;
+          box-shadow: 0 1px 3px rgba(0,0,0,.08); }
 article.completed { border-color: #2e9d5b; } article.failed { border-color: #d2453d; }
-article img, .nophoto { width: 140px; height: 140px; object-fit: contain; flex: none; border-radius: 4px;
+.top { display: flex; gap: 10px; margin-bottom: 6px; }
+article img, .nophoto { width: 96px; height: 96px; object-fit: contain; flex: none; border-radius: 4px;
           background: #eee; }
 .nophoto { display: flex; align-items: center; justify-content: center; text-align: center; color: #777;
           font-size: 12px; }
 h2 { font-size: 15px; margin: 0 0 6px; } .category { color: #777; font-weight: normal; margin-left: 6px; }
-.status { float: right; font-size: 11px; padding: 2px 6px; border-radius: 4px; background: #eee; }
+.status { font-size: 11px; padding: 2px 6px; border-radius: 4px; background: #eee; }
 .completed .status { background: #dff3e6; color: #1d6b3d; }
 .failed .status { background: #fbe1df; color: #9d2a23; }
-table { border-collapse: collapse; font-size: 12px; margin-bottom: 6px; }
+table { border-collapse: collapse; font-size: 12px; margin-bottom: 6px; width: 100%; }
 th { text-align: left; color: #666; font-weight: normal; padding-right: 8px; }
 td { padding-right: 8px; } td.hit { color: #1d6b3d; } td.miss { color: #b3261e; } td.truth { color: #888; }
-.description { margin: 4px 0; } .error { color: #9d2a23; margin: 4px 0; }
+.description { margin: 4px 0; font-size: 12px; } .error { color: #9d2a23; margin: 4px 0; }
 .meta { color: #999; font-size: 11px; }
 """
 

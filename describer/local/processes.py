@@ -92,7 +92,10 @@ class BackgroundService:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.pid_file.write_text(f"{process.pid}\n")
+        # Written whole or not at all: a reader never sees an empty pid file.
+        partial = self.pid_file.with_suffix(".pid.tmp")
+        partial.write_text(f"{process.pid}\n")
+        partial.replace(self.pid_file)
         return process.pid
 
     def stop(self, timeout_s: float = 10) -> list[int]:

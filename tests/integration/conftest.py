@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,10 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for probe in probes:
             probe.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")
@@ -46,23 +51,22 @@ def local_settings(
         stack_name="product-describer-it",
         model_dir=demo_model_dir,
     )
-    settings, deployed = stack.up(requested)
-    assert deployed
-    groups = [
-        service.pid()
-        for service in (
-            stack.emulator.service(settings.state_dir),
-            stack.model_host_service(settings.state_dir),
-        )
-    ]
+    # A run stopped with SIGTERM (a CI timeout) still tears the stack down: no stray processes.
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    services = [stack.emulator.service(requested.state_dir), stack.model_host_service(requested.state_dir)]
+    groups: list[int | None] = []
     try:
+        settings, deployed = stack.up(requested)
+        groups = [service.pid() for service in services]
+        assert deployed
+        assert None not in groups
         yield settings
     finally:
-        stopped = stack.down(settings.state_dir)
-        assert stopped
-        # Every process the stack started (Lambda workers included) is gone.
-        assert all(group is not None and not live_group_members(group) for group in groups)
-        assert not stack.running(settings)
+        stack.down(requested.state_dir)
+        signal.signal(signal.SIGTERM, previous_handler)
+    # Every process the stack started (Lambda workers included) is gone.
+    assert all(group is not None and not live_group_members(group) for group in groups)
+    assert not stack.running(settings)
 
 
 @pytest.fixture(scope="session")
