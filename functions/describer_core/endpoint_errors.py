@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -64,16 +65,35 @@ class EndpointErrorBody(BaseModel):
 
     @classmethod
     def from_message(cls, text: str) -> EndpointErrorBody | None:
-        """The body quoted in an error message (e.g. a SageMaker ``ModelError``), or None."""
-        start, end = text.find("{"), text.rfind("}")
-        if start < 0 or end < start:
-            return None
-        candidate = text[start : end + 1]
-        for attempt in (candidate, candidate.replace('\\"', '"')):
+        """The body quoted in an error message (e.g. a SageMaker ``ModelError``), or None.
+
+        The body may sit in the text as it is, or as a string inside other JSON: the model server
+        answers ``{"code": 400, "type": ..., "message": "<the body>"}`` and SageMaker quotes that.
+        """
+        decoder = json.JSONDecoder()
+        position = text.find("{")
+        while position >= 0:
             try:
-                return cls.model_validate(json.loads(attempt))
-            except (json.JSONDecodeError, ValidationError):
-                continue
+                value, _ = decoder.raw_decode(text, position)
+            except json.JSONDecodeError:
+                value = None
+            if isinstance(value, dict):
+                found = cls._from_object(value)
+                if found is not None:
+                    return found
+            position = text.find("{", position + 1)
+        return None
+
+    @classmethod
+    def _from_object(cls, value: dict[str, Any]) -> EndpointErrorBody | None:
+        try:
+            return cls.model_validate(value)
+        except ValidationError:
+            pass
+        for item in value.values():
+            found = cls.from_message(item) if isinstance(item, str) else None
+            if found is not None:
+                return found
         return None
 
 

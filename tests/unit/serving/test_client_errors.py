@@ -128,4 +128,10 @@ def test_the_error_body_survives_the_sagemaker_model_error_message() -> None:
     # What SageMaker Runtime says when the Hugging Face toolkit answered 400 with str(error).
     message = f'Received client error (400) from primary with message "{error}". See the logs.'
     assert EndpointErrorBody.from_message(message) == error.body
+    # The model server's own error JSON carries it as a string, and SageMaker quotes that.
+    server_body = json.dumps(
+        {"code": 400, "type": "InternalServerException", "message": str(error)}, indent=2
+    )
+    message = f'Received client error (400) from primary with message "{server_body}". See the logs.'
+    assert EndpointErrorBody.from_message(message) == error.body
     assert EndpointErrorBody.from_message("Received server error (500) from primary") is None
