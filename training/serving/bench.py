@@ -254,7 +254,8 @@ def load_proportional(work_dir: Path, answer_tokens: int) -> DescriberModel:
 def results_table(results: Sequence[PathResult]) -> Table:
     table = Table(title="Per product (median over fresh photos; the same questions on every path)")
     for column in ("model", "path", "vision passes", "s / product", "products / s", "speedup"):
-        table.add_column(column, justify="left" if column in ("model", "path") else "right")
+        is_label = column in ("model", "path")
+        table.add_column(column, justify="left" if is_label else "right", no_wrap=is_label)
     baseline: dict[str, float] = {}
     for result in results:
         baseline.setdefault(result.model, result.seconds_per_product)
