@@ -39,6 +39,26 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+def _wait_for_exec(process: subprocess.Popen[bytes], marker: str, timeout_s: float = 5) -> None:
+    """Wait until the child shows its own command line.
+
+    When two threads start processes at once, a child can briefly still show its parent's command
+    line after Popen returns; a pid file written then would look stale to ``pid()``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if marker in _command_line(process.pid):
+                return
+        except OSError:
+            return
+        time.sleep(0.01)
+
+
 def _wait_until_gone(group: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -69,7 +89,7 @@ class BackgroundService:
         """The running service's pid, or None (a stale pid file is removed)."""
         try:
             pid = int(self.pid_file.read_text().strip())
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            command = _command_line(pid)
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, ValueError):
             self.pid_file.unlink(missing_ok=True)
@@ -92,6 +112,7 @@ class BackgroundService:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _wait_for_exec(process, self.marker)
         # Written whole or not at all: a reader never sees an empty pid file.
         partial = self.pid_file.with_suffix(".pid.tmp")
         partial.write_text(f"{process.pid}\n")
