@@ -20,12 +20,14 @@ from pathlib import Path
 from PIL import Image
 
 from describer_core.contracts import ErrorCode
+from describer_core.settings import ImageSettings
 from training.synth import write_synthetic_catalogue
 
 SAMPLE_SEED = 20261121
 SAMPLE_FIRST_ID = 900_000
 BAD_FIRST_ID = 990_000
-DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024  # the template's MaxImageBytes default
+# The pipeline's default size limit (the template's MaxImageBytes default is the same).
+DEFAULT_MAX_IMAGE_BYTES = ImageSettings().max_image_bytes
 
 
 @dataclass(frozen=True)
