@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -80,7 +79,7 @@ class Deployment:
 
     def records(self, status: Status | None = None) -> list[ProductRecord]:
         """Every record of the results table (``status``: only those), ordered by product id."""
-        records = [ProductRecord.model_validate(_plain(item)) for item in self._scan(status)]
+        records = [_record(item) for item in self._scan(status)]
         return sorted(records, key=lambda record: record.product_id)
 
     def _scan(self, status: Status | None) -> Iterator[dict[str, Any]]:
@@ -95,19 +94,11 @@ class Deployment:
             yield from page["Items"]
 
 
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    """A DynamoDB item as JSON-ready Python values (numbers as int or float, not Decimal)."""
-    return {name: _undecimal(_DESERIALIZER.deserialize(value)) for name, value in item.items()}
-
-
-def _undecimal(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _undecimal(v) for k, v in value.items()}
-    if isinstance(value, list | set):
-        return [_undecimal(v) for v in value]
-    return value
+def _record(item: dict[str, Any]) -> ProductRecord:
+    # DynamoDB numbers arrive as Decimal; the record's int fields take them as they are.
+    return ProductRecord.model_validate(
+        {name: _DESERIALIZER.deserialize(value) for name, value in item.items()}
+    )
 
 
 def files_to_upload(paths: Iterable[Path]) -> list[tuple[Path, str]]:
@@ -180,7 +171,7 @@ def fetch_records(deployment: Deployment, product_ids: Iterable[str]) -> dict[st
         while request:
             response = dynamodb.batch_get_item(RequestItems=request)
             for item in response["Responses"].get(deployment.results_table, []):
-                record = ProductRecord.model_validate(_plain(item))
+                record = _record(item)
                 found[record.product_id] = record
             request = response.get("UnprocessedKeys") or {}
     return found

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
+from moto import mock_aws
 from PIL import Image
 
-from describer.deployment import UploadRef, files_to_upload
+from describer.deployment import Deployment, UploadRef, fetch_records, files_to_upload
 from describer.local.gallery import GalleryItem, write_gallery
 from describer_core.contracts import ErrorCode, ProductRecord, Status
 
@@ -73,3 +75,26 @@ def test_the_gallery_shows_photo_attributes_description_and_error(tmp_path: Path
     assert "<td class=\"miss\">Slim Fit</td><td class='truth'>Regular Fit</td>" in page
     assert "NOT_AN_IMAGE" in page
     assert "1 completed, 1 failed" in page
+
+
+@mock_aws
+def test_records_are_read_back_as_product_records_by_status_and_by_id() -> None:
+    session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+    session.client("dynamodb").create_table(
+        TableName="results",
+        KeySchema=[{"AttributeName": "product_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "product_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    table = session.resource("dynamodb").Table("results")
+    for product_id, status in (("1", Status.COMPLETED), ("2", Status.FAILED), ("3", Status.PROCESSING)):
+        record = _record(status, timings_ms={"total": 1234})
+        table.put_item(Item={**record.model_dump(mode="json", exclude_none=True), "product_id": product_id})
+    deployment = Deployment("stack", session)
+    deployment.__dict__["outputs"] = {"ResultsTableName": "results"}
+
+    failed = deployment.records(Status.FAILED)
+    assert [(r.product_id, r.status) for r in failed] == [("2", Status.FAILED)]
+    assert failed[0].timings_ms == {"total": 1234}
+    assert len(deployment.records()) == 3
+    assert sorted(fetch_records(deployment, ["1", "3", "404"])) == ["1", "3"]
