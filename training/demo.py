@@ -29,10 +29,13 @@ DEMO_PRODUCTS = 1200
 DEMO_SEED = 0
 DEMO_TRAIN_ARGS = (
     "--base-model", "tiny",
-    "--epochs", "6",
+    "--epochs", "12",
     "--batch-size", "16",
     "--learning-rate", "2e-3",
     "--warmup-ratio", "0.05",
+    # No LoRA dropout for the tiny model: its adapters sit on a language model trained fully anyway,
+    # and dropout's random masks cost a quarter of the CPU time (the reference's 0.05 stays the default).
+    "--lora-dropout", "0",
     "--eval-products", "60",
 )  # fmt: skip
 TRAINING_CODE = ("synth.py", "prepare.py", "tiny.py", "modeling.py", "train.py", "model_dir.py", "demo.py")

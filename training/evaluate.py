@@ -23,10 +23,10 @@ from rich.table import Table
 from tqdm import tqdm
 
 from describer_core.answers import parse_answer
-from describer_core.catalogue import Catalogue, load_catalogue
+from describer_core.catalogue import GENERIC_CATEGORY, Catalogue, load_catalogue
 from training.model_dir import CATALOGUE_FILE, read_metadata
 from training.modeling import batches, generate_answers, group_by_image
-from training.prepare import attribute_spec, read_qa_rows
+from training.prepare import ARTICLE_TYPE_ATTRIBUTE, attribute_spec, read_qa_rows
 from training.tiny import build_base_model_dir, catalogue_texts
 
 
@@ -80,10 +80,17 @@ def predict(
     return [by_row[index] for index in range(len(rows))]
 
 
+def _majority_key(row: dict[str, str]) -> tuple[str, str]:
+    # The article type is what the Article Type question asks, so its baseline cannot know it.
+    category = GENERIC_CATEGORY if row["attribute"] == ARTICLE_TYPE_ATTRIBUTE else row["article_type"]
+    return (category, row["attribute"])
+
+
 def majority_answers(train_rows: Sequence[dict[str, str]]) -> dict[tuple[str, str], str]:
+    """The training split's most frequent value per (category, attribute)."""
     counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for row in train_rows:
-        counts[(row["article_type"], row["attribute"])][row["value"]] += 1
+        counts[_majority_key(row)][row["value"]] += 1
     return {key: counter.most_common(1)[0][0] for key, counter in counts.items()}
 
 

@@ -125,8 +125,14 @@ def _region(session: boto3.session.Session) -> str:
 def launch_training(launch: TrainingLaunch, session: boto3.session.Session) -> str:
     """Upload the data, start the training job; returns the job name."""
     from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.training.configs import (
+        Compute,
+        InputData,
+        OutputDataConfig,
+        SourceCode,
+        StoppingCondition,
+    )
     from sagemaker.train import ModelTrainer
-    from sagemaker.core.training.configs import Compute, InputData, OutputDataConfig, SourceCode, StoppingCondition
 
     region = _region(session)
     base_name = launch.job_name or "describer-train"

@@ -185,8 +185,9 @@ def train(config: TrainConfig) -> Path:
     catalogue = load_catalogue(config.train_dir / CATALOGUE_FILE)
     train_items = group_by_image(train_rows, config.train_dir)
     validation_items = group_by_image(validation_rows, validation_dir)
-    if config.eval_products:
-        validation_items = validation_items[: config.eval_products]
+    if config.eval_products and config.eval_products < len(validation_items):
+        # A seeded sample: the CSV is ordered by stratum, so its head would be one article type.
+        validation_items = random.Random(config.seed).sample(validation_items, config.eval_products)
     if not train_items or not validation_items:
         raise ValueError("no training or validation rows: run `describer dataset prepare` first")
 
