@@ -48,7 +48,7 @@ import boto3
 import torch
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import BaseModel, ValidationError
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
@@ -64,6 +64,9 @@ from describer_core.contracts import (
     S3ObjectRef,
 )
 from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
+from describer_core.errors import InvalidInput
+from describer_core.images import inspect_image
+from describer_core.settings import ImageSettings
 
 __all__ = [
     "DescriberModel",
@@ -78,8 +81,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json"
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-MAX_IMAGE_PIXELS = 40_000_000
+# The same limits as the pipeline's Prepare step, so the two never disagree about an image.
+MAX_IMAGE_BYTES = ImageSettings().max_image_bytes
+MAX_IMAGE_PIXELS = ImageSettings().max_image_pixels
 # Answers are "Attribute: Value", a handful of tokens; a small budget bounds a confused model's cost.
 MAX_NEW_TOKENS = 20
 # Features of one image of blip2-flan-t5-xl: 32 query tokens x 2048 in bf16 = 128 KiB.
@@ -210,29 +214,13 @@ def decode_base64_image(text: str) -> bytes:
 
 
 def decode_image(data: bytes) -> Image.Image:
-    """The image as RGB; a client error for anything that is not a readable image of bounded size."""
+    """The image as RGB once it passes the pipeline's own image rule; a client error otherwise."""
     try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise EndpointRequestError(
-            EndpointErrorCode.NOT_AN_IMAGE, "the bytes are not in a known image format"
-        ) from None
-    except Image.DecompressionBombError:
-        raise EndpointRequestError(
-            EndpointErrorCode.IMAGE_TOO_MANY_PIXELS, "the image has too many pixels"
-        ) from None
-    width, height = image.size
-    if width * height > MAX_IMAGE_PIXELS:
-        raise EndpointRequestError(
-            EndpointErrorCode.IMAGE_TOO_MANY_PIXELS, f"{width}x{height} pixels; at most {MAX_IMAGE_PIXELS}"
-        )
-    try:
-        image.load()
+        inspect_image(data, max_bytes=MAX_IMAGE_BYTES, max_pixels=MAX_IMAGE_PIXELS)
+    except InvalidInput as rejected:
+        raise EndpointRequestError(EndpointErrorCode(rejected.code.value), rejected.detail) from None
+    with Image.open(io.BytesIO(data)) as image:
         return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError):
-        raise EndpointRequestError(
-            EndpointErrorCode.IMAGE_UNDECODABLE, "the image is truncated or corrupt"
-        ) from None
 
 
 def image_digest(data: bytes) -> str:
