@@ -142,9 +142,7 @@ def evaluate(
     majority = majority_answers(read_qa_rows(data_dir / "vqa_train.csv"))
     majority_hits: dict[str, list[bool]] = defaultdict(list)
     for row in rows:
-        majority_hits[row["attribute"]].append(
-            majority.get((row["article_type"], row["attribute"])) == row["value"]
-        )
+        majority_hits[row["attribute"]].append(majority.get(_majority_key(row)) == row["value"])
 
     base_hits: dict[str, list[bool]] | None = None
     if compare_base:
