@@ -184,6 +184,9 @@ def train(config: TrainConfig) -> Path:
     validation_rows = read_qa_rows(validation_dir / "vqa_val.csv")
     catalogue = load_catalogue(config.train_dir / CATALOGUE_FILE)
     train_items = group_by_image(train_rows, config.train_dir)
+    late = {name.strip() for name in config.late_attributes.split(",") if name.strip()}
+    early_rows = [row for row in train_rows if row["attribute"] not in late]
+    early_items = group_by_image(early_rows, config.train_dir)
     validation_items = group_by_image(validation_rows, validation_dir)
     if config.eval_products and config.eval_products < len(validation_items):
         # A seeded sample: the CSV is ordered by stratum, so its head would be one article type.
@@ -210,8 +213,14 @@ def train(config: TrainConfig) -> Path:
 
         parameters = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-        steps_per_epoch = math.ceil(len(train_items) / config.batch_size / config.gradient_accumulation)
-        total_steps = steps_per_epoch * config.epochs
+
+        def epoch_items(epoch: int) -> list[ImageQuestions]:
+            return early_items if epoch <= config.late_after_epochs else train_items
+
+        total_steps = sum(
+            math.ceil(len(epoch_items(epoch)) / config.batch_size / config.gradient_accumulation)
+            for epoch in range(1, config.epochs + 1)
+        )
         scheduler = get_cosine_schedule_with_warmup(
             optimizer, round(config.warmup_ratio * total_steps), total_steps
         )
@@ -222,7 +231,7 @@ def train(config: TrainConfig) -> Path:
             model.train()
             running, seen = 0.0, 0
             progress = tqdm(
-                list(batches(train_items, config.batch_size, generator)),
+                list(batches(epoch_items(epoch), config.batch_size, generator)),
                 desc=f"epoch {epoch}/{config.epochs}",
                 unit="batch",
                 disable=not config.progress,

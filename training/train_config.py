@@ -44,6 +44,8 @@ class TrainConfig:
     seed: int = 0
     max_new_tokens: int = 16
     eval_products: int = 0
+    late_attributes: str = ""
+    late_after_epochs: int = 0
     model_id: str | None = None
     progress: bool = True
     history: list[dict[str, float]] = field(default_factory=list)
@@ -104,6 +106,14 @@ def add_train_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | N
     parser.add_argument(
         "--eval-products", type=int, default=0, help="cap on validation products per epoch (0: all)"
     )
+    parser.add_argument(
+        "--late-attributes",
+        default="",
+        help="comma-separated attributes left out of the first --late-after-epochs epochs: a curriculum "
+        "for models trained from scratch, where easy global attributes (Colour, Fit) learned first keep "
+        "the encoder from learning the shape ones",
+    )
+    parser.add_argument("--late-after-epochs", type=int, default=0)
     parser.add_argument("--model-id", default=None, help="name written into describer_model.json")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -130,3 +131,22 @@ def test_majority_baseline_does_not_know_the_article_type() -> None:
     assert majority[("generic", "Article Type")] == "Tshirts"
     assert majority[("Shirts", "Fit")] == "Slim Fit"
     assert majority[("Tshirts", "Fit")] == "Regular Fit"
+
+
+def test_late_attributes_join_after_the_curriculum_epochs(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_batches = train_module.batches
+    trained: list[set[str]] = []
+
+    def recording(items: Any, size: int, generator: Any = None) -> Any:
+        if generator is not None:  # the training loop's call, not evaluation's
+            trained.append({row["attribute"] for item in items for row in item.rows})
+        return real_batches(items, size, generator)
+
+    monkeypatch.setattr(train_module, "batches", recording)
+    extra = ("--epochs", "2", "--late-attributes", "Colour,Fit", "--late-after-epochs", "1")
+    train(parse_args(_args(prepared, tmp_path, *extra), env={}))
+    first, second = trained
+    assert "Colour" not in first and "Fit" not in first and "Sleeve Length" in first
+    assert {"Colour", "Fit", "Sleeve Length"} <= second
