@@ -8,27 +8,27 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="describer", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="describer",
+        description="Product Describer: data, training, evaluation, SageMaker and the local stack.",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for register in _registrations():
         register(subparsers)
     return parser
 
 
-def _registrations() -> list:
-    # Imported here so `describer --help` stays fast and each area's heavy imports load on use.
-    registrations: list = []
+def _registrations() -> list[Callable[[Any], None]]:
+    # Imported here so an import error in one area names that area.
     from describer.local.cli import register as register_local
-
-    registrations.append(register_local)
     from training.cli import register as register_training
 
-    registrations.append(register_training)
-    return registrations
+    return [register_training, register_local]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
