@@ -286,6 +286,11 @@ def build_base_model_dir(preset: str, out_dir: Path, seed: int = 0, extra_words:
     config = blip2_config(preset, vocab_size=len(tokenizer), image_token_index=image_token_id(tokenizer))
     torch.manual_seed(seed)
     model = Blip2ForConditionalGeneration(config)
+    # transformers starts the query tokens at zero (a pretrained checkpoint overwrites them); trained
+    # from scratch, identical queries read the image identically and stay nearly identical, so the
+    # whole picture squeezes through one query. Random queries read different parts from the start.
+    with torch.no_grad():
+        model.query_tokens.normal_(0.0, 1.0)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
