@@ -10,8 +10,10 @@ import pytest
 
 from describer_core.answers import parse_answer
 from describer_core.contracts import ProductResponse, Question
+from training.evaluate import predict
 from training.serving.bench import benchmark_questions, product_photo, reference_generate
 from training.serving.inference import DescriberModel, input_fn, output_fn, predict_fn
+from training.train_config import TrainConfig
 
 from .conftest import BUCKET, MODEL_ID
 
@@ -101,3 +103,30 @@ def test_a_reference_answer_is_keyed_by_the_attribute_asked_or_named(
     endpoint: DescriberModel, prompt: str, said: str, expected: dict[str, str]
 ) -> None:
     assert endpoint.reference_answer(prompt, said) == expected
+
+
+def test_evaluation_measures_the_answers_the_endpoint_serves(
+    endpoint: DescriberModel, model_dir, tmp_path
+) -> None:
+    category, questions = benchmark_questions(endpoint.catalogue, 8)
+    rows = []
+    for seed in range(2):
+        image = tmp_path / f"{seed}.jpg"
+        image.write_bytes(product_photo(20 + seed, SMALL_PHOTO))
+        rows += [{"id": str(seed), "image": image.name, "question": q.question} for q in questions]
+
+    evaluated = predict(model_dir, rows, tmp_path, progress=False)
+
+    # Same token budget as evaluation: this random-weight model never stops on its own.
+    served_model = DescriberModel(
+        endpoint.model,
+        endpoint.processor,
+        endpoint.catalogue,
+        endpoint.model_id,
+        max_new_tokens=TrainConfig.max_new_tokens,
+    )
+    served = []
+    for seed in range(2):
+        response = served_model.describe_image((tmp_path / f"{seed}.jpg").read_bytes(), questions, category)
+        served += [answer.raw for answer in response.answers]
+    assert evaluated == served
