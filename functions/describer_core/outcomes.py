@@ -7,14 +7,14 @@ and a short message for people, read from the error's name and message, never fr
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any
 
-from describer_core.catalogue import Catalogue
-from describer_core.contracts import ErrorCode, ModelIds, ProductRecord, Status
+from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
+from describer_core.contracts import ErrorCode, ModelIds, ProductRecord, S3ObjectRef, Status
 from describer_core.errors import InvalidInput, error_classes, split_coded_message
-from describer_core.observability import logger
 from describer_core.preparation import SourceObject, identify_product
 from describer_core.records import ResultsTable
 from describer_core.states import (
@@ -24,9 +24,12 @@ from describer_core.states import (
     ProductIdentity,
     SaveInput,
     SaveOutput,
+    WorkflowInput,
 )
 
 ERROR_MESSAGE_LIMIT = 300
+# The product id of a failure whose key names no product (see unidentified_product).
+UNIDENTIFIED_PRODUCT_PREFIX = "unidentified-"
 
 
 # Error name -> code, for causes whose message lost the "CODE: " prefix.
@@ -80,11 +83,12 @@ def classify_error(caught: CaughtError) -> tuple[ErrorCode, str]:
 
 def failed_product(
     request: FailureInput, s3_client: Any, catalogue: Catalogue, upload_prefix: str
-) -> ProductIdentity | None:
+) -> ProductIdentity:
     """The product the failed run was about; re-derived as Prepare does when Prepare itself failed.
 
     Object metadata is immutable per version, so the same version yields the same identity. Without
-    the object, the key alone names the product; without a usable key there is no product.
+    the object, the key alone names the product; without a usable key, a stand-in identity does, so
+    that every upload still ends in a record.
     """
     if request.state.product is not None:
         return request.state.product
@@ -95,7 +99,22 @@ def failed_product(
     try:
         return identify_product(source, request.workflow, upload_prefix, catalogue)
     except InvalidInput:
-        return None
+        return unidentified_product(request.workflow)
+
+
+def unidentified_product(workflow: WorkflowInput) -> ProductIdentity:
+    """A stand-in for an upload whose key names no product: ``unidentified-<digest of bucket/key>``.
+
+    The digest is of the key as the event carried it, so every event for that upload finds the same
+    record, and operators find it by status like any other failure.
+    """
+    digest = hashlib.sha256(f"{workflow.bucket}/{workflow.key}".encode()).hexdigest()[:20]
+    return ProductIdentity(
+        product_id=f"{UNIDENTIFIED_PRODUCT_PREFIX}{digest}",
+        category=GENERIC_CATEGORY,
+        source=S3ObjectRef(bucket=workflow.bucket, key=workflow.key, version_id=workflow.version_id),
+        order_token=workflow.order_token,
+    )
 
 
 def record_failure(
@@ -103,9 +122,6 @@ def record_failure(
 ) -> FailureOutput:
     code, message = classify_error(request.state.error)
     product = failed_product(request, s3_client, catalogue, upload_prefix)
-    if product is None:
-        logger.warning("no product to record the failure on", extra={"error_code": code.value})
-        return FailureOutput(error_code=code, error_message=message, recorded=False)
     failed = product.record(Status.FAILED, request.execution_name, error_code=code, error_message=message)
     recorded = table.write_if_current(failed)
     return FailureOutput(error_code=code, error_message=message, recorded=recorded)

@@ -136,12 +136,24 @@ def test_failure_for_a_vanished_object_is_recorded_from_the_key(aws: Aws) -> Non
     assert record is not None and record["error_code"] == "OBJECT_NOT_FOUND"
 
 
-def test_failure_with_an_unusable_key_writes_nothing(aws: Aws) -> None:
+def test_failure_with_an_unusable_key_is_recorded_under_a_stand_in_id(aws: Aws) -> None:
     workflow = WorkflowInput(bucket=BUCKET, key="outside/x.jpg", version_id=None, event_time="t")
     error = InvalidInput("key is outside the upload prefix", ErrorCode.INVALID_KEY)
-    output = record_failure_app.handler(_failure_event(workflow, workflow.model_dump(), error), CONTEXT)
-    assert (output["error_code"], output["recorded"]) == ("INVALID_KEY", False)
-    assert aws.dynamodb.scan(TableName="results-test")["Count"] == 0
+    event = _failure_event(workflow, workflow.model_dump(), error)
+
+    output = record_failure_app.handler(event, CONTEXT)
+    again = record_failure_app.handler(event, CONTEXT)
+
+    assert (output["error_code"], output["recorded"], again["recorded"]) == ("INVALID_KEY", True, True)
+    items = aws.dynamodb.scan(TableName="results-test")["Items"]
+    assert len(items) == 1, "a repeated event for the same upload must find the same record"
+    record = aws.record(items[0]["product_id"]["S"])
+    assert record is not None and record["product_id"].startswith("unidentified-")
+    assert (record["status"], record["error_code"], record["source_key"]) == (
+        "FAILED",
+        "INVALID_KEY",
+        "outside/x.jpg",
+    )
 
 
 def _save_event(workflow: WorkflowInput, prepared: dict[str, Any]) -> dict[str, Any]:
