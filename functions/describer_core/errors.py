@@ -17,6 +17,10 @@ from botocore.exceptions import ClientError
 from describer_core.contracts import ErrorCode
 
 _MESSAGE_LIMIT = 400
+# The model clients' botocore retries: one quick SDK retry (two attempts in all) on throttling, 5xx
+# and timeouts; Step Functions owns the rest, with backoff and jitter. ("max_attempts" would count
+# retries only: three attempts, more than a function's timeout allows for two slow replies.)
+SDK_RETRIES = {"mode": "standard", "total_max_attempts": 2}
 
 
 class PipelineError(Exception):

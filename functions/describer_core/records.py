@@ -32,6 +32,22 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def sortable_utc(timestamp: str) -> str:
+    """An ISO 8601 time as fixed-width UTC with microseconds, so that times compare as text.
+
+    ``2026-12-01T10:17:10Z`` and ``2026-12-01T10:17:10.530Z`` do not (``Z`` sorts after ``.``);
+    ``2026-12-01T10:17:10.000000Z`` and ``...10.530000Z`` do. A text that is not an ISO 8601 time
+    is returned unchanged.
+    """
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return timestamp
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class ResultsTable:
     def __init__(self, table_name: str, dynamodb_client: Any) -> None:
         self.table_name = table_name
