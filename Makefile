@@ -68,6 +68,13 @@ local-down:
 integration: install demo-model
 	DESCRIBER_DEMO_MODEL_DIR=$(DEMO_MODEL_DIR) $(BIN)/pytest -q -m integration tests/integration
 
+# Faults injected at the model host (throttling, unavailable, slow replies; SageMaker and Bedrock), 40
+# uploads incl. re-uploads and duplicate deliveries; last line: `chaos: U uploads, C completed, F failed,
+# S stuck, D duplicate executions, V wrong versions` (exit status 1 unless F = S = D = V = 0).
+.PHONY: chaos
+chaos: install demo-model
+	$(LOCAL) chaos --model-dir $(DEMO_MODEL_DIR)
+
 # Latency per upload (cold, warm) and the time for a burst of 50 uploads on the local stack.
 local-bench: install demo-model
 	$(LOCAL) bench --model-dir $(DEMO_MODEL_DIR)

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
+from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
 from describer.local.faults import FaultSpec
 from describer_core.contracts import ProductRecord, Status
 
@@ -58,6 +59,18 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--burst", type=int, default=50)
     bench.add_argument("--timeout", type=float, default=300)
     bench.set_defaults(handler=_clean_errors(_bench))
+
+    chaos = actions.add_parser(
+        "chaos",
+        help="up with injected faults; uploads, re-uploads and duplicate deliveries; nothing may be lost",
+    )
+    _add_up_arguments(chaos)
+    chaos.set_defaults(faults=DEFAULT_FAULTS, fault_seed=CHAOS_SEED)
+    chaos.add_argument("--products", type=int, default=30, help="products uploaded once")
+    chaos.add_argument("--reuploads", type=int, default=10, help="of those, uploaded again (other bytes)")
+    chaos.add_argument("--redeliveries", type=int, default=10, help="upload events delivered again")
+    chaos.add_argument("--timeout", type=float, default=1200, help="seconds to wait for final records")
+    chaos.set_defaults(handler=_clean_errors(_chaos))
 
     upload = subparsers.add_parser("upload", help="upload product photos so the pipeline describes them")
     upload.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
@@ -244,3 +257,17 @@ def _bench(args: argparse.Namespace) -> int:
     # A fresh stack, so that the first upload meets cold Lambda workers.
     local_stack.down(args.state_dir.resolve())
     return run_bench(bring_up(args), args.warm_uploads, args.burst, args.timeout, _console)
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from describer.local.chaos import chaos_table, faults_table, run_chaos
+
+    settings = bring_up(args)
+    try:
+        result = run_chaos(settings, args.products, args.reuploads, args.redeliveries, args.timeout, _console)
+    finally:
+        local_stack.set_faults(settings, FaultSpec())  # the stack serves cleanly again
+    _console.print(chaos_table(result))
+    _console.print(faults_table(result.faults))
+    _console.print(result.summary())
+    return 0 if result.clean else 1
