@@ -14,13 +14,15 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from describer_core.contracts import ProductRecord
+from describer_core.contracts import ProductRecord, Status
 from describer_core.errors import TransientError, client_error_code, is_transient
 
 _CURRENT_RUN = (
     "attribute_not_exists(#product_id) OR #order_token < :order_token"
-    " OR (#order_token = :order_token AND #execution_name = :execution_name)"
+    " OR (#order_token = :order_token AND #execution_name = :execution_name{same_run})"
 )
+# For a run that already ended: its own record may only be changed while it still says PROCESSING.
+_STILL_PROCESSING = " AND #status = :processing"
 # Set once, on the first write of a product.
 _CREATED_AT = "created_at"
 _SERIALIZER = TypeSerializer()
@@ -53,8 +55,12 @@ class ResultsTable:
         self.table_name = table_name
         self._client = dynamodb_client
 
-    def write_if_current(self, record: ProductRecord) -> bool:
-        """Write ``record`` whole if its run is current for the product; False when it is not."""
+    def write_if_current(self, record: ProductRecord, still_processing: bool = False) -> bool:
+        """Write ``record`` whole if its run is current for the product; False when it is not.
+
+        ``still_processing``: and, when the record is this run's own, only if it is still PROCESSING
+        (a run that ended without its final write), never over the run's own COMPLETED or FAILED.
+        """
         if record.order_token is None or record.execution_name is None:
             raise ValueError("a conditional write needs the record's order_token and execution_name")
         item = record.model_dump(mode="json", exclude={"product_id", _CREATED_AT})
@@ -69,12 +75,17 @@ class ResultsTable:
         names["#created_at"] = _CREATED_AT
         if removed:
             update += " REMOVE " + ", ".join(f"#{field}" for field in removed)
+        if still_processing:
+            names["#status"] = "status"
+            values[":processing"] = {"S": Status.PROCESSING.value}
         try:
             self._client.update_item(
                 TableName=self.table_name,
                 Key={"product_id": {"S": record.product_id}},
                 UpdateExpression=update,
-                ConditionExpression=_CURRENT_RUN,
+                ConditionExpression=_CURRENT_RUN.format(
+                    same_run=_STILL_PROCESSING if still_processing else ""
+                ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
