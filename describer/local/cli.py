@@ -1,6 +1,6 @@
-"""Sub-commands ``local`` (up, down, status, demo, bench), ``upload`` and ``results``.
+"""Sub-commands ``local`` (up, down, status, demo, bench, chaos), ``upload``, ``redrive`` and ``results``.
 
-``upload`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
+``upload``, ``redrive`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
 ``--stack-name`` (with ``--profile``/``--region`` as usual for boto3).
 """
 
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from describer import redrive
 from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
 from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
@@ -77,6 +78,10 @@ def register(subparsers: Any) -> None:
     upload.add_argument("--key-prefix", default="", help="inserted after the upload prefix, e.g. Shirts/")
     _add_target_arguments(upload)
     upload.set_defaults(handler=_upload)
+
+    redrive.add_parser(subparsers, _add_target_arguments).set_defaults(
+        handler=lambda args: redrive.redrive(args, deployment_from(args), _console)
+    )
 
     results = subparsers.add_parser("results", help="the product records")
     results.add_argument("--status", type=Status, choices=list(Status))
