@@ -273,6 +273,7 @@ def _chaos(args: argparse.Namespace) -> int:
     finally:
         local_stack.set_faults(settings, FaultSpec())  # the stack serves cleanly again
     _console.print(chaos_table(result))
-    _console.print(faults_table(result.faults))
+    _console.print(faults_table(result))
+    _console.print(f"Took {result.elapsed_s:.0f} s on {os.cpu_count()} cores.")
     _console.print(result.summary())
     return 0 if result.clean else 1
