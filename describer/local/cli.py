@@ -197,7 +197,8 @@ def fault_summary(report: dict[str, Any]) -> str:
     for kind, rate in spec.rates.items():
         if rate > 0:
             done, of = report["injected"].get(kind.value, 0), report["requests"].get(kind.route, 0)
-            lines.append(f"{kind.value}={rate:g}: {done} of {of} {kind.route} calls")
+            service = "endpoint" if kind.route == "invocations" else "Bedrock"
+            lines.append(f"{kind.value}={rate:g}: {done} of {of} {service} calls")
     return "\n".join(lines) + f"\nseed {spec.seed}, slow reply {spec.slow_seconds:g} s"
 
 
