@@ -272,11 +272,11 @@ def run_chaos(
                 )
             except TimeoutError as error:
                 console.print(f"[red]{error}[/]")  # judged below: those uploads count as stuck
-            settle = time.monotonic()
-            wait_until_settled(deployment, uploads, max(30.0, timeout_s / 4))
+            settle_s = max(30.0, timeout_s / 4)
+            wait_until_settled(deployment, uploads, settle_s)
             # Late duplicates, after every run ended: they must start nothing and change nothing.
             redeliver(deployment, duplicated)
-            wait_until_settled(deployment, uploads, max(30.0, timeout_s / 4) - (time.monotonic() - settle))
+            wait_until_settled(deployment, uploads, settle_s)
     executions = executions_by_upload(deployment, uploads)
     result = ChaosResult(
         uploads=uploads,
