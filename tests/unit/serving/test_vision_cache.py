@@ -13,7 +13,7 @@ from PIL import Image
 
 from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
 from training.serving import inference
-from training.serving.bench import benchmark_questions, product_photo, reference_generate
+from training.serving.bench import benchmark_questions, product_photo
 from training.serving.inference import DescriberModel, VisionFeatureCache
 
 SMALL_PHOTO = (96, 128)
@@ -76,9 +76,12 @@ def test_concurrent_requests_for_one_image_run_the_vision_pass_once(
     assert len(passes) == 1
     assert endpoint.cache.computations == 1
     assert endpoint.cache.waits == REQUESTS - 1
-    assert [response.answers[0].raw for response in responses] == [
-        reference_generate(endpoint, photo, question.question) for question in questions
-    ]
+    # Each concurrent one-question answer equals its answer in one batched request.
+    together = endpoint.describe_image(photo, questions, category).answers
+    assert [response.answers[0].value for response in responses] == [answer.value for answer in together]
+    assert [response.answers[0].confidence for response in responses] == pytest.approx(
+        [answer.confidence for answer in together], abs=1e-5
+    )
 
 
 def test_a_failed_vision_pass_reaches_every_waiter_and_is_not_cached(
