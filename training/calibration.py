@@ -21,6 +21,8 @@ from training.model_dir import METADATA_FILE, read_metadata
 ECE_BINS = 10
 # Shares of the least confident answers sent to review, for accuracy against coverage.
 REVIEW_SHARES = (0.05, 0.10, 0.20)
+# Review thresholds whose effect evaluation reports (the ReviewThreshold parameter's candidates).
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 CALIBRATION_SPLIT = "val"
 # The search range of 1/temperature; the negative log-likelihood is convex in it.
 _MIN_INVERSE, _MAX_INVERSE = 1e-3, 1e3

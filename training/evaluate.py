@@ -26,6 +26,7 @@ from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
 from describer_core.confidence import Calibration
 from training.calibration import (
     REVIEW_SHARES,
+    THRESHOLDS,
     ReliabilityBin,
     accuracy_at_coverage,
     expected_calibration_error,
@@ -45,6 +46,15 @@ class CoveragePoint(BaseModel):
     review_share: float
     threshold: float = Field(description="Answers below this confidence went to review")
     accuracy: float = Field(description="Accuracy of the answers kept")
+
+
+class ThresholdPoint(BaseModel):
+    """What a ``ReviewThreshold`` would do: how much goes to review, how good the rest is."""
+
+    threshold: float
+    answers_to_review: float = Field(description="Share of scored answers below the threshold")
+    products_to_review: float = Field(description="Share of products with an answer below it")
+    accuracy_kept: float = Field(description="Accuracy of the answers at or above it")
 
 
 class AttributeScore(BaseModel):
@@ -82,6 +92,7 @@ class EvaluationReport(BaseModel):
         description="False when evaluated on the split the temperature was fitted on"
     )
     coverage: list[CoveragePoint] = Field(description="Over every scored answer")
+    thresholds: list[ThresholdPoint] = Field(description="Candidate review thresholds")
     reliability: list[ReliabilityBin]
 
 
@@ -94,6 +105,25 @@ def _coverage(confidences: Sequence[float], correct: Sequence[bool]) -> list[Cov
         )
         for share in REVIEW_SHARES
     ]
+
+
+def _thresholds(scored: Sequence[RowAnswer]) -> list[ThresholdPoint]:
+    points = []
+    for threshold in THRESHOLDS:
+        below = [answer for answer in scored if (answer.answer.confidence or 0.0) < threshold]
+        kept = [answer.correct for answer in scored if (answer.answer.confidence or 0.0) >= threshold]
+        products = {answer.row["id"] for answer in scored}
+        points.append(
+            ThresholdPoint(
+                threshold=threshold,
+                answers_to_review=len(below) / len(scored) if scored else 0.0,
+                products_to_review=len({answer.row["id"] for answer in below}) / len(products)
+                if products
+                else 0.0,
+                accuracy_kept=_mean(kept),
+            )
+        )
+    return points
 
 
 def load_served_model(source: Path | str, catalogue: Catalogue, calibration: Calibration) -> DescriberModel:
@@ -213,6 +243,7 @@ def evaluate(
         expected_calibration_error=expected_calibration_error(confidences, correct),
         calibration_held_out=model.calibration.split != split,
         coverage=_coverage(confidences, correct),
+        thresholds=_thresholds(scored),
         reliability=reliability_bins(confidences, correct),
     )
     if out_dir is not None:
@@ -335,6 +366,17 @@ def print_report(report: EvaluationReport, console: Any = None) -> None:
     held_out = (
         "" if report.calibration_held_out else " (NOT held out: the temperature was fitted on this split)"
     )
+    thresholds = Table(title="review thresholds (ReviewThreshold)")
+    for column in ("threshold", "answers to review", "products to review", "accuracy of the rest"):
+        thresholds.add_column(column, justify="right")
+    for point in report.thresholds:
+        thresholds.add_row(
+            f"{point.threshold:.2f}",
+            f"{point.answers_to_review:.1%}",
+            f"{point.products_to_review:.1%}",
+            f"{point.accuracy_kept:.3f}",
+        )
+    console.print(thresholds)
     console.print(
         f"confidence temperature {report.calibration.temperature:.3f}, fitted on the "
         f"{report.calibration.split or 'no'} split{held_out}"
