@@ -92,6 +92,13 @@ class InferenceModel:
         # One model instance in one process: predictions run one at a time, like one model worker.
         self._lock = threading.Lock()
 
+    @classmethod
+    def of(cls, module: ModuleType, model: Any) -> InferenceModel:
+        """``module``'s toolkit functions over an already loaded ``model`` (the benchmark's models)."""
+        instance = cls.__new__(cls)
+        instance.module, instance.model, instance._lock = module, model, threading.Lock()
+        return instance
+
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         """Run input_fn -> predict_fn -> output_fn; raises ModelClientError for a rejected payload."""
         with self._lock:

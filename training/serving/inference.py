@@ -24,7 +24,8 @@ exception is a server error (5xx).
 
 How the cost goes down: the vision encoder + Q-Former + projection output is computed once per
 image and kept in a bounded LRU keyed by the image's sha256, with single-flight (concurrent requests
-for one image wait for the first computation). Nothing here logs payloads or image bytes.
+for one image wait for the first computation); a product request naming an S3 object version whose
+features are cached does not read the object again. Nothing here logs payloads or image bytes.
 
 How a product request is answered (``DescriberModel.score_and_answer``, which evaluation calls too):
 
@@ -167,6 +168,15 @@ class VisionFeatureCache:
         pending.set_result(features)
         return features
 
+    def peek(self, digest: str) -> torch.Tensor | None:
+        """The cached features for ``digest``, or None; never computes."""
+        with self._lock:
+            cached = self._entries.get(digest)
+            if cached is not None:
+                self._entries.move_to_end(digest)
+                self.hits += 1
+            return cached
+
     def _store(self, digest: str, features: torch.Tensor) -> None:
         size = features.numel() * features.element_size()
         if size > self.max_bytes:
@@ -285,6 +295,8 @@ class DescriberModel:
         self.max_new_tokens = max_new_tokens
         self.cache = cache if cache is not None else VisionFeatureCache()
         self.calibration = calibration or Calibration()
+        # S3 object versions never change: a version seen once names the same bytes (and digest) again.
+        self._version_digests: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._s3_client: Any = None
         self._s3_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
@@ -425,13 +437,45 @@ class DescriberModel:
         return {parsed.attribute: parsed.value}
 
     def answer_product(self, request: ProductRequest) -> ProductResponse:
-        return self.describe_image(self.read_s3_image(request.image_s3), request.questions, request.category)
+        started = time.perf_counter()
+        digest, features = self.s3_image_features(request.image_s3)
+        return self._respond(started, digest, features, request.questions, request.category)
+
+    def s3_image_features(self, ref: S3ObjectRef) -> tuple[str, torch.Tensor]:
+        """(sha256, features) of an S3 image; a version whose features are cached is not read again.
+
+        The pipeline asks about one image version in several calls: only the first reads the object.
+        """
+        version = (ref.bucket, ref.key, ref.version_id) if ref.version_id else None
+        with self._s3_lock:
+            digest = self._version_digests.get(version) if version else None
+        features = self.cache.peek(digest) if digest else None
+        if digest is not None and features is not None:
+            return digest, features
+        digest, features = self.image_features(self.read_s3_image(ref))
+        if version is not None:
+            with self._s3_lock:
+                self._version_digests[version] = digest
+                self._version_digests.move_to_end(version)
+                while len(self._version_digests) > self.cache.max_entries:
+                    self._version_digests.popitem(last=False)
+        return digest, features
 
     def describe_image(
         self, data: bytes, questions: Sequence[Question], category: str | None
     ) -> ProductResponse:
         started = time.perf_counter()
         digest, features = self.image_features(data)
+        return self._respond(started, digest, features, questions, category)
+
+    def _respond(
+        self,
+        started: float,
+        digest: str,
+        features: torch.Tensor,
+        questions: Sequence[Question],
+        category: str | None,
+    ) -> ProductResponse:
         answers, _ = self.score_and_answer(features, questions, category)
         logger.info(
             "answered %d questions about image %s in %.0f ms",
