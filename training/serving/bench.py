@@ -255,11 +255,8 @@ def run_paths(
     paths: list[tuple[str, Callable[[bytes], None]]] = [
         ("reference: full call per question", reference),
         ("ours: one product request", product_request),
-        ("ours: call per question (QuestionsPerCall 1)", question_per_call),
-        (
-            f"ours: pipeline, {len(groups)} HTTP calls of <= {per_call} (QuestionsPerCall {per_call})",
-            pipeline_calls,
-        ),
+        ("ours: call per question", question_per_call),
+        (f"ours: pipeline, {len(groups)} HTTP calls of <={per_call}", pipeline_calls),
     ]
     task = progress.add_task(label, total=(products + 1) * len(paths))
     seconds: dict[str, list[float]] = {name: [] for name, _ in paths}
