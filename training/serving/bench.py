@@ -256,7 +256,7 @@ def run_paths(
         ("reference: full call per question", reference),
         ("ours: one product request", product_request),
         ("ours: call per question", question_per_call),
-        (f"ours: pipeline, {len(groups)} HTTP calls of <={per_call}", pipeline_calls),
+        (f"ours: pipeline, {len(groups)} HTTP call{'s' * (len(groups) > 1)} of <={per_call}", pipeline_calls),
     ]
     task = progress.add_task(label, total=(products + 1) * len(paths))
     seconds: dict[str, list[float]] = {name: [] for name, _ in paths}
