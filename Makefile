@@ -47,7 +47,7 @@ validate: install
 
 # Security scan of the template: every finding is fixed or skipped in the resource's Metadata with a reason.
 scan: $(CHECKOV_VENV)/.installed
-	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 unit: install
 	$(BIN)/pytest -q tests/unit

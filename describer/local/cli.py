@@ -1,6 +1,6 @@
-"""Sub-commands ``local`` (up, down, status, demo, bench), ``upload`` and ``results``.
+"""Sub-commands ``local`` (up, down, status, demo, bench, chaos), ``upload``, ``redrive`` and ``results``.
 
-``upload`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
+``upload``, ``redrive`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
 ``--stack-name`` (with ``--profile``/``--region`` as usual for boto3).
 """
 
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from describer import redrive
 from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
 from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
@@ -77,6 +78,10 @@ def register(subparsers: Any) -> None:
     upload.add_argument("--key-prefix", default="", help="inserted after the upload prefix, e.g. Shirts/")
     _add_target_arguments(upload)
     upload.set_defaults(handler=_upload)
+
+    redrive.add_parser(subparsers, _add_target_arguments).set_defaults(
+        handler=lambda args: redrive.redrive(args, deployment_from(args), _console)
+    )
 
     results = subparsers.add_parser("results", help="the product records")
     results.add_argument("--status", type=Status, choices=list(Status))
@@ -197,7 +202,8 @@ def fault_summary(report: dict[str, Any]) -> str:
     for kind, rate in spec.rates.items():
         if rate > 0:
             done, of = report["injected"].get(kind.value, 0), report["requests"].get(kind.route, 0)
-            lines.append(f"{kind.value}={rate:g}: {done} of {of} {kind.route} calls")
+            service = "endpoint" if kind.route == "invocations" else "Bedrock"
+            lines.append(f"{kind.value}={rate:g}: {done} of {of} {service} calls")
     return "\n".join(lines) + f"\nseed {spec.seed}, slow reply {spec.slow_seconds:g} s"
 
 
@@ -285,6 +291,7 @@ def _chaos(args: argparse.Namespace) -> int:
     finally:
         local_stack.set_faults(settings, FaultSpec())  # the stack serves cleanly again
     _console.print(chaos_table(result))
-    _console.print(faults_table(result.faults))
+    _console.print(faults_table(result))
+    _console.print(f"Took {result.elapsed_s:.0f} s on {os.cpu_count()} cores.")
     _console.print(result.summary())
     return 0 if result.clean else 1

@@ -100,6 +100,30 @@ class WorkflowInput(BaseModel):
     def execution_name(self) -> str:
         return execution_name(self.bucket, self.key, self.version_id or self.sequencer, self.redrive_count)
 
+    @classmethod
+    def redrive_of(cls, record: ProductRecord) -> WorkflowInput:
+        """The next redrive of the upload ``record`` holds: same object version, same event time and
+        sequencer (read back from its order token), one more redrive."""
+        if record.order_token is None:
+            raise ValueError(f"record {record.product_id} has no order token to redrive from")
+        event_time, _, rest = record.order_token.partition("#")
+        sequencer = rest.split("#", 1)[0]
+        version = None if record.source_version == "null" else record.source_version
+        return cls(
+            bucket=record.source_bucket,
+            key=record.source_key,
+            version_id=version,
+            event_time=event_time,
+            sequencer=sequencer,
+            redrive_count=redrive_count_of(record.order_token) + 1,
+        )
+
+
+class RedriveMessage(BaseModel):
+    """An admission-queue message from ``describer redrive``: start this run, as an upload event would."""
+
+    redrive: WorkflowInput
+
 
 class ProductIdentity(BaseModel):
     product_id: str
