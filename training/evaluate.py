@@ -329,7 +329,7 @@ def write_reliability_diagram(report: EvaluationReport, out_file: Path) -> None:
 
 
 def print_report(report: EvaluationReport, console: Any = None) -> None:
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 130))  # the table stays readable when piped
     table = Table(title=f"{report.model_id} on {report.products} held-out products ({report.split})")
     review_columns = [f"acc. {point:.0%} to review" for point in REVIEW_SHARES]
     for column in (

@@ -97,6 +97,9 @@ def test_tiny_train_merges_reloads_and_evaluates(prepared: Path, tmp_path: Path)
     assert written["model_id"] == "describer-test"
     assert sum(item["count"] for item in written["reliability"]) == report.questions  # every answer scored
     assert [point["review_share"] for point in written["coverage"]] == [0.05, 0.1, 0.2]
+    shares = [point.answers_to_review for point in report.thresholds]
+    assert [point.threshold for point in report.thresholds] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert shares == sorted(shares)  # a higher threshold sends more to review
     # The temperature was fitted on the validation split and the held-out ECE is on the test split.
     assert metadata.calibration is not None and metadata.calibration.split == "val"
     assert report.calibration == metadata.calibration and report.calibration_held_out
