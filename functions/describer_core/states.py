@@ -10,7 +10,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from describer_core.contracts import AttributeAnswer, ErrorCode, ProductRecord, Question, S3ObjectRef, Status
+from describer_core.contracts import (
+    AttributeAnswer,
+    ErrorCode,
+    LocaleContent,
+    ProductRecord,
+    Question,
+    S3ObjectRef,
+    Status,
+    TokenUsage,
+)
 from describer_core.keys import execution_name
 from describer_core.records import utc_now
 
@@ -137,6 +146,7 @@ class MergeInput(BaseModel):
 class MergedAttributes(BaseModel):
     attributes: dict[str, str] = Field(description="Attribute -> value, one JSON object")
     unknown_attributes: list[str] = Field(description="Attributes whose value is outside the vocabulary")
+    confidence: dict[str, float] = Field(default_factory=dict)
     endpoint: str | None = None
     endpoint_ms: int = 0
 
@@ -150,15 +160,20 @@ class MergedAttributes(BaseModel):
 class DescribeInput(BaseModel):
     product: ProductIdentity
     attributes: dict[str, str]
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="Attribute -> confidence; below the review threshold: left out"
+    )
 
 
 class DescriptionResult(BaseModel):
-    text: str
+    text: str = Field(description="The default locale's description")
     model_id: str
-    input_tokens: int
+    input_tokens: int = Field(description="All locales and attempts")
     output_tokens: int
-    attempts: int
+    attempts: int = Field(description="The most any locale needed")
     description_ms: int
+    content: dict[str, LocaleContent] = Field(default_factory=dict)
+    token_usage: dict[str, TokenUsage] = Field(default_factory=dict)
 
 
 class SaveInput(BaseModel):
