@@ -161,7 +161,8 @@ class CopyWriter:
                 return _LocaleCopy(content, tokens, attempt)
             problems = [str(violation) for violation in broken]
         raise DescriptionInvalid(
-            f"{locale}: rule {broken[0].rule.value} broken after {MAX_ATTEMPTS} attempts ({'; '.join(problems)})"
+            f"{locale}: rule {broken[0].rule.value} broken after {MAX_ATTEMPTS} attempts "
+            f"({'; '.join(problems)})"
         )
 
     def request(self, message: str) -> dict[str, Any]:

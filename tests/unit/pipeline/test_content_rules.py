@@ -34,7 +34,8 @@ def test_every_rule_is_a_named_function() -> None:
     [
         (
             {
-                "title": "Blue Checked Slim Fit Cotton Shirt with Long Sleeves and a Spread Collar, Made to Last"
+                "title": "Blue Checked Slim Fit Cotton Shirt with Long Sleeves and a Spread Collar, "
+                "Made to Last"
             },
             Rule.TITLE_LENGTH,
         ),
@@ -97,7 +98,8 @@ def test_the_predicted_value_inside_a_longer_phrase_is_no_contradiction() -> Non
         {
             **GOOD,
             "title": "Blue Solid T-Shirt",
-            "description": "A blue solid t-shirt that feels soft from the first wear and keeps its colour wash after wash.",
+            "description": "A blue solid t-shirt that feels soft from the first wear "
+            "and keeps its colour wash after wash.",
             "bullets": ["Solid blue", "Soft cotton feel", "Everyday t-shirt"],
             "keywords": ["blue t-shirt", "solid tee", "plain t-shirt", "everyday tee", "basic t-shirt"],
             "meta_description": "A blue solid t-shirt for every day.",
@@ -132,7 +134,8 @@ def test_claim_rules_apply_to_the_default_locale_only() -> None:
     content = LocaleContent.model_validate(
         {
             **GOOD,
-            "description": "Una camisa azul de cuadros con corte slim, de algodón suave, manga larga y cuello italiano.",
+            "description": "Una camisa azul de cuadros con corte slim, "
+            "de algodón suave, manga larga y cuello italiano.",
         }
     )
     assert violations(content, spanish) == []
