@@ -1,10 +1,12 @@
-"""An offline description writer: a product description composed from the attributes, no model call.
+"""An offline copywriter: a product's copy composed from the attributes, no model call.
 
 The local model host answers Bedrock ``Converse`` with it when no language model is configured. It
 reads the attributes out of the request the pipeline sends ("Name: Value" lines or a JSON object),
 and writes a few fluent sentences that use every attribute value word for word. The phrasing is
 chosen by a seed derived from the attributes, so the same product always reads the same and
-different products read differently.
+different products read differently. ``write_copy`` adds the title, bullets, keywords and meta
+description, in English, Spanish, German or French (``offline_phrasebook``), from fixed phrasings:
+deterministic and grammatical, honest about being no model (``OFFLINE_MODEL_ID``).
 """
 
 from __future__ import annotations
