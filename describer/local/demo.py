@@ -27,7 +27,7 @@ from describer.deployment import (
 )
 from describer.local.gallery import GalleryItem, write_gallery
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
-from describer.local.stack import LocalSettings
+from describer.local.stack import LOCAL_LOCALES, LocalSettings
 from describer_core.contracts import ProductRecord, Status
 from describer_core.records import utc_now
 
@@ -104,6 +104,9 @@ def _verdict(sample: SampleFile, record: ProductRecord) -> str | None:
         return None
     if record.status != Status.COMPLETED:
         return "expected COMPLETED"
+    missing = [locale for locale in LOCAL_LOCALES if locale not in record.content]
+    if missing:
+        return f"no content in {', '.join(missing)}"
     return None
 
 
