@@ -70,6 +70,10 @@ class Deployment:
     def results_table(self) -> str:
         return self.outputs["ResultsTableName"]
 
+    @property
+    def event_bus(self) -> str:
+        return self.outputs["EventBusName"]
+
     def upload(self, path: Path, key: str) -> dict[str, Any]:
         """Upload one file to ``<upload prefix><key>``; returns the PutObject response."""
         response: dict[str, Any] = self.client("s3").put_object(
