@@ -10,7 +10,7 @@ the pipeline's limits (``describer_core.content_rules``), which the copy always 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from describer.local.offline_writer import write_description
@@ -54,7 +54,6 @@ class Phrasebook:
     keyword_frames: list[str]
     extra_keywords: list[str]
     meta_closing: str
-    fallback: dict[str, str] = field(default_factory=dict)  # kind -> frame for an unknown value
 
 
 _SPANISH = Phrasebook(
@@ -110,10 +109,11 @@ _SPANISH = Phrasebook(
     extra_bullets=["Fácil de combinar", "Para llevar a diario"],
     keyword_frames=[
         "{noun}",
-        "{noun} {colour}",
-        "{noun} {pattern}",
+        "{noun} color {colour}",
+        "{noun} con diseño {pattern}",
         "{noun} de {fabric}",
         "{noun} {sleeves}",
+        "{noun} {fit}",
     ],
     extra_keywords=["ropa casual", "moda para cada día", "básicos de armario"],
     meta_closing="Versatilidad y comodidad para cada día.",
@@ -233,10 +233,11 @@ _FRENCH = Phrasebook(
     extra_bullets=["Facile à associer", "Pour tous les jours"],
     keyword_frames=[
         "{noun}",
-        "{noun} {colour}",
-        "{noun} {pattern}",
+        "{noun} coloris {colour}",
+        "{noun} motif {pattern}",
         "{noun} en {fabric}",
         "{noun} {sleeves}",
+        "{noun} coupe {fit}",
     ],
     extra_keywords=["mode casual", "mode au quotidien", "basiques"],
     meta_closing="Confort et style au quotidien.",
