@@ -61,14 +61,15 @@ class ReviewSettings(BaseModel):
 
 # Bedrock models without Converse's native structured output (outputConfig.textFormat): they are
 # asked through a forced tool call instead. A model id matches an entry it starts with, after any
-# cross-Region inference profile prefix ("us.", "eu.", "global." ...).
+# cross-Region inference profile prefix ("us.", "eu.", "global." ...). The template's ToolUseModels
+# parameter defaults to this list (a unit test keeps them equal).
 TOOL_USE_MODELS = ("anthropic.claude-3", "anthropic.claude-instant", "meta.llama3", "mistral.mistral")
 
 
 class DescriptionSettings(ReviewSettings):
     bedrock_model_id: str = Field(min_length=1)
     description_temperature: float = Field(default=0.1, ge=0.0, le=1.0)
-    description_max_tokens: int = Field(default=400, ge=50, le=4096)
+    description_max_tokens: int = Field(default=1000, ge=50, le=4096)
     locales: list[str] = Field(default=[DEFAULT_LOCALE], description="The first is the default locale")
     title_max_chars: int = Field(default=80, ge=20, le=150)
     style_guide_uri: str = ""

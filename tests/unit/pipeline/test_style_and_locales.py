@@ -12,7 +12,7 @@ from write_description import app as write_description_app
 
 from describer_core.errors import StyleGuideInvalid
 from describer_core.locales import LOCALES_PATTERN, language_name, parse_locales
-from describer_core.settings import DescriptionSettings, load_settings
+from describer_core.settings import TOOL_USE_MODELS, DescriptionSettings, load_settings
 from describer_core.style_guide import StyleGuide, _cached_guide, load_style_guide
 
 from .conftest import BUCKET, TEMPLATE, Aws, FakeLambdaContext
@@ -112,3 +112,11 @@ def test_locale_settings_read_from_the_environment() -> None:
         load_settings(DescriptionSettings, {"BEDROCK_MODEL_ID": "m", "LOCALES": "en-US,xx-YY"})
     with pytest.raises(ValueError, match="repeated"):
         load_settings(DescriptionSettings, {"BEDROCK_MODEL_ID": "m", "LOCALES": "en-US,en-US"})
+
+
+def test_the_tool_use_models_parameter_defaults_to_the_built_in_list() -> None:
+    parameter = _template()["Parameters"]["ToolUseModels"]
+    assert parameter["Default"] == ",".join(TOOL_USE_MODELS)
+    assert load_settings(DescriptionSettings, {"BEDROCK_MODEL_ID": "m"}).tool_use_models == list(
+        TOOL_USE_MODELS
+    )
