@@ -74,7 +74,7 @@ class DescriptionSettings(ReviewSettings):
     title_max_chars: int = Field(default=80, ge=20, le=150)
     style_guide_uri: str = ""
     tool_use_models: list[str] = Field(default=list(TOOL_USE_MODELS))
-    locale_calls_in_parallel: int = Field(default=4, ge=1, le=16)
+    locale_calls_in_parallel: int = Field(default=8, ge=1, le=16)
 
     @field_validator("locales", mode="before")
     @classmethod
