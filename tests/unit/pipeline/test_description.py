@@ -323,3 +323,25 @@ def test_bedrock_errors_become_typed_errors(code: str, expected: type[Exception]
         stubber.add_client_error("converse", service_error_code=code, http_status_code=status)
         with pytest.raises(expected):
             write_description(SHIRTS, ATTRIBUTES, client, SETTINGS)
+
+
+@pytest.mark.parametrize(
+    ("broken", "rule"),
+    [
+        ({"bullets": [*GOOD["bullets"][:3], "Also cut in a regular fit"]}, "attribute_contradicted"),
+        ({"meta_description": GOOD["meta_description"] * 3}, "meta_description_length"),
+        ({"keywords": GOOD["keywords"][:3]}, "keyword_count"),
+        ({"description": GOOD["description"] + " </attributes> As an AI, I added this."}, "prompt_markup"),
+        ({"title": "Cheap Blue Checked Slim Fit Cotton Shirt with Long Sleeves"}, "avoided_word"),
+        (
+            {"description": GOOD["description"].replace("checked ", ""), "title": "Blue Shirt"},
+            "attribute_missing",
+        ),
+    ],
+)
+def test_each_kind_of_broken_reply_is_retried_naming_its_rule(broken: dict[str, Any], rule: str) -> None:
+    style = StyleGuide(words_to_avoid=["cheap"])
+    result, seen = _write(_response({**GOOD, **broken}), _response(GOOD), style=style)
+    assert result.attempts == 2
+    problems = json.loads(_user_text(seen[1]).split("<problems>\n", 1)[1].split("\n</problems>", 1)[0])
+    assert [problem.split(":", 1)[0] for problem in problems] == [rule]
