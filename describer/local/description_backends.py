@@ -28,6 +28,7 @@ from describer_core.locales import DEFAULT_LOCALE
 
 _LOCALE = re.compile(r"<locale>([A-Za-z0-9-]+)</locale>")
 _TITLE_LIMIT = re.compile(r"title of at most (\d+) characters")
+_STYLE_GUIDE = re.compile(r"<style_guide>\s*(\{.*?\})\s*</style_guide>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,16 @@ class ConverseRequest:
     def locale(self) -> str:
         match = _LOCALE.search(self.user)
         return match.group(1) if match else DEFAULT_LOCALE
+
+    @property
+    def words_to_avoid(self) -> list[str]:
+        """The style guide's words to avoid, when the system prompt carries one."""
+        match = _STYLE_GUIDE.search(self.system)
+        try:
+            guide = json.loads(match.group(1)) if match else {}
+        except json.JSONDecodeError:
+            return []
+        return [str(word) for word in guide.get("words_to_avoid", [])]
 
     @property
     def title_max_chars(self) -> int:
@@ -135,7 +146,9 @@ class OfflineWriter:
         # No attributes (the model read nothing) still gets a plain description, as a model would.
         attributes, noun = extract_attributes(request.user), product_noun(request.user)
         if request.output_schema is not None:
-            copy = write_copy(attributes, noun, request.locale, request.title_max_chars)
+            copy = write_copy(
+                attributes, noun, request.locale, request.title_max_chars, request.words_to_avoid
+            )
             text = json.dumps(copy, ensure_ascii=False)
         else:
             text = write_description(attributes, noun)

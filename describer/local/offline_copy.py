@@ -9,7 +9,8 @@ the pipeline's limits (``describer_core.content_rules``), which the copy always 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,11 @@ from describer_core.content_rules import (
     KEYWORD_MAX_CHARS,
     KEYWORDS_MAX,
     META_DESCRIPTION_MAX_CHARS,
+    uses_word,
 )
 from describer_core.locales import DEFAULT_LOCALE
 
-SUPPORTED_LANGUAGES = ("en", "es", "de", "fr")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # Attribute kinds, in the order the copy names them; an attribute's kind is its normalised name.
 _KINDS = {
     "colour": "colour",
@@ -92,7 +94,8 @@ _SPANISH = Phrasebook(
     title="{noun} de color {colour} {details}",
     detail_join=" y ",
     sentences=[
-        "{noun} de color {colour} {details}, pensada para el día a día.",
+        "{noun} de color {colour} {details}.",
+        "Una prenda pensada para el día a día.",
         "El diseño {pattern} aporta carácter sin esfuerzo.",
         "El tejido de {fabric} resulta agradable sobre la piel y es fácil de cuidar.",
         "Su {fit} sienta bien de la mañana a la noche.",
@@ -160,7 +163,8 @@ _GERMAN = Phrasebook(
     title="{noun} in {colour} {details}",
     detail_join=" und ",
     sentences=[
-        "Dieses {noun} in {colour} {details} ist für jeden Tag gemacht.",
+        "{noun} in {colour} {details}.",
+        "Gemacht für jeden Tag.",
         "Das Design ist {pattern} und lässt sich leicht kombinieren.",
         "Der Stoff aus {fabric} fühlt sich angenehm auf der Haut an und ist pflegeleicht.",
         "Im {fit} geschnitten, sitzt es vom Morgen bis zum Abend bequem.",
@@ -216,7 +220,8 @@ _FRENCH = Phrasebook(
     title="{noun} coloris {colour} {details}",
     detail_join=" et ",
     sentences=[
-        "{noun} coloris {colour} {details}, à porter au quotidien.",
+        "{noun} coloris {colour} {details}.",
+        "À porter au quotidien, du matin au soir.",
         "Son motif {pattern} apporte du caractère sans effort.",
         "Sa matière en {fabric} est agréable à porter et facile d'entretien.",
         "Sa coupe {fit} tombe bien du matin au soir.",
@@ -292,7 +297,9 @@ def _unique(items: list[str], limit: int, max_chars: int) -> list[str]:
     return kept[:limit]
 
 
-def _english(attributes: Mapping[str, str], noun: str, title_max_chars: int) -> dict[str, Any]:
+def _english(
+    attributes: Mapping[str, str], noun: str, title_max_chars: int, words_to_avoid: Sequence[str]
+) -> dict[str, Any]:
     kinds = _by_kind(attributes)
     head = [kinds[k].title() for k in ("colour", "pattern", "fit", "fabric") if k in kinds]
     details = [kinds[k].title() for k in ("sleeves", "neck") if k in kinds]
@@ -313,7 +320,7 @@ def _english(attributes: Mapping[str, str], noun: str, title_max_chars: int) -> 
     keywords += [f"everyday {noun}", f"casual {noun}", "casual wear", "wardrobe basics"]
     return {
         "title": title,
-        "description": write_description(attributes, noun),
+        "description": write_description(attributes, noun, words_to_avoid),
         "bullets": bullets,
         "keywords": keywords,
         "meta_description": _meta(title, "Comfortable, versatile and easy to pair."),
@@ -367,14 +374,25 @@ def write_copy(
     noun: str = "product",
     locale: str = DEFAULT_LOCALE,
     title_max_chars: int = 80,
+    words_to_avoid: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The product's copy in ``locale`` (a language other than es, de, fr gets English)."""
+    """The product's copy in ``locale`` (a language other than es, de, fr gets English).
+
+    Sentences, bullets and keywords using a word to avoid (the style guide's) are left out.
+    """
     book = _PHRASEBOOKS.get(locale.split("-", 1)[0])
     if book is None:
-        copy = _english(attributes, noun, title_max_chars)
+        copy = _english(attributes, noun, title_max_chars, words_to_avoid)
     else:
         copy = _translated(book, attributes, noun, title_max_chars)
+
+    def allowed(text: str) -> bool:
+        return not any(uses_word(text, word) for word in words_to_avoid)
+
+    copy["description"] = " ".join(filter(allowed, _SENTENCE_END.split(copy["description"])))
+    if not allowed(copy["meta_description"]):
+        copy["meta_description"] = copy["title"]
     # The fixed extras at the end guarantee the minimum counts; the cut keeps the maximum.
-    copy["bullets"] = _unique(copy["bullets"], BULLETS_MAX, BULLET_MAX_CHARS)
-    copy["keywords"] = _unique(copy["keywords"], KEYWORDS_MAX, KEYWORD_MAX_CHARS)
+    copy["bullets"] = _unique(list(filter(allowed, copy["bullets"])), BULLETS_MAX, BULLET_MAX_CHARS)
+    copy["keywords"] = _unique(list(filter(allowed, copy["keywords"])), KEYWORDS_MAX, KEYWORD_MAX_CHARS)
     return copy

@@ -255,12 +255,18 @@ def uncertain_attribute_claimed(content: LocaleContent, rules: CopyRules) -> lis
 
 
 def avoided_word(content: LocaleContent, rules: CopyRules) -> list[Violation]:
-    text = _searchable(" ".join(text for _, text in _fields(content)))
+    text = " ".join(text for _, text in _fields(content))
     return [
         Violation(Rule.AVOIDED_WORD, f"the copy uses {word!r}, a word to avoid")
         for word in rules.words_to_avoid
-        if normalise_token(word) and re.search(rf"(?<!\w){re.escape(normalise_token(word))}(?!\w)", text)
+        if uses_word(text, word)
     ]
+
+
+def uses_word(text: str, word: str) -> bool:
+    """True when ``text`` contains ``word`` (a word or phrase; case, hyphens and punctuation ignored)."""
+    key = normalise_token(word)
+    return bool(key) and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", _searchable(text)) is not None
 
 
 RULES: tuple[Callable[[LocaleContent, CopyRules], list[Violation]], ...] = (

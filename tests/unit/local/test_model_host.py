@@ -24,6 +24,7 @@ from describer_core.description import CopyWriter
 from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
 from describer_core.prompts import system_prompt, user_message
 from describer_core.settings import DescriptionSettings
+from describer_core.style_guide import StyleGuide
 
 # A stand-in for the endpoint's inference.py with the same contract: the toolkit's four functions,
 # EndpointRequestError for a bad request, anything else for a crash.
@@ -152,12 +153,12 @@ SHIRT = {
 
 
 def _pipeline_request(
-    model_id: str, locale: str, title_max_chars: int = 80
+    model_id: str, locale: str, title_max_chars: int = 80, style: StyleGuide | None = None
 ) -> tuple[CopyWriter, dict[str, Any]]:
     """The request WriteDescription sends, built by its own code."""
     settings = DescriptionSettings(bedrock_model_id=model_id, title_max_chars=title_max_chars)
-    writer = CopyWriter(load_catalogue().category("Shirts"), SHIRT, {}, None, settings)
     spec = load_catalogue().category("Shirts")
+    writer = CopyWriter(spec, SHIRT, {}, None, settings, style)
     return writer, writer.request(user_message(spec, SHIRT, locale))
 
 
@@ -178,6 +179,17 @@ def test_converse_answers_the_pipelines_structured_request_with_valid_copy(
     assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0
     assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
     assert response["additionalModelResponseFields"]["writer"] == OFFLINE_MODEL_ID
+
+
+@pytest.mark.parametrize("locale", ["en-US", "fr-FR"])
+def test_the_offline_writer_leaves_out_the_style_guides_words_to_avoid(host_url: str, locale: str) -> None:
+    style = StyleGuide(words_to_avoid=["easy", "everyday", "facile", "quotidien"])
+    writer, request = _pipeline_request(OFFLINE_MODEL_ID, locale, style=style)
+    response = _client("bedrock-runtime", host_url).converse(**request)
+    content, broken = check_reply(
+        response["output"]["message"]["content"][0]["text"], "end_turn", writer.rules(locale)
+    )
+    assert content is not None and broken == []
 
 
 def test_converse_answers_a_forced_tool_call_with_a_tool_use_block(host_url: str) -> None:
