@@ -95,7 +95,7 @@ _SPANISH = Phrasebook(
     detail_join=" y ",
     sentences=[
         "{noun} de color {colour} {details}.",
-        "Una prenda pensada para el día a día.",
+        "Pensada para el día a día.",
         "El diseño {pattern} aporta carácter sin esfuerzo.",
         "El tejido de {fabric} resulta agradable sobre la piel y es fácil de cuidar.",
         "Su {fit} sienta bien de la mañana a la noche.",
@@ -221,7 +221,7 @@ _FRENCH = Phrasebook(
     detail_join=" et ",
     sentences=[
         "{noun} coloris {colour} {details}.",
-        "À porter au quotidien, du matin au soir.",
+        "À porter au quotidien.",
         "Son motif {pattern} apporte du caractère sans effort.",
         "Sa matière en {fabric} est agréable à porter et facile d'entretien.",
         "Sa coupe {fit} tombe bien du matin au soir.",
