@@ -146,7 +146,9 @@ class MergeInput(BaseModel):
 class MergedAttributes(BaseModel):
     attributes: dict[str, str] = Field(description="Attribute -> value, one JSON object")
     unknown_attributes: list[str] = Field(description="Attributes whose value is outside the vocabulary")
-    confidence: dict[str, float] = Field(default_factory=dict)
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="Attribute -> calibrated confidence of its value (3 decimals)"
+    )
     endpoint: str | None = None
     endpoint_ms: int = 0
 
