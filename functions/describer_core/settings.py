@@ -53,6 +53,8 @@ class FailureSettings(FinalRecordSettings, UploadSettings):
 
 class EndpointSettings(BaseModel):
     endpoint_name: str = Field(min_length=1)
+    # SageMaker real-time endpoints answer within 60 s; a slower reply is a fault to retry.
+    endpoint_read_timeout_s: float = Field(default=65, gt=0, le=65)
 
 
 # From `make eval`'s threshold table (docs/training.md): on the demo model's held-out products, 3 % of
@@ -104,3 +106,4 @@ class StarterSettings(BaseModel):
     state_machine_arn: str = Field(min_length=1)
     max_running_executions: int = Field(default=20, ge=1)
     admission_queue_url: str = Field(min_length=1)
+    admission_dead_letter_queue_url: str = Field(min_length=1)

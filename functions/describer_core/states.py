@@ -21,10 +21,18 @@ from describer_core.contracts import (
     TokenUsage,
 )
 from describer_core.keys import execution_name
-from describer_core.records import utc_now
+from describer_core.records import sortable_utc, utc_now
 
 # S3 sequencers only compare once left-padded to one length (S3 event notification docs).
 _SEQUENCER_WIDTH = 32
+# An order token's redrive part: "#r0001" for the first redrive of an upload.
+_REDRIVE_MARK = "#r"
+
+
+def redrive_count_of(order_token: str) -> int:
+    """How many times the run that wrote ``order_token`` had been redriven (0: the upload's own run)."""
+    _, mark, count = order_token.rpartition(_REDRIVE_MARK)
+    return int(count) if mark and count.isdigit() else 0
 
 
 class _S3Bucket(BaseModel):
@@ -67,6 +75,7 @@ class WorkflowInput(BaseModel):
     event_time: str
     sequencer: str = ""
     event_id: str | None = None
+    redrive_count: int = Field(default=0, ge=0, description="0: the upload's own run; n: its n-th redrive")
 
     @classmethod
     def from_event(cls, event: ObjectCreatedEvent) -> WorkflowInput:
@@ -83,12 +92,14 @@ class WorkflowInput(BaseModel):
 
     @property
     def order_token(self) -> str:
-        """Orders uploads of one product: event time, then S3's sequencer (same key) as tie-break."""
-        return f"{self.event_time}#{self.sequencer.rjust(_SEQUENCER_WIDTH, '0')}"
+        """Orders uploads of one product: event time (fixed-width UTC), then S3's sequencer (same key)
+        as tie-break; a redrive of the same upload comes right after its earlier runs."""
+        token = f"{sortable_utc(self.event_time)}#{self.sequencer.rjust(_SEQUENCER_WIDTH, '0')}"
+        return f"{token}{_REDRIVE_MARK}{self.redrive_count:04d}" if self.redrive_count else token
 
     @property
     def execution_name(self) -> str:
-        return execution_name(self.bucket, self.key, self.version_id or self.sequencer)
+        return execution_name(self.bucket, self.key, self.version_id or self.sequencer, self.redrive_count)
 
 
 class ProductIdentity(BaseModel):
