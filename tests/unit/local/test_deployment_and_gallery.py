@@ -143,3 +143,23 @@ def test_results_can_show_one_locale() -> None:
     console.print(records_table([spanish], locale="es-ES"))
     shown = console.export_text()
     assert "es-ES title" in shown and "(es-ES)" in shown and "en-US title" not in shown
+
+
+def test_the_demo_checks_each_records_copy_with_the_pipelines_validator() -> None:
+    from describer.local.demo import copy_problems
+    from describer.local.offline_copy import write_copy
+
+    attributes = {"Sleeve Length": "Long Sleeves", "Pattern": "Checked", "Colour": "Blue"}
+    content = {
+        locale: LocaleContent.model_validate(write_copy(attributes, "shirt", locale))
+        for locale in ("es-ES", "en-US")
+    }
+    record = _record(
+        Status.COMPLETED, attributes=attributes, content=content, description=content["en-US"].description
+    )
+    assert copy_problems(record) == []
+    content["en-US"] = content["en-US"].model_copy(update={"title": "Blue Checked Shirt with Short Sleeves"})
+    wrong = record.model_copy(update={"content": content})
+    assert [problem.split(":")[:2] for problem in copy_problems(wrong)] == [
+        ["en-US", " attribute_contradicted"]
+    ]
