@@ -81,6 +81,11 @@ def register(subparsers: Any) -> None:
 
     results = subparsers.add_parser("results", help="the product records")
     results.add_argument("--status", type=Status, choices=list(Status))
+    results.add_argument(
+        "--needs-review",
+        action="store_true",
+        help="only the records that need review (a query of the sparse by-review index), newest first",
+    )
     results.add_argument("--json", action="store_true", help="a JSON array of ProductRecord objects")
     results.add_argument(
         "--locale", type=_locale, help="one locale's copy (e.g. es-ES); default: the default locale's"
@@ -241,10 +246,11 @@ def in_locale(record: ProductRecord, locale: str | None) -> ProductRecord:
 
 def records_table(records: list[ProductRecord], title: str = "Products", locale: str | None = None) -> Table:
     table = Table(title=title if locale is None else f"{title} ({locale})", show_lines=True)
-    for column in ("product", "category", "status", "attributes", "title", "copy", "error"):
+    for column in ("product", "category", "status", "attributes (confidence)", "title", "copy", "error"):
         table.add_column(column, overflow="fold")
     for record in records:
         colour = {"COMPLETED": "green", "FAILED": "red"}.get(record.status.value, "yellow")
+        review = "\n[yellow]needs review[/]" if record.needs_review else ""
         copy = record.content.get(locale) if locale else next(iter(record.content.values()), None)
         text = (record.description or "")[:160]
         if copy is not None:
@@ -254,8 +260,8 @@ def records_table(records: list[ProductRecord], title: str = "Products", locale:
         table.add_row(
             record.product_id,
             record.category,
-            f"[{colour}]{record.status.value}[/]",
-            "\n".join(f"{name}: {value}" for name, value in record.attributes.items()),
+            f"[{colour}]{record.status.value}[/]{review}",
+            "\n".join(_attribute_line(record, name) for name in record.attributes),
             copy.title if copy else "",
             text,
             f"{record.error_code.value}: {record.error_message}" if record.error_code else "",
@@ -263,8 +269,20 @@ def records_table(records: list[ProductRecord], title: str = "Products", locale:
     return table
 
 
+def _attribute_line(record: ProductRecord, name: str) -> str:
+    confidence = record.confidence.get(name)
+    line = f"{name}: {record.attributes[name]}"
+    if name in record.unknown_attributes:
+        return f"{line} [yellow](unknown)[/]"
+    return line if confidence is None else f"{line} ({confidence:.2f})"
+
+
 def _results(args: argparse.Namespace) -> int:
-    records = [in_locale(record, args.locale) for record in deployment_from(args).records(args.status)]
+    if args.needs_review and args.status:
+        raise SystemExit("--needs-review lists COMPLETED records only: leave out --status")
+    deployment = deployment_from(args)
+    records = deployment.records_needing_review() if args.needs_review else deployment.records(args.status)
+    records = [in_locale(record, args.locale) for record in records]
     if args.json:
         json.dump([record.model_dump(mode="json") for record in records], sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -8,6 +8,11 @@ Routes (the wire formats of botocore's service models, so unchanged boto3 client
   ``ModelError`` (424) carrying the error's own status as ``OriginalStatusCode`` and its JSON body
   quoted in the message, as SageMaker reports a container's 4xx; any other exception is a
   ``ModelError`` with original status 500; an unknown endpoint is a ``ValidationError``.
+  A ``PrefixAwareId`` (header ``X-Amzn-SageMaker-Prefix-Aware-Id``) is checked as SageMaker checks
+  it (1-64 printable characters, else ``ValidationError``) and recorded: this one instance stands
+  for the one a ``PREFIX_AWARE`` endpoint picks for that id and the body's first
+  ``ROUTING_PREFIX_BYTES`` bytes, so ``GET /routing`` tells, per id, how many calls came and how
+  many different routing prefixes they had (1 means they would all meet on one instance).
 - ``POST /model/{modelId}/converse``: Bedrock ``Converse``, answered by the configured description
   backend (``description_backends``).
 - ``GET``/``PUT /_local/faults``: the injected faults (``faults.FaultSpec``) and their counts; both
@@ -20,6 +25,7 @@ Reads of ``s3://`` images go wherever ``AWS_ENDPOINT_URL`` points (the emulator,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -43,6 +49,7 @@ from describer.local.description_backends import (
     backend_from_environment,
 )
 from describer.local.faults import FaultInjector, FaultSpec, Route
+from describer_core.endpoint_calls import ROUTING_PREFIX_BYTES
 from describer_core.endpoint_errors import EndpointRequestError
 
 LOG = logging.getLogger("describer.model_host")
@@ -51,6 +58,9 @@ LOG_GROUP_ARN_PREFIX = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/sage
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints accept at most 6 MB per request
 
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
+PREFIX_AWARE_ID_HEADER = "X-Amzn-SageMaker-Prefix-Aware-Id"
+# botocore's PrefixAwareIdHeader: 1-64 characters, printable, not starting with whitespace.
+_PREFIX_AWARE_ID = re.compile(r"\A\S[\x20-\x7e]{0,63}\Z")
 _CONVERSE = re.compile(r"^/model/(.+)/converse$")
 FAULTS_PATH = "/_local/faults"
 
@@ -86,6 +96,13 @@ class InferenceModel:
         # One model instance in one process: predictions run one at a time, like one model worker.
         self._lock = threading.Lock()
 
+    @classmethod
+    def of(cls, module: ModuleType, model: Any) -> InferenceModel:
+        """``module``'s toolkit functions over an already loaded ``model`` (the benchmark's models)."""
+        instance = cls.__new__(cls)
+        instance.module, instance.model, instance._lock = module, model, threading.Lock()
+        return instance
+
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         """Run input_fn -> predict_fn -> output_fn; raises ModelClientError for a rejected payload."""
         with self._lock:
@@ -96,6 +113,30 @@ class InferenceModel:
             except EndpointRequestError as error:
                 raise ModelClientError(error.status, str(error)) from error
         return (output.encode() if isinstance(output, str) else bytes(output)), accept
+
+
+class RoutingLog:
+    """Calls per PrefixAwareId and the distinct routing prefixes (first bytes of the body) they had."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, int] = {}
+        self._prefixes: dict[str, set[str]] = {}
+
+    def record(self, prefix_aware_id: str | None, body: bytes) -> None:
+        key = prefix_aware_id or ""
+        prefix = hashlib.sha256(body[:ROUTING_PREFIX_BYTES]).hexdigest()
+        with self._lock:
+            self._calls[key] = self._calls.get(key, 0) + 1
+            self._prefixes.setdefault(key, set()).add(prefix)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """``{id: {"calls": n, "prefixes": k}}``; calls without an id are under ``""``."""
+        with self._lock:
+            return {
+                key: {"calls": calls, "prefixes": len(self._prefixes[key])}
+                for key, calls in self._calls.items()
+            }
 
 
 class ModelHost(ThreadingHTTPServer):
@@ -114,6 +155,7 @@ class ModelHost(ThreadingHTTPServer):
         self.endpoint_names = set(endpoint_names)
         self.writer = writer
         self.faults = faults or FaultInjector()
+        self.routing = RoutingLog()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -128,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, b"", "application/json")
         elif self.path == FAULTS_PATH:
             self._send(HTTPStatus.OK, json.dumps(self.server.faults.report()).encode(), "application/json")
+        elif self.path == "/routing":
+            self._send(HTTPStatus.OK, json.dumps(self.server.routing.summary()).encode(), "application/json")
         else:
             self._error(404, "UnknownOperationException", "message", f"no route for GET {self.path}")
 
@@ -187,6 +231,11 @@ class _Handler(BaseHTTPRequestHandler):
         if len(body) > MAX_BODY_BYTES:
             self._error(400, "ValidationError", "Message", "Request payload is larger than 6 MB.")
             return
+        prefix_aware_id = self.headers.get(PREFIX_AWARE_ID_HEADER)
+        if prefix_aware_id is not None and not _PREFIX_AWARE_ID.match(prefix_aware_id):
+            self._error(400, "ValidationError", "Message", "PrefixAwareId must be 1-64 printable characters.")
+            return
+        self.server.routing.record(prefix_aware_id, body)
         content_type = self.headers.get("Content-Type") or "application/json"
         accept = self.headers.get("Accept") or "application/json"
         try:

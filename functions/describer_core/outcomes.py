@@ -48,6 +48,8 @@ def completed_record(request: SaveInput) -> ProductRecord:
         request.execution_name,
         attributes=request.merged.attributes,
         unknown_attributes=request.merged.unknown_attributes,
+        confidence=request.merged.confidence,
+        needs_review=request.merged.needs_review,
         description=request.description.text,
         content=request.description.content,
         token_usage=request.description.token_usage,
@@ -55,6 +57,7 @@ def completed_record(request: SaveInput) -> ProductRecord:
         timings_ms={
             "prepare": request.prepare_ms,
             "attributes": request.merged.endpoint_ms,
+            "attributes_wall": request.merged.endpoint_wall_ms,
             "description": request.description.description_ms,
             "total": elapsed_ms_since(request.execution_start),
         },

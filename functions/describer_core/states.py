@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from describer_core.contracts import (
+    MAX_QUESTIONS_PER_REQUEST,
     AttributeAnswer,
     ErrorCode,
     LocaleContent,
@@ -135,19 +136,34 @@ class PrepareOutput(BaseModel):
     claimed: bool = Field(description="False when a newer upload of the product already owns the record")
     product: ProductIdentity
     questions: list[Question] = Field(default_factory=list)
+    question_groups: list[list[Question]] = Field(
+        default_factory=list,
+        description="The questions in groups of at most questions_per_call: one call each",
+    )
     prepare_ms: int = 0
 
 
 class AskInput(BaseModel):
+    """One Map item: a group of questions about one image, asked in one endpoint call."""
+
     image: S3ObjectRef
     category: str
-    question: Question
+    questions: list[Question] = Field(min_length=1, max_length=MAX_QUESTIONS_PER_REQUEST)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_question(cls, data: Any) -> Any:
+        # Executions started before groups existed pass one "question" per item.
+        if isinstance(data, dict) and "question" in data and "questions" not in data:
+            data = {**data, "questions": [data["question"]]}
+        return data
 
 
 class AskOutput(BaseModel):
-    answer: AttributeAnswer
+    answers: list[AttributeAnswer]
     endpoint: str
     endpoint_ms: int
+    started_ms: int = Field(description="When the call started, ms since the epoch")
 
 
 class MergeInput(BaseModel):
@@ -160,8 +176,10 @@ class MergedAttributes(BaseModel):
     confidence: dict[str, float] = Field(
         default_factory=dict, description="Attribute -> calibrated confidence of its value (3 decimals)"
     )
+    needs_review: bool = False
     endpoint: str | None = None
-    endpoint_ms: int = 0
+    endpoint_ms: int = Field(default=0, description="The endpoint calls' durations added up")
+    endpoint_wall_ms: int = Field(default=0, description="First call's start to last call's end")
 
     @property
     def unknown_rate(self) -> float:
