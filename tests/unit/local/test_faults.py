@@ -17,7 +17,7 @@ from botocore.config import Config
 from describer.local.description_backends import OfflineWriter
 from describer.local.faults import FaultInjector, FaultKind, FaultSpec
 from describer.local.model_host import FAULTS_PATH, InferenceModel, ModelHost
-from describer_core.attributes import ask_attribute
+from describer_core.attributes import ask_attributes
 from describer_core.catalogue import load_catalogue
 from describer_core.contracts import S3ObjectRef
 from describer_core.description import write_description
@@ -92,7 +92,7 @@ def _client(service: str, host: ModelHost) -> Any:
 
 
 def _ask(host: ModelHost) -> Any:
-    return ask_attribute(REQUEST, _client("sagemaker-runtime", host), ENDPOINT, load_catalogue())
+    return ask_attributes(REQUEST, _client("sagemaker-runtime", host), ENDPOINT, load_catalogue())
 
 
 def _describe(host: ModelHost) -> Any:
@@ -168,7 +168,7 @@ def test_endpoint_unavailable_answers_both_modelled_errors(host: ModelHost) -> N
 
 def test_without_faults_the_host_serves_cleanly_and_reports_none(host: ModelHost) -> None:
     host.faults = FaultInjector()
-    assert _ask(host).answer.value == "Long Sleeves"
+    assert _ask(host).answers[0].value == "Long Sleeves"
     assert _describe(host).text
     with urllib.request.urlopen(_url(host) + FAULTS_PATH) as response:
         report = json.loads(response.read())
