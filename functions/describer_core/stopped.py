@@ -4,8 +4,8 @@ Step Functions publishes "Step Functions Execution Status Change" events; a rule
 status ABORTED (stopped by hand), TIMED_OUT or FAILED here. The record becomes FAILED with
 EXECUTION_ABORTED, EXECUTION_TIMED_OUT or EXECUTION_FAILED under the same conditional write as every
 other outcome, and only while the run's own record still says PROCESSING: a run that failed through
-RecordFailure keeps its error code, a newer upload keeps its record. A record ended here is announced
-like every other final record (``Product Description Failed``).
+RecordFailure keeps its error code, a newer upload keeps its record. A record it writes is announced
+on the product event bus like any other failure.
 """
 
 from __future__ import annotations
