@@ -1,6 +1,6 @@
-"""Sub-commands ``local`` (up, down, status, demo, bench), ``upload`` and ``results``.
+"""Sub-commands ``local`` (up, down, status, demo, bench, chaos), ``upload``, ``redrive`` and ``results``.
 
-``upload`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
+``upload``, ``redrive`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
 ``--stack-name`` (with ``--profile``/``--region`` as usual for boto3).
 """
 
@@ -18,11 +18,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from describer import redrive
 from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
 from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
 from describer.local.faults import FaultSpec
 from describer_core.contracts import ProductRecord, Status
+from describer_core.locales import parse_locales
 
 # Piped output (make in CI, a log file) gets room for the demo's table instead of 80 columns.
 _console = Console() if sys.stdout.isatty() else Console(width=180)
@@ -78,6 +80,10 @@ def register(subparsers: Any) -> None:
     _add_target_arguments(upload)
     upload.set_defaults(handler=_upload)
 
+    redrive.add_parser(subparsers, _add_target_arguments).set_defaults(
+        handler=lambda args: redrive.redrive(args, deployment_from(args), _console)
+    )
+
     results = subparsers.add_parser("results", help="the product records")
     results.add_argument("--status", type=Status, choices=list(Status))
     results.add_argument(
@@ -86,6 +92,9 @@ def register(subparsers: Any) -> None:
         help="only the records that need review (a query of the sparse by-review index), newest first",
     )
     results.add_argument("--json", action="store_true", help="a JSON array of ProductRecord objects")
+    results.add_argument(
+        "--locale", type=_locale, help="one locale's copy (e.g. es-ES); default: the default locale's"
+    )
     _add_target_arguments(results)
     results.set_defaults(handler=_results)
 
@@ -197,7 +206,8 @@ def fault_summary(report: dict[str, Any]) -> str:
     for kind, rate in spec.rates.items():
         if rate > 0:
             done, of = report["injected"].get(kind.value, 0), report["requests"].get(kind.route, 0)
-            lines.append(f"{kind.value}={rate:g}: {done} of {of} {kind.route} calls")
+            service = "endpoint" if kind.route == "invocations" else "Bedrock"
+            lines.append(f"{kind.value}={rate:g}: {done} of {of} {service} calls")
     return "\n".join(lines) + f"\nseed {spec.seed}, slow reply {spec.slow_seconds:g} s"
 
 
@@ -223,19 +233,43 @@ def _upload(args: argparse.Namespace) -> int:
     return 0
 
 
-def records_table(records: list[ProductRecord], title: str = "Products") -> Table:
-    table = Table(title=title, show_lines=True)
-    for column in ("product", "category", "status", "attributes (confidence)", "description", "error"):
+def _locale(text: str) -> str:
+    try:
+        (tag,) = parse_locales(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return tag
+
+
+def in_locale(record: ProductRecord, locale: str | None) -> ProductRecord:
+    """The record with only ``locale``'s content (its description too); unchanged without a locale."""
+    if locale is None:
+        return record
+    content = {locale: record.content[locale]} if locale in record.content else {}
+    description = content[locale].description if content else None
+    return record.model_copy(update={"content": content, "description": description})
+
+
+def records_table(records: list[ProductRecord], title: str = "Products", locale: str | None = None) -> Table:
+    table = Table(title=title if locale is None else f"{title} ({locale})", show_lines=True)
+    for column in ("product", "category", "status", "attributes (confidence)", "title", "copy", "error"):
         table.add_column(column, overflow="fold")
     for record in records:
         colour = {"COMPLETED": "green", "FAILED": "red"}.get(record.status.value, "yellow")
         review = "\n[yellow]needs review[/]" if record.needs_review else ""
+        copy = record.content.get(locale) if locale else next(iter(record.content.values()), None)
+        text = (record.description or "")[:160]
+        if copy is not None:
+            text = "\n".join(
+                [copy.description[:160], *(f"• {b}" for b in copy.bullets), ", ".join(copy.keywords)]
+            )
         table.add_row(
             record.product_id,
             record.category,
             f"[{colour}]{record.status.value}[/]{review}",
             "\n".join(_attribute_line(record, name) for name in record.attributes),
-            (record.description or "")[:160],
+            copy.title if copy else "",
+            text,
             f"{record.error_code.value}: {record.error_message}" if record.error_code else "",
         )
     return table
@@ -254,11 +288,12 @@ def _results(args: argparse.Namespace) -> int:
         raise SystemExit("--needs-review lists COMPLETED records only: leave out --status")
     deployment = deployment_from(args)
     records = deployment.records_needing_review() if args.needs_review else deployment.records(args.status)
+    records = [in_locale(record, args.locale) for record in records]
     if args.json:
         json.dump([record.model_dump(mode="json") for record in records], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _console.print(records_table(records))
+        _console.print(records_table(records, locale=args.locale))
     return 0
 
 
@@ -285,6 +320,7 @@ def _chaos(args: argparse.Namespace) -> int:
     finally:
         local_stack.set_faults(settings, FaultSpec())  # the stack serves cleanly again
     _console.print(chaos_table(result))
-    _console.print(faults_table(result.faults))
+    _console.print(faults_table(result))
+    _console.print(f"Took {result.elapsed_s:.0f} s on {os.cpu_count()} cores.")
     _console.print(result.summary())
     return 0 if result.clean else 1

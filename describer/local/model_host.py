@@ -276,9 +276,20 @@ class _Handler(BaseHTTPRequestHandler):
         except ConverseError as error:
             self._error(error.status, error.code, "message", error.message)
             return
+        content: list[dict[str, Any]] = [{"text": reply.text}]
+        stop_reason = reply.stop_reason
+        if request.tool_name is not None and stop_reason != "max_tokens":
+            # A forced tool call answers with the tool's input, as Bedrock does.
+            try:
+                tool_input = json.loads(reply.text)
+            except json.JSONDecodeError:
+                tool_input = None
+            if isinstance(tool_input, dict):
+                tool_use = {"toolUseId": f"tooluse_{time.time_ns()}", "name": request.tool_name}
+                content, stop_reason = [{"toolUse": {**tool_use, "input": tool_input}}], "tool_use"
         response = {
-            "output": {"message": {"role": "assistant", "content": [{"text": reply.text}]}},
-            "stopReason": reply.stop_reason,
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop_reason,
             "usage": {
                 "inputTokens": reply.input_tokens,
                 "outputTokens": reply.output_tokens,

@@ -14,10 +14,12 @@ from describer_core.contracts import (
     MAX_QUESTIONS_PER_REQUEST,
     AttributeAnswer,
     ErrorCode,
+    LocaleContent,
     ProductRecord,
     Question,
     S3ObjectRef,
     Status,
+    TokenUsage,
 )
 from describer_core.keys import execution_name
 from describer_core.records import sortable_utc, utc_now
@@ -99,6 +101,30 @@ class WorkflowInput(BaseModel):
     @property
     def execution_name(self) -> str:
         return execution_name(self.bucket, self.key, self.version_id or self.sequencer, self.redrive_count)
+
+    @classmethod
+    def redrive_of(cls, record: ProductRecord) -> WorkflowInput:
+        """The next redrive of the upload ``record`` holds: same object version, same event time and
+        sequencer (read back from its order token), one more redrive."""
+        if record.order_token is None:
+            raise ValueError(f"record {record.product_id} has no order token to redrive from")
+        event_time, _, rest = record.order_token.partition("#")
+        sequencer = rest.split("#", 1)[0]
+        version = None if record.source_version == "null" else record.source_version
+        return cls(
+            bucket=record.source_bucket,
+            key=record.source_key,
+            version_id=version,
+            event_time=event_time,
+            sequencer=sequencer,
+            redrive_count=redrive_count_of(record.order_token) + 1,
+        )
+
+
+class RedriveMessage(BaseModel):
+    """An admission-queue message from ``describer redrive``: start this run, as an upload event would."""
+
+    redrive: WorkflowInput
 
 
 class ProductIdentity(BaseModel):
@@ -189,15 +215,20 @@ class MergedAttributes(BaseModel):
 class DescribeInput(BaseModel):
     product: ProductIdentity
     attributes: dict[str, str]
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="Attribute -> confidence; below the review threshold: left out"
+    )
 
 
 class DescriptionResult(BaseModel):
-    text: str
+    text: str = Field(description="The default locale's description")
     model_id: str
-    input_tokens: int
+    input_tokens: int = Field(description="All locales and attempts")
     output_tokens: int
-    attempts: int
+    attempts: int = Field(description="The most any locale needed")
     description_ms: int
+    content: dict[str, LocaleContent] = Field(default_factory=dict)
+    token_usage: dict[str, TokenUsage] = Field(default_factory=dict)
 
 
 class SaveInput(BaseModel):

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from describer.local.cli import fault_summary
 from describer.local.description_backends import OfflineWriter
 from describer.local.faults import FaultInjector, FaultKind, FaultSpec
 from describer.local.model_host import FAULTS_PATH, InferenceModel, ModelHost
@@ -212,3 +213,13 @@ def test_the_text_round_trips() -> None:
     spec = FaultSpec.parse(" endpoint-throttle=0.2, bedrock-timeout=0.05 ")
     assert FaultSpec.parse(spec.text()) == spec
     assert not FaultSpec.parse("").active
+
+
+def test_status_says_what_is_injected_and_how_often() -> None:
+    injector = FaultInjector(FaultSpec.parse("endpoint-throttle=1,bedrock-timeout=0.5", seed=2))
+    injector.draw("invocations")
+    injector.draw("invocations")
+    summary = fault_summary(injector.report())
+    assert "endpoint-throttle=1: 2 of 2 endpoint calls" in summary
+    assert "bedrock-timeout=0.5: 0 of 0 Bedrock calls" in summary
+    assert fault_summary(FaultInjector().report()) == "none (serving cleanly)"
