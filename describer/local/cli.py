@@ -64,6 +64,18 @@ def register(subparsers: Any) -> None:
     _add_target_arguments(upload)
     upload.set_defaults(handler=_upload)
 
+    backfill = subparsers.add_parser(
+        "backfill", help="describe an existing catalogue in S3 (resumable: a rerun does what is missing)"
+    )
+    backfill.add_argument("source", metavar="s3://BUCKET/PREFIX", help="under the stack's BackfillPrefix")
+    backfill.add_argument("--manifest", metavar="S3URI", help="a CSV manifest (Key column) under backfill/")
+    backfill.add_argument("--category", help="the category of every product (object metadata still wins)")
+    backfill.add_argument(
+        "--timeout", type=float, help="seconds to follow the backfill (default: until done)"
+    )
+    _add_target_arguments(backfill)
+    backfill.set_defaults(handler=_backfill)
+
     results = subparsers.add_parser("results", help="the product records")
     results.add_argument("--status", type=Status, choices=list(Status))
     results.add_argument("--json", action="store_true", help="a JSON array of ProductRecord objects")
@@ -166,6 +178,46 @@ def _upload(args: argparse.Namespace) -> int:
         responses = upload_all(deployment, files, args.key_prefix, lambda *_: progress.advance(task))
     for key in responses:
         _console.print(f"s3://{deployment.upload_bucket}/{deployment.upload_prefix}{key}")
+    return 0
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from describer import backfill
+
+    deployment = deployment_from(args)
+    try:
+        manifest = backfill.S3Uri.parse(args.manifest) if args.manifest else None
+        request = backfill.backfill_input(
+            deployment, backfill.S3Uri.parse(args.source), manifest, args.category
+        )
+    except backfill.BackfillError as error:
+        _console.print(f"[bold red]{error}[/]")
+        return 2
+    execution_arn = backfill.start(deployment, request)
+    _console.print(f"Backfill started: {execution_arn}")
+    with Progress(console=_console, transient=True) as progress:
+        task = progress.add_task("Listing", total=None)
+
+        def show(counts: backfill.MapRunCounts) -> None:
+            progress.update(
+                task,
+                description=f"Products ({counts.running} running, {counts.failed} item failures)",
+                total=counts.total,
+                completed=counts.done,
+            )
+
+        execution = backfill.wait(deployment, execution_arn, show, timeout_s=args.timeout)
+    results = backfill.item_results(deployment, execution)
+    table = Table(title=f"Backfill of {args.source}: {execution['status']}")
+    table.add_column("objects")
+    table.add_column("count", justify="right")
+    for outcome, count in sorted(backfill.outcome_counts(results).items()):
+        table.add_row(outcome.value, str(count))
+    table.add_row("runs started", str(sum(result.started for result in results)))
+    _console.print(table)
+    if execution["status"] != "SUCCEEDED":
+        _console.print(f"[bold red]{execution.get('error', '')}: {execution.get('cause', '')}[/]")
+        return 1
     return 0
 
 

@@ -82,7 +82,7 @@ def classify_error(caught: CaughtError) -> tuple[ErrorCode, str]:
 
 
 def failed_product(
-    request: FailureInput, s3_client: Any, catalogue: Catalogue, upload_prefix: str
+    request: FailureInput, s3_client: Any, catalogue: Catalogue, key_prefixes: str | tuple[str, ...]
 ) -> ProductIdentity:
     """The product the failed run was about; re-derived as Prepare does when Prepare itself failed.
 
@@ -97,7 +97,7 @@ def failed_product(
     except InvalidInput:
         source = None
     try:
-        return identify_product(source, request.workflow, upload_prefix, catalogue)
+        return identify_product(source, request.workflow, key_prefixes, catalogue)
     except InvalidInput:
         return unidentified_product(request.workflow)
 
@@ -118,10 +118,14 @@ def unidentified_product(workflow: WorkflowInput) -> ProductIdentity:
 
 
 def record_failure(
-    request: FailureInput, s3_client: Any, table: ResultsTable, catalogue: Catalogue, upload_prefix: str
+    request: FailureInput,
+    s3_client: Any,
+    table: ResultsTable,
+    catalogue: Catalogue,
+    key_prefixes: str | tuple[str, ...],
 ) -> FailureOutput:
     code, message = classify_error(request.state.error)
-    product = failed_product(request, s3_client, catalogue, upload_prefix)
+    product = failed_product(request, s3_client, catalogue, key_prefixes)
     failed = product.record(Status.FAILED, request.execution_name, error_code=code, error_message=message)
     recorded = table.write_if_current(failed)
     return FailureOutput(error_code=code, error_message=message, recorded=recorded)

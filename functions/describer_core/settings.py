@@ -33,6 +33,13 @@ class ImageSettings(BaseModel):
 
 class UploadSettings(BaseModel):
     upload_prefix: str = "incoming/"
+    # Where `describer backfill` reads an existing catalogue: objects there start nothing by themselves.
+    backfill_prefix: str = "catalogue/"
+
+    @property
+    def key_prefixes(self) -> tuple[str, ...]:
+        """Where a product's photo may live: uploads and the backfilled catalogue."""
+        return (self.upload_prefix, self.backfill_prefix)
 
 
 class PrepareSettings(TableSettings, ImageSettings, UploadSettings):
@@ -51,6 +58,10 @@ class DescriptionSettings(BaseModel):
     bedrock_model_id: str = Field(min_length=1)
     description_temperature: float = Field(default=0.1, ge=0.0, le=1.0)
     description_max_tokens: int = Field(default=400, ge=50, le=4096)
+
+
+class BackfillSettings(TableSettings, UploadSettings):
+    pass
 
 
 class StarterSettings(BaseModel):

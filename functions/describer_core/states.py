@@ -58,6 +58,9 @@ class WorkflowInput(BaseModel):
     event_time: str
     sequencer: str = ""
     event_id: str | None = None
+    # A backfill's run: the category its operator named, and its retry number (see ``order_token``).
+    category: str | None = None
+    attempt: int = Field(default=0, ge=0, le=999)
 
     @classmethod
     def from_event(cls, event: ObjectCreatedEvent) -> WorkflowInput:
@@ -74,12 +77,17 @@ class WorkflowInput(BaseModel):
 
     @property
     def order_token(self) -> str:
-        """Orders uploads of one product: event time, then S3's sequencer (same key) as tie-break."""
-        return f"{self.event_time}#{self.sequencer.rjust(_SEQUENCER_WIDTH, '0')}"
+        """Orders uploads of one product: event time, then S3's sequencer (same key) as tie-break.
+
+        A retry (``attempt`` > 0) of the same object version sorts after the run it retries, so its
+        claim on the record succeeds where a second run of the same attempt is turned away.
+        """
+        token = f"{self.event_time}#{self.sequencer.rjust(_SEQUENCER_WIDTH, '0')}"
+        return f"{token}#{self.attempt:03d}" if self.attempt else token
 
     @property
     def execution_name(self) -> str:
-        return execution_name(self.bucket, self.key, self.version_id or self.sequencer)
+        return execution_name(self.bucket, self.key, self.version_id or self.sequencer, self.attempt)
 
 
 class ProductIdentity(BaseModel):

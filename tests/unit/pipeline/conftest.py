@@ -32,6 +32,7 @@ HANDLER_MODULES = (
     "write_description.app",
     "save_result.app",
     "record_failure.app",
+    "backfill_plan.app",
 )
 
 
