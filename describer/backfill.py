@@ -21,10 +21,14 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 
 from describer.deployment import Deployment
+from describer_core.contracts import ErrorCode
 from describer_core.errors import client_error_code
 
 MANIFEST_PREFIX = "backfill/"
 _FINISHED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+# How a failed DescribeProduct run reaches its backfill item: States.TaskFailed on AWS, the run's own
+# error code on the local emulator.
+_RUN_FAILED = frozenset({"States.TaskFailed", *ErrorCode})
 
 
 class BackfillError(Exception):
@@ -154,7 +158,7 @@ def _item_result(output: dict[str, Any] | None) -> ItemResult:
     error = (output.get("error") or {}).get("Error")
     if not output.get("start"):
         outcome = ItemOutcome.SKIPPED
-    elif error == "States.TaskFailed":
+    elif error in _RUN_FAILED:
         outcome = ItemOutcome.FAILED
     elif error is not None:
         outcome = ItemOutcome.STARTED_ELSEWHERE

@@ -58,6 +58,16 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--timeout", type=float, default=300)
     bench.set_defaults(handler=_clean_errors(_bench))
 
+    backfill_bench = actions.add_parser(
+        "backfill-bench",
+        help="fresh stack, backfill synthetic photos, a warm upload's latency during it, then a rerun",
+    )
+    _add_up_arguments(backfill_bench)
+    backfill_bench.add_argument("--objects", type=int, default=1000)
+    backfill_bench.add_argument("--uploads", type=int, default=5, help="warm uploads timed, idle and busy")
+    backfill_bench.add_argument("--timeout", type=float, default=3600)
+    backfill_bench.set_defaults(handler=_clean_errors(_backfill_bench))
+
     upload = subparsers.add_parser("upload", help="upload product photos so the pipeline describes them")
     upload.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
     upload.add_argument("--key-prefix", default="", help="inserted after the upload prefix, e.g. Shirts/")
@@ -208,7 +218,8 @@ def _backfill(args: argparse.Namespace) -> int:
 
         execution = backfill.wait(deployment, execution_arn, show, timeout_s=args.timeout)
     results = backfill.item_results(deployment, execution)
-    table = Table(title=f"Backfill of {args.source}: {execution['status']}")
+    _console.print(f"Backfill of {args.source}: {execution['status']}")
+    table = Table()
     table.add_column("objects")
     table.add_column("count", justify="right")
     for outcome, count in sorted(backfill.outcome_counts(results).items()):
@@ -252,6 +263,13 @@ def _demo(args: argparse.Namespace) -> int:
     from describer.local.demo import run_demo
 
     return run_demo(bring_up(args), args.photos_per_category, args.timeout, _console)
+
+
+def _backfill_bench(args: argparse.Namespace) -> int:
+    from describer.local.backfill_bench import run_backfill_bench
+
+    local_stack.down(args.state_dir.resolve())  # a fresh stack: no records from earlier runs
+    return run_backfill_bench(bring_up(args), args.objects, args.uploads, args.timeout, _console)
 
 
 def _bench(args: argparse.Namespace) -> int:

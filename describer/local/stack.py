@@ -32,6 +32,8 @@ STATE_FILE = "stack.json"
 _APP_GLOBS = ("template.yaml", "statemachine/**/*", "functions/**/*.py", "functions/**/*.json")
 _READY_STATUSES = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
 LOCAL_MAP_CONCURRENCY = 1
+# Products a local backfill describes at once: each is a few more warm Lambda workers on the emulator.
+LOCAL_BACKFILL_CONCURRENCY = 4
 
 
 class LocalSettings(BaseModel):
@@ -89,6 +91,7 @@ def deploy_parameters(settings: LocalSettings) -> dict[str, str]:
         # Each concurrent Lambda call is one more cold worker process on the emulator: on a laptop's
         # few cores, asking a product's questions one at a time finishes a batch of uploads sooner.
         "MapConcurrency": str(LOCAL_MAP_CONCURRENCY),
+        "BackfillMaxConcurrency": str(LOCAL_BACKFILL_CONCURRENCY),
     }
 
 
