@@ -1,0 +1,79 @@
+"""Application Auto Scaling for the endpoint's variant: target tracking on invocations per instance.
+
+Sizing (README "Endpoint"). ``SageMakerVariantInvocationsPerInstance`` counts InvokeEndpoint calls
+per instance per minute. An instance that answers one call in ``s`` seconds with ``w`` workers
+serves at most ``60 * w / s`` calls a minute; the target should sit at about half of that, so that
+a scale-out (which takes minutes: a new GPU instance starts and loads the model) begins before the
+instances saturate and throttle. With one call per question, a product is several calls; with one
+call per product (``QuestionsPerCall``) it is one, and the same target means more products.
+
+Scale-in is the batch-friendly part: a backfill's load is flat for hours and then stops, and a
+short lull (a map run between batches) must not remove instances that are loaded and warm, so the
+scale-in cooldown is long (15 minutes) while scale-out reacts within a minute. ``--no-scale-in``
+holds the instance count at its high-water mark for the length of a backfill (turn it back on, or
+redeploy, when the backfill is over).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SERVICE_NAMESPACE = "sagemaker"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+INVOCATIONS_PER_INSTANCE = "SageMakerVariantInvocationsPerInstance"
+
+
+@dataclass(frozen=True)
+class EndpointScaling:
+    min_instances: int = 1
+    max_instances: int = 4
+    # Calls per instance per minute: half of what one ml.g5.xlarge serves at the assumed 0.5 s
+    # per call with one worker (60 / 0.5 = 120); measure yours with `make bench` on the instance.
+    invocations_per_instance: float = 60.0
+    scale_out_cooldown_s: int = 60
+    scale_in_cooldown_s: int = 900
+    scale_in: bool = True
+
+    def __post_init__(self) -> None:
+        # A real-time variant keeps at least one instance (scale to zero is for inference components).
+        if not 1 <= self.min_instances <= self.max_instances:
+            raise ValueError(f"need 1 <= min ({self.min_instances}) <= max ({self.max_instances}) instances")
+        if self.invocations_per_instance <= 0:
+            raise ValueError("the target invocations per instance must be positive")
+
+
+def variant_resource_id(endpoint_name: str, variant_name: str) -> str:
+    return f"endpoint/{endpoint_name}/variant/{variant_name}"
+
+
+def register_scaling(
+    autoscaling_client: Any, endpoint_name: str, variant_name: str, scaling: EndpointScaling
+) -> str:
+    """Scalable target + target-tracking policy for one variant; returns the policy ARN.
+
+    Both calls are idempotent (same names update in place), so a redeploy re-applies the options.
+    """
+    resource_id = variant_resource_id(endpoint_name, variant_name)
+    autoscaling_client.register_scalable_target(
+        ServiceNamespace=SERVICE_NAMESPACE,
+        ResourceId=resource_id,
+        ScalableDimension=SCALABLE_DIMENSION,
+        MinCapacity=scaling.min_instances,
+        MaxCapacity=scaling.max_instances,
+    )
+    response = autoscaling_client.put_scaling_policy(
+        PolicyName=f"{endpoint_name}-invocations-per-instance",
+        ServiceNamespace=SERVICE_NAMESPACE,
+        ResourceId=resource_id,
+        ScalableDimension=SCALABLE_DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": scaling.invocations_per_instance,
+            "PredefinedMetricSpecification": {"PredefinedMetricType": INVOCATIONS_PER_INSTANCE},
+            "ScaleOutCooldown": scaling.scale_out_cooldown_s,
+            "ScaleInCooldown": scaling.scale_in_cooldown_s,
+            "DisableScaleIn": not scaling.scale_in,
+        },
+    )
+    return str(response["PolicyARN"])
