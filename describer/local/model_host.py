@@ -10,6 +10,8 @@ Routes (the wire formats of botocore's service models, so unchanged boto3 client
   ``ModelError`` with original status 500; an unknown endpoint is a ``ValidationError``.
 - ``POST /model/{modelId}/converse``: Bedrock ``Converse``, answered by the configured description
   backend (``description_backends``).
+- ``GET /_describer/usage``: what the host served since it started (endpoint calls, questions and
+  seconds; Converse calls and tokens per model id), which ``make cost`` meters. Local only.
 
 Run: ``python -m describer.local.model_host --model-dir DIR --endpoint-name NAME --port PORT``.
 Reads of ``s3://`` images go wherever ``AWS_ENDPOINT_URL`` points (the emulator, locally).
@@ -47,6 +49,7 @@ ACCOUNT_ID = "000000000000"
 LOG_GROUP_ARN_PREFIX = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints"
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints accept at most 6 MB per request
 
+USAGE_PATH = "/_describer/usage"
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
 _CONVERSE = re.compile(r"^/model/(.+)/converse$")
 
@@ -94,6 +97,39 @@ class InferenceModel:
         return (output.encode() if isinstance(output, str) else bytes(output)), accept
 
 
+class Usage:
+    """Counts of what the host served, safe across its request threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.endpoint = {"invocations": 0, "questions": 0, "seconds": 0.0}
+        self.converse: dict[str, dict[str, int]] = {}
+
+    def add_invocation(self, body: bytes, seconds: float) -> None:
+        try:
+            questions = len(json.loads(body).get("questions") or [None])
+        except (ValueError, AttributeError):
+            questions = 1
+        with self._lock:
+            self.endpoint["invocations"] += 1
+            self.endpoint["questions"] += questions
+            self.endpoint["seconds"] += seconds
+
+    def add_converse(self, model_id: str, input_tokens: int, output_tokens: int) -> None:
+        with self._lock:
+            counts = self.converse.setdefault(model_id, {"calls": 0, "input_tokens": 0, "output_tokens": 0})
+            counts["calls"] += 1
+            counts["input_tokens"] += input_tokens
+            counts["output_tokens"] += output_tokens
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "endpoint": dict(self.endpoint),
+                "converse": {k: dict(v) for k, v in self.converse.items()},
+            }
+
+
 class ModelHost(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -108,6 +144,7 @@ class ModelHost(ThreadingHTTPServer):
         self.model = model
         self.endpoint_names = set(endpoint_names)
         self.writer = writer
+        self.usage = Usage()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -120,6 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/ping":
             self._send(HTTPStatus.OK, b"", "application/json")
+        elif self.path == USAGE_PATH:
+            self._send(HTTPStatus.OK, json.dumps(self.server.usage.snapshot()).encode(), "application/json")
         else:
             self._error(404, "UnknownOperationException", "message", f"no route for GET {self.path}")
 
@@ -151,8 +190,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         content_type = self.headers.get("Content-Type") or "application/json"
         accept = self.headers.get("Accept") or "application/json"
+        started = time.perf_counter()
         try:
             output, output_type = self.server.model.invoke(body, content_type, accept)
+            self.server.usage.add_invocation(body, time.perf_counter() - started)
         except ModelClientError as error:
             self._model_error(name, error.status, error.message)
             return
@@ -189,6 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ConverseError as error:
             self._error(error.status, error.code, "message", error.message)
             return
+        self.server.usage.add_converse(model_id, reply.input_tokens, reply.output_tokens)
         response = {
             "output": {"message": {"role": "assistant", "content": [{"text": reply.text}]}},
             "stopReason": reply.stop_reason,
