@@ -79,6 +79,12 @@ local-bench: install demo-model
 backfill-bench: install demo-model
 	$(LOCAL) backfill-bench --model-dir $(DEMO_MODEL_DIR)
 
+# N products through a fresh local stack, every call metered and priced (describer/prices.json); the
+# last line is `cost per 1000 images: $X.XX` for the template's default configuration.
+.PHONY: cost
+cost: install demo-model
+	$(LOCAL) cost --model-dir $(DEMO_MODEL_DIR)
+
 # --- Training (training/, README "Training") ---------------------------------------------------------
 # The demo model: a tiny BLIP-2 fine-tuned on a synthetic catalogue, shipped in training/demo_model/;
 # this regenerates the (seeded) synthetic data and assembles the model dir from the shipped weights,

@@ -19,6 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# Assumed, not measured (no GPU in this project's CI): seconds an ml.g5 instance spends on one
+# InvokeEndpoint call of the fine-tuned BLIP-2 (a vision pass and its first question's decode), and on
+# each further question decoded in the same call. `make cost` prices endpoint time with these; measure
+# them with `make bench` on the instance and replace them.
+GPU_SECONDS_PER_CALL = 0.40
+GPU_SECONDS_PER_EXTRA_QUESTION = 0.05
+# Target tracking holds each instance at about this share of what it can serve.
+TARGET_UTILISATION = 0.5
+
 SERVICE_NAMESPACE = "sagemaker"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 INVOCATIONS_PER_INSTANCE = "SageMakerVariantInvocationsPerInstance"
@@ -28,9 +37,9 @@ INVOCATIONS_PER_INSTANCE = "SageMakerVariantInvocationsPerInstance"
 class EndpointScaling:
     min_instances: int = 1
     max_instances: int = 4
-    # Calls per instance per minute: half of what one ml.g5.xlarge serves at the assumed 0.5 s
-    # per call with one worker (60 / 0.5 = 120); measure yours with `make bench` on the instance.
-    invocations_per_instance: float = 60.0
+    # Calls per instance per minute: TARGET_UTILISATION of what one instance serves with one worker
+    # at GPU_SECONDS_PER_CALL (60 / 0.4 = 150 a minute, so 75).
+    invocations_per_instance: float = TARGET_UTILISATION * 60 / GPU_SECONDS_PER_CALL
     scale_out_cooldown_s: int = 60
     scale_in_cooldown_s: int = 900
     scale_in: bool = True

@@ -68,6 +68,14 @@ def register(subparsers: Any) -> None:
     backfill_bench.add_argument("--timeout", type=float, default=3600)
     backfill_bench.set_defaults(handler=_clean_errors(_backfill_bench))
 
+    cost = actions.add_parser(
+        "cost", help="fresh stack, N products metered, their cost per 1,000 images by component"
+    )
+    _add_up_arguments(cost)
+    cost.add_argument("--products", type=int, default=20)
+    cost.add_argument("--timeout", type=float, default=600)
+    cost.set_defaults(handler=_clean_errors(_cost))
+
     upload = subparsers.add_parser("upload", help="upload product photos so the pipeline describes them")
     upload.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
     upload.add_argument("--key-prefix", default="", help="inserted after the upload prefix, e.g. Shirts/")
@@ -270,6 +278,13 @@ def _backfill_bench(args: argparse.Namespace) -> int:
 
     local_stack.down(args.state_dir.resolve())  # a fresh stack: no records from earlier runs
     return run_backfill_bench(bring_up(args), args.objects, args.uploads, args.timeout, _console)
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from describer.local.cost_meter import run_cost
+
+    local_stack.down(args.state_dir.resolve())  # a fresh stack: its logs and histories are this run's
+    return run_cost(bring_up(args), args.products, args.timeout, _console)
 
 
 def _bench(args: argparse.Namespace) -> int:
