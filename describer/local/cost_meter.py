@@ -37,10 +37,9 @@ from describer.local.samples import synthetic_photos
 from describer.local.stack import PROJECT_ROOT, LocalSettings
 from describer_core.records import utc_now
 from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION, TARGET_UTILISATION
-from training.sagemaker_launcher import DEFAULT_INSTANCE_TYPE
+from training.sagemaker_launcher import DEFAULT_ENDPOINT_INSTANCE_TYPE
 
 COST_SEED = 23
-WARM_UP_PRODUCTS = 2
 _REPORT = re.compile(r"Billed Duration: (\d+) ms\s+Memory Size: (\d+) MB")
 UTILISATIONS = (0.1, TARGET_UTILISATION, 0.9)
 
@@ -107,10 +106,8 @@ def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, float]:
 
 def meter(deployment: Deployment, settings: LocalSettings, products: int, timeout_s: float) -> ProductUsage:
     with tempfile.TemporaryDirectory() as scratch:
-        photos = synthetic_photos(
-            Path(scratch), per_category=(products + WARM_UP_PRODUCTS) // 2 + 1, seed=COST_SEED
-        )
-        warm_up, metered = photos[:WARM_UP_PRODUCTS], photos[WARM_UP_PRODUCTS : WARM_UP_PRODUCTS + products]
+        photos = synthetic_photos(Path(scratch), per_category=products + 1, seed=COST_SEED)
+        warm_up, metered = photos[:products], photos[products : 2 * products]
         _upload_and_wait(deployment, warm_up, timeout_s)
         time.sleep(2)  # the warm-up's last REPORT lines are logged after its records are written
         before, since = model_host_usage(settings), datetime.now().astimezone()
@@ -152,28 +149,28 @@ def _upload_and_wait(deployment: Deployment, photos: list[Any], timeout_s: float
     return records
 
 
-def default_writer_model_id() -> str:
-    """The template's BedrockModelId default: what a deployment writes with unless told otherwise."""
+def template_default(parameter: str) -> str:
+    """A template parameter's default: what a deployment uses unless told otherwise."""
     from cfnlint.decode import decode
 
     template, matches = decode(str(PROJECT_ROOT / "template.yaml"))
     if template is None:
         raise RuntimeError(f"template.yaml does not parse: {matches}")
-    return str(template["Parameters"]["BedrockModelId"]["Default"])
+    return str(template["Parameters"][parameter]["Default"])
 
 
 def scenarios(prices: dict[str, Any]) -> tuple[Scenario, list[Scenario]]:
     """The default configuration, and the alternatives printed next to it."""
-    model_id = default_writer_model_id()
+    model_id = template_default("BedrockModelId")
     default = Scenario(
         writer=writer_price_key(model_id, prices),
         utilisation=TARGET_UTILISATION,
-        instance_type=DEFAULT_INSTANCE_TYPE,
+        instance_type=DEFAULT_ENDPOINT_INSTANCE_TYPE,
         geographic_profile=model_id.startswith("us."),
     )
     writers = [key for key, rates in prices["bedrock_per_million_tokens"].items() if isinstance(rates, dict)]
     others = [
-        Scenario(writer, utilisation, DEFAULT_INSTANCE_TYPE, batch=batch)
+        Scenario(writer, utilisation, DEFAULT_ENDPOINT_INSTANCE_TYPE, batch=batch)
         for writer in writers
         for batch in (False, True)
         for utilisation in UTILISATIONS
@@ -242,6 +239,16 @@ def run_cost(settings: LocalSettings, products: int, timeout_s: float, console: 
         table.add_row(
             label, *(f"{dollars:.2f}" for dollars in cost.values()), f"[bold]{sum(cost.values()):.2f}[/]"
         )
+    # The offline writer's text stands in for Claude's: the worst case is every reply at the token limit.
+    longest = usage.model_copy(
+        update={"output_tokens": usage.converse_calls * int(template_default("DescriptionMaxTokens"))}
+    )
+    worst = cost_per_thousand(longest, prices, default)
+    table.add_row(
+        f"DEFAULT, every reply at DescriptionMaxTokens ({longest.output_tokens:.0f} tokens out)",
+        *(f"{dollars:.2f}" for dollars in worst.values()),
+        f"{sum(worst.values()):.2f}",
+    )
     reference = prices["published_reference"]["per_thousand_products"]
     table.add_row(
         "published AWS sample (smart product onboarding)", *("" for _ in costs[0]), f"{reference:.2f}"

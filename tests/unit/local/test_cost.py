@@ -14,7 +14,7 @@ from describer.cost import (
     load_prices,
     writer_price_key,
 )
-from describer.local.cost_meter import default_writer_model_id, scenarios, state_transitions
+from describer.local.cost_meter import scenarios, state_transitions, template_default
 from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION
 
 PRICES = load_prices()
@@ -87,7 +87,7 @@ def test_every_price_names_its_source() -> None:
 
 def test_the_default_is_the_templates_writer_at_the_autoscaling_target() -> None:
     default, others = scenarios(PRICES)
-    assert default.writer == writer_price_key(default_writer_model_id(), PRICES)
+    assert default.writer == writer_price_key(template_default("BedrockModelId"), PRICES)
     assert default not in others
     assert {scenario.writer for scenario in others} == {"claude-sonnet-4-6", "claude-haiku-4-5"}
     assert len({scenario.utilisation for scenario in others}) >= 2
