@@ -85,11 +85,11 @@ backfill-bench: install demo-model
 cost: install demo-model
 	$(LOCAL) cost --model-dir $(DEMO_MODEL_DIR)
 
-# --- Training (training/, README "Training") ---------------------------------------------------------
+# --- Training (training/, docs/training.md) ----------------------------------------------------------
 # The demo model: a tiny BLIP-2 fine-tuned on a synthetic catalogue, shipped in training/demo_model/;
 # this regenerates the (seeded) synthetic data and assembles the model dir from the shipped weights,
 # cached in .cache/ under a key of all its inputs; an unchanged key only refreshes the endpoint code
-# in code/. Retrain from scratch: `python -m training.demo --retrain [--ship]` (README "Training").
+# in code/. Retrain from scratch: `python -m training.demo --retrain [--ship]` (docs/training.md).
 DEMO_DATA_DIR ?= .cache/demo-data
 .PHONY: demo-model eval catalogue
 demo-model: $(VENV)/.installed

@@ -1,6 +1,6 @@
 """Application Auto Scaling for the endpoint's variant: target tracking on invocations per instance.
 
-Sizing (README "Endpoint"). ``SageMakerVariantInvocationsPerInstance`` counts InvokeEndpoint calls
+Sizing (docs/endpoint.md). ``SageMakerVariantInvocationsPerInstance`` counts InvokeEndpoint calls
 per instance per minute. An instance that answers one call in ``s`` seconds with ``w`` workers
 serves at most ``60 * w / s`` calls a minute; the target should sit at about half of that, so that
 a scale-out (which takes minutes: a new GPU instance starts and loads the model) begins before the

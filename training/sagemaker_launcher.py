@@ -284,7 +284,7 @@ def register(subparsers: Any) -> None:
         "--target-invocations",
         type=float,
         default=scaling.invocations_per_instance,
-        help="target InvokeEndpoint calls per instance per minute (README 'Endpoint': sizing)",
+        help="target InvokeEndpoint calls per instance per minute (docs/endpoint.md: sizing)",
     )
     deploy.add_argument("--scale-in-cooldown-s", type=int, default=scaling.scale_in_cooldown_s)
     deploy.add_argument(

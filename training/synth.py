@@ -4,7 +4,7 @@ Shirts and T-shirts whose pictures visibly encode every attribute the real catal
 colour (the garment's colour), pattern (solid / stripes / checks / a print on the chest), sleeve
 length (sleeve polygons), neck or collar (the cut-out or the flaps at the top), fit (silhouette
 width) and fabric (the grain of the cloth). Value frequencies follow the real counts over the
-10,284 Shirts and Tshirts of the dataset (shared/DESIGN.md), so rare values stay rare.
+10,284 Shirts and Tshirts of the dataset, so rare values stay rare.
 
 Written exactly like the dataset: ``styles.csv`` unquoted (names with commas yield extra fields),
 ``styles/<id>.json`` with ``data.articleAttributes``, ``data.articleType.typeName`` and
@@ -29,7 +29,7 @@ STYLES_HEADER = (
     "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
 )
 
-# Real value counts (shared/DESIGN.md); the rare tail ("+3 rare" etc.) is left out.
+# Real value counts of the dataset; the rare tail ("+3 rare" etc.) is left out.
 ARTICLE_TYPES = {"Tshirts": 7067, "Shirts": 3217}
 SHARED_ATTRIBUTES: dict[str, dict[str, int]] = {
     "Sleeve Length": {

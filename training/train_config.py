@@ -17,7 +17,7 @@ OFFLINE_PRESETS = ("tiny", "proportional")
 # The reference recipe's LoRA: rank 8, alpha 32, dropout 0.05 on the T5 attention's q and v.
 DEFAULT_LORA_TARGETS = "q,v"
 # A randomly initialised tiny BLIP-2 has nothing pretrained for LoRA to adapt, so the offline presets
-# train every module fully besides the (still merged) LoRA adapters; see README "Training".
+# train every module fully besides the (still merged) LoRA adapters; see docs/training.md.
 PRESET_TRAINABLE_MODULES = "vision_model,qformer,query_tokens,language_projection,language_model"
 
 

@@ -1,7 +1,7 @@
 """Contracts that cross a process boundary: the DynamoDB record and the endpoint's wire format.
 
 Field names here are relied on by downstream readers and by the tests; change them only with a
-version bump and a note in the README.
+version bump and a note in docs/record.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The README's example record and the sample events in events/ are what the code really reads and writes."""
+"""The documented example record (docs/record.md) and the sample events in events/ are what the code
+really reads and writes."""
 
 from __future__ import annotations
 
@@ -28,21 +29,21 @@ from .conftest import BUCKET, REPO, Aws, FakeLambdaContext
 VOLATILE = {"created_at", "updated_at"}
 
 
-def readme_example_record() -> dict[str, Any]:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("\n## The DynamoDB record\n", 1)[1].split("\n## ", 1)[0]
+def documented_example_record() -> dict[str, Any]:
+    doc = (REPO / "docs" / "record.md").read_text()
+    section = doc.split("\n## An example record\n", 1)[1].split("\n## ", 1)[0]
     [block] = re.findall(r"```json\n(.*?)\n```", section, flags=re.DOTALL)
     return dict(json.loads(block))
 
 
-def test_readme_example_is_a_product_record() -> None:
-    example = readme_example_record()
+def test_documented_example_is_a_product_record() -> None:
+    example = documented_example_record()
     record = ProductRecord.model_validate(example)
     assert record.model_dump(mode="json", exclude_none=True) == example
 
 
-def test_readme_example_is_exactly_what_save_result_writes(aws: Aws) -> None:
-    example = readme_example_record()
+def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None:
+    example = documented_example_record()
     source = {"bucket": BUCKET, "key": example["source_key"], "version_id": example["source_version"]}
     event = {
         "execution_name": example["execution_name"],
