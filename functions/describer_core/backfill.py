@@ -25,11 +25,10 @@ from pydantic import BaseModel, Field
 from describer_core.catalogue import Catalogue
 from describer_core.contracts import ErrorCode, ProductRecord, Status
 from describer_core.errors import InvalidInput
-from describer_core.keys import execution_name
-from describer_core.outcomes import unidentified_product
-from describer_core.preparation import SourceObject, identify_product
+from describer_core.outcomes import product_or_stand_in
+from describer_core.preparation import SourceObject
 from describer_core.records import ResultsTable
-from describer_core.states import ProductIdentity, WorkflowInput
+from describer_core.states import WorkflowInput
 
 # Failures that are facts about the object version: running it again would fail the same way.
 PERMANENT_ERRORS = frozenset(
@@ -81,15 +80,6 @@ def listed_workflow(s3_client: Any, request: PlanInput) -> tuple[WorkflowInput, 
     return pending.model_copy(update=update), source
 
 
-def _product(
-    source: SourceObject | None, workflow: WorkflowInput, prefixes: tuple[str, ...], catalogue: Catalogue
-) -> ProductIdentity:
-    try:
-        return identify_product(source, workflow, prefixes, catalogue)
-    except InvalidInput:
-        return unidentified_product(workflow)
-
-
 def _is_this_version(record: ProductRecord, workflow: WorkflowInput) -> bool:
     return (record.source_bucket, record.source_key, record.source_version) == (
         workflow.bucket,
@@ -100,9 +90,8 @@ def _is_this_version(record: ProductRecord, workflow: WorkflowInput) -> bool:
 
 def _attempt_of(record: ProductRecord, workflow: WorkflowInput) -> int | None:
     """Which attempt at this version wrote ``record``, or None when another run wrote it."""
-    version = workflow.version_id or workflow.sequencer
     for attempt in range(MAX_ATTEMPTS):
-        if record.execution_name == execution_name(workflow.bucket, workflow.key, version, attempt):
+        if record.execution_name == workflow.model_copy(update={"attempt": attempt}).execution_name:
             return attempt
     return None
 
@@ -134,7 +123,7 @@ def plan_item(
     prefixes: tuple[str, ...],
 ) -> PlanOutput:
     workflow, source = listed_workflow(s3_client, request)
-    product = _product(source, workflow, prefixes, catalogue)
+    product = product_or_stand_in(source, workflow, prefixes, catalogue)
     plan, attempt = decide(table.get(product.product_id), workflow)
     workflow = workflow.model_copy(update={"attempt": attempt})
     return PlanOutput(

@@ -96,10 +96,20 @@ def failed_product(
         source = SourceObject.locate(s3_client, request.workflow)
     except InvalidInput:
         source = None
+    return product_or_stand_in(source, request.workflow, key_prefixes, catalogue)
+
+
+def product_or_stand_in(
+    source: SourceObject | None,
+    workflow: WorkflowInput,
+    key_prefixes: str | tuple[str, ...],
+    catalogue: Catalogue,
+) -> ProductIdentity:
+    """The product an object names, or the stand-in when its key names none (``unidentified_product``)."""
     try:
-        return identify_product(source, request.workflow, key_prefixes, catalogue)
+        return identify_product(source, workflow, key_prefixes, catalogue)
     except InvalidInput:
-        return unidentified_product(request.workflow)
+        return unidentified_product(workflow)
 
 
 def unidentified_product(workflow: WorkflowInput) -> ProductIdentity:
