@@ -4,7 +4,9 @@ Metered, as on AWS: each Lambda invocation's REPORT line in CloudWatch Logs (bil
 memory size), the state transitions in each execution's history, and, from the local model host's
 counters, the endpoint calls and questions and the Bedrock calls and tokens. Whatever the pipeline
 does at run time (questions per call, descriptions per locale) is what gets counted. The first
-products warm the stack up and are not metered (cold starts are a per-worker, not per-product cost).
+product warms the stack up and is not metered (a cold start is a cost per worker, not per product).
+Products go one at a time: on AWS each invocation has its own share of a vCPU, so a Lambda's
+duration must not include waiting behind its neighbours for this machine's few cores.
 """
 
 from __future__ import annotations
@@ -106,12 +108,14 @@ def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, float]:
 
 def meter(deployment: Deployment, settings: LocalSettings, products: int, timeout_s: float) -> ProductUsage:
     with tempfile.TemporaryDirectory() as scratch:
-        photos = synthetic_photos(Path(scratch), per_category=products + 1, seed=COST_SEED)
-        warm_up, metered = photos[:products], photos[products : 2 * products]
-        _upload_and_wait(deployment, warm_up, timeout_s)
+        photos = synthetic_photos(Path(scratch), per_category=products // 2 + 1, seed=COST_SEED)
+        warm_up, metered = photos[0], photos[1 : 1 + products]
+        _upload_and_wait(deployment, [warm_up], timeout_s)
         time.sleep(2)  # the warm-up's last REPORT lines are logged after its records are written
         before, since = model_host_usage(settings), datetime.now().astimezone()
-        records = _upload_and_wait(deployment, metered, timeout_s)
+        records: dict[str, Any] = {}
+        for photo in metered:
+            records |= _upload_and_wait(deployment, [photo], timeout_s)
         time.sleep(2)
     counted = _delta(model_host_usage(settings), before)
     functions = lambda_usage(deployment, int(since.timestamp() * 1000))
