@@ -8,8 +8,11 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 # aws-sam-cli pins boto3 exactly and so does ministack, to different versions: SAM gets its own venv.
 SAM_CLI_VERSION := 1.170.0
+# checkov pins boto3 and others too: its own venv as well.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
 
-.PHONY: install test unit lint typecheck validate
+.PHONY: install test unit lint typecheck validate scan
 
 install: $(VENV)/.installed $(SAM_VENV)/.installed
 
@@ -25,6 +28,11 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
 	touch $@
 
+$(CHECKOV_VENV)/.installed:
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,11 +45,15 @@ validate: install
 	$(BIN)/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template-file template.yaml --region us-east-1
 
+# Security scan of the template: every finding is fixed or skipped in the resource's Metadata with a reason.
+scan: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet
+
 unit: install
 	$(BIN)/pytest -q tests/unit
 
 # The integration tests (tests/integration) run the demo model on the local emulator: build it first.
-test: lint typecheck validate demo-model
+test: lint typecheck validate scan demo-model
 	DESCRIBER_DEMO_MODEL_DIR=$(DEMO_MODEL_DIR) $(BIN)/pytest -q tests
 
 # The endpoint's benchmark (not a test): the reference path (one full BLIP-2 call per question) against
@@ -67,6 +79,13 @@ local-down:
 
 integration: install demo-model
 	DESCRIBER_DEMO_MODEL_DIR=$(DEMO_MODEL_DIR) $(BIN)/pytest -q -m integration tests/integration
+
+# Faults injected at the model host (throttling, unavailable, slow replies; SageMaker and Bedrock), 40
+# uploads incl. re-uploads and duplicate deliveries; last line: `chaos: U uploads, C completed, F failed,
+# S stuck, D duplicate executions, V wrong versions` (exit status 1 unless F = S = D = V = 0).
+.PHONY: chaos
+chaos: install demo-model
+	$(LOCAL) chaos --model-dir $(DEMO_MODEL_DIR)
 
 # Latency per upload (cold, warm) and the time for a burst of 50 uploads on the local stack.
 local-bench: install demo-model

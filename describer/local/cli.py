@@ -20,6 +20,8 @@ from rich.table import Table
 
 from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
+from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
+from describer.local.faults import FaultSpec
 from describer_core.contracts import ProductRecord, Status
 
 # Piped output (make in CI, a log file) gets room for the demo's table instead of 80 columns.
@@ -75,6 +77,17 @@ def register(subparsers: Any) -> None:
     cost.add_argument("--products", type=int, default=20)
     cost.add_argument("--timeout", type=float, default=600)
     cost.set_defaults(handler=_clean_errors(_cost))
+    chaos = actions.add_parser(
+        "chaos",
+        help="up with injected faults; uploads, re-uploads and duplicate deliveries; nothing may be lost",
+    )
+    _add_up_arguments(chaos)
+    chaos.set_defaults(faults=DEFAULT_FAULTS, fault_seed=CHAOS_SEED)
+    chaos.add_argument("--products", type=int, default=30, help="products uploaded once")
+    chaos.add_argument("--reuploads", type=int, default=10, help="of those, uploaded again (other bytes)")
+    chaos.add_argument("--redeliveries", type=int, default=10, help="upload events delivered again")
+    chaos.add_argument("--timeout", type=float, default=1200, help="seconds to wait for final records")
+    chaos.set_defaults(handler=_clean_errors(_chaos))
 
     upload = subparsers.add_parser("upload", help="upload product photos so the pipeline describes them")
     upload.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
@@ -107,6 +120,24 @@ def _add_up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-host-port", type=int, default=defaults.model_host_port)
     parser.add_argument("--model-dir", type=Path, default=defaults.model_dir, help="the demo model")
     parser.add_argument("--stack-name", default=defaults.stack_name)
+    parser.add_argument(
+        "--faults",
+        default="",
+        type=_fault_rates,
+        metavar="KIND=RATE,...",
+        help="make the model host fail that share of calls as AWS would, e.g. "
+        "endpoint-throttle=0.2,endpoint-unavailable=0.05,endpoint-slow=0.05,bedrock-throttle=0.1,"
+        "bedrock-unavailable=0.05,bedrock-timeout=0.02 (default: none)",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
+
+
+def _fault_rates(text: str) -> str:
+    try:
+        FaultSpec.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +154,7 @@ def settings_from(args: argparse.Namespace) -> local_stack.LocalSettings:
         model_host_port=args.model_host_port,
         model_dir=args.model_dir.resolve(),
         stack_name=args.stack_name,
+        faults=FaultSpec.parse(args.faults, args.fault_seed, local_stack.SLOW_REPLY_S),
     )
 
 
@@ -146,6 +178,8 @@ def bring_up(args: argparse.Namespace) -> local_stack.LocalSettings:
         settings, deployed = local_stack.up(settings_from(args))
     verb = "deployed" if deployed else "up to date"
     _console.print(f"[green]Local stack {settings.stack_name} {verb}[/] at {settings.endpoint_url}")
+    if settings.faults.active:
+        _console.print(f"[yellow]Injecting faults[/] {settings.faults.text()} (seed {settings.faults.seed})")
     return settings
 
 
@@ -171,10 +205,24 @@ def _status(args: argparse.Namespace) -> int:
     table.add_column("value", overflow="fold")
     table.add_row("emulator endpoint", settings.endpoint_url)
     table.add_row("model host", settings.model_host_url)
+    table.add_row("injected faults", fault_summary(local_stack.injected_faults(settings)))
     for output in (stack or {}).get("Outputs", []):
         table.add_row(output["OutputKey"], output["OutputValue"])
     _console.print(table)
     return 0
+
+
+def fault_summary(report: dict[str, Any]) -> str:
+    """``endpoint-throttle=0.2: 12 of 60 invocations`` per kind, or that the host serves cleanly."""
+    spec = FaultSpec.model_validate(report["spec"])
+    if not spec.active:
+        return "none (serving cleanly)"
+    lines = []
+    for kind, rate in spec.rates.items():
+        if rate > 0:
+            done, of = report["injected"].get(kind.value, 0), report["requests"].get(kind.route, 0)
+            lines.append(f"{kind.value}={rate:g}: {done} of {of} {kind.route} calls")
+    return "\n".join(lines) + f"\nseed {spec.seed}, slow reply {spec.slow_seconds:g} s"
 
 
 def deployment_from(args: argparse.Namespace) -> Deployment:
@@ -293,3 +341,17 @@ def _bench(args: argparse.Namespace) -> int:
     # A fresh stack, so that the first upload meets cold Lambda workers.
     local_stack.down(args.state_dir.resolve())
     return run_bench(bring_up(args), args.warm_uploads, args.burst, args.timeout, _console)
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from describer.local.chaos import chaos_table, faults_table, run_chaos
+
+    settings = bring_up(args)
+    try:
+        result = run_chaos(settings, args.products, args.reuploads, args.redeliveries, args.timeout, _console)
+    finally:
+        local_stack.set_faults(settings, FaultSpec())  # the stack serves cleanly again
+    _console.print(chaos_table(result))
+    _console.print(faults_table(result.faults))
+    _console.print(result.summary())
+    return 0 if result.clean else 1

@@ -10,8 +10,10 @@ Routes (the wire formats of botocore's service models, so unchanged boto3 client
   ``ModelError`` with original status 500; an unknown endpoint is a ``ValidationError``.
 - ``POST /model/{modelId}/converse``: Bedrock ``Converse``, answered by the configured description
   backend (``description_backends``).
-- ``GET /_describer/usage``: what the host served since it started (endpoint calls, questions and
+- ``GET /_local/usage``: what the host served since it started (endpoint calls, questions and
   seconds; Converse calls and tokens per model id), which ``make cost`` meters. Local only.
+- ``GET``/``PUT /_local/faults``: the injected faults (``faults.FaultSpec``) and their counts; both
+  model routes first ask the injector whether to fail as AWS would.
 
 Run: ``python -m describer.local.model_host --model-dir DIR --endpoint-name NAME --port PORT``.
 Reads of ``s3://`` images go wherever ``AWS_ENDPOINT_URL`` points (the emulator, locally).
@@ -33,7 +35,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from describer.local.description_backends import (
@@ -42,6 +44,7 @@ from describer.local.description_backends import (
     DescriptionBackend,
     backend_from_environment,
 )
+from describer.local.faults import FaultInjector, FaultSpec, Route
 from describer_core.endpoint_errors import EndpointRequestError
 
 LOG = logging.getLogger("describer.model_host")
@@ -49,9 +52,10 @@ ACCOUNT_ID = "000000000000"
 LOG_GROUP_ARN_PREFIX = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints"
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints accept at most 6 MB per request
 
-USAGE_PATH = "/_describer/usage"
+USAGE_PATH = "/_local/usage"
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
 _CONVERSE = re.compile(r"^/model/(.+)/converse$")
+FAULTS_PATH = "/_local/faults"
 
 
 class ModelClientError(Exception):
@@ -139,12 +143,14 @@ class ModelHost(ThreadingHTTPServer):
         model: InferenceModel,
         endpoint_names: Sequence[str],
         writer: DescriptionBackend,
+        faults: FaultInjector | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.model = model
         self.endpoint_names = set(endpoint_names)
         self.writer = writer
         self.usage = Usage()
+        self.faults = faults or FaultInjector()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -159,25 +165,57 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, b"", "application/json")
         elif self.path == USAGE_PATH:
             self._send(HTTPStatus.OK, json.dumps(self.server.usage.snapshot()).encode(), "application/json")
+        elif self.path == FAULTS_PATH:
+            self._send(HTTPStatus.OK, json.dumps(self.server.faults.report()).encode(), "application/json")
         else:
             self._error(404, "UnknownOperationException", "message", f"no route for GET {self.path}")
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path != FAULTS_PATH:
+            self._error(404, "UnknownOperationException", "message", f"no route for PUT {self.path}")
+            return
+        try:
+            spec = FaultSpec.model_validate_json(body)
+        except ValueError as error:
+            self._error(400, "ValidationException", "message", str(error))
+            return
+        self.server.faults = FaultInjector(spec)
+        LOG.info("faults: %s", spec.text() or "none")
+        self._send(HTTPStatus.OK, json.dumps(self.server.faults.report()).encode(), "application/json")
 
     def do_POST(self) -> None:
         started = time.perf_counter()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
+        route: Route | Literal["unknown"]
         if match := _INVOCATIONS.match(path):
-            self._invoke_endpoint(unquote(match.group(1)), body)
             route = "invocations"
+            if not self._injected_fault(route):
+                self._invoke_endpoint(unquote(match.group(1)), body)
         elif match := _CONVERSE.match(path):
-            self._converse(unquote(match.group(1)), body)
             route = "converse"
+            if not self._injected_fault(route):
+                self._converse(unquote(match.group(1)), body)
         else:
             self._error(404, "UnknownOperationException", "message", f"no route for POST {path}")
             route = "unknown"
         # Routes and timings only: request and response bodies hold images and product data.
         LOG.info("%s %d bytes in %.0f ms", route, len(body), (time.perf_counter() - started) * 1000)
+
+    def _injected_fault(self, route: Route) -> bool:
+        """Answer with an injected error (True), or delay a slow reply and let it be served (False)."""
+        fault = self.server.faults.draw(route)
+        if fault is None:
+            return False
+        LOG.info("injected %s", fault.kind.value)
+        if fault.answer is None:
+            time.sleep(fault.delay_s)  # the client's read timeout fires first; the reply goes nowhere
+            return False
+        answer = fault.answer
+        self._error(answer.status, answer.code, answer.message_field, answer.message)
+        return True
 
     def _invoke_endpoint(self, name: str, body: bytes) -> None:
         if name not in self.server.endpoint_names:
@@ -265,8 +303,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("x-amzn-RequestId", f"local-{time.time_ns()}")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            LOG.info("the client left before the reply (a read timeout)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,17 +12,18 @@ from botocore.config import Config
 
 from describer_core.attributes import ask_attribute
 from describer_core.catalogue import load_catalogue
+from describer_core.errors import SDK_RETRIES
 from describer_core.observability import logger, metrics, tracer
 from describer_core.settings import EndpointSettings, load_settings
 from describer_core.states import AskInput
 
-# Step Functions owns retries (with backoff and jitter across the whole Map); one quick SDK retry only.
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=70, connect_timeout=5)
-
 
 @cache
 def _dependencies() -> tuple[EndpointSettings, Any]:
-    return load_settings(EndpointSettings), boto3.client("sagemaker-runtime", config=_CLIENT_CONFIG)
+    settings = load_settings(EndpointSettings)
+    # Two attempts of (connect + read timeout) stay within the function's timeout (template).
+    config = Config(retries=SDK_RETRIES, read_timeout=settings.endpoint_read_timeout_s, connect_timeout=5)
+    return settings, boto3.client("sagemaker-runtime", config=config)
 
 
 @logger.inject_lambda_context(log_event=False)

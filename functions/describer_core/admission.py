@@ -6,6 +6,8 @@ the state machine's RUNNING executions; messages beyond ``max_running_executions
 queue as batch item failures. Their visibility is first cut to a few seconds, growing with each
 receive, so a backlog drains as soon as runs finish rather than in steps of the queue's visibility
 timeout. The limit is soft: two concurrent batches may overshoot it by at most one batch.
+A message that is not an S3 "Object Created" event cannot start anything: it is moved to the
+dead-letter queue at once (where the queue's alarm shows it), or retried if even that fails.
 """
 
 from __future__ import annotations
@@ -90,6 +92,19 @@ def reoffer_soon(sqs_client: Any, queue_url: str, records: list[SqsRecord]) -> N
         )
 
 
+def park_malformed(sqs_client: Any, dead_letter_queue_url: str, records: list[SqsRecord]) -> list[str]:
+    """Send malformed messages to the dead-letter queue as they came; the ids that could not be sent."""
+    if not records:
+        return []
+    entries = [{"Id": str(index), "MessageBody": record.body} for index, record in enumerate(records)]
+    try:
+        response = sqs_client.send_message_batch(QueueUrl=dead_letter_queue_url, Entries=entries)
+    except ClientError as error:
+        logger.warning("could not park malformed messages", extra={"error": client_error_code(error)})
+        return [record.messageId for record in records]
+    return [records[int(failed["Id"])].messageId for failed in response.get("Failed", [])]
+
+
 def workflow_input(record: SqsRecord) -> WorkflowInput:
     return WorkflowInput.from_event(ObjectCreatedEvent.model_validate(json.loads(record.body)))
 
@@ -104,7 +119,7 @@ def admit(
         try:
             workflow = workflow_input(record)
         except (ValueError, ValidationError):
-            # Retrying cannot fix a message that is not an S3 event; drop it loudly.
+            # Retrying cannot fix a message that is not an S3 event: it goes to the dead-letter queue.
             logger.error("not an S3 Object Created event", extra={"message_id": record.messageId})
             outcome.malformed.append(record.messageId)
             continue

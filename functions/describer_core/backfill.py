@@ -6,10 +6,11 @@ same ``WorkflowInput`` an upload event would, and decides:
 
 - the product's record already holds this object version, COMPLETED, or FAILED for a reason a rerun
   cannot change (``PERMANENT_ERRORS``): skip, no run and no model call;
-- it holds this version FAILED on a transient error (endpoint or Bedrock down): run again as the
-  next ``attempt``, a new execution name whose claim on the record wins over the failed run;
-- otherwise: run attempt 0, whose name is the one admission gives an upload of this version, so two
-  backfills of one prefix (or a redelivered item) start one execution, not two.
+- it holds this version FAILED on a transient error (endpoint or Bedrock down): redrive it, as the
+  next ``redrive_count``: a new execution name whose order token comes right after the failed run's,
+  so its claim on the record wins;
+- otherwise: run it under the name admission gives an upload of this version, so two backfills of
+  one prefix (or a redelivered item) start one execution, not two.
 
 The run itself is the DescribeProduct workflow (``states:startExecution.sync:2``): a backfilled
 product goes through exactly the steps, checks and records of an uploaded one.
@@ -28,7 +29,7 @@ from describer_core.errors import InvalidInput
 from describer_core.outcomes import product_or_stand_in
 from describer_core.preparation import SourceObject
 from describer_core.records import ResultsTable
-from describer_core.states import WorkflowInput
+from describer_core.states import WorkflowInput, redrive_count_of
 
 # Failures that are facts about the object version: running it again would fail the same way.
 PERMANENT_ERRORS = frozenset(
@@ -41,7 +42,8 @@ PERMANENT_ERRORS = frozenset(
         ErrorCode.IMAGE_UNDECODABLE,
     }
 )
-# A version that failed transiently this many times is left FAILED for an operator to look at.
+# A version that failed transiently this many times (its first run and redrives) is left FAILED for
+# an operator to look at.
 MAX_ATTEMPTS = 5
 
 
@@ -88,31 +90,21 @@ def _is_this_version(record: ProductRecord, workflow: WorkflowInput) -> bool:
     )
 
 
-def _attempt_of(record: ProductRecord, workflow: WorkflowInput) -> int | None:
-    """Which attempt at this version wrote ``record``, or None when another run wrote it."""
-    for attempt in range(MAX_ATTEMPTS):
-        if record.execution_name == workflow.model_copy(update={"attempt": attempt}).execution_name:
-            return attempt
-    return None
-
-
 def decide(record: ProductRecord | None, workflow: WorkflowInput) -> tuple[ItemPlan, int]:
-    """(plan, attempt) for this object version, given the product's current record."""
+    """(plan, redrive count) for this object version, given the product's current record."""
     if record is None or not _is_this_version(record, workflow):
         return ItemPlan.DESCRIBE, 0
+    runs = redrive_count_of(record.order_token or "")
     if record.status == Status.COMPLETED:
-        return ItemPlan.DONE, 0
+        return ItemPlan.DONE, runs
     if record.status == Status.FAILED:
         if record.error_code in PERMANENT_ERRORS:
-            return ItemPlan.DONE, 0
-        previous = _attempt_of(record, workflow)
-        if previous is None:
-            return ItemPlan.DONE, 0
-        if previous + 1 >= MAX_ATTEMPTS:
-            return ItemPlan.GAVE_UP, previous
-        return ItemPlan.RETRY, previous + 1
+            return ItemPlan.DONE, runs
+        if runs + 1 >= MAX_ATTEMPTS:
+            return ItemPlan.GAVE_UP, runs
+        return ItemPlan.RETRY, runs + 1
     # PROCESSING: a run of this version is under way (or was cut off); joining its name is safe.
-    return ItemPlan.DESCRIBE, _attempt_of(record, workflow) or 0
+    return ItemPlan.DESCRIBE, runs
 
 
 def plan_item(
@@ -124,8 +116,8 @@ def plan_item(
 ) -> PlanOutput:
     workflow, source = listed_workflow(s3_client, request)
     product = product_or_stand_in(source, workflow, prefixes, catalogue)
-    plan, attempt = decide(table.get(product.product_id), workflow)
-    workflow = workflow.model_copy(update={"attempt": attempt})
+    plan, redrive_count = decide(table.get(product.product_id), workflow)
+    workflow = workflow.model_copy(update={"redrive_count": redrive_count})
     return PlanOutput(
         start=plan in (ItemPlan.DESCRIBE, ItemPlan.RETRY),
         plan=plan,

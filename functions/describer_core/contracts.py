@@ -33,6 +33,11 @@ class ErrorCode(StrEnum):
     DESCRIPTION_UNAVAILABLE = "DESCRIPTION_UNAVAILABLE"
     DESCRIPTION_INVALID = "DESCRIPTION_INVALID"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # The execution stopped outside the workflow's own Catch (by hand, a timeout, a failing
+    # RecordFailure): recorded from Step Functions' execution status-change event.
+    EXECUTION_ABORTED = "EXECUTION_ABORTED"
+    EXECUTION_TIMED_OUT = "EXECUTION_TIMED_OUT"
+    EXECUTION_FAILED = "EXECUTION_FAILED"
 
 
 class S3ObjectRef(BaseModel):

@@ -10,13 +10,17 @@ where the error name is lost (the local emulator reports every handler error as
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 
 from describer_core.contracts import ErrorCode
 
 _MESSAGE_LIMIT = 400
+# The model clients' botocore retries: one quick SDK retry (two attempts in all) on throttling, 5xx
+# and timeouts; Step Functions owns the rest, with backoff and jitter. ("max_attempts" would count
+# retries only: three attempts, more than a function's timeout allows for two slow replies.)
+SDK_RETRIES: Any = {"mode": "standard", "total_max_attempts": 2}
 
 
 class PipelineError(Exception):

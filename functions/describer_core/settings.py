@@ -52,6 +52,8 @@ class FailureSettings(TableSettings, UploadSettings):
 
 class EndpointSettings(BaseModel):
     endpoint_name: str = Field(min_length=1)
+    # SageMaker real-time endpoints answer within 60 s; a slower reply is a fault to retry.
+    endpoint_read_timeout_s: float = Field(default=65, gt=0, le=65)
 
 
 class DescriptionSettings(BaseModel):
@@ -68,3 +70,4 @@ class StarterSettings(BaseModel):
     state_machine_arn: str = Field(min_length=1)
     max_running_executions: int = Field(default=20, ge=1)
     admission_queue_url: str = Field(min_length=1)
+    admission_dead_letter_queue_url: str = Field(min_length=1)

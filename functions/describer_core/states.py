@@ -12,10 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from describer_core.contracts import AttributeAnswer, ErrorCode, ProductRecord, Question, S3ObjectRef, Status
 from describer_core.keys import execution_name
-from describer_core.records import utc_now
+from describer_core.records import sortable_utc, utc_now
 
 # S3 sequencers only compare once left-padded to one length (S3 event notification docs).
 _SEQUENCER_WIDTH = 32
+# An order token's redrive part: "#r0001" for the first redrive of an upload.
+_REDRIVE_MARK = "#r"
+
+
+def redrive_count_of(order_token: str) -> int:
+    """How many times the run that wrote ``order_token`` had been redriven (0: the upload's own run)."""
+    _, mark, count = order_token.rpartition(_REDRIVE_MARK)
+    return int(count) if mark and count.isdigit() else 0
 
 
 class _S3Bucket(BaseModel):
@@ -58,9 +66,9 @@ class WorkflowInput(BaseModel):
     event_time: str
     sequencer: str = ""
     event_id: str | None = None
-    # A backfill's run: the category its operator named, and its retry number (see ``order_token``).
+    redrive_count: int = Field(default=0, ge=0, description="0: the upload's own run; n: its n-th redrive")
+    # A backfill's run: the category its operator named (object metadata still wins).
     category: str | None = None
-    attempt: int = Field(default=0, ge=0, le=999)
 
     @classmethod
     def from_event(cls, event: ObjectCreatedEvent) -> WorkflowInput:
@@ -77,17 +85,14 @@ class WorkflowInput(BaseModel):
 
     @property
     def order_token(self) -> str:
-        """Orders uploads of one product: event time, then S3's sequencer (same key) as tie-break.
-
-        A retry (``attempt`` > 0) of the same object version sorts after the run it retries, so its
-        claim on the record succeeds where a second run of the same attempt is turned away.
-        """
-        token = f"{self.event_time}#{self.sequencer.rjust(_SEQUENCER_WIDTH, '0')}"
-        return f"{token}#{self.attempt:03d}" if self.attempt else token
+        """Orders uploads of one product: event time (fixed-width UTC), then S3's sequencer (same key)
+        as tie-break; a redrive of the same upload comes right after its earlier runs."""
+        token = f"{sortable_utc(self.event_time)}#{self.sequencer.rjust(_SEQUENCER_WIDTH, '0')}"
+        return f"{token}{_REDRIVE_MARK}{self.redrive_count:04d}" if self.redrive_count else token
 
     @property
     def execution_name(self) -> str:
-        return execution_name(self.bucket, self.key, self.version_id or self.sequencer, self.attempt)
+        return execution_name(self.bucket, self.key, self.version_id or self.sequencer, self.redrive_count)
 
 
 class ProductIdentity(BaseModel):

@@ -12,12 +12,12 @@ from botocore.config import Config
 
 from describer_core.catalogue import load_catalogue
 from describer_core.description import write_description
+from describer_core.errors import SDK_RETRIES
 from describer_core.observability import logger, metrics, tracer
 from describer_core.settings import DescriptionSettings, load_settings
 from describer_core.states import DescribeInput
 
-# Step Functions owns retries (with backoff and jitter); one quick SDK retry only.
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=60, connect_timeout=5)
+_CLIENT_CONFIG = Config(retries=SDK_RETRIES, read_timeout=60, connect_timeout=5)
 
 
 @cache

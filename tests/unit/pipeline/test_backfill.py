@@ -113,7 +113,7 @@ def test_a_transient_failure_is_retried_under_a_new_name_whose_claim_wins(aws: A
     assert _run_prepare(aws, first.workflow)
     _fail(aws, first.workflow, "EndpointUnavailable", "ENDPOINT_UNAVAILABLE: the endpoint did not answer")
     retry = _plan(aws, "catalogue/Shirts/88.jpg")
-    assert (retry.start, retry.plan, retry.workflow.attempt) == (True, ItemPlan.RETRY, 1)
+    assert (retry.start, retry.plan, retry.workflow.redrive_count) == (True, ItemPlan.RETRY, 1)
     assert retry.execution_name != first.execution_name
     assert retry.workflow.order_token > first.workflow.order_token
     assert _run_prepare(aws, retry.workflow)
@@ -126,7 +126,7 @@ def test_a_version_that_keeps_failing_is_left_for_an_operator(aws: Aws) -> None:
     aws.upload("catalogue/Shirts/99.jpg", image_bytes())
     for attempt in range(MAX_ATTEMPTS):
         planned = _plan(aws, "catalogue/Shirts/99.jpg")
-        assert planned.start and planned.workflow.attempt == attempt
+        assert planned.start and planned.workflow.redrive_count == attempt
         _run_prepare(aws, planned.workflow)
         _fail(aws, planned.workflow, "EndpointUnavailable", "ENDPOINT_UNAVAILABLE: down")
     assert _plan(aws, "catalogue/Shirts/99.jpg").plan == ItemPlan.GAVE_UP
