@@ -19,6 +19,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
+from rich.console import Console
+from rich.progress import Progress
 
 from describer.deployment import Deployment
 from describer_core.contracts import ErrorCode
@@ -149,6 +151,26 @@ def wait(
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"the backfill {execution_arn} is still {execution['status']}")
         time.sleep(poll_s)
+
+
+def run(
+    deployment: Deployment, request: dict[str, Any], console: Console, timeout_s: float | None = None
+) -> dict[str, Any]:
+    """Start a backfill and follow it with a progress bar of its items; returns its DescribeExecution."""
+    execution_arn = start(deployment, request)
+    console.print(f"Backfill started: {execution_arn}")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("Listing", total=None)
+
+        def show(counts: MapRunCounts) -> None:
+            progress.update(
+                task,
+                description=f"Products ({counts.running} running, {counts.failed} item failures)",
+                total=counts.total,
+                completed=counts.done,
+            )
+
+        return wait(deployment, execution_arn, show, poll_s=0.5, timeout_s=timeout_s)
 
 
 def _item_result(output: dict[str, Any] | None) -> ItemResult:

@@ -50,7 +50,7 @@ def executions_since(deployment: Deployment, since: datetime) -> list[dict[str, 
 def duplicate_runs(executions: list[dict[str, Any]], key_prefix: str) -> int:
     """Runs of an object version beyond its first, among the executions under ``key_prefix``."""
     versions = Counter(
-        (run["bucket"], run["key"], run.get("version_id"), run.get("attempt", 0))
+        (run["bucket"], run["key"], run.get("version_id"), run.get("redrive_count", 0))
         for run in (json.loads(execution["input"]) for execution in executions)
         if run.get("key", "").startswith(key_prefix)
     )
@@ -60,14 +60,7 @@ def duplicate_runs(executions: list[dict[str, Any]], key_prefix: str) -> int:
 def _backfill(
     deployment: Deployment, source: backfill.S3Uri, console: Console, timeout_s: float
 ) -> dict[str, Any]:
-    execution_arn = backfill.start(deployment, backfill.backfill_input(deployment, source))
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("Backfill", total=None)
-
-        def show(counts: backfill.MapRunCounts) -> None:
-            progress.update(task, total=counts.total, completed=counts.done)
-
-        execution = backfill.wait(deployment, execution_arn, show, poll_s=0.5, timeout_s=timeout_s)
+    execution = backfill.run(deployment, backfill.backfill_input(deployment, source), console, timeout_s)
     if execution["status"] != "SUCCEEDED":
         raise RuntimeError(
             f"the backfill {execution['status']}: {execution.get('error')} {execution.get('cause')}"

@@ -77,6 +77,7 @@ def register(subparsers: Any) -> None:
     cost.add_argument("--products", type=int, default=20)
     cost.add_argument("--timeout", type=float, default=600)
     cost.set_defaults(handler=_clean_errors(_cost))
+
     chaos = actions.add_parser(
         "chaos",
         help="up with injected faults; uploads, re-uploads and duplicate deliveries; nothing may be lost",
@@ -259,20 +260,7 @@ def _backfill(args: argparse.Namespace) -> int:
     except backfill.BackfillError as error:
         _console.print(f"[bold red]{error}[/]")
         return 2
-    execution_arn = backfill.start(deployment, request)
-    _console.print(f"Backfill started: {execution_arn}")
-    with Progress(console=_console, transient=True) as progress:
-        task = progress.add_task("Listing", total=None)
-
-        def show(counts: backfill.MapRunCounts) -> None:
-            progress.update(
-                task,
-                description=f"Products ({counts.running} running, {counts.failed} item failures)",
-                total=counts.total,
-                completed=counts.done,
-            )
-
-        execution = backfill.wait(deployment, execution_arn, show, timeout_s=args.timeout)
+    execution = backfill.run(deployment, request, _console, args.timeout)
     results = backfill.item_results(deployment, execution)
     _console.print(f"Backfill of {args.source}: {execution['status']}")
     table = Table()
