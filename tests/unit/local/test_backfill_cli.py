@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from describer import backfill
 from describer.deployment import Deployment
+from describer.local.backfill_bench import duplicate_runs
 
 BUCKET = "uploads"
 DESCRIBED = {
@@ -142,3 +143,19 @@ def test_a_good_request_names_what_the_state_machine_reads(deployment: Deploymen
         "manifest_bucket": BUCKET,
         "manifest_key": "backfill/todo.csv",
     }
+
+
+def test_duplicates_are_runs_of_one_version_beyond_its_first() -> None:
+    def run(key: str, version: str, redrive_count: int = 0) -> dict[str, str]:
+        workflow = {"bucket": BUCKET, "key": key, "version_id": version, "redrive_count": redrive_count}
+        return {"input": json.dumps(workflow)}
+
+    executions = [
+        run("catalogue/1.jpg", "v1"),
+        run("catalogue/1.jpg", "v1"),  # the same version again: a duplicate
+        run("catalogue/1.jpg", "v1", redrive_count=1),  # a redrive after a failure is not
+        run("catalogue/1.jpg", "v2"),  # nor is a newer version
+        run("incoming/1.jpg", "v1"),  # nor an upload outside the backfill's prefix
+        run("incoming/1.jpg", "v1"),
+    ]
+    assert duplicate_runs(executions, "catalogue/") == 1
