@@ -18,6 +18,7 @@ import json
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,8 @@ class ChaosResult:
     records: dict[str, ProductRecord]
     executions: dict[tuple[str, str | None, str], list[dict[str, Any]]]  # upload identity -> executions
     faults: dict[str, Any]
+    task_failures: Counter[str]  # error name -> failed task attempts (retried, or caught)
+    elapsed_s: float
     outcomes: dict[int, str] = field(default_factory=dict)  # index in uploads -> completed/failed/stuck
 
     def latest(self) -> dict[str, Upload]:
@@ -202,6 +205,21 @@ def executions_by_upload(
     return found
 
 
+def task_failures(deployment: Deployment, executions: Iterable[dict[str, Any]]) -> Counter[str]:
+    """Failed task attempts by error name, over these executions' histories."""
+    sfn = deployment.client("stepfunctions")
+    failures: Counter[str] = Counter()
+    for execution in executions:
+        for page in sfn.get_paginator("get_execution_history").paginate(
+            executionArn=execution["executionArn"]
+        ):
+            for event in page["events"]:
+                details = event.get("taskFailedEventDetails") or event.get("lambdaFunctionFailedEventDetails")
+                if details:
+                    failures[details.get("error", "?")] += 1
+    return failures
+
+
 def wait_until_settled(deployment: Deployment, uploads: list[Upload], timeout_s: float) -> None:
     """Until the admission queue is empty and no execution of these uploads is running."""
     sqs = deployment.client("sqs")
@@ -227,6 +245,7 @@ def run_chaos(
     timeout_s: float,
     console: Console,
 ) -> ChaosResult:
+    started = time.monotonic()
     deployment = Deployment.local(settings.state_dir)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with tempfile.TemporaryDirectory() as scratch, EventCapture(deployment) as capture:
@@ -253,16 +272,19 @@ def run_chaos(
                 )
             except TimeoutError as error:
                 console.print(f"[red]{error}[/]")  # judged below: those uploads count as stuck
-            settle = time.monotonic()
-            wait_until_settled(deployment, uploads, max(30.0, timeout_s / 4))
+            settle_s = max(30.0, timeout_s / 4)
+            wait_until_settled(deployment, uploads, settle_s)
             # Late duplicates, after every run ended: they must start nothing and change nothing.
             redeliver(deployment, duplicated)
-            wait_until_settled(deployment, uploads, max(30.0, timeout_s / 4) - (time.monotonic() - settle))
+            wait_until_settled(deployment, uploads, settle_s)
+    executions = executions_by_upload(deployment, uploads)
     result = ChaosResult(
         uploads=uploads,
         records=fetch_records(deployment, latest),
-        executions=executions_by_upload(deployment, uploads),
+        executions=executions,
         faults=injected_faults(settings),
+        task_failures=task_failures(deployment, (run for runs in executions.values() for run in runs)),
+        elapsed_s=time.monotonic() - started,
     )
     result.judge()
     return result
@@ -296,14 +318,23 @@ def chaos_table(result: ChaosResult) -> Table:
     return table
 
 
-def faults_table(report: dict[str, Any]) -> Table:
-    table = Table(title="Injected faults (model host)")
+def faults_table(result: ChaosResult) -> Table:
+    """What the model host injected, and what the workflow's tasks failed with (each retried or caught)."""
+    report = result.faults
+    table = Table(title="Injected faults (model host) and failed task attempts (workflow)")
     table.add_column("fault")
     table.add_column("rate", justify="right")
     table.add_column("injected", justify="right")
+    table.add_column("task error")
+    table.add_column("attempts", justify="right")
+    faults = []
     for kind, rate in report["spec"]["rates"].items():
         route = "invocations" if kind.startswith("endpoint-") else "converse"
-        table.add_row(
-            kind, f"{rate:g}", f"{report['injected'].get(kind, 0)} of {report['requests'].get(route, 0)}"
-        )
+        injected = f"{report['injected'].get(kind, 0)} of {report['requests'].get(route, 0)}"
+        faults.append((kind, f"{rate:g}", injected))
+    errors = [(name, str(count)) for name, count in result.task_failures.most_common()]
+    for index in range(max(len(faults), len(errors))):
+        left = faults[index] if index < len(faults) else ("", "", "")
+        right = errors[index] if index < len(errors) else ("", "")
+        table.add_row(*left, *right)
     return table

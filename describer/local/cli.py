@@ -1,6 +1,6 @@
-"""Sub-commands ``local`` (up, down, status, demo, bench), ``upload`` and ``results``.
+"""Sub-commands ``local`` (up, down, status, demo, bench, chaos), ``upload``, ``redrive`` and ``results``.
 
-``upload`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
+``upload``, ``redrive`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
 ``--stack-name`` (with ``--profile``/``--region`` as usual for boto3).
 """
 
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from describer import redrive
 from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
 from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
@@ -107,9 +108,17 @@ def register(subparsers: Any) -> None:
     )
     _add_target_arguments(backfill)
     backfill.set_defaults(handler=_backfill)
+    redrive.add_parser(subparsers, _add_target_arguments).set_defaults(
+        handler=lambda args: redrive.redrive(args, deployment_from(args), _console)
+    )
 
     results = subparsers.add_parser("results", help="the product records")
     results.add_argument("--status", type=Status, choices=list(Status))
+    results.add_argument(
+        "--needs-review",
+        action="store_true",
+        help="only the records that need review (a query of the sparse by-review index), newest first",
+    )
     results.add_argument("--json", action="store_true", help="a JSON array of ProductRecord objects")
     _add_target_arguments(results)
     results.set_defaults(handler=_results)
@@ -222,7 +231,8 @@ def fault_summary(report: dict[str, Any]) -> str:
     for kind, rate in spec.rates.items():
         if rate > 0:
             done, of = report["injected"].get(kind.value, 0), report["requests"].get(kind.route, 0)
-            lines.append(f"{kind.value}={rate:g}: {done} of {of} {kind.route} calls")
+            service = "endpoint" if kind.route == "invocations" else "Bedrock"
+            lines.append(f"{kind.value}={rate:g}: {done} of {of} {service} calls")
     return "\n".join(lines) + f"\nseed {spec.seed}, slow reply {spec.slow_seconds:g} s"
 
 
@@ -278,23 +288,35 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def records_table(records: list[ProductRecord], title: str = "Products") -> Table:
     table = Table(title=title, show_lines=True)
-    for column in ("product", "category", "status", "attributes", "description", "error"):
+    for column in ("product", "category", "status", "attributes (confidence)", "description", "error"):
         table.add_column(column, overflow="fold")
     for record in records:
         colour = {"COMPLETED": "green", "FAILED": "red"}.get(record.status.value, "yellow")
+        review = "\n[yellow]needs review[/]" if record.needs_review else ""
         table.add_row(
             record.product_id,
             record.category,
-            f"[{colour}]{record.status.value}[/]",
-            "\n".join(f"{name}: {value}" for name, value in record.attributes.items()),
+            f"[{colour}]{record.status.value}[/]{review}",
+            "\n".join(_attribute_line(record, name) for name in record.attributes),
             (record.description or "")[:160],
             f"{record.error_code.value}: {record.error_message}" if record.error_code else "",
         )
     return table
 
 
+def _attribute_line(record: ProductRecord, name: str) -> str:
+    confidence = record.confidence.get(name)
+    line = f"{name}: {record.attributes[name]}"
+    if name in record.unknown_attributes:
+        return f"{line} [yellow](unknown)[/]"
+    return line if confidence is None else f"{line} ({confidence:.2f})"
+
+
 def _results(args: argparse.Namespace) -> int:
-    records = deployment_from(args).records(args.status)
+    if args.needs_review and args.status:
+        raise SystemExit("--needs-review lists COMPLETED records only: leave out --status")
+    deployment = deployment_from(args)
+    records = deployment.records_needing_review() if args.needs_review else deployment.records(args.status)
     if args.json:
         json.dump([record.model_dump(mode="json") for record in records], sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -340,6 +362,7 @@ def _chaos(args: argparse.Namespace) -> int:
     finally:
         local_stack.set_faults(settings, FaultSpec())  # the stack serves cleanly again
     _console.print(chaos_table(result))
-    _console.print(faults_table(result.faults))
+    _console.print(faults_table(result))
+    _console.print(f"Took {result.elapsed_s:.0f} s on {os.cpu_count()} cores.")
     _console.print(result.summary())
     return 0 if result.clean else 1

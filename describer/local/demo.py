@@ -104,6 +104,9 @@ def _verdict(sample: SampleFile, record: ProductRecord) -> str | None:
         return None
     if record.status != Status.COMPLETED:
         return "expected COMPLETED"
+    without = sorted(set(record.attributes) - set(record.confidence) - set(record.unknown_attributes))
+    if without:
+        return f"no confidence for {', '.join(without)}"
     return None
 
 
@@ -112,7 +115,7 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
     names: list[str] = []
     for sample in samples:
         names += [name for name in records[sample.product_id].attributes if name not in names]
-    table = Table(title="Demo results: predicted attributes ([red]wrong[/] ≠ truth)")
+    table = Table(title="Demo results: predicted attributes (confidence; [red]wrong[/] ≠ truth)")
     table.add_column("product", no_wrap=True)
     table.add_column("status", no_wrap=True)
     for name in names:
@@ -124,12 +127,16 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
         for name in names:
             value = record.attributes.get(name, "")
             truth = (sample.truth or {}).get(name)
-            cells.append(value if truth in (None, value) else f"[red]{value}[/] ≠ {truth}")
+            shown = value if truth in (None, value) else f"[red]{value}[/] ≠ {truth}"
+            confidence = record.confidence.get(name)
+            cells.append(shown if confidence is None else f"{shown} ({confidence:.2f})")
         problem = _verdict(sample, record)
         colour = "green" if record.status == Status.COMPLETED else "red"
         table.add_row(
             sample.key,
-            f"[{colour}]{record.status.value}[/]" + (f" [bold red]{problem}[/]" if problem else ""),
+            f"[{colour}]{record.status.value}[/]"
+            + (" [yellow]review[/]" if record.needs_review else "")
+            + (f" [bold red]{problem}[/]" if problem else ""),
             *cells,
             record.error_code.value if record.error_code else "",
         )
@@ -162,7 +169,8 @@ def run_demo(settings: LocalSettings, per_category: int, timeout_s: float, conso
     problems = [s.key for s in samples if _verdict(s, records[s.product_id])]
     console.print(
         f"{len(samples)} uploads, {sum(r.status == Status.COMPLETED for r in records.values())} completed, "
-        f"{sum(r.status == Status.FAILED for r in records.values())} failed; attributes matching the "
+        f"{sum(r.status == Status.FAILED for r in records.values())} failed, "
+        f"{sum(r.needs_review for r in records.values())} need review; attributes matching the "
         f"synthetic truth: {correct}/{asked}. Took {time.monotonic() - started:.0f} s."
     )
     console.print(f"Gallery: file://{gallery}")

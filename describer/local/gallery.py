@@ -1,4 +1,5 @@
-"""A self-contained HTML gallery of product records: photo, attributes, description, status, error."""
+"""A self-contained HTML gallery of product records: photo, attributes with their confidence,
+description, status, a "needs review" badge, error."""
 
 from __future__ import annotations
 
@@ -50,10 +51,18 @@ def _attributes_html(record: ProductRecord, expected: Mapping[str, str] | None) 
             mark = ' class="hit"' if truth == predicted else ' class="miss"'
         truth_cell = f"<td class='truth'>{html.escape(truth)}</td>" if expected else ""
         rows.append(
-            f"<tr><th>{html.escape(name)}</th><td{mark}>{html.escape(predicted)}</td>{truth_cell}</tr>"
+            f"<tr><th>{html.escape(name)}</th><td{mark}>{html.escape(predicted)}</td>"
+            f"{_confidence_cell(record, name)}{truth_cell}</tr>"
         )
-    header = "<tr><th></th><th>predicted</th><th>truth</th></tr>" if expected else ""
+    header = "<tr><th></th><th>predicted</th><th>confidence</th><th>truth</th></tr>" if expected else ""
     return f"<table>{header}{''.join(rows)}</table>"
+
+
+def _confidence_cell(record: ProductRecord, name: str) -> str:
+    if name in record.unknown_attributes:
+        return "<td class='confidence unknown'>unknown</td>"
+    confidence = record.confidence.get(name)
+    return f"<td class='confidence'>{'' if confidence is None else f'{confidence:.2f}'}</td>"
 
 
 def _card(item: GalleryItem) -> str:
@@ -70,11 +79,12 @@ def _card(item: GalleryItem) -> str:
         f'<p class="description">{html.escape(record.description)}</p>' if record.description else ""
     )
     model = html.escape(record.model_ids.description or "")
+    review = '<span class="review">needs review</span>' if record.needs_review else ""
     return (
         f'<article class="{record.status.value.lower()}"><div class="top">{photo}<div>'
         f"<h2>{html.escape(record.product_id)} "
         f'<span class="category">{html.escape(record.category)}</span></h2>'
-        f'<span class="status">{record.status.value}</span>'
+        f'<span class="status">{record.status.value}</span>{review}'
         f'<p class="meta">{html.escape(record.source_key)}{"<br>written by " + model if model else ""}</p>'
         f"</div></div>{_attributes_html(record, item.expected)}{description}{error}</article>"
     )
@@ -99,6 +109,9 @@ h2 { font-size: 15px; margin: 0 0 6px; } .category { color: #777; font-weight: n
 table { border-collapse: collapse; font-size: 12px; margin-bottom: 6px; width: 100%; }
 th { text-align: left; color: #666; font-weight: normal; padding-right: 8px; }
 td { padding-right: 8px; } td.hit { color: #1d6b3d; } td.miss { color: #b3261e; } td.truth { color: #888; }
+td.confidence { color: #888; text-align: right; } td.confidence.unknown { color: #b3261e; }
+.review { font-size: 11px; padding: 2px 6px; border-radius: 4px; background: #fff1c2; color: #7a5b00;
+          margin-left: 4px; }
 .description { margin: 4px 0; font-size: 12px; } .error { color: #9d2a23; margin: 4px 0; }
 .meta { color: #999; font-size: 11px; }
 """

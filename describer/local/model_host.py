@@ -8,6 +8,11 @@ Routes (the wire formats of botocore's service models, so unchanged boto3 client
   ``ModelError`` (424) carrying the error's own status as ``OriginalStatusCode`` and its JSON body
   quoted in the message, as SageMaker reports a container's 4xx; any other exception is a
   ``ModelError`` with original status 500; an unknown endpoint is a ``ValidationError``.
+  A ``PrefixAwareId`` (header ``X-Amzn-SageMaker-Prefix-Aware-Id``) is checked as SageMaker checks
+  it (1-64 printable characters, else ``ValidationError``) and recorded: this one instance stands
+  for the one a ``PREFIX_AWARE`` endpoint picks for that id and the body's first
+  ``ROUTING_PREFIX_BYTES`` bytes, so ``GET /routing`` tells, per id, how many calls came and how
+  many different routing prefixes they had (1 means they would all meet on one instance).
 - ``POST /model/{modelId}/converse``: Bedrock ``Converse``, answered by the configured description
   backend (``description_backends``).
 - ``GET /_local/usage``: what the host served since it started (endpoint calls, questions and
@@ -22,6 +27,7 @@ Reads of ``s3://`` images go wherever ``AWS_ENDPOINT_URL`` points (the emulator,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -45,6 +51,7 @@ from describer.local.description_backends import (
     backend_from_environment,
 )
 from describer.local.faults import FaultInjector, FaultSpec, Route
+from describer_core.endpoint_calls import ROUTING_PREFIX_BYTES
 from describer_core.endpoint_errors import EndpointRequestError
 
 LOG = logging.getLogger("describer.model_host")
@@ -54,6 +61,9 @@ MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints accept at most
 
 USAGE_PATH = "/_local/usage"
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
+PREFIX_AWARE_ID_HEADER = "X-Amzn-SageMaker-Prefix-Aware-Id"
+# botocore's PrefixAwareIdHeader: 1-64 characters, printable, not starting with whitespace.
+_PREFIX_AWARE_ID = re.compile(r"\A\S[\x20-\x7e]{0,63}\Z")
 _CONVERSE = re.compile(r"^/model/(.+)/converse$")
 FAULTS_PATH = "/_local/faults"
 
@@ -88,6 +98,13 @@ class InferenceModel:
         self.model = model_fn(str(model_dir), None) if takes_context else model_fn(str(model_dir))
         # One model instance in one process: predictions run one at a time, like one model worker.
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, module: ModuleType, model: Any) -> InferenceModel:
+        """``module``'s toolkit functions over an already loaded ``model`` (the benchmark's models)."""
+        instance = cls.__new__(cls)
+        instance.module, instance.model, instance._lock = module, model, threading.Lock()
+        return instance
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         """Run input_fn -> predict_fn -> output_fn; raises ModelClientError for a rejected payload."""
@@ -134,6 +151,30 @@ class Usage:
             }
 
 
+class RoutingLog:
+    """Calls per PrefixAwareId and the distinct routing prefixes (first bytes of the body) they had."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, int] = {}
+        self._prefixes: dict[str, set[str]] = {}
+
+    def record(self, prefix_aware_id: str | None, body: bytes) -> None:
+        key = prefix_aware_id or ""
+        prefix = hashlib.sha256(body[:ROUTING_PREFIX_BYTES]).hexdigest()
+        with self._lock:
+            self._calls[key] = self._calls.get(key, 0) + 1
+            self._prefixes.setdefault(key, set()).add(prefix)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """``{id: {"calls": n, "prefixes": k}}``; calls without an id are under ``""``."""
+        with self._lock:
+            return {
+                key: {"calls": calls, "prefixes": len(self._prefixes[key])}
+                for key, calls in self._calls.items()
+            }
+
+
 class ModelHost(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -151,6 +192,7 @@ class ModelHost(ThreadingHTTPServer):
         self.writer = writer
         self.usage = Usage()
         self.faults = faults or FaultInjector()
+        self.routing = RoutingLog()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -167,6 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, json.dumps(self.server.usage.snapshot()).encode(), "application/json")
         elif self.path == FAULTS_PATH:
             self._send(HTTPStatus.OK, json.dumps(self.server.faults.report()).encode(), "application/json")
+        elif self.path == "/routing":
+            self._send(HTTPStatus.OK, json.dumps(self.server.routing.summary()).encode(), "application/json")
         else:
             self._error(404, "UnknownOperationException", "message", f"no route for GET {self.path}")
 
@@ -226,6 +270,11 @@ class _Handler(BaseHTTPRequestHandler):
         if len(body) > MAX_BODY_BYTES:
             self._error(400, "ValidationError", "Message", "Request payload is larger than 6 MB.")
             return
+        prefix_aware_id = self.headers.get(PREFIX_AWARE_ID_HEADER)
+        if prefix_aware_id is not None and not _PREFIX_AWARE_ID.match(prefix_aware_id):
+            self._error(400, "ValidationError", "Message", "PrefixAwareId must be 1-64 printable characters.")
+            return
+        self.server.routing.record(prefix_aware_id, body)
         content_type = self.headers.get("Content-Type") or "application/json"
         accept = self.headers.get("Accept") or "application/json"
         started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""AskAttribute: one catalogue question about one image to the SageMaker endpoint."""
+"""AskAttribute: one group of catalogue questions about one image, one call to the SageMaker endpoint."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from describer_core.attributes import ask_attribute
+from describer_core.attributes import ask_attributes
 from describer_core.catalogue import load_catalogue
 from describer_core.errors import SDK_RETRIES
 from describer_core.observability import logger, metrics, tracer
@@ -32,13 +32,13 @@ def _dependencies() -> tuple[EndpointSettings, Any]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings, runtime = _dependencies()
     request = AskInput.model_validate(event)
-    output = ask_attribute(request, runtime, settings.endpoint_name, load_catalogue())
+    output = ask_attributes(request, runtime, settings.endpoint_name, load_catalogue())
     metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=output.endpoint_ms)
     logger.info(
         "answered",
         extra={
-            "attribute": output.answer.attribute,
-            "known": output.answer.known,
+            "attributes": [answer.attribute for answer in output.answers],
+            "unknown": [answer.attribute for answer in output.answers if not answer.known],
             "endpoint_ms": output.endpoint_ms,
         },
     )

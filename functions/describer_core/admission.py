@@ -1,4 +1,5 @@
-"""Admission control: SQS messages (EventBridge "Object Created" events) become workflow executions.
+"""Admission control: SQS messages (EventBridge "Object Created" events, ``describer redrive``'s
+redrive requests) become workflow executions.
 
 Each execution is named after the upload (``WorkflowInput.execution_name``), so a redelivered event
 hits ``ExecutionAlreadyExists``, which counts as done. Before starting anything the starter counts
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from describer_core.errors import client_error_code
 from describer_core.observability import logger
-from describer_core.states import ObjectCreatedEvent, WorkflowInput
+from describer_core.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
 
 LIST_EXECUTIONS_PAGE_LIMIT = 1000
 # A deferred message comes back after DEFER_STEP_S x its receive count (at most DEFER_MAX_S), plus
@@ -106,7 +107,11 @@ def park_malformed(sqs_client: Any, dead_letter_queue_url: str, records: list[Sq
 
 
 def workflow_input(record: SqsRecord) -> WorkflowInput:
-    return WorkflowInput.from_event(ObjectCreatedEvent.model_validate(json.loads(record.body)))
+    """The run a message asks for: an S3 upload event's, or a redrive's (``describer redrive``)."""
+    body = json.loads(record.body)
+    if isinstance(body, dict) and "redrive" in body:
+        return RedriveMessage.model_validate(body).redrive
+    return WorkflowInput.from_event(ObjectCreatedEvent.model_validate(body))
 
 
 def admit(
@@ -120,7 +125,7 @@ def admit(
             workflow = workflow_input(record)
         except (ValueError, ValidationError):
             # Retrying cannot fix a message that is not an S3 event: it goes to the dead-letter queue.
-            logger.error("not an S3 Object Created event", extra={"message_id": record.messageId})
+            logger.error("not an upload event or redrive", extra={"message_id": record.messageId})
             outcome.malformed.append(record.messageId)
             continue
         if workflow.execution_name in names_in_batch:

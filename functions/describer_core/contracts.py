@@ -51,11 +51,27 @@ class Question(BaseModel):
     question: str
 
 
+class Alternative(BaseModel):
+    """A runner-up value of a scored answer and its probability."""
+
+    value: str
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
 class AttributeAnswer(BaseModel):
     attribute: str
     value: str
-    raw: str = Field(description="The model's answer as generated")
+    raw: str = Field(description="The model's answer as generated, or the scored answer text it chose")
     known: bool = Field(description="False when the value is outside the catalogue's vocabulary")
+    confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Calibrated probability of the value among the vocabulary; None for a generated answer",
+    )
+    alternatives: list[Alternative] = Field(
+        default_factory=list, description="The runner-up values, most probable first"
+    )
 
 
 # --- Endpoint wire format (SageMaker InvokeEndpoint, application/json) -----------------------------
@@ -102,6 +118,12 @@ class ProductRecord(BaseModel):
     attributes: dict[str, str] = Field(default_factory=dict)
     unknown_attributes: list[str] = Field(
         default_factory=list, description="Attributes whose value is outside the catalogue vocabulary"
+    )
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="Attribute -> calibrated probability of its value (3 decimals)"
+    )
+    needs_review: bool = Field(
+        default=False, description="True when an attribute is unknown or below the review threshold"
     )
     description: str | None = None
     error_code: ErrorCode | None = None

@@ -8,7 +8,9 @@ that was overtaken cannot overwrite the newer run's result.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -25,6 +27,10 @@ _CURRENT_RUN = (
 _STILL_PROCESSING = " AND #status = :processing"
 # Set once, on the first write of a product.
 _CREATED_AT = "created_at"
+# The sparse key of the review index: present (this value) only on records that need review, so
+# the index holds just those and operators list them with one Query.
+REVIEW_KEY = "review"
+REVIEW_PENDING = "PENDING"
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
@@ -63,7 +69,9 @@ class ResultsTable:
         """
         if record.order_token is None or record.execution_name is None:
             raise ValueError("a conditional write needs the record's order_token and execution_name")
-        item = record.model_dump(mode="json", exclude={"product_id", _CREATED_AT})
+        # DynamoDB numbers travel as Decimal (the serializer refuses floats such as a confidence).
+        item = json.loads(record.model_dump_json(exclude={"product_id", _CREATED_AT}), parse_float=Decimal)
+        item[REVIEW_KEY] = REVIEW_PENDING if record.needs_review else None
         names = {f"#{field}": field for field in item}
         names["#product_id"] = "product_id"
         set_fields = [field for field, value in item.items() if value is not None]

@@ -12,6 +12,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field
 
+from describer_core.contracts import MAX_QUESTIONS_PER_REQUEST
+
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 
@@ -42,7 +44,23 @@ class UploadSettings(BaseModel):
         return (self.upload_prefix, self.backfill_prefix)
 
 
-class PrepareSettings(TableSettings, ImageSettings, UploadSettings):
+# Measured with `make bench` (README "Endpoint"): 4 keeps a product's questions in more than one call
+# (retried and run in parallel separately) at nearly the speed of one call for all of them.
+DEFAULT_QUESTIONS_PER_CALL = 4
+# From `make eval`'s threshold table (docs/training.md): on the demo model's held-out products, 3 % of
+# the answers (right only 4 times in 10) and a fifth of the products fall below it; 0.8 would send 69 %.
+DEFAULT_REVIEW_THRESHOLD = 0.6
+
+
+class QuestionSettings(BaseModel):
+    questions_per_call: int = Field(default=DEFAULT_QUESTIONS_PER_CALL, ge=1, le=MAX_QUESTIONS_PER_REQUEST)
+
+
+class ReviewSettings(BaseModel):
+    review_threshold: float = Field(default=DEFAULT_REVIEW_THRESHOLD, ge=0.0, le=1.0)
+
+
+class PrepareSettings(TableSettings, ImageSettings, UploadSettings, QuestionSettings):
     pass
 
 

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from describer_core.contracts import AttributeAnswer, ErrorCode, ProductRecord, Question, S3ObjectRef, Status
+from describer_core.contracts import (
+    MAX_QUESTIONS_PER_REQUEST,
+    AttributeAnswer,
+    ErrorCode,
+    ProductRecord,
+    Question,
+    S3ObjectRef,
+    Status,
+)
 from describer_core.keys import execution_name
 from describer_core.records import sortable_utc, utc_now
 
@@ -94,6 +102,30 @@ class WorkflowInput(BaseModel):
     def execution_name(self) -> str:
         return execution_name(self.bucket, self.key, self.version_id or self.sequencer, self.redrive_count)
 
+    @classmethod
+    def redrive_of(cls, record: ProductRecord) -> WorkflowInput:
+        """The next redrive of the upload ``record`` holds: same object version, same event time and
+        sequencer (read back from its order token), one more redrive."""
+        if record.order_token is None:
+            raise ValueError(f"record {record.product_id} has no order token to redrive from")
+        event_time, _, rest = record.order_token.partition("#")
+        sequencer = rest.split("#", 1)[0]
+        version = None if record.source_version == "null" else record.source_version
+        return cls(
+            bucket=record.source_bucket,
+            key=record.source_key,
+            version_id=version,
+            event_time=event_time,
+            sequencer=sequencer,
+            redrive_count=redrive_count_of(record.order_token) + 1,
+        )
+
+
+class RedriveMessage(BaseModel):
+    """An admission-queue message from ``describer redrive``: start this run, as an upload event would."""
+
+    redrive: WorkflowInput
+
 
 class ProductIdentity(BaseModel):
     product_id: str
@@ -128,19 +160,34 @@ class PrepareOutput(BaseModel):
     claimed: bool = Field(description="False when a newer upload of the product already owns the record")
     product: ProductIdentity
     questions: list[Question] = Field(default_factory=list)
+    question_groups: list[list[Question]] = Field(
+        default_factory=list,
+        description="The questions in groups of at most questions_per_call: one call each",
+    )
     prepare_ms: int = 0
 
 
 class AskInput(BaseModel):
+    """One Map item: a group of questions about one image, asked in one endpoint call."""
+
     image: S3ObjectRef
     category: str
-    question: Question
+    questions: list[Question] = Field(min_length=1, max_length=MAX_QUESTIONS_PER_REQUEST)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_question(cls, data: Any) -> Any:
+        # Executions started before groups existed pass one "question" per item.
+        if isinstance(data, dict) and "question" in data and "questions" not in data:
+            data = {**data, "questions": [data["question"]]}
+        return data
 
 
 class AskOutput(BaseModel):
-    answer: AttributeAnswer
+    answers: list[AttributeAnswer]
     endpoint: str
     endpoint_ms: int
+    started_ms: int = Field(description="When the call started, ms since the epoch")
 
 
 class MergeInput(BaseModel):
@@ -150,8 +197,13 @@ class MergeInput(BaseModel):
 class MergedAttributes(BaseModel):
     attributes: dict[str, str] = Field(description="Attribute -> value, one JSON object")
     unknown_attributes: list[str] = Field(description="Attributes whose value is outside the vocabulary")
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="Attribute -> calibrated confidence of its value (3 decimals)"
+    )
+    needs_review: bool = False
     endpoint: str | None = None
-    endpoint_ms: int = 0
+    endpoint_ms: int = Field(default=0, description="The endpoint calls' durations added up")
+    endpoint_wall_ms: int = Field(default=0, description="First call's start to last call's end")
 
     @property
     def unknown_rate(self) -> float:

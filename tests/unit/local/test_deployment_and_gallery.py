@@ -9,6 +9,7 @@ from PIL import Image
 from describer.deployment import Deployment, UploadRef, fetch_records, files_to_upload
 from describer.local.gallery import GalleryItem, write_gallery
 from describer_core.contracts import ErrorCode, ProductRecord, Status
+from describer_core.records import ResultsTable
 
 
 def _record(
@@ -58,7 +59,10 @@ def test_the_gallery_shows_photo_attributes_description_and_error(tmp_path: Path
     Image.new("RGB", (300, 200), (20, 40, 200)).save(photo)
     completed = _record(
         Status.COMPLETED,
-        attributes={"Pattern": "Striped", "Fit": "Slim Fit"},
+        attributes={"Pattern": "Striped", "Fit": "Slim Fit", "Occasion": "Party"},
+        unknown_attributes=["Occasion"],
+        confidence={"Pattern": 0.973, "Fit": 0.512},
+        needs_review=True,
         description="A <b>bold</b> striped shirt.",
     )
     failed = _record(Status.FAILED, error_code=ErrorCode.NOT_AN_IMAGE, error_message="not a JPEG")
@@ -71,8 +75,13 @@ def test_the_gallery_shows_photo_attributes_description_and_error(tmp_path: Path
     ).read_text()
     assert "data:image/jpeg;base64," in page
     assert "A &lt;b&gt;bold&lt;/b&gt; striped shirt." in page
-    assert '<td class="hit">Striped</td>' in page
-    assert "<td class=\"miss\">Slim Fit</td><td class='truth'>Regular Fit</td>" in page
+    assert "<td class=\"hit\">Striped</td><td class='confidence'>0.97</td>" in page
+    assert (
+        "<td class=\"miss\">Slim Fit</td><td class='confidence'>0.51</td><td class='truth'>Regular Fit</td>"
+        in page
+    )
+    assert "<td>Party</td><td class='confidence unknown'>unknown</td>" in page
+    assert page.count('<span class="review">needs review</span>') == 1  # the completed one only
     assert "NOT_AN_IMAGE" in page
     assert "1 completed, 1 failed" in page
 
@@ -98,3 +107,50 @@ def test_records_are_read_back_as_product_records_by_status_and_by_id() -> None:
     assert failed[0].timings_ms == {"total": 1234}
     assert len(deployment.records()) == 3
     assert sorted(fetch_records(deployment, ["1", "3", "404"])) == ["1", "3"]
+
+
+@mock_aws
+def test_records_needing_review_are_listed_from_the_sparse_index() -> None:
+    session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+    dynamodb = session.client("dynamodb")
+    # The table as template.yaml declares it (key, the by-review index).
+    dynamodb.create_table(
+        TableName="results",
+        KeySchema=[{"AttributeName": "product_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"} for name in ("product_id", "review", "updated_at")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-review",
+                "KeySchema": [
+                    {"AttributeName": "review", "KeyType": "HASH"},
+                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    table = ResultsTable("results", dynamodb)
+    for product_id, needs_review, second in (("1", True, "01"), ("2", False, "02"), ("3", True, "03")):
+        record = _record(
+            Status.COMPLETED,
+            updated_at=f"2026-01-01T00:00:{second}.000Z",
+            confidence={"Fit": 0.4 if needs_review else 0.9},
+            needs_review=needs_review,
+            order_token=f"t{second}",
+            execution_name=f"run-{product_id}",
+        )
+        assert table.write_if_current(record.model_copy(update={"product_id": product_id}))
+    deployment = Deployment("stack", session)
+    deployment.__dict__["outputs"] = {"ResultsTableName": "results", "ResultsReviewIndexName": "by-review"}
+
+    listed = deployment.records_needing_review()
+    assert [(record.product_id, record.needs_review) for record in listed] == [("3", True), ("1", True)]
+    assert listed[0].confidence == {"Fit": 0.4}
+
+    # A newer upload of product 1 that needs no review leaves the index.
+    newer = _record(Status.COMPLETED, confidence={"Fit": 0.95}, order_token="t09", execution_name="run-1b")
+    assert table.write_if_current(newer.model_copy(update={"product_id": "1"}))
+    assert [record.product_id for record in deployment.records_needing_review()] == ["3"]

@@ -14,10 +14,11 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from describer.local.cli import fault_summary
 from describer.local.description_backends import OfflineWriter
 from describer.local.faults import FaultInjector, FaultKind, FaultSpec
 from describer.local.model_host import FAULTS_PATH, InferenceModel, ModelHost
-from describer_core.attributes import ask_attribute
+from describer_core.attributes import ask_attributes
 from describer_core.catalogue import load_catalogue
 from describer_core.contracts import S3ObjectRef
 from describer_core.description import write_description
@@ -92,7 +93,7 @@ def _client(service: str, host: ModelHost) -> Any:
 
 
 def _ask(host: ModelHost) -> Any:
-    return ask_attribute(REQUEST, _client("sagemaker-runtime", host), ENDPOINT, load_catalogue())
+    return ask_attributes(REQUEST, _client("sagemaker-runtime", host), ENDPOINT, load_catalogue())
 
 
 def _describe(host: ModelHost) -> Any:
@@ -168,7 +169,7 @@ def test_endpoint_unavailable_answers_both_modelled_errors(host: ModelHost) -> N
 
 def test_without_faults_the_host_serves_cleanly_and_reports_none(host: ModelHost) -> None:
     host.faults = FaultInjector()
-    assert _ask(host).answer.value == "Long Sleeves"
+    assert _ask(host).answers[0].value == "Long Sleeves"
     assert _describe(host).text
     with urllib.request.urlopen(_url(host) + FAULTS_PATH) as response:
         report = json.loads(response.read())
@@ -212,3 +213,13 @@ def test_the_text_round_trips() -> None:
     spec = FaultSpec.parse(" endpoint-throttle=0.2, bedrock-timeout=0.05 ")
     assert FaultSpec.parse(spec.text()) == spec
     assert not FaultSpec.parse("").active
+
+
+def test_status_says_what_is_injected_and_how_often() -> None:
+    injector = FaultInjector(FaultSpec.parse("endpoint-throttle=1,bedrock-timeout=0.5", seed=2))
+    injector.draw("invocations")
+    injector.draw("invocations")
+    summary = fault_summary(injector.report())
+    assert "endpoint-throttle=1: 2 of 2 endpoint calls" in summary
+    assert "bedrock-timeout=0.5: 0 of 0 Bedrock calls" in summary
+    assert fault_summary(FaultInjector().report()) == "none (serving cleanly)"

@@ -20,7 +20,9 @@ from describer.local.description_backends import OfflineWriter, OpenAICompatible
 from describer.local.model_host import USAGE_PATH, InferenceModel, ModelHost
 from describer.local.offline_writer import OFFLINE_MODEL_ID
 from describer_core.catalogue import load_catalogue
+from describer_core.contracts import ProductRequest
 from describer_core.description import rejection
+from describer_core.endpoint_calls import product_request_body
 from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
 from describer_core.prompts import system_prompt, user_message
 
@@ -51,6 +53,7 @@ _INFERENCE = textwrap.dedent(
     """
 )
 ENDPOINT = "describer-local"
+JSON = "application/json"
 
 
 def _serve(server: ThreadingHTTPServer) -> Iterator[str]:
@@ -270,3 +273,27 @@ def test_usage_counts_what_was_served(model_dir: Path) -> None:
         "input_tokens": sum(reply["usage"]["inputTokens"] for reply in replies),
         "output_tokens": sum(reply["usage"]["outputTokens"] for reply in replies),
     }
+
+
+def test_calls_are_recorded_per_prefix_aware_id_with_their_routing_prefixes(model_dir: Path) -> None:
+    server = ModelHost(("127.0.0.1", 0), InferenceModel(model_dir), [ENDPOINT], OfflineWriter())
+    for url in _serve(server):
+        client = _client("sagemaker-runtime", url)
+        image = {"image_s3": {"bucket": "b", "key": "k.jpg"}}
+        groups = [[{"attribute": "Fit", "question": "?"}], [{"attribute": "Neck", "question": "?"}]]
+        for questions in groups:
+            body = product_request_body(ProductRequest.model_validate({**image, "questions": questions}))
+            client.invoke_endpoint(EndpointName=ENDPOINT, ContentType=JSON, PrefixAwareId="p1", Body=body)
+        # Same id, but a body whose first bytes differ: a PREFIX_AWARE endpoint may route it elsewhere.
+        client.invoke_endpoint(
+            EndpointName=ENDPOINT, ContentType=JSON, PrefixAwareId="p1", Body='{"key": "x"}'
+        )
+        client.invoke_endpoint(EndpointName=ENDPOINT, ContentType=JSON, Body='{"key": "y"}')
+        with pytest.raises(client.exceptions.ValidationError, match="PrefixAwareId"):
+            client.invoke_endpoint(EndpointName=ENDPOINT, ContentType=JSON, PrefixAwareId="x" * 65, Body="{}")
+
+        with urllib.request.urlopen(f"{url}/routing") as response:
+            assert json.loads(response.read()) == {
+                "p1": {"calls": 3, "prefixes": 2},
+                "": {"calls": 1, "prefixes": 1},
+            }

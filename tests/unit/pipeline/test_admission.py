@@ -10,7 +10,7 @@ import boto3
 import pytest
 from start_workflow import app as starter_app
 
-from describer_core.states import WorkflowInput
+from describer_core.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
 
 from .conftest import REPO, Aws, FakeLambdaContext, event_bridge_event
 
@@ -166,3 +166,14 @@ def test_deferred_messages_of_a_real_queue_are_reoffered_without_error(state_mac
     response = starter_app.handler({"Records": records}, CONTEXT)
     assert len(response["batchItemFailures"]) == 1
     assert len(_running(state_machine)) == 2
+
+
+def test_a_redrive_message_starts_the_next_run_of_the_same_upload(state_machine: str) -> None:
+    upload = WorkflowInput.from_event(
+        ObjectCreatedEvent.model_validate(event_bridge_event("incoming/1.jpg", "v1"))
+    )
+    redrive = upload.model_copy(update={"redrive_count": 1})
+    message = RedriveMessage(redrive=redrive).model_dump(mode="json")
+    assert starter_app.handler(_sqs(message, message), CONTEXT) == {"batchItemFailures": []}
+    [execution] = _running(state_machine)
+    assert execution["name"] == redrive.execution_name != upload.execution_name

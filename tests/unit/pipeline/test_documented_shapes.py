@@ -58,8 +58,11 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
         "merged": {
             "attributes": example["attributes"],
             "unknown_attributes": example["unknown_attributes"],
+            "confidence": example["confidence"],
+            "needs_review": example["needs_review"],
             "endpoint": example["model_ids"]["attributes"],
             "endpoint_ms": example["timings_ms"]["attributes"],
+            "endpoint_wall_ms": example["timings_ms"]["attributes_wall"],
         },
         "description": {
             "text": example["description"],

@@ -18,9 +18,11 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from describer_core.contracts import ProductRequest
+from describer_core.contracts import ProductRequest, S3ObjectRef
+from describer_core.endpoint_calls import group_questions, prefix_aware_id
 from describer_core.errors import PipelineError
 from describer_core.records import ResultsTable
+from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
 from describer_core.states import WorkflowInput
 
 from .conftest import BUCKET, Aws, FakeLambdaContext, image_bytes
@@ -106,10 +108,20 @@ def run_workflow(definition: dict[str, Any], workflow: dict[str, Any], name: str
         current = state["Next"]
 
 
-def _endpoint_stub(stubber: Stubber, answers: dict[str, str]) -> None:
-    for attribute, raw in answers.items():
+def _endpoint_stub(stubber: Stubber, image: S3ObjectRef, answers: dict[str, str]) -> None:
+    """One reply per group of questions, as Prepare groups them, each expected with the image's routing id."""
+    for group in group_questions(list(answers), DEFAULT_QUESTIONS_PER_CALL):
         reply = {
-            "answers": [{"attribute": attribute, "value": raw, "raw": raw, "known": False}],
+            "answers": [
+                {
+                    "attribute": name,
+                    "value": answers[name],
+                    "raw": answers[name],
+                    "known": False,
+                    "confidence": 0.9,
+                }
+                for name in group
+            ],
             "image_digest": "0" * 64,
             "model_id": "m",
         }
@@ -117,8 +129,25 @@ def _endpoint_stub(stubber: Stubber, answers: dict[str, str]) -> None:
         stubber.add_response(
             "invoke_endpoint",
             {"Body": StreamingBody(io.BytesIO(body), len(body))},
-            {"EndpointName": "describer-endpoint", "ContentType": ANY, "Accept": ANY, "Body": ANY},
+            {
+                "EndpointName": "describer-endpoint",
+                "ContentType": ANY,
+                "Accept": ANY,
+                "PrefixAwareId": prefix_aware_id(image),
+                "Body": _AsksAbout(group),
+            },
         )
+
+
+class _AsksAbout:
+    """Equal to a ProductRequest body asking exactly about ``attributes``."""
+
+    def __init__(self, attributes: list[str]) -> None:
+        self.attributes = attributes
+
+    def __eq__(self, body: object) -> bool:
+        request = ProductRequest.model_validate_json(body)  # type: ignore[arg-type]
+        return [question.attribute for question in request.questions] == self.attributes
 
 
 @pytest.fixture
@@ -154,7 +183,10 @@ def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, S
         "Collar": "Collar: Spread Collar",
         "Colour": "Colour: Blue",
     }
-    _endpoint_stub(sagemaker, answers)
+    workflow, name = _start(aws, "incoming/Shirts/15970.jpg", image_bytes())
+    _endpoint_stub(
+        sagemaker, S3ObjectRef(bucket=BUCKET, key=workflow["key"], version_id=workflow["version_id"]), answers
+    )
     bedrock.add_response(
         "converse",
         {
@@ -164,7 +196,6 @@ def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, S
             "metrics": {"latencyMs": 1},
         },
     )
-    workflow, name = _start(aws, "incoming/Shirts/15970.jpg", image_bytes())
     with sagemaker, bedrock:
         end, _ = run_workflow(json.loads(substituted_definition()), workflow, name)
         sagemaker.assert_no_pending_responses()
@@ -180,6 +211,10 @@ def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, S
         "Colour": "Blue",
     }
     assert record.unknown_attributes == ["Fabric"]
+    # Six questions in two calls of three; Fabric's value is outside the vocabulary, so: review.
+    assert record.confidence == dict.fromkeys(answers, 0.9)
+    assert record.needs_review
+    assert set(record.timings_ms) >= {"attributes", "attributes_wall"}
     assert record.description == DESCRIPTION
     assert record.execution_name == name
 
