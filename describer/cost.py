@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION
+from training.endpoint_scaling import gpu_seconds_per_call
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 PER = 1000  # products
@@ -52,8 +52,9 @@ class ProductUsage(BaseModel):
 
     @property
     def gpu_seconds(self) -> float:
-        extra_questions = max(0.0, self.endpoint_questions - self.endpoint_calls)
-        return self.endpoint_calls * GPU_SECONDS_PER_CALL + extra_questions * GPU_SECONDS_PER_EXTRA_QUESTION
+        if not self.endpoint_calls:
+            return 0.0
+        return self.endpoint_calls * gpu_seconds_per_call(self.endpoint_questions / self.endpoint_calls)
 
     # --- Counted from the code path, not metered ----------------------------------------------------
 

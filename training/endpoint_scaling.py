@@ -4,8 +4,8 @@ Sizing (docs/endpoint.md). ``SageMakerVariantInvocationsPerInstance`` counts Inv
 per instance per minute. An instance that answers one call in ``s`` seconds with ``w`` workers
 serves at most ``60 * w / s`` calls a minute; the target should sit at about half of that, so that
 a scale-out (which takes minutes: a new GPU instance starts and loads the model) begins before the
-instances saturate and throttle. With one call per question, a product is several calls; with one
-call per product (``QuestionsPerCall``) it is one, and the same target means more products.
+instances saturate and throttle. A call asks up to ``QuestionsPerCall`` questions of one image, so
+``s`` grows with it (``gpu_seconds_per_call``) and the target follows.
 
 Scale-in is the batch-friendly part: a backfill's load is flat for hours and then stops, and a
 short lull (a map run between batches) must not remove instances that are loaded and warm, so the
@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
+
 # Assumed, not measured (no GPU in this project's CI): seconds an ml.g5 instance spends on one
 # InvokeEndpoint call of the fine-tuned BLIP-2 (a vision pass and its first question's decode), and on
 # each further question decoded in the same call. `make cost` prices endpoint time with these; measure
@@ -27,6 +29,12 @@ GPU_SECONDS_PER_CALL = 0.40
 GPU_SECONDS_PER_EXTRA_QUESTION = 0.05
 # Target tracking holds each instance at about this share of what it can serve.
 TARGET_UTILISATION = 0.5
+
+
+def gpu_seconds_per_call(questions: float) -> float:
+    """Modelled GPU time of one call asking ``questions`` questions (a mean, too) about one image."""
+    return GPU_SECONDS_PER_CALL + (questions - 1) * GPU_SECONDS_PER_EXTRA_QUESTION
+
 
 SERVICE_NAMESPACE = "sagemaker"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
@@ -38,8 +46,10 @@ class EndpointScaling:
     min_instances: int = 1
     max_instances: int = 4
     # Calls per instance per minute: TARGET_UTILISATION of what one instance serves with one worker
-    # at GPU_SECONDS_PER_CALL (60 / 0.4 = 150 a minute, so 75).
-    invocations_per_instance: float = TARGET_UTILISATION * 60 / GPU_SECONDS_PER_CALL
+    # when each call asks the pipeline's default QuestionsPerCall (4: 0.55 s, 109 a minute, so 54.5).
+    invocations_per_instance: float = round(
+        TARGET_UTILISATION * 60 / gpu_seconds_per_call(DEFAULT_QUESTIONS_PER_CALL), 1
+    )
     scale_out_cooldown_s: int = 60
     scale_in_cooldown_s: int = 900
     scale_in: bool = True

@@ -241,7 +241,7 @@ def test_scaling_requests_are_exact() -> None:
                 "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
                 "PolicyType": "TargetTrackingScaling",
                 "TargetTrackingScalingPolicyConfiguration": {
-                    "TargetValue": 75.0,
+                    "TargetValue": 54.5,
                     "PredefinedMetricSpecification": {"PredefinedMetricType": INVOCATIONS_PER_INSTANCE},
                     "ScaleOutCooldown": 60,
                     "ScaleInCooldown": 900,
