@@ -64,6 +64,12 @@ DEMO_MODEL_DIR ?= .cache/demo-model
 bench: $(VENV)/.installed demo-model
 	$(BIN)/python -m training.serving.bench --demo-model-dir $(DEMO_MODEL_DIR)
 
+# WriteDescription's choice (not a test): one Converse call per locale against one call for all
+# locales, tokens and modelled latency on the real prompts; the last line compares them.
+.PHONY: copy-bench
+copy-bench: $(VENV)/.installed
+	$(BIN)/python -m describer.local.copy_bench --locales en-US,es-ES,de-DE,fr-FR
+
 # --- The local stack: ministack + the local model host + template.yaml deployed with the SAM CLI -----
 # State, logs and emulator temp files live in .local/; `make local-down` stops every process.
 .PHONY: demo local-up local-down integration local-bench

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from training.endpoint_scaling import gpu_seconds_per_call
 
@@ -36,6 +36,12 @@ class FunctionUsage(BaseModel):
     gb_seconds: float
 
 
+class WriterCalls(BaseModel):
+    calls: float
+    input_tokens: float
+    output_tokens: float
+
+
 class ProductUsage(BaseModel):
     """One product's calls, averaged over the products metered."""
 
@@ -49,6 +55,21 @@ class ProductUsage(BaseModel):
     output_tokens: float
     record_bytes: float
     local_endpoint_seconds: float = 0.0  # the local CPU model's time: reported, never priced
+    locales: dict[str, WriterCalls] = Field(default_factory=dict, description="Bedrock calls per locale")
+
+    def in_locales(self, locales: list[str]) -> ProductUsage:
+        """This usage had the copy been written in ``locales`` only (each locale is its own calls)."""
+        kept = [self.locales[locale] for locale in locales if locale in self.locales]
+        if not kept:
+            return self
+        return self.model_copy(
+            update={
+                "converse_calls": sum(calls.calls for calls in kept),
+                "input_tokens": sum(calls.input_tokens for calls in kept),
+                "output_tokens": sum(calls.output_tokens for calls in kept),
+                "locales": {locale: self.locales[locale] for locale in locales if locale in self.locales},
+            }
+        )
 
     @property
     def gpu_seconds(self) -> float:

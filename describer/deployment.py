@@ -72,6 +72,10 @@ class Deployment:
         return self.outputs["ResultsTableName"]
 
     @property
+    def event_bus(self) -> str:
+        return self.outputs["EventBusName"]
+
+    @property
     def review_index(self) -> str:
         return self.outputs["ResultsReviewIndexName"]
 

@@ -24,6 +24,7 @@ from describer.local import stack as local_stack
 from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
 from describer.local.faults import FaultSpec
 from describer_core.contracts import ProductRecord, Status
+from describer_core.locales import parse_locales
 
 # Piped output (make in CI, a log file) gets room for the demo's table instead of 80 columns.
 _console = Console() if sys.stdout.isatty() else Console(width=180)
@@ -120,6 +121,9 @@ def register(subparsers: Any) -> None:
         help="only the records that need review (a query of the sparse by-review index), newest first",
     )
     results.add_argument("--json", action="store_true", help="a JSON array of ProductRecord objects")
+    results.add_argument(
+        "--locale", type=_locale, help="one locale's copy (e.g. es-ES); default: the default locale's"
+    )
     _add_target_arguments(results)
     results.set_defaults(handler=_results)
 
@@ -286,19 +290,43 @@ def _backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def records_table(records: list[ProductRecord], title: str = "Products") -> Table:
-    table = Table(title=title, show_lines=True)
-    for column in ("product", "category", "status", "attributes (confidence)", "description", "error"):
+def _locale(text: str) -> str:
+    try:
+        (tag,) = parse_locales(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return tag
+
+
+def in_locale(record: ProductRecord, locale: str | None) -> ProductRecord:
+    """The record with only ``locale``'s content (its description too); unchanged without a locale."""
+    if locale is None:
+        return record
+    content = {locale: record.content[locale]} if locale in record.content else {}
+    description = content[locale].description if content else None
+    return record.model_copy(update={"content": content, "description": description})
+
+
+def records_table(records: list[ProductRecord], title: str = "Products", locale: str | None = None) -> Table:
+    table = Table(title=title if locale is None else f"{title} ({locale})", show_lines=True)
+    for column in ("product", "category", "status", "attributes (confidence)", "title", "copy", "error"):
         table.add_column(column, overflow="fold")
     for record in records:
         colour = {"COMPLETED": "green", "FAILED": "red"}.get(record.status.value, "yellow")
         review = "\n[yellow]needs review[/]" if record.needs_review else ""
+        copy = record.content.get(locale) if locale else next(iter(record.content.values()), None)
+        text = (record.description or "")[:160]
+        if copy is not None:
+            text = "\n".join(
+                [copy.description[:160], *(f"• {b}" for b in copy.bullets), ", ".join(copy.keywords)]
+            )
         table.add_row(
             record.product_id,
             record.category,
             f"[{colour}]{record.status.value}[/]{review}",
             "\n".join(_attribute_line(record, name) for name in record.attributes),
-            (record.description or "")[:160],
+            copy.title if copy else "",
+            text,
             f"{record.error_code.value}: {record.error_message}" if record.error_code else "",
         )
     return table
@@ -317,11 +345,12 @@ def _results(args: argparse.Namespace) -> int:
         raise SystemExit("--needs-review lists COMPLETED records only: leave out --status")
     deployment = deployment_from(args)
     records = deployment.records_needing_review() if args.needs_review else deployment.records(args.status)
+    records = [in_locale(record, args.locale) for record in records]
     if args.json:
         json.dump([record.model_dump(mode="json") for record in records], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _console.print(records_table(records))
+        _console.print(records_table(records, locale=args.locale))
     return 0
 
 

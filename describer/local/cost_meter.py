@@ -28,6 +28,7 @@ from describer.cost import (
     FunctionUsage,
     ProductUsage,
     Scenario,
+    WriterCalls,
     cost_per_thousand,
     load_prices,
     writer_price_key,
@@ -96,14 +97,14 @@ def state_transitions(deployment: Deployment, executions: list[dict[str, Any]]) 
     return total
 
 
-def _delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, float]:
-    endpoint = {key: after["endpoint"][key] - before["endpoint"][key] for key in after["endpoint"]}
-    converse = {"calls": 0.0, "input_tokens": 0.0, "output_tokens": 0.0}
-    for model_id, counts in after["converse"].items():
-        earlier = before["converse"].get(model_id, {})
-        for key in converse:
-            converse[key] += counts[key] - earlier.get(key, 0)
-    return {**{f"endpoint_{key}": value for key, value in endpoint.items()}, **converse}
+def _delta(after: dict[str, Any], before: dict[str, Any], section: str) -> dict[str, dict[str, float]]:
+    """What one section of the model host's counters grew by, per key."""
+    return {
+        key: {
+            name: value - before.get(section, {}).get(key, {}).get(name, 0) for name, value in counts.items()
+        }
+        for key, counts in after.get(section, {}).items()
+    }
 
 
 def meter(deployment: Deployment, settings: LocalSettings, products: int, timeout_s: float) -> ProductUsage:
@@ -117,7 +118,9 @@ def meter(deployment: Deployment, settings: LocalSettings, products: int, timeou
         for photo in metered:
             records |= _upload_and_wait(deployment, [photo], timeout_s)
         time.sleep(2)
-    counted = _delta(model_host_usage(settings), before)
+    after = model_host_usage(settings)
+    endpoint = {name: after["endpoint"][name] - before["endpoint"][name] for name in after["endpoint"]}
+    locales = _delta(after, before, "locales")
     functions = lambda_usage(deployment, int(since.timestamp() * 1000))
     transitions = state_transitions(deployment, executions_since(deployment, since))
     record_bytes = sum(len(record.model_dump_json()) for record in records.values()) / len(records)
@@ -129,12 +132,17 @@ def meter(deployment: Deployment, settings: LocalSettings, products: int, timeou
             for name, f in functions.items()
         },
         state_transitions=transitions / per,
-        endpoint_calls=counted["endpoint_invocations"] / per,
-        endpoint_questions=counted["endpoint_questions"] / per,
-        local_endpoint_seconds=counted["endpoint_seconds"] / per,
-        converse_calls=counted["calls"] / per,
-        input_tokens=counted["input_tokens"] / per,
-        output_tokens=counted["output_tokens"] / per,
+        endpoint_calls=endpoint["invocations"] / per,
+        endpoint_questions=endpoint["questions"] / per,
+        local_endpoint_seconds=endpoint["seconds"] / per,
+        converse_calls=sum(counts["calls"] for counts in locales.values()) / per,
+        input_tokens=sum(counts["input_tokens"] for counts in locales.values()) / per,
+        output_tokens=sum(counts["output_tokens"] for counts in locales.values()) / per,
+        locales={
+            locale: WriterCalls(**{name: value / per for name, value in counts.items()})
+            for locale, counts in locales.items()
+            if counts["calls"]
+        },
         record_bytes=record_bytes,
     )
 
@@ -206,12 +214,12 @@ def usage_table(usage: ProductUsage) -> Table:
         f"modelled: {GPU_SECONDS_PER_CALL} s a call + {GPU_SECONDS_PER_EXTRA_QUESTION} s a further question"
         f" (local CPU model: {usage.local_endpoint_seconds:.2f} s)",
     )
-    table.add_row("Bedrock calls", f"{usage.converse_calls:.2f}", "metered: model host")
-    table.add_row(
-        "Bedrock tokens in / out",
-        f"{usage.input_tokens:.0f} / {usage.output_tokens:.0f}",
-        "metered: the real prompt; the offline writer's text stands in for Claude's (chars / 4)",
-    )
+    for locale, calls in sorted(usage.locales.items()):
+        table.add_row(
+            f"Bedrock {locale}: calls, tokens in / out",
+            f"{calls.calls:.2f}, {calls.input_tokens:.0f} / {calls.output_tokens:.0f}",
+            "metered: the real prompt; the offline writer's copy stands in for Claude's (chars / 4)",
+        )
     table.add_row(
         "DynamoDB write units",
         f"{usage.dynamodb_write_units:.0f}",
@@ -228,8 +236,11 @@ def usage_table(usage: ProductUsage) -> Table:
 def run_cost(settings: LocalSettings, products: int, timeout_s: float, console: Console) -> int:
     deployment = Deployment.local(settings.state_dir)
     prices = load_prices()
-    usage = meter(deployment, settings, products, timeout_s)
-    console.print(usage_table(usage))
+    metered = meter(deployment, settings, products, timeout_s)
+    console.print(usage_table(metered))
+    # The local stack writes more locales than the template's default: price the default's own.
+    default_locales = template_default("Locales").split(",")
+    usage = metered.in_locales(default_locales)
     default, others = scenarios(prices)
     table = Table(title=f"Cost per 1,000 images, USD ({prices['region']}, prices of {prices['as_of']})")
     table.add_column("configuration")
@@ -253,6 +264,13 @@ def run_cost(settings: LocalSettings, products: int, timeout_s: float, console: 
         *(f"{dollars:.2f}" for dollars in worst.values()),
         f"{sum(worst.values()):.2f}",
     )
+    if usage is not metered:
+        every_locale = cost_per_thousand(metered, prices, default)
+        table.add_row(
+            f"DEFAULT in the local stack's locales ({', '.join(sorted(metered.locales))})",
+            *(f"{dollars:.2f}" for dollars in every_locale.values()),
+            f"{sum(every_locale.values()):.2f}",
+        )
     reference = prices["published_reference"]["per_thousand_products"]
     table.add_row(
         "published AWS sample (smart product onboarding)", *("" for _ in costs[0]), f"{reference:.2f}"
@@ -261,7 +279,8 @@ def run_cost(settings: LocalSettings, products: int, timeout_s: float, console: 
     console.print(
         f"Endpoint: {default.instance_type}, priced by the hour and divided by how busy it is; the"
         f" default is the autoscaling target ({TARGET_UTILISATION:.0%}). Writer: {default.writer}"
-        f" ({'us. geographic profile, +10%' if default.geographic_profile else 'global profile'})."
+        f" ({'us. geographic profile, +10%' if default.geographic_profile else 'global profile'}),"
+        f" copy in {', '.join(default_locales)}."
     )
     console.print(f"cost per 1000 images: ${sum(costs[0].values()):.2f}")
     return 0

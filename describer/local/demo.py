@@ -27,9 +27,13 @@ from describer.deployment import (
 )
 from describer.local.gallery import GalleryItem, write_gallery
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
-from describer.local.stack import LocalSettings
+from describer.local.stack import LOCAL_LOCALES, LocalSettings
+from describer_core.catalogue import load_catalogue
+from describer_core.content_rules import violations
 from describer_core.contracts import ProductRecord, Status
+from describer_core.description import CopyWriter
 from describer_core.records import utc_now
+from describer_core.settings import DescriptionSettings
 
 SAMPLE_MANIFEST = "manifest.json"
 
@@ -107,7 +111,32 @@ def _verdict(sample: SampleFile, record: ProductRecord) -> str | None:
     without = sorted(set(record.attributes) - set(record.confidence) - set(record.unknown_attributes))
     if without:
         return f"no confidence for {', '.join(without)}"
-    return None
+    missing = [locale for locale in LOCAL_LOCALES if locale not in record.content]
+    if missing:
+        return f"no content in {', '.join(missing)}"
+    problems = copy_problems(record)
+    return f"copy breaks {problems[0]}" if problems else None
+
+
+def copy_problems(record: ProductRecord) -> list[str]:
+    """The validator's verdict on a record's copy, every locale, as WriteDescription checks it."""
+    if not record.content:
+        return []
+    # DynamoDB keeps no map order: the default locale is the one whose description the record holds.
+    default = next(
+        (loc for loc, copy in record.content.items() if copy.description == record.description), ""
+    )
+    others = [locale for locale in record.content if locale != default]
+    settings = DescriptionSettings(
+        bedrock_model_id=record.model_ids.description or "-", locales=[default, *others]
+    )
+    category = load_catalogue().category(record.category)
+    writer = CopyWriter(category, record.attributes, record.confidence, None, settings)
+    return [
+        f"{locale}: {violation}"
+        for locale, copy in record.content.items()
+        for violation in violations(copy, writer.rules(locale))
+    ]
 
 
 def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) -> Table:

@@ -16,7 +16,7 @@ Routes (the wire formats of botocore's service models, so unchanged boto3 client
 - ``POST /model/{modelId}/converse``: Bedrock ``Converse``, answered by the configured description
   backend (``description_backends``).
 - ``GET /_local/usage``: what the host served since it started (endpoint calls, questions and
-  seconds; Converse calls and tokens per model id), which ``make cost`` meters. Local only.
+  seconds; Converse calls and tokens per model id and per locale), which ``make cost`` meters.
 - ``GET``/``PUT /_local/faults``: the injected faults (``faults.FaultSpec``) and their counts; both
   model routes first ask the injector whether to fail as AWS would.
 
@@ -118,6 +118,10 @@ class InferenceModel:
         return (output.encode() if isinstance(output, str) else bytes(output)), accept
 
 
+def _no_calls() -> dict[str, int]:
+    return {"calls": 0, "input_tokens": 0, "output_tokens": 0}
+
+
 class Usage:
     """Counts of what the host served, safe across its request threads."""
 
@@ -125,6 +129,7 @@ class Usage:
         self._lock = threading.Lock()
         self.endpoint = {"invocations": 0, "questions": 0, "seconds": 0.0}
         self.converse: dict[str, dict[str, int]] = {}
+        self.locales: dict[str, dict[str, int]] = {}
 
     def add_invocation(self, body: bytes, seconds: float) -> None:
         try:
@@ -136,18 +141,23 @@ class Usage:
             self.endpoint["questions"] += questions
             self.endpoint["seconds"] += seconds
 
-    def add_converse(self, model_id: str, input_tokens: int, output_tokens: int) -> None:
+    def add_converse(self, model_id: str, locale: str, input_tokens: int, output_tokens: int) -> None:
+        """Counted per model id and per locale (the one the prompt names)."""
         with self._lock:
-            counts = self.converse.setdefault(model_id, {"calls": 0, "input_tokens": 0, "output_tokens": 0})
-            counts["calls"] += 1
-            counts["input_tokens"] += input_tokens
-            counts["output_tokens"] += output_tokens
+            for counts in (
+                self.converse.setdefault(model_id, _no_calls()),
+                self.locales.setdefault(locale, _no_calls()),
+            ):
+                counts["calls"] += 1
+                counts["input_tokens"] += input_tokens
+                counts["output_tokens"] += output_tokens
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "endpoint": dict(self.endpoint),
                 "converse": {k: dict(v) for k, v in self.converse.items()},
+                "locales": {k: dict(v) for k, v in self.locales.items()},
             }
 
 
@@ -317,10 +327,21 @@ class _Handler(BaseHTTPRequestHandler):
         except ConverseError as error:
             self._error(error.status, error.code, "message", error.message)
             return
-        self.server.usage.add_converse(model_id, reply.input_tokens, reply.output_tokens)
+        self.server.usage.add_converse(model_id, request.locale, reply.input_tokens, reply.output_tokens)
+        content: list[dict[str, Any]] = [{"text": reply.text}]
+        stop_reason = reply.stop_reason
+        if request.tool_name is not None and stop_reason != "max_tokens":
+            # A forced tool call answers with the tool's input, as Bedrock does.
+            try:
+                tool_input = json.loads(reply.text)
+            except json.JSONDecodeError:
+                tool_input = None
+            if isinstance(tool_input, dict):
+                tool_use = {"toolUseId": f"tooluse_{time.time_ns()}", "name": request.tool_name}
+                content, stop_reason = [{"toolUse": {**tool_use, "input": tool_input}}], "tool_use"
         response = {
-            "output": {"message": {"role": "assistant", "content": [{"text": reply.text}]}},
-            "stopReason": reply.stop_reason,
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop_reason,
             "usage": {
                 "inputTokens": reply.input_tokens,
                 "outputTokens": reply.output_tokens,

@@ -36,6 +36,8 @@ _READY_STATUSES = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
 LOCAL_MAP_CONCURRENCY = 1
 # Products a local backfill describes at once: each is a few more warm Lambda workers on the emulator.
 LOCAL_BACKFILL_CONCURRENCY = 4
+# The locales the local stack writes copy in: a newcomer sees the default locale and a translation.
+LOCAL_LOCALES = ("en-US", "es-ES")
 # The pipeline's endpoint read timeout on the local stack (AWS: the template's 65 s default), so that
 # an injected slow reply (this plus a few seconds) costs a run seconds rather than minutes.
 LOCAL_ENDPOINT_READ_TIMEOUT_S = 20
@@ -99,6 +101,7 @@ def deploy_parameters(settings: LocalSettings) -> dict[str, str]:
         # few cores, asking a product's questions one at a time finishes a batch of uploads sooner.
         "MapConcurrency": str(LOCAL_MAP_CONCURRENCY),
         "BackfillMaxConcurrency": str(LOCAL_BACKFILL_CONCURRENCY),
+        "Locales": ",".join(LOCAL_LOCALES),
         "EndpointReadTimeoutSeconds": str(LOCAL_ENDPOINT_READ_TIMEOUT_S),
     }
 

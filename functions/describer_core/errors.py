@@ -84,6 +84,12 @@ class DescriptionInvalid(PipelineError):
     default_code = ErrorCode.DESCRIPTION_INVALID
 
 
+class StyleGuideInvalid(PipelineError):
+    """The configured style guide cannot be read or is not valid; retrying cannot help."""
+
+    default_code = ErrorCode.STYLE_GUIDE_INVALID
+
+
 def error_classes() -> dict[str, type[PipelineError]]:
     """Every pipeline error class by its Step Functions error name."""
     found: dict[str, type[PipelineError]] = {}

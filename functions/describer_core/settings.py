@@ -10,9 +10,10 @@ import os
 from collections.abc import Mapping
 from typing import TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from describer_core.contracts import MAX_QUESTIONS_PER_REQUEST
+from describer_core.locales import DEFAULT_LOCALE, parse_locales
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
@@ -26,6 +27,12 @@ def load_settings(model: type[SettingsT], environ: Mapping[str, str] | None = No
 
 class TableSettings(BaseModel):
     results_table_name: str = Field(min_length=3)
+
+
+class FinalRecordSettings(TableSettings):
+    """SaveResult and RecordFailure write the final record and announce it on the event bus."""
+
+    event_bus_name: str = Field(min_length=1)
 
 
 class ImageSettings(BaseModel):
@@ -64,7 +71,7 @@ class PrepareSettings(TableSettings, ImageSettings, UploadSettings, QuestionSett
     pass
 
 
-class FailureSettings(TableSettings, UploadSettings):
+class FailureSettings(FinalRecordSettings, UploadSettings):
     pass
 
 
@@ -74,10 +81,40 @@ class EndpointSettings(BaseModel):
     endpoint_read_timeout_s: float = Field(default=65, gt=0, le=65)
 
 
-class DescriptionSettings(BaseModel):
+# Bedrock models without Converse's native structured output (outputConfig.textFormat): they are
+# asked through a forced tool call instead. A model id matches an entry it starts with, after any
+# cross-Region inference profile prefix ("us.", "eu.", "global." ...). The template's ToolUseModels
+# parameter defaults to this list (a unit test keeps them equal).
+TOOL_USE_MODELS = ("anthropic.claude-3", "anthropic.claude-instant", "meta.llama3", "mistral.mistral")
+
+
+class DescriptionSettings(ReviewSettings):
     bedrock_model_id: str = Field(min_length=1)
     description_temperature: float = Field(default=0.1, ge=0.0, le=1.0)
-    description_max_tokens: int = Field(default=400, ge=50, le=4096)
+    description_max_tokens: int = Field(default=1000, ge=50, le=4096)
+    locales: list[str] = Field(default=[DEFAULT_LOCALE], description="The first is the default locale")
+    title_max_chars: int = Field(default=80, ge=20, le=150)
+    style_guide_uri: str = ""
+    tool_use_models: list[str] = Field(default=list(TOOL_USE_MODELS))
+    locale_calls_in_parallel: int = Field(default=8, ge=1, le=16)
+
+    @field_validator("locales", mode="before")
+    @classmethod
+    def _comma_separated_locales(cls, value: object) -> object:
+        if isinstance(value, list):
+            value = ",".join(str(tag) for tag in value)
+        return parse_locales(value) if isinstance(value, str) else value
+
+    @field_validator("tool_use_models", mode="before")
+    @classmethod
+    def _comma_separated_models(cls, value: object) -> object:
+        return (
+            [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+        )
+
+    @property
+    def default_locale(self) -> str:
+        return self.locales[0]
 
 
 class BackfillSettings(TableSettings, UploadSettings):

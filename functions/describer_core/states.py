@@ -14,10 +14,12 @@ from describer_core.contracts import (
     MAX_QUESTIONS_PER_REQUEST,
     AttributeAnswer,
     ErrorCode,
+    LocaleContent,
     ProductRecord,
     Question,
     S3ObjectRef,
     Status,
+    TokenUsage,
 )
 from describer_core.keys import execution_name
 from describer_core.records import sortable_utc, utc_now
@@ -215,15 +217,20 @@ class MergedAttributes(BaseModel):
 class DescribeInput(BaseModel):
     product: ProductIdentity
     attributes: dict[str, str]
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="Attribute -> confidence; below the review threshold: left out"
+    )
 
 
 class DescriptionResult(BaseModel):
-    text: str
+    text: str = Field(description="The default locale's description")
     model_id: str
-    input_tokens: int
+    input_tokens: int = Field(description="All locales and attempts")
     output_tokens: int
-    attempts: int
+    attempts: int = Field(description="The most any locale needed")
     description_ms: int
+    content: dict[str, LocaleContent] = Field(default_factory=dict)
+    token_usage: dict[str, TokenUsage] = Field(default_factory=dict)
 
 
 class SaveInput(BaseModel):

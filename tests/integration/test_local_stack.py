@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import pytest
 
 from describer.deployment import Deployment, UploadRef, wait_for_final_records
 from describer.local import emulator
+from describer.local.demo import copy_problems
 from describer.local.model_host import InferenceModel
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
-from describer.local.stack import LocalSettings
+from describer.local.stack import LOCAL_LOCALES, LocalSettings
 from describer_core.catalogue import load_catalogue
 from describer_core.contracts import (
     AttributeAnswer,
@@ -92,7 +94,53 @@ def test_uploads_end_with_the_right_final_records(
         )
         # All of a product's calls carried its routing id and one routing prefix: one instance.
         assert routing[prefix_aware_id(source)] == {"calls": len(groups), "prefixes": 1}, sample.key
-        assert record.description
+        assert set(record.content) == set(LOCAL_LOCALES)
+        assert record.description == record.content[LOCAL_LOCALES[0]].description
+        assert copy_problems(record) == [], sample.key
+        assert set(record.token_usage) == set(LOCAL_LOCALES)
         assert record.model_ids.attributes == local_settings.endpoint_name
         assert record.model_ids.description == "offline-describer-v1"
     assert not [r for r in deployment.records(Status.PROCESSING) if r.product_id in uploads]
+
+
+def test_downstream_services_hear_of_every_final_record(tmp_path: Path, deployment: Deployment) -> None:
+    """A rule on the stack's event bus, as a downstream service writes it, delivering to its queue."""
+    sqs, events = deployment.client("sqs"), deployment.client("events")
+    queue_url = sqs.create_queue(QueueName="downstream-products")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="downstream-products",
+        EventBusName=deployment.event_bus,
+        EventPattern=json.dumps({"source": ["product-describer"]}),
+    )
+    events.put_targets(
+        Rule="downstream-products", EventBusName=deployment.event_bus, Targets=[{"Id": "q", "Arn": queue_arn}]
+    )
+    photo = synthetic_photos(tmp_path / "photos", per_category=1)[0]
+    bad = next(sample for sample in bad_files(tmp_path / "bad") if sample.expected_error is not None)
+    uploads = {}
+    for sample in (photo, bad):
+        uploaded_at = utc_now()
+        uploads[sample.product_id] = UploadRef.from_response(
+            deployment.upload(sample.path, sample.key), uploaded_at
+        )
+    records = wait_for_final_records(deployment, uploads, timeout_s=180)
+
+    received: dict[str, dict] = {}
+    deadline = time.monotonic() + 30
+    while set(uploads) - set(received) and time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        ):
+            event = json.loads(message["Body"])
+            received[event["detail"]["product_id"]] = event
+    assert set(received) >= set(uploads)
+    completed, failed = received[photo.product_id], received[bad.product_id]
+    assert (completed["source"], completed["detail-type"]) == ("product-describer", "Product Described")
+    assert completed["detail"]["status"] == "COMPLETED"
+    assert completed["detail"]["locales"] == list(LOCAL_LOCALES)
+    assert completed["detail"]["source_version"] == records[photo.product_id].source_version
+    assert failed["detail-type"] == "Product Description Failed"
+    assert failed["detail"]["error_code"] == bad.expected_error

@@ -10,6 +10,7 @@ from describer.cost import (
     FunctionUsage,
     ProductUsage,
     Scenario,
+    WriterCalls,
     cost_per_thousand,
     load_prices,
     writer_price_key,
@@ -119,3 +120,22 @@ def test_transitions_count_entered_states_and_task_attempts_without_an_entry() -
     client = _History({"a": aws_style, "b": emulator_map})
     # a: 2 states entered + 1 retry; b: the Map state + its 2 iterations' tasks.
     assert state_transitions(_Deployment(client), [{"executionArn": "a"}, {"executionArn": "b"}]) == 3 + 3  # type: ignore[arg-type]
+
+
+def test_the_copy_in_fewer_locales_is_priced_with_their_own_calls() -> None:
+    english = WriterCalls(calls=1, input_tokens=300, output_tokens=200)
+    spanish = WriterCalls(calls=1, input_tokens=320, output_tokens=260)
+    both = _usage(
+        converse_calls=2, input_tokens=620, output_tokens=460, locales={"en-US": english, "es-ES": spanish}
+    )
+    only_english = both.in_locales(["en-US"])
+    assert (only_english.converse_calls, only_english.input_tokens, only_english.output_tokens) == (
+        1,
+        300,
+        200,
+    )
+    assert both.in_locales(["fr-FR"]) is both  # not metered: nothing to go by
+    scenario = Scenario("claude-haiku-4-5", 0.5, "ml.g5.xlarge", geographic_profile=False)
+    assert cost_per_thousand(only_english, PRICES, scenario)["Bedrock"] == pytest.approx(
+        1000 * (300 + 200 * 5) / 1e6
+    )

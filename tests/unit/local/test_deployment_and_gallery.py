@@ -5,10 +5,11 @@ from pathlib import Path
 import boto3
 from moto import mock_aws
 from PIL import Image
+from rich.console import Console
 
 from describer.deployment import Deployment, UploadRef, fetch_records, files_to_upload
 from describer.local.gallery import GalleryItem, write_gallery
-from describer_core.contracts import ErrorCode, ProductRecord, Status
+from describer_core.contracts import ErrorCode, LocaleContent, ProductRecord, Status
 from describer_core.records import ResultsTable
 
 
@@ -86,6 +87,26 @@ def test_the_gallery_shows_photo_attributes_description_and_error(tmp_path: Path
     assert "1 completed, 1 failed" in page
 
 
+def test_the_gallery_shows_each_locales_title_bullets_and_keywords_behind_a_switch(tmp_path: Path) -> None:
+    def copy(title: str) -> LocaleContent:
+        return LocaleContent(
+            title=title,
+            description=f"{title} description",
+            bullets=[f"{title} bullet {n}" for n in range(3)],
+            keywords=[f"{title} keyword {n}" for n in range(5)],
+            meta_description="meta",
+        )
+
+    record = _record(Status.COMPLETED, content={"en-US": copy("Blue <shirt>"), "es-ES": copy("Camisa azul")})
+    page = write_gallery([GalleryItem(record)], tmp_path / "index.html").read_text()
+    assert "<body data-locale='en-US'>" in page
+    assert '<option value="en-US">en-US</option><option value="es-ES">es-ES</option>' in page
+    assert 'body[data-locale="es-ES"] .copy:not([data-locale="es-ES"]) { display: none; }' in page
+    assert '<section class="copy" data-locale="es-ES" lang="es-ES"><h3>Camisa azul' in page
+    assert "Blue &lt;shirt&gt;" in page and "<li>Camisa azul bullet 2</li>" in page
+    assert '<span class="keyword">Camisa azul keyword 4</span>' in page
+
+
 @mock_aws
 def test_records_are_read_back_as_product_records_by_status_and_by_id() -> None:
     session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
@@ -107,6 +128,50 @@ def test_records_are_read_back_as_product_records_by_status_and_by_id() -> None:
     assert failed[0].timings_ms == {"total": 1234}
     assert len(deployment.records()) == 3
     assert sorted(fetch_records(deployment, ["1", "3", "404"])) == ["1", "3"]
+
+
+def test_results_can_show_one_locale() -> None:
+    from describer.local.cli import in_locale, records_table
+
+    copies = {
+        locale: LocaleContent(
+            title=f"{locale} title",
+            description=f"{locale} description",
+            bullets=["a", "b", "c"],
+            keywords=["k1", "k2", "k3", "k4", "k5"],
+            meta_description="m",
+        )
+        for locale in ("en-US", "es-ES")
+    }
+    record = _record(Status.COMPLETED, description="en-US description", content=copies)
+    spanish = in_locale(record, "es-ES")
+    assert list(spanish.content) == ["es-ES"] and spanish.description == "es-ES description"
+    assert in_locale(record, None) == record
+    assert in_locale(record, "de-DE").content == {}
+    console = Console(width=200, record=True)
+    console.print(records_table([spanish], locale="es-ES"))
+    shown = console.export_text()
+    assert "es-ES title" in shown and "(es-ES)" in shown and "en-US title" not in shown
+
+
+def test_the_demo_checks_each_records_copy_with_the_pipelines_validator() -> None:
+    from describer.local.demo import copy_problems
+    from describer.local.offline_copy import write_copy
+
+    attributes = {"Sleeve Length": "Long Sleeves", "Pattern": "Checked", "Colour": "Blue"}
+    content = {
+        locale: LocaleContent.model_validate(write_copy(attributes, "shirt", locale))
+        for locale in ("es-ES", "en-US")
+    }
+    record = _record(
+        Status.COMPLETED, attributes=attributes, content=content, description=content["en-US"].description
+    )
+    assert copy_problems(record) == []
+    content["en-US"] = content["en-US"].model_copy(update={"title": "Blue Checked Shirt with Short Sleeves"})
+    wrong = record.model_copy(update={"content": content})
+    assert [problem.split(":")[:2] for problem in copy_problems(wrong)] == [
+        ["en-US", " attribute_contradicted"]
+    ]
 
 
 @mock_aws

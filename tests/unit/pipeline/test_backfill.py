@@ -17,6 +17,7 @@ import pytest
 from describer_core.backfill import MAX_ATTEMPTS, ItemPlan, PlanInput, plan_item
 from describer_core.catalogue import load_catalogue
 from describer_core.contracts import ErrorCode, Status
+from describer_core.notifications import ProductEvents
 from describer_core.outcomes import UNIDENTIFIED_PRODUCT_PREFIX, record_failure
 from describer_core.preparation import prepare
 from describer_core.records import ResultsTable
@@ -30,7 +31,17 @@ from describer_core.states import (
     WorkflowInput,
 )
 
-from .conftest import BUCKET, REPO, TABLE, TEMPLATE, Aws, event_bridge_event, image_bytes, template_resource
+from .conftest import (
+    BUCKET,
+    EVENT_BUS,
+    REPO,
+    TABLE,
+    TEMPLATE,
+    Aws,
+    event_bridge_event,
+    image_bytes,
+    template_resource,
+)
 from .test_statemachine import route
 
 BACKFILL_ASL = REPO / "statemachine" / "backfill.asl.json"
@@ -57,9 +68,8 @@ def _fail(aws: Aws, workflow: WorkflowInput, error: str, message: str) -> None:
         workflow=workflow,
         state=FailedState(error=CaughtError(Error=error, Cause=message)),
     )
-    record_failure(
-        request, aws.s3, ResultsTable(TABLE, aws.dynamodb), load_catalogue(), ("incoming/", "catalogue/")
-    )
+    table, events = ResultsTable(TABLE, aws.dynamodb), ProductEvents(EVENT_BUS, aws.events)
+    record_failure(request, aws.s3, table, events, load_catalogue(), ("incoming/", "catalogue/"))
 
 
 def test_a_new_object_runs_under_the_name_admission_gives_the_same_version(aws: Aws) -> None:

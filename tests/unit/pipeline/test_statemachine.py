@@ -122,6 +122,7 @@ RAISED_BY = {
         "DescriptionUnavailable",
         "DescriptionFailed",
         "DescriptionInvalid",
+        "StyleGuideInvalid",
     ],
     "SaveResult": ["TransientError"],
     "RecordFailure": ["TransientError"],

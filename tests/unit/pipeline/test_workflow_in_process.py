@@ -37,9 +37,25 @@ FUNCTIONS = {
     "RecordFailureFunctionArn": "record_failure",
 }
 DESCRIPTION = (
-    "A relaxed blue shirt in soft cotton that breathes on warm days and falls cleanly from the "
-    "shoulders. Long sleeves roll up neatly; wear it open over a tee or buttoned with chinos."
+    "A regular fit blue shirt in solid airy linen that breathes on warm days and falls cleanly from the "
+    "shoulders. Long sleeves roll up neatly and the spread collar sits well open or buttoned."
 )
+COPY = {
+    "title": "Blue Solid Regular Fit Linen Shirt",
+    "description": DESCRIPTION,
+    "bullets": ["Regular fit", "Airy linen", "Spread collar", "Long sleeves"],
+    "keywords": ["blue shirt", "linen shirt", "solid shirt", "regular fit shirt", "long sleeve shirt"],
+    "meta_description": "A solid blue linen shirt with long sleeves and a spread collar.",
+}
+
+
+def _converse_reply(copy: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": json.dumps(copy)}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 400, "outputTokens": 80, "totalTokens": 480},
+        "metrics": {"latencyMs": 1},
+    }
 
 
 def _path(data: Any, path: str, context: dict[str, Any]) -> Any:
@@ -160,7 +176,7 @@ def models(monkeypatch: pytest.MonkeyPatch) -> tuple[Stubber, Stubber]:
     )
     monkeypatch.setattr(ask, "_dependencies", lambda: (ask.load_settings(ask.EndpointSettings), sagemaker))
     monkeypatch.setattr(
-        write, "_dependencies", lambda: (write.load_settings(write.DescriptionSettings), bedrock)
+        write, "_dependencies", lambda: (write.load_settings(write.DescriptionSettings), bedrock, None)
     )
     return Stubber(sagemaker), Stubber(bedrock)
 
@@ -187,15 +203,7 @@ def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, S
     _endpoint_stub(
         sagemaker, S3ObjectRef(bucket=BUCKET, key=workflow["key"], version_id=workflow["version_id"]), answers
     )
-    bedrock.add_response(
-        "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": [{"text": DESCRIPTION}]}},
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": 400, "outputTokens": 80, "totalTokens": 480},
-            "metrics": {"latencyMs": 1},
-        },
-    )
+    bedrock.add_response("converse", _converse_reply(COPY))
     with sagemaker, bedrock:
         end, _ = run_workflow(json.loads(substituted_definition()), workflow, name)
         sagemaker.assert_no_pending_responses()
@@ -216,6 +224,8 @@ def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, S
     assert record.needs_review
     assert set(record.timings_ms) >= {"attributes", "attributes_wall"}
     assert record.description == DESCRIPTION
+    assert record.content["en-US"].title == COPY["title"]
+    assert record.token_usage["en-US"].model_dump() == {"input": 400, "output": 80}
     assert record.execution_name == name
 
 
@@ -270,15 +280,15 @@ def test_request_bodies_name_the_claimed_image_version(aws: Aws, models: tuple[S
             {"Body": StreamingBody(io.BytesIO(body), len(body))},
             {"EndpointName": ANY, "ContentType": ANY, "Accept": ANY, "Body": Capture()},
         )
-    bedrock.add_response(
-        "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": [{"text": DESCRIPTION}]}},
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
-            "metrics": {"latencyMs": 1},
-        },
-    )
+    # Every attribute answered "x", outside the vocabulary: the copy must say "x".
+    x_copy = {
+        **COPY,
+        "title": "The x product",
+        "description": "An x product in x with an x look " + "that works from morning to evening. " * 3,
+        "keywords": ["x", "x product", "x look", "x style", "x wear"],
+        "meta_description": "The x product.",
+    }
+    bedrock.add_response("converse", _converse_reply(x_copy))
     with sagemaker, bedrock:
         run_workflow(json.loads(substituted_definition()), workflow, name)
     # The key as uploaded: "+" decodes to a space, which does not exist, so Prepare kept the key as sent.
