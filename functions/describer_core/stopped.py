@@ -53,7 +53,7 @@ def record_stopped(
     table: ResultsTable,
     events: ProductEvents,
     catalogue: Catalogue,
-    upload_prefix: str,
+    key_prefixes: str | tuple[str, ...],
 ) -> FailureOutput:
     code = STOPPED_CODES[change.status]
     message = stopped_message(change)
@@ -62,7 +62,7 @@ def record_stopped(
         workflow=workflow,
         state=FailedState(error=CaughtError(Error=change.error or change.status)),
     )
-    product = failed_product(request, s3_client, catalogue, upload_prefix)
+    product = failed_product(request, s3_client, catalogue, key_prefixes)
     record = product.record(Status.FAILED, change.name, error_code=code, error_message=message)
     recorded = table.write_if_current(record, still_processing=True)
     if recorded:
