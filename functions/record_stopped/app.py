@@ -35,7 +35,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The event leaves the input out when it is large; the execution still has it.
     text = change.input or sfn.describe_execution(executionArn=change.executionArn)["input"]
     workflow = WorkflowInput.model_validate_json(text)
-    output = record_stopped(change, workflow, s3, table, events, load_catalogue(), settings.upload_prefix)
+    output = record_stopped(change, workflow, s3, table, events, load_catalogue(), settings.key_prefixes)
     if output.recorded:
         with single_metric(name="ImagesFailedByCode", unit=MetricUnit.Count, value=1) as by_code:
             by_code.add_dimension(name="ErrorCode", value=output.error_code.value)

@@ -9,7 +9,6 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from record_failure import app as record_failure_app
-from record_stopped import app as record_stopped_app
 from save_result import app as save_result_app
 
 from describer_core.contracts import LocaleContent, ProductEventDetail, ProductRecord, Status
@@ -18,7 +17,6 @@ from describer_core.notifications import MAX_EVENT_BYTES, ProductEvents, entry_s
 
 from .conftest import EVENT_BUS, Aws, FakeLambdaContext, image_bytes
 from .test_outcomes import _failure_event, _prepare, _save_event
-from .test_record_stopped import _claimed, _status_change
 
 CONTEXT = FakeLambdaContext()
 
@@ -72,15 +70,6 @@ def test_a_failed_record_is_announced_with_its_error_code(aws: Aws) -> None:
     assert event["detail-type"] == "Product Description Failed"
     assert event["detail"]["error_code"] == "ENDPOINT_UNAVAILABLE"
     assert event["detail"]["status"] == "FAILED" and event["detail"]["locales"] == []
-
-
-def test_a_run_stopped_outside_the_workflow_is_announced_as_failed(aws: Aws) -> None:
-    queue = _subscribe(aws)
-    workflow = _claimed(aws)
-    record_stopped_app.handler(_status_change(workflow, "ABORTED"), CONTEXT)
-    [event] = _received(queue)
-    assert event["detail-type"] == "Product Description Failed"
-    assert (event["detail"]["product_id"], event["detail"]["error_code"]) == ("15970", "EXECUTION_ABORTED")
 
 
 def test_a_run_that_lost_its_record_announces_nothing(aws: Aws) -> None:
