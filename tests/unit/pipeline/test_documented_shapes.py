@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 from save_result import app as save_result_app
 
+from describer_core.backfill import PlanInput
 from describer_core.catalogue import load_catalogue
 from describer_core.content_rules import CopyRules, violations
 from describer_core.contracts import ProductRecord
@@ -116,6 +117,7 @@ def test_documented_example_content_passes_the_validator() -> None:
         ("write_description.json", DescribeInput),
         ("save_result.json", SaveInput),
         ("record_failure.json", FailureInput),
+        ("plan_backfill_item.json", PlanInput),
     ],
 )
 def test_sample_events_parse_as_their_state_inputs(file_name: str, model: type[BaseModel]) -> None:
