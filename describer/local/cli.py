@@ -299,12 +299,15 @@ def _locale(text: str) -> str:
 
 
 def in_locale(record: ProductRecord, locale: str | None) -> ProductRecord:
-    """The record with only ``locale``'s content (its description too); unchanged without a locale."""
+    """The record with only ``locale``'s content, description and tokens; unchanged without a locale."""
     if locale is None:
         return record
     content = {locale: record.content[locale]} if locale in record.content else {}
     description = content[locale].description if content else None
-    return record.model_copy(update={"content": content, "description": description})
+    token_usage = {loc: usage for loc, usage in record.token_usage.items() if loc == locale}
+    return record.model_copy(
+        update={"content": content, "description": description, "token_usage": token_usage}
+    )
 
 
 def records_table(records: list[ProductRecord], title: str = "Products", locale: str | None = None) -> Table:
