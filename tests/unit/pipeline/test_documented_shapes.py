@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 from save_result import app as save_result_app
 
+from describer_core.backfill import PlanInput
 from describer_core.catalogue import load_catalogue
 from describer_core.content_rules import CopyRules, violations
 from describer_core.contracts import ProductEventDetail, ProductRecord
@@ -132,6 +133,7 @@ def test_sample_product_events_are_what_the_final_steps_publish() -> None:
         ("write_description.json", DescribeInput),
         ("save_result.json", SaveInput),
         ("record_failure.json", FailureInput),
+        ("plan_backfill_item.json", PlanInput),
     ],
 )
 def test_sample_events_parse_as_their_state_inputs(file_name: str, model: type[BaseModel]) -> None:
