@@ -9,7 +9,6 @@ confusions, against two baselines: always answering the training split's most fr
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -243,7 +242,3 @@ def print_report(report: EvaluationReport, console: Any = None) -> None:
             confusions.add_row(item.attribute, item.expected, item.predicted, str(item.count))
         console.print(confusions)
     print(f"macro accuracy: {report.macro_accuracy:.2f}")
-
-
-def report_json(report: EvaluationReport) -> str:
-    return json.dumps(report.model_dump(), indent=2)

@@ -42,8 +42,8 @@ from rich.table import Table
 
 from describer_core.catalogue import DEFAULT_CATALOGUE_PATH, GENERIC_CATEGORY, Catalogue
 from describer_core.contracts import Question, ReferenceRequest
+from describer_core.model_files import CATALOGUE_FILE
 from training.serving.inference import (
-    CATALOGUE_FILE,
     JSON_CONTENT_TYPE,
     DescriberModel,
     VisionFeatureCache,
