@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,6 +27,10 @@ from describer_core.errors import (
 from describer_core.prompts import system_prompt, user_message
 from describer_core.settings import DescriptionSettings
 from describer_core.states import DescriptionResult
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
+
 
 MIN_DESCRIPTION_CHARS = 80
 MAX_DESCRIPTION_CHARS = 2000
@@ -57,7 +62,7 @@ def rejection(text: str, stop_reason: str) -> str | None:
 
 
 class _Reply:
-    def __init__(self, response: dict[str, Any]) -> None:
+    def __init__(self, response: Mapping[str, Any]) -> None:
         content = response.get("output", {}).get("message", {}).get("content", [])
         self.text = " ".join(block["text"] for block in content if "text" in block).strip()
         self.stop_reason = str(response.get("stopReason", ""))
@@ -67,7 +72,10 @@ class _Reply:
 
 
 def write_description(
-    category: CategorySpec, attributes: dict[str, str], bedrock_client: Any, settings: DescriptionSettings
+    category: CategorySpec,
+    attributes: dict[str, str],
+    bedrock_client: BedrockRuntimeClient,
+    settings: DescriptionSettings,
 ) -> DescriptionResult:
     started = time.monotonic()
     input_tokens = output_tokens = 0
@@ -89,7 +97,9 @@ def write_description(
     raise DescriptionInvalid(f"{correction} (after {MAX_ATTEMPTS} attempts)")
 
 
-def _converse(client: Any, settings: DescriptionSettings, category: CategorySpec, message: str) -> _Reply:
+def _converse(
+    client: BedrockRuntimeClient, settings: DescriptionSettings, category: CategorySpec, message: str
+) -> _Reply:
     try:
         response = client.converse(
             modelId=settings.bedrock_model_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
 from describer_core.contracts import ErrorCode, ModelIds, ProductRecord, S3ObjectRef, Status
@@ -26,6 +26,10 @@ from describer_core.states import (
     SaveOutput,
     WorkflowInput,
 )
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_s3 import S3Client
+
 
 ERROR_MESSAGE_LIMIT = 300
 # The product id of a failure whose key names no product (see unidentified_product).
@@ -82,7 +86,7 @@ def classify_error(caught: CaughtError) -> tuple[ErrorCode, str]:
 
 
 def failed_product(
-    request: FailureInput, s3_client: Any, catalogue: Catalogue, upload_prefix: str
+    request: FailureInput, s3_client: S3Client, catalogue: Catalogue, upload_prefix: str
 ) -> ProductIdentity:
     """The product the failed run was about; re-derived as Prepare does when Prepare itself failed.
 
@@ -118,7 +122,7 @@ def unidentified_product(workflow: WorkflowInput) -> ProductIdentity:
 
 
 def record_failure(
-    request: FailureInput, s3_client: Any, table: ResultsTable, catalogue: Catalogue, upload_prefix: str
+    request: FailureInput, s3_client: S3Client, table: ResultsTable, catalogue: Catalogue, upload_prefix: str
 ) -> FailureOutput:
     code, message = classify_error(request.state.error)
     product = failed_product(request, s3_client, catalogue, upload_prefix)

@@ -7,7 +7,7 @@ product team can see; a claim that loses to a newer upload stops the run before 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -26,20 +26,24 @@ from describer_core.records import ResultsTable
 from describer_core.settings import PrepareSettings
 from describer_core.states import PrepareInput, PrepareOutput, ProductIdentity, WorkflowInput
 
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_s3 import S3Client
+
+
 _MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound"})
 
 
 class SourceObject:
     """The uploaded object version, read through one S3 client."""
 
-    def __init__(self, s3_client: Any, ref: S3ObjectRef, size: int, metadata: dict[str, str]) -> None:
+    def __init__(self, s3_client: S3Client, ref: S3ObjectRef, size: int, metadata: dict[str, str]) -> None:
         self._s3 = s3_client
         self.ref = ref
         self.size = size
         self.metadata = metadata
 
     @classmethod
-    def locate(cls, s3_client: Any, workflow: WorkflowInput) -> SourceObject:
+    def locate(cls, s3_client: S3Client, workflow: WorkflowInput) -> SourceObject:
         """HEAD the event's object version, trying the decoded key first (see ``key_candidates``)."""
         for key in key_candidates(workflow.key):
             ref = S3ObjectRef(bucket=workflow.bucket, key=key, version_id=workflow.version_id)
@@ -68,7 +72,7 @@ class SourceObject:
         return bytes(response["Body"].read(max_bytes + 1))
 
 
-def _object_args(ref: S3ObjectRef) -> dict[str, str]:
+def _object_args(ref: S3ObjectRef) -> dict[str, Any]:
     args = {"Bucket": ref.bucket, "Key": ref.key}
     if ref.version_id:
         args["VersionId"] = ref.version_id
@@ -107,7 +111,7 @@ def identify_product(
 
 def prepare(
     request: PrepareInput,
-    s3_client: Any,
+    s3_client: S3Client,
     table: ResultsTable,
     catalogue: Catalogue,
     settings: PrepareSettings,
