@@ -120,7 +120,7 @@ def prepare(
     source = SourceObject.locate(s3_client, request.workflow)
     product = identify_product(source, request.workflow, settings.upload_prefix, catalogue)
     if not table.write_if_current(product.record(Status.PROCESSING, request.execution_name)):
-        return PrepareOutput(claimed=False, product=product), None
+        return PrepareOutput(claimed=False, product=product, map_concurrency=settings.map_concurrency), None
     check_size(source.size, settings.max_image_bytes)
     facts = inspect_image(
         source.read(settings.max_image_bytes), settings.max_image_bytes, settings.max_image_pixels
@@ -130,4 +130,11 @@ def prepare(
         for attribute, question in catalogue.questions(product.category)
     ]
     elapsed_ms = int((time.monotonic() - started) * 1000)
-    return PrepareOutput(claimed=True, product=product, questions=questions, prepare_ms=elapsed_ms), facts
+    output = PrepareOutput(
+        claimed=True,
+        product=product,
+        questions=questions,
+        prepare_ms=elapsed_ms,
+        map_concurrency=settings.map_concurrency,
+    )
+    return output, facts

@@ -35,7 +35,13 @@ class UploadSettings(BaseModel):
     upload_prefix: str = "incoming/"
 
 
-class PrepareSettings(TableSettings, ImageSettings, UploadSettings):
+class MapSettings(BaseModel):
+    map_concurrency: int = Field(
+        ge=1, description="Questions in flight per product (template MapConcurrency)"
+    )
+
+
+class PrepareSettings(TableSettings, ImageSettings, UploadSettings, MapSettings):
     pass
 
 

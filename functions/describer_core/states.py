@@ -116,6 +116,7 @@ class PrepareOutput(BaseModel):
     product: ProductIdentity
     questions: list[Question] = Field(default_factory=list)
     prepare_ms: int = 0
+    map_concurrency: int = Field(ge=1, description="The AskAttributes Map's MaxConcurrencyPath reads it")
 
 
 class AskInput(BaseModel):

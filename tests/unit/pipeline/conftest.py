@@ -48,6 +48,7 @@ def pipeline_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "ENDPOINT_NAME": "describer-endpoint",
         "BEDROCK_MODEL_ID": "us.anthropic.claude-sonnet-4-6",
         "MAX_RUNNING_EXECUTIONS": "2",
+        "MAP_CONCURRENCY": "3",
     }.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
