@@ -9,15 +9,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAM := .venv-sam/bin/sam
 
-.PHONY: install lock test unit unit-py313 lint typecheck validate
+.PHONY: install lock test unit unit-py313 lint typecheck validate scan
 
 # --- Virtual environments, each installed from its own lock file in locks/ (hash-checked) -----------
 # .venv: the project, its dev tools, the emulator and the ML stack (locks/venv.txt). Every other venv
 # .venv-NAME has locks/venv-NAME.in (what it needs) and locks/venv-NAME.txt (the lock): .venv-sam the
-# SAM CLI (aws-sam-cli and ministack pin botocore exactly, to different versions), .venv-py313 the
-# Lambdas' unit tests on python3.13. A venv runs on $(PYTHON) unless PYTHON_venv-NAME names another.
+# SAM CLI (aws-sam-cli and ministack pin botocore exactly, to different versions), .venv-checkov the
+# template scanner (it pins boto3 and others too), .venv-py313 the Lambdas' unit tests on python3.13.
+# A venv runs on $(PYTHON) unless PYTHON_venv-NAME names another.
 # To add one: write its .in, add it to LOCKED_VENVS, `make lock`, and depend on .venv-NAME/.installed.
-LOCKED_VENVS := venv venv-sam venv-py313
+LOCKED_VENVS := venv venv-sam venv-checkov venv-py313
 PYTHON_venv-py313 = $(PYTHON313)
 
 install: $(VENV)/.installed .venv-sam/.installed
@@ -74,6 +75,10 @@ validate: install
 	$(BIN)/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template-file template.yaml --region us-east-1
 
+# Security scan of the template: every finding is fixed or skipped in the resource's Metadata with a reason.
+scan: .venv-checkov/.installed
+	.venv-checkov/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+
 unit: install
 	$(BIN)/pytest -q tests/unit
 
@@ -83,15 +88,22 @@ unit-py313: .venv-py313/.installed
 	.venv-py313/bin/pytest -q -p no:cacheprovider $(LAMBDA_TESTS)
 
 # The integration tests (tests/integration) run the demo model on the local emulator: build it first.
-test: lint typecheck validate demo-model unit-py313
+test: lint typecheck validate scan demo-model unit-py313
 	DESCRIBER_DEMO_MODEL_DIR=$(DEMO_MODEL_DIR) $(BIN)/pytest -q tests
 
 # The endpoint's benchmark (not a test): the reference path (one full BLIP-2 call per question) against
-# one vision pass + one batched decode per product, on the demo model and on the "proportional" config.
+# one vision pass + batched decoding per product, in process and the pipeline's way (question groups,
+# one HTTP call each), on the demo model and on the "proportional" config.
 DEMO_MODEL_DIR ?= .cache/demo-model
 .PHONY: bench
 bench: $(VENV)/.installed demo-model
 	$(BIN)/python -m training.serving.bench --demo-model-dir $(DEMO_MODEL_DIR)
+
+# WriteDescription's choice (not a test): one Converse call per locale against one call for all
+# locales, tokens and modelled latency on the real prompts; the last line compares them.
+.PHONY: copy-bench
+copy-bench: $(VENV)/.installed
+	$(BIN)/python -m describer.local.copy_bench --locales en-US,es-ES,de-DE,fr-FR
 
 # --- The local stack: ministack + the local model host + template.yaml deployed with the SAM CLI -----
 # State, logs and emulator temp files live in .local/; `make local-down` stops every process.
@@ -110,6 +122,13 @@ local-down:
 integration: install demo-model
 	DESCRIBER_DEMO_MODEL_DIR=$(DEMO_MODEL_DIR) $(BIN)/pytest -q -m integration tests/integration
 
+# Faults injected at the model host (throttling, unavailable, slow replies; SageMaker and Bedrock), 40
+# uploads incl. re-uploads and duplicate deliveries; last line: `chaos: U uploads, C completed, F failed,
+# S stuck, D duplicate executions, V wrong versions` (exit status 1 unless F = S = D = V = 0).
+.PHONY: chaos
+chaos: install demo-model
+	$(LOCAL) chaos --model-dir $(DEMO_MODEL_DIR)
+
 # Latency per upload (cold, warm) and the time for a burst of 50 uploads on the local stack.
 local-bench: install demo-model
 	$(LOCAL) bench --model-dir $(DEMO_MODEL_DIR)
@@ -124,7 +143,8 @@ DEMO_DATA_DIR ?= .cache/demo-data
 demo-model: $(VENV)/.installed
 	$(BIN)/python -m training.demo --out $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 
-# Evaluates the demo model on its held-out synthetic products; the last line is `macro accuracy: 0.NN`.
+# Evaluates the demo model on its held-out synthetic products; the last two lines are
+# `macro accuracy: 0.NN` and `expected calibration error: 0.0NN`.
 eval: demo-model
 	$(BIN)/describer evaluate --model $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 

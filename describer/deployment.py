@@ -18,6 +18,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from describer.local import stack as local_stack
 from describer_core.contracts import ProductRecord, Status
+from describer_core.records import REVIEW_KEY, REVIEW_PENDING
 
 _DESERIALIZER = TypeDeserializer()
 
@@ -70,6 +71,14 @@ class Deployment:
     def results_table(self) -> str:
         return self.outputs["ResultsTableName"]
 
+    @property
+    def event_bus(self) -> str:
+        return self.outputs["EventBusName"]
+
+    @property
+    def review_index(self) -> str:
+        return self.outputs["ResultsReviewIndexName"]
+
     def upload(self, path: Path, key: str) -> dict[str, Any]:
         """Upload one file to ``<upload prefix><key>``; returns the PutObject response."""
         response: dict[str, Any] = self.client("s3").put_object(
@@ -81,6 +90,19 @@ class Deployment:
         """Every record of the results table (``status``: only those), ordered by product id."""
         records = [_record(item) for item in self._scan(status)]
         return sorted(records, key=lambda record: record.product_id)
+
+    def records_needing_review(self) -> list[ProductRecord]:
+        """The records in the sparse review index (a Query: it holds only those), newest first."""
+        paginator = self.client("dynamodb").get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.results_table,
+            IndexName=self.review_index,
+            KeyConditionExpression="#review = :pending",
+            ExpressionAttributeNames={"#review": REVIEW_KEY},
+            ExpressionAttributeValues={":pending": {"S": REVIEW_PENDING}},
+            ScanIndexForward=False,
+        )
+        return [_record(item) for page in pages for item in page["Items"]]
 
     def _scan(self, status: Status | None) -> Iterator[dict[str, Any]]:
         arguments: dict[str, Any] = {"TableName": self.results_table}

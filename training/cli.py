@@ -62,7 +62,10 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--split", choices=("test", "val"), default="test")
     evaluate.add_argument("--no-base", dest="compare_base", action="store_false", help="skip the base model")
     evaluate.add_argument(
-        "--out", type=Path, default=None, help="where evaluation.json/.png go (default: --model)"
+        "--out",
+        type=Path,
+        default=None,
+        help="where evaluation.json/.png, reliability.png go (default: --model)",
     )
     evaluate.set_defaults(handler=_evaluate)
 
@@ -159,6 +162,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     out = args.out or args.model
     report = evaluate(args.model, args.data, split=args.split, compare_base=args.compare_base, out_dir=out)
-    print(f"written: {out / 'evaluation.json'}, {out / 'evaluation.png'}")
+    print(f"written: {out / 'evaluation.json'}, {out / 'evaluation.png'}, {out / 'reliability.png'}")
     print_report(report)
     return 0

@@ -8,9 +8,10 @@ The weights are shipped in the repository (``training/demo_model/``: weights, pr
 metadata; ~2 MB), trained by this recipe with ``--retrain --ship``, because the recipe takes longer
 than the 3 minutes a fresh ``make demo`` may spend. By default the synthetic data is regenerated
 (deterministic, seeded) and the model dir assembled from the shipped weights by ``write_model_dir``
-(which adds ``code/`` fresh from the source tree). A key (sha256 of every input: the recipe below, the
-training code and the packaged catalogue) is stored next to the model; the same key means nothing is
-rebuilt, and only the endpoint code inside ``code/`` is refreshed.
+(which adds ``code/`` fresh from the source tree) and its confidence temperature fitted on the
+validation split by ``calibrate_model_dir``, as training does. A key (sha256 of every input: the
+recipe below, the training and endpoint code and the packaged catalogue) is stored next to the
+model; the same key means nothing is rebuilt, and only the endpoint code inside ``code/`` is refreshed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from training.model_dir import (
     write_model_dir,
 )
 from training.prepare import prepare_dataset
+from training.scoring import calibrate_model_dir
 from training.synth import write_synthetic_catalogue
 from training.train import parse_args, print_history, train
 
@@ -56,7 +58,19 @@ DEMO_TRAIN_ARGS = (
     "--eval-products", "60",
 )  # fmt: skip
 SHIPPED_MODEL_DIR = Path(__file__).with_name("demo_model")
-TRAINING_CODE = ("synth.py", "prepare.py", "tiny.py", "modeling.py", "train.py", "model_dir.py", "demo.py")
+TRAINING_CODE = (
+    "synth.py",
+    "prepare.py",
+    "tiny.py",
+    "modeling.py",
+    "train.py",
+    "model_dir.py",
+    "demo.py",
+    # The confidence temperature is fitted with the endpoint's own scoring.
+    "calibration.py",
+    "scoring.py",
+    "serving/inference.py",
+)
 KEY_FILE_SUFFIX = ".key"
 
 
@@ -68,7 +82,7 @@ def demo_key() -> str:
     for name in TRAINING_CODE:
         digest.update((package / name).read_bytes())
     core = Path(describer_core.__file__).parent
-    for name in ("catalogue.py", "answers.py"):
+    for name in ("catalogue.py", "answers.py", "confidence.py"):
         digest.update((core / name).read_bytes())
     digest.update(DEFAULT_CATALOGUE_PATH.read_bytes())
     return digest.hexdigest()[:16]
@@ -142,6 +156,11 @@ def build_demo_model(
                 f"note: the shipped {metadata.model_id} was trained by an earlier recipe or training code "
                 f"(now {key}); `python -m training.demo --retrain --ship` retrains it"
             )
+        # Training fits the temperature itself; the shipped weights get theirs the same way here.
+        calibration = calibrate_model_dir(model_dir, data_dir)
+        print(
+            f"confidence temperature {calibration.temperature:.3f}, fitted on the {calibration.split} split"
+        )
     key_file.write_text(key + "\n")
     print(f"demo model written to {model_dir} in {time.perf_counter() - started:.0f} s")
     return model_dir

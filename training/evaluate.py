@@ -1,10 +1,13 @@
-"""Evaluation of a model directory on held-out products.
+"""Evaluation of a model directory on held-out products, through the endpoint's own answering code.
 
-Per-attribute accuracy after the catalogue's answer normalisation (``describer_core.answers.
-parse_answer``, the same rule the endpoint applies), their macro average, the most common
-confusions, against two baselines: always answering the training split's most frequent value
-(per category and attribute), and the un-fine-tuned base model. Writes ``evaluation.json`` and
-``evaluation.png``; ``print_report`` prints the table and ends with ``macro accuracy: 0.NN``.
+Every answer is the one the endpoint serves (``training.scoring``: scored over the vocabulary, with
+the model's calibrated confidence). Reported per attribute: accuracy, their macro average, the
+expected calibration error (10 bins) and the accuracy that remains when the least confident 5, 10
+or 20 % of the answers go to review; the most common confusions; two baselines: always answering the
+training split's most frequent value (per category and attribute), and the un-fine-tuned base model
+behind the same code. Writes ``evaluation.json``, ``evaluation.png`` (accuracy) and
+``reliability.png`` (the reliability diagram); ``print_report`` prints the tables and ends with
+``macro accuracy: 0.NN`` and ``expected calibration error: 0.0NN``.
 """
 
 from __future__ import annotations
@@ -15,18 +18,43 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
-from tqdm import tqdm
 
-from describer_core.answers import parse_answer
-from describer_core.catalogue import GENERIC_CATEGORY, Catalogue, load_catalogue
-from training.model_dir import CATALOGUE_FILE, read_metadata
-from training.modeling import batches, generate_answers, group_by_image
-from training.prepare import ARTICLE_TYPE_ATTRIBUTE, attribute_spec, read_qa_rows
+from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
+from describer_core.confidence import Calibration
+from training.calibration import (
+    REVIEW_SHARES,
+    THRESHOLDS,
+    ReliabilityBin,
+    accuracy_at_coverage,
+    expected_calibration_error,
+    reliability_bins,
+    threshold_for_review_share,
+)
+from training.model_dir import read_metadata
+from training.prepare import ARTICLE_TYPE_ATTRIBUTE, read_qa_rows
+from training.scoring import RowAnswer, answer_rows
+from training.serving.inference import DescriberModel
 from training.tiny import build_base_model_dir, catalogue_texts
+
+
+class CoveragePoint(BaseModel):
+    """What remains when the least confident ``review_share`` of the answers go to review."""
+
+    review_share: float
+    threshold: float = Field(description="Answers below this confidence went to review")
+    accuracy: float = Field(description="Accuracy of the answers kept")
+
+
+class ThresholdPoint(BaseModel):
+    """What a ``ReviewThreshold`` would do: how much goes to review, how good the rest is."""
+
+    threshold: float
+    answers_to_review: float = Field(description="Share of scored answers below the threshold")
+    products_to_review: float = Field(description="Share of products with an answer below it")
+    accuracy_kept: float = Field(description="Accuracy of the answers at or above it")
 
 
 class AttributeScore(BaseModel):
@@ -35,6 +63,8 @@ class AttributeScore(BaseModel):
     accuracy: float
     majority_baseline: float
     base_model: float | None
+    expected_calibration_error: float | None = Field(description="10 bins; None when nothing was scored")
+    coverage: list[CoveragePoint] = Field(default_factory=list)
 
 
 class Confusion(BaseModel):
@@ -54,29 +84,56 @@ class EvaluationReport(BaseModel):
     majority_macro_accuracy: float
     base_macro_accuracy: float | None
     top_confusions: list[Confusion]
+    calibration: Calibration = Field(
+        description="The temperature the endpoint applied, and where it came from"
+    )
+    expected_calibration_error: float = Field(description="Over every scored answer, 10 bins")
+    calibration_held_out: bool = Field(
+        description="False when evaluated on the split the temperature was fitted on"
+    )
+    coverage: list[CoveragePoint] = Field(description="Over every scored answer")
+    thresholds: list[ThresholdPoint] = Field(description="Candidate review thresholds")
+    reliability: list[ReliabilityBin]
 
 
-def predict(
-    model_dir: Path | str,
-    rows: Sequence[dict[str, str]],
-    data_dir: Path,
-    batch_size: int = 16,
-    progress: bool = True,
-) -> list[str]:
-    """The model's raw answer to every row, in row order (one vision pass per image)."""
+def _coverage(confidences: Sequence[float], correct: Sequence[bool]) -> list[CoveragePoint]:
+    return [
+        CoveragePoint(
+            review_share=share,
+            threshold=threshold_for_review_share(confidences, share),
+            accuracy=accuracy_at_coverage(confidences, correct, share),
+        )
+        for share in REVIEW_SHARES
+    ]
+
+
+def _thresholds(scored: Sequence[RowAnswer]) -> list[ThresholdPoint]:
+    points = []
+    for threshold in THRESHOLDS:
+        below = [answer for answer in scored if (answer.answer.confidence or 0.0) < threshold]
+        kept = [answer.correct for answer in scored if (answer.answer.confidence or 0.0) >= threshold]
+        products = {answer.row["id"] for answer in scored}
+        points.append(
+            ThresholdPoint(
+                threshold=threshold,
+                answers_to_review=len(below) / len(scored) if scored else 0.0,
+                products_to_review=len({answer.row["id"] for answer in below}) / len(products)
+                if products
+                else 0.0,
+                accuracy_kept=_mean(kept),
+            )
+        )
+    return points
+
+
+def load_served_model(source: Path | str, catalogue: Catalogue, calibration: Calibration) -> DescriberModel:
+    """A model dir, hub id or base dir behind the endpoint's code, with the evaluated catalogue."""
     from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-    model = Blip2ForConditionalGeneration.from_pretrained(model_dir).eval()
-    processor = Blip2Processor.from_pretrained(model_dir)
-    items = group_by_image(rows, data_dir)
-    by_row: dict[int, str] = {}
-    row_positions = {id(row): index for index, row in enumerate(rows)}
-    for chunk in tqdm(list(batches(items, batch_size)), desc="answering", unit="batch", disable=not progress):
-        answers = generate_answers(model, processor, chunk, torch.device("cpu"))
-        chunk_rows = [row for item in chunk for row in item.rows]
-        for row, answer in zip(chunk_rows, answers, strict=True):
-            by_row[row_positions[id(row)]] = answer
-    return [by_row[index] for index in range(len(rows))]
+    model = Blip2ForConditionalGeneration.from_pretrained(source)
+    return DescriberModel(
+        model, Blip2Processor.from_pretrained(source), catalogue, str(source), calibration=calibration
+    )
 
 
 def _majority_key(row: dict[str, str]) -> tuple[str, str]:
@@ -93,17 +150,11 @@ def majority_answers(train_rows: Sequence[dict[str, str]]) -> dict[tuple[str, st
     return {key: counter.most_common(1)[0][0] for key, counter in counts.items()}
 
 
-def _accuracy_by_attribute(
-    rows: Sequence[dict[str, str]], predicted: Sequence[str], catalogue: Catalogue
-) -> tuple[dict[str, list[bool]], Counter[tuple[str, str, str]]]:
+def _hits_by_attribute(answers: Sequence[RowAnswer]) -> dict[str, list[bool]]:
     hits: dict[str, list[bool]] = defaultdict(list)
-    confusions: Counter[tuple[str, str, str]] = Counter()
-    for row, raw in zip(rows, predicted, strict=True):
-        value = parse_answer(raw, attribute_spec(catalogue, row)).value
-        hits[row["attribute"]].append(value == row["value"])
-        if value != row["value"]:
-            confusions[(row["attribute"], row["value"], value or "(empty)")] += 1
-    return hits, confusions
+    for answer in answers:
+        hits[answer.row["attribute"]].append(answer.correct)
+    return hits
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -127,16 +178,21 @@ def evaluate(
     split: str = "test",
     compare_base: bool = True,
     out_dir: Path | None = None,
-    batch_size: int = 16,
     progress: bool = True,
 ) -> EvaluationReport:
     model_dir, data_dir = Path(model_dir), Path(data_dir)
-    catalogue = load_catalogue(model_dir / CATALOGUE_FILE)
     rows = read_qa_rows(data_dir / f"vqa_{split}.csv")
     if not rows:
         raise ValueError(f"no rows in {data_dir / f'vqa_{split}.csv'}")
-    predicted = predict(model_dir, rows, data_dir, batch_size, progress)
-    hits, confusions = _accuracy_by_attribute(rows, predicted, catalogue)
+    model = DescriberModel.load(model_dir)
+    answers = answer_rows(model, rows, data_dir, progress)
+    hits = _hits_by_attribute(answers)
+    confusions = Counter(
+        (answer.row["attribute"], answer.row["value"], answer.answer.value or "(empty)")
+        for answer in answers
+        if not answer.correct
+    )
+    scored = [answer for answer in answers if answer.answer.confidence is not None]
 
     majority = majority_answers(read_qa_rows(data_dir / "vqa_train.csv"))
     majority_hits: dict[str, list[bool]] = defaultdict(list)
@@ -146,23 +202,32 @@ def evaluate(
     base_hits: dict[str, list[bool]] | None = None
     if compare_base:
         with tempfile.TemporaryDirectory(prefix="describer-eval-") as work:
-            source = base_model_source(model_dir, catalogue, Path(work))
-            base_hits, _ = _accuracy_by_attribute(
-                rows, predict(source, rows, data_dir, batch_size, progress), catalogue
-            )
+            source = base_model_source(model_dir, model.catalogue, Path(work))
+            base = load_served_model(source, model.catalogue, model.calibration)
+            base_hits = _hits_by_attribute(answer_rows(base, rows, data_dir, progress))
 
-    scores = [
-        AttributeScore(
-            attribute=name,
-            questions=len(hits[name]),
-            accuracy=_mean(hits[name]),
-            majority_baseline=_mean(majority_hits[name]),
-            base_model=_mean(base_hits[name]) if base_hits is not None else None,
+    scores = []
+    for name in hits:
+        attribute_scored = [answer for answer in scored if answer.row["attribute"] == name]
+        confidences = [answer.answer.confidence or 0.0 for answer in attribute_scored]
+        correct = [answer.correct for answer in attribute_scored]
+        scores.append(
+            AttributeScore(
+                attribute=name,
+                questions=len(hits[name]),
+                accuracy=_mean(hits[name]),
+                majority_baseline=_mean(majority_hits[name]),
+                base_model=_mean(base_hits[name]) if base_hits is not None else None,
+                expected_calibration_error=expected_calibration_error(confidences, correct)
+                if attribute_scored
+                else None,
+                coverage=_coverage(confidences, correct) if attribute_scored else [],
+            )
         )
-        for name in hits
-    ]
+    confidences = [answer.answer.confidence or 0.0 for answer in scored]
+    correct = [answer.correct for answer in scored]
     report = EvaluationReport(
-        model_id=read_metadata(model_dir).model_id,
+        model_id=model.model_id,
         split=split,
         products=len({row["id"] for row in rows}),
         questions=len(rows),
@@ -174,6 +239,12 @@ def evaluate(
             Confusion(attribute=attribute, expected=expected, predicted=value, count=count)
             for (attribute, expected, value), count in confusions.most_common(10)
         ],
+        calibration=model.calibration,
+        expected_calibration_error=expected_calibration_error(confidences, correct),
+        calibration_held_out=model.calibration.split != split,
+        coverage=_coverage(confidences, correct),
+        thresholds=_thresholds(scored),
+        reliability=reliability_bins(confidences, correct),
     )
     if out_dir is not None:
         write_report(report, Path(out_dir))
@@ -181,7 +252,7 @@ def evaluate(
 
 
 def write_report(report: EvaluationReport, out_dir: Path) -> None:
-    """``evaluation.json`` and a bar chart ``evaluation.png`` (matplotlib, headless)."""
+    """``evaluation.json``, the accuracy chart ``evaluation.png`` and ``reliability.png`` (headless)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,32 +279,108 @@ def write_report(report: EvaluationReport, out_dir: Path) -> None:
     figure.tight_layout()
     figure.savefig(out_dir / "evaluation.png", dpi=100)
     plt.close(figure)
+    write_reliability_diagram(report, out_dir / "reliability.png")
+
+
+def write_reliability_diagram(report: EvaluationReport, out_file: Path) -> None:
+    """Accuracy against confidence per bin, bar width = the bin, with the diagonal of perfect calibration."""
+    import matplotlib.pyplot as plt
+
+    filled = [item for item in report.reliability if item.count]
+    figure, (axes, counts) = plt.subplots(
+        2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    axes.bar(
+        [item.lower for item in filled],
+        [item.accuracy for item in filled],
+        width=[item.upper - item.lower for item in filled],
+        align="edge",
+        edgecolor="black",
+        label="accuracy",
+    )
+    axes.plot(
+        [item.confidence for item in filled],
+        [item.accuracy for item in filled],
+        "o",
+        color="black",
+        label="mean confidence",
+    )
+    axes.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("accuracy")
+    axes.set_title(
+        f"{report.model_id}: {report.split} split, ECE {report.expected_calibration_error:.3f} "
+        f"(T = {report.calibration.temperature:.2f})"
+    )
+    axes.legend(loc="upper left")
+    counts.bar(
+        [item.lower for item in report.reliability],
+        [item.count for item in report.reliability],
+        width=1 / len(report.reliability),
+        align="edge",
+        edgecolor="black",
+    )
+    counts.set_xlim(0, 1)
+    counts.set_xlabel("confidence")
+    counts.set_ylabel("answers")
+    figure.tight_layout()
+    figure.savefig(out_file, dpi=100)
+    plt.close(figure)
 
 
 def print_report(report: EvaluationReport, console: Any = None) -> None:
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 130))  # the table stays readable when piped
     table = Table(title=f"{report.model_id} on {report.products} held-out products ({report.split})")
-    for column in ("attribute", "questions", "fine-tuned", "majority class", "base model"):
+    review_columns = [f"acc. {point:.0%} to review" for point in REVIEW_SHARES]
+    for column in (
+        "attribute",
+        "questions",
+        "fine-tuned",
+        "majority class",
+        "base model",
+        "ECE",
+        *review_columns,
+    ):
         table.add_column(column, justify="left" if column == "attribute" else "right")
     for score in report.attributes:
-        base = "-" if score.base_model is None else f"{score.base_model:.3f}"
         table.add_row(
             score.attribute,
             str(score.questions),
             f"{score.accuracy:.3f}",
             f"{score.majority_baseline:.3f}",
-            base,
+            _number(score.base_model),
+            _number(score.expected_calibration_error),
+            *[f"{point.accuracy:.3f}" for point in score.coverage] or ["-"] * len(REVIEW_SHARES),
         )
-    base_macro = "-" if report.base_macro_accuracy is None else f"{report.base_macro_accuracy:.3f}"
     table.add_row(
-        "macro",
+        "all" if report.coverage else "macro",
         str(report.questions),
-        f"{report.macro_accuracy:.3f}",
+        f"{report.macro_accuracy:.3f} (macro)",
         f"{report.majority_macro_accuracy:.3f}",
-        base_macro,
+        _number(report.base_macro_accuracy),
+        f"{report.expected_calibration_error:.3f}",
+        *[f"{point.accuracy:.3f} (< {point.threshold:.2f})" for point in report.coverage],
         style="bold",
     )
     console.print(table)
+    held_out = (
+        "" if report.calibration_held_out else " (NOT held out: the temperature was fitted on this split)"
+    )
+    thresholds = Table(title="review thresholds (ReviewThreshold)")
+    for column in ("threshold", "answers to review", "products to review", "accuracy of the rest"):
+        thresholds.add_column(column, justify="right")
+    for point in report.thresholds:
+        thresholds.add_row(
+            f"{point.threshold:.2f}",
+            f"{point.answers_to_review:.1%}",
+            f"{point.products_to_review:.1%}",
+            f"{point.accuracy_kept:.3f}",
+        )
+    console.print(thresholds)
+    console.print(
+        f"confidence temperature {report.calibration.temperature:.3f}, fitted on the "
+        f"{report.calibration.split or 'no'} split{held_out}"
+    )
     if report.top_confusions:
         confusions = Table(title="most common confusions")
         for column in ("attribute", "expected", "predicted", "count"):
@@ -242,3 +389,8 @@ def print_report(report: EvaluationReport, console: Any = None) -> None:
             confusions.add_row(item.attribute, item.expected, item.predicted, str(item.count))
         console.print(confusions)
     print(f"macro accuracy: {report.macro_accuracy:.2f}")
+    print(f"expected calibration error: {report.expected_calibration_error:.3f}")
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

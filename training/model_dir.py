@@ -5,7 +5,8 @@ Layout (everything at the root loads with no hub access)::
     config.json, model.safetensors, ...   merged Blip2ForConditionalGeneration (save_pretrained)
     processor_config.json, tokenizer*, ... Blip2Processor (save_pretrained)
     catalogue.json                         the catalogue the model was trained with
-    describer_model.json                   ModelMetadata: model_id, base, hyperparameters, metrics
+    describer_model.json                   ModelMetadata: model_id, base, hyperparameters, metrics,
+                                           calibration (the endpoint's confidence temperature)
     code/inference.py                      the endpoint's handler (training/serving/inference.py)
     code/requirements.txt                  what the inference container adds
     code/describer_core/                   the shared domain rules (same answer parsing)
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 
 import describer_core
 from describer_core.catalogue import Catalogue
+from describer_core.confidence import Calibration
 from describer_core.model_files import CATALOGUE_FILE, METADATA_FILE
 
 SERVING_CODE = Path(__file__).with_name("serving") / "inference.py"
@@ -42,6 +44,9 @@ class ModelMetadata(BaseModel):
     seed: int = 0
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    calibration: Calibration | None = Field(
+        default=None, description="The confidence temperature the endpoint applies (training.calibration)"
+    )
 
 
 def write_model_dir(

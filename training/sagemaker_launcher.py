@@ -5,7 +5,9 @@ package, ``describer_core``, requirements) and starts a training job on a Huggin
 training image that runs ``training/train.py`` with the hyperparameters as ``--name value`` args.
 ``describer sagemaker deploy``: packs a merged model dir (weights, processor, ``code/``) as
 ``model.tar.gz`` on S3 and creates Model, EndpointConfig and Endpoint on a Hugging Face PyTorch
-inference image, whose toolkit runs ``code/inference.py``.
+inference image, whose toolkit runs ``code/inference.py``. The variant routes with
+``PREFIX_AWARE``, so the pipeline's calls for one image reach the instance holding its vision
+features (``describer_core.endpoint_calls``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import boto3
 from tqdm import tqdm
 
+from describer_core.endpoint_calls import ROUTING_CONCURRENCY_THRESHOLD, ROUTING_PREFIX_BYTES
 from training.model_dir import copy_describer_core
 
 DEFAULT_INSTANCE_TYPE = "ml.g5.2xlarge"
@@ -174,7 +177,12 @@ def pack_model_dir(model_dir: Path, archive: Path) -> Path:
 def deploy_endpoint(launch: EndpointLaunch, session: boto3.session.Session) -> str:
     """Upload the merged model and create Model -> EndpointConfig -> Endpoint; returns the endpoint name."""
     from sagemaker.core.resources import Endpoint, EndpointConfig, Model
-    from sagemaker.core.shapes import ContainerDefinition, ProductionVariant
+    from sagemaker.core.shapes import (
+        ContainerDefinition,
+        PrefixAwareRoutingConfig,
+        ProductionVariant,
+        ProductionVariantRoutingConfig,
+    )
 
     if not (Path(launch.model_dir) / "code" / "inference.py").is_file():
         raise FileNotFoundError(f"{launch.model_dir} is not a describer model dir (no code/inference.py)")
@@ -207,6 +215,13 @@ def deploy_endpoint(launch: EndpointLaunch, session: boto3.session.Session) -> s
                 model_name=model.model_name,
                 initial_instance_count=launch.instance_count,
                 instance_type=launch.instance_type,
+                routing_config=ProductionVariantRoutingConfig(
+                    routing_strategy="PREFIX_AWARE",
+                    prefix_aware_routing_config=PrefixAwareRoutingConfig(
+                        prefix_length=ROUTING_PREFIX_BYTES,
+                        concurrency_threshold=ROUTING_CONCURRENCY_THRESHOLD,
+                    ),
+                ),
             )
         ],
         session=session,

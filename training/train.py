@@ -10,7 +10,8 @@ the validation CSV); the merged model goes to ``SM_MODEL_DIR``; history and metr
 Fixes over the reference: label padding masked (-100); attention masks passed; a learning rate that
 does not diverge, and if the loss still becomes NaN/inf training stops with an error and no model is
 written; evaluation every epoch with the best epoch kept; LoRA merged so the endpoint never needs
-the base model.
+the base model; the endpoint's confidence temperature fitted on the validation split
+(``training.scoring.calibrate_model_dir``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from training.modeling import (
     question_answer_loss,
 )
 from training.prepare import attribute_spec, read_qa_rows
+from training.scoring import calibrate_model_dir
 from training.tiny import build_base_model_dir, catalogue_texts
 from training.train_config import (
     OFFLINE_PRESETS,
@@ -311,7 +313,13 @@ def train(config: TrainConfig) -> Path:
             metrics={"validation": best_record, "trainable_parameters": trainable, "total_parameters": total},
         )
         merged = merged.to(torch.float32) if not torch.cuda.is_available() else merged
-        return write_model_dir(merged, processor, catalogue, metadata, config.model_dir)
+        model_dir = write_model_dir(merged, processor, catalogue, metadata, config.model_dir)
+    calibration = calibrate_model_dir(model_dir, validation_dir, progress=config.progress)
+    console.print(
+        f"confidence temperature {calibration.temperature:.3f} (validation NLL "
+        f"{calibration.nll_before:.3f} -> {calibration.nll_after:.3f})"
+    )
+    return model_dir
 
 
 def merge_lora(model: Any, source: Path | str, quantization: str | None) -> Any:

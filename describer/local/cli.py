@@ -1,6 +1,6 @@
-"""Sub-commands ``local`` (up, down, status, demo, bench), ``upload`` and ``results``.
+"""Sub-commands ``local`` (up, down, status, demo, bench, chaos), ``upload``, ``redrive`` and ``results``.
 
-``upload`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
+``upload``, ``redrive`` and ``results`` talk to the local stack by default, and to a stack on AWS when given
 ``--stack-name`` (with ``--profile``/``--region`` as usual for boto3).
 """
 
@@ -18,9 +18,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from describer import redrive
 from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
+from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
+from describer.local.faults import FaultSpec
 from describer_core.contracts import ProductRecord, Status
+from describer_core.locales import parse_locales
 
 # Piped output (make in CI, a log file) gets room for the demo's table instead of 80 columns.
 _console = Console() if sys.stdout.isatty() else Console(width=180)
@@ -58,15 +62,39 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--timeout", type=float, default=300)
     bench.set_defaults(handler=_clean_errors(_bench))
 
+    chaos = actions.add_parser(
+        "chaos",
+        help="up with injected faults; uploads, re-uploads and duplicate deliveries; nothing may be lost",
+    )
+    _add_up_arguments(chaos)
+    chaos.set_defaults(faults=DEFAULT_FAULTS, fault_seed=CHAOS_SEED)
+    chaos.add_argument("--products", type=int, default=30, help="products uploaded once")
+    chaos.add_argument("--reuploads", type=int, default=10, help="of those, uploaded again (other bytes)")
+    chaos.add_argument("--redeliveries", type=int, default=10, help="upload events delivered again")
+    chaos.add_argument("--timeout", type=float, default=1200, help="seconds to wait for final records")
+    chaos.set_defaults(handler=_clean_errors(_chaos))
+
     upload = subparsers.add_parser("upload", help="upload product photos so the pipeline describes them")
     upload.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
     upload.add_argument("--key-prefix", default="", help="inserted after the upload prefix, e.g. Shirts/")
     _add_target_arguments(upload)
     upload.set_defaults(handler=_upload)
 
+    redrive.add_parser(subparsers, _add_target_arguments).set_defaults(
+        handler=lambda args: redrive.redrive(args, deployment_from(args), _console)
+    )
+
     results = subparsers.add_parser("results", help="the product records")
     results.add_argument("--status", type=Status, choices=list(Status))
+    results.add_argument(
+        "--needs-review",
+        action="store_true",
+        help="only the records that need review (a query of the sparse by-review index), newest first",
+    )
     results.add_argument("--json", action="store_true", help="a JSON array of ProductRecord objects")
+    results.add_argument(
+        "--locale", type=_locale, help="one locale's copy (e.g. es-ES); default: the default locale's"
+    )
     _add_target_arguments(results)
     results.set_defaults(handler=_results)
 
@@ -77,6 +105,24 @@ def _add_up_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-host-port", type=int, default=defaults.model_host_port)
     parser.add_argument("--model-dir", type=Path, default=defaults.model_dir, help="the demo model")
     parser.add_argument("--stack-name", default=defaults.stack_name)
+    parser.add_argument(
+        "--faults",
+        default="",
+        type=_fault_rates,
+        metavar="KIND=RATE,...",
+        help="make the model host fail that share of calls as AWS would, e.g. "
+        "endpoint-throttle=0.2,endpoint-unavailable=0.05,endpoint-slow=0.05,bedrock-throttle=0.1,"
+        "bedrock-unavailable=0.05,bedrock-timeout=0.02 (default: none)",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
+
+
+def _fault_rates(text: str) -> str:
+    try:
+        FaultSpec.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +139,7 @@ def settings_from(args: argparse.Namespace) -> local_stack.LocalSettings:
         model_host_port=args.model_host_port,
         model_dir=args.model_dir.resolve(),
         stack_name=args.stack_name,
+        faults=FaultSpec.parse(args.faults, args.fault_seed, local_stack.SLOW_REPLY_S),
     )
 
 
@@ -116,6 +163,8 @@ def bring_up(args: argparse.Namespace) -> local_stack.LocalSettings:
         settings, deployed = local_stack.up(settings_from(args))
     verb = "deployed" if deployed else "up to date"
     _console.print(f"[green]Local stack {settings.stack_name} {verb}[/] at {settings.endpoint_url}")
+    if settings.faults.active:
+        _console.print(f"[yellow]Injecting faults[/] {settings.faults.text()} (seed {settings.faults.seed})")
     return settings
 
 
@@ -141,10 +190,25 @@ def _status(args: argparse.Namespace) -> int:
     table.add_column("value", overflow="fold")
     table.add_row("emulator endpoint", settings.endpoint_url)
     table.add_row("model host", settings.model_host_url)
+    table.add_row("injected faults", fault_summary(local_stack.injected_faults(settings)))
     for output in (stack or {}).get("Outputs", []):
         table.add_row(output["OutputKey"], output["OutputValue"])
     _console.print(table)
     return 0
+
+
+def fault_summary(report: dict[str, Any]) -> str:
+    """``endpoint-throttle=0.2: 12 of 60 invocations`` per kind, or that the host serves cleanly."""
+    spec = FaultSpec.model_validate(report["spec"])
+    if not spec.active:
+        return "none (serving cleanly)"
+    lines = []
+    for kind, rate in spec.rates.items():
+        if rate > 0:
+            done, of = report["injected"].get(kind.value, 0), report["requests"].get(kind.route, 0)
+            service = "endpoint" if kind.route == "invocations" else "Bedrock"
+            lines.append(f"{kind.value}={rate:g}: {done} of {of} {service} calls")
+    return "\n".join(lines) + f"\nseed {spec.seed}, slow reply {spec.slow_seconds:g} s"
 
 
 def deployment_from(args: argparse.Namespace) -> Deployment:
@@ -169,30 +233,67 @@ def _upload(args: argparse.Namespace) -> int:
     return 0
 
 
-def records_table(records: list[ProductRecord], title: str = "Products") -> Table:
-    table = Table(title=title, show_lines=True)
-    for column in ("product", "category", "status", "attributes", "description", "error"):
+def _locale(text: str) -> str:
+    try:
+        (tag,) = parse_locales(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return tag
+
+
+def in_locale(record: ProductRecord, locale: str | None) -> ProductRecord:
+    """The record with only ``locale``'s content (its description too); unchanged without a locale."""
+    if locale is None:
+        return record
+    content = {locale: record.content[locale]} if locale in record.content else {}
+    description = content[locale].description if content else None
+    return record.model_copy(update={"content": content, "description": description})
+
+
+def records_table(records: list[ProductRecord], title: str = "Products", locale: str | None = None) -> Table:
+    table = Table(title=title if locale is None else f"{title} ({locale})", show_lines=True)
+    for column in ("product", "category", "status", "attributes (confidence)", "title", "copy", "error"):
         table.add_column(column, overflow="fold")
     for record in records:
         colour = {"COMPLETED": "green", "FAILED": "red"}.get(record.status.value, "yellow")
+        review = "\n[yellow]needs review[/]" if record.needs_review else ""
+        copy = record.content.get(locale) if locale else next(iter(record.content.values()), None)
+        text = (record.description or "")[:160]
+        if copy is not None:
+            text = "\n".join(
+                [copy.description[:160], *(f"• {b}" for b in copy.bullets), ", ".join(copy.keywords)]
+            )
         table.add_row(
             record.product_id,
             record.category,
-            f"[{colour}]{record.status.value}[/]",
-            "\n".join(f"{name}: {value}" for name, value in record.attributes.items()),
-            (record.description or "")[:160],
+            f"[{colour}]{record.status.value}[/]{review}",
+            "\n".join(_attribute_line(record, name) for name in record.attributes),
+            copy.title if copy else "",
+            text,
             f"{record.error_code.value}: {record.error_message}" if record.error_code else "",
         )
     return table
 
 
+def _attribute_line(record: ProductRecord, name: str) -> str:
+    confidence = record.confidence.get(name)
+    line = f"{name}: {record.attributes[name]}"
+    if name in record.unknown_attributes:
+        return f"{line} [yellow](unknown)[/]"
+    return line if confidence is None else f"{line} ({confidence:.2f})"
+
+
 def _results(args: argparse.Namespace) -> int:
-    records = deployment_from(args).records(args.status)
+    if args.needs_review and args.status:
+        raise SystemExit("--needs-review lists COMPLETED records only: leave out --status")
+    deployment = deployment_from(args)
+    records = deployment.records_needing_review() if args.needs_review else deployment.records(args.status)
+    records = [in_locale(record, args.locale) for record in records]
     if args.json:
         json.dump([record.model_dump(mode="json") for record in records], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _console.print(records_table(records))
+        _console.print(records_table(records, locale=args.locale))
     return 0
 
 
@@ -208,3 +309,18 @@ def _bench(args: argparse.Namespace) -> int:
     # A fresh stack, so that the first upload meets cold Lambda workers.
     local_stack.down(args.state_dir.resolve())
     return run_bench(bring_up(args), args.warm_uploads, args.burst, args.timeout, _console)
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from describer.local.chaos import chaos_table, faults_table, run_chaos
+
+    settings = bring_up(args)
+    try:
+        result = run_chaos(settings, args.products, args.reuploads, args.redeliveries, args.timeout, _console)
+    finally:
+        local_stack.set_faults(settings, FaultSpec())  # the stack serves cleanly again
+    _console.print(chaos_table(result))
+    _console.print(faults_table(result))
+    _console.print(f"Took {result.elapsed_s:.0f} s on {os.cpu_count()} cores.")
+    _console.print(result.summary())
+    return 0 if result.clean else 1

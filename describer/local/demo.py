@@ -27,9 +27,13 @@ from describer.deployment import (
 )
 from describer.local.gallery import GalleryItem, write_gallery
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
-from describer.local.stack import LocalSettings
+from describer.local.stack import LOCAL_LOCALES, LocalSettings
+from describer_core.catalogue import load_catalogue
+from describer_core.content_rules import violations
 from describer_core.contracts import ProductRecord, Status
+from describer_core.description import CopyWriter
 from describer_core.records import utc_now
+from describer_core.settings import DescriptionSettings
 
 SAMPLE_MANIFEST = "manifest.json"
 
@@ -104,7 +108,35 @@ def _verdict(sample: SampleFile, record: ProductRecord) -> str | None:
         return None
     if record.status != Status.COMPLETED:
         return "expected COMPLETED"
-    return None
+    without = sorted(set(record.attributes) - set(record.confidence) - set(record.unknown_attributes))
+    if without:
+        return f"no confidence for {', '.join(without)}"
+    missing = [locale for locale in LOCAL_LOCALES if locale not in record.content]
+    if missing:
+        return f"no content in {', '.join(missing)}"
+    problems = copy_problems(record)
+    return f"copy breaks {problems[0]}" if problems else None
+
+
+def copy_problems(record: ProductRecord) -> list[str]:
+    """The validator's verdict on a record's copy, every locale, as WriteDescription checks it."""
+    if not record.content:
+        return []
+    # DynamoDB keeps no map order: the default locale is the one whose description the record holds.
+    default = next(
+        (loc for loc, copy in record.content.items() if copy.description == record.description), ""
+    )
+    others = [locale for locale in record.content if locale != default]
+    settings = DescriptionSettings(
+        bedrock_model_id=record.model_ids.description or "-", locales=[default, *others]
+    )
+    category = load_catalogue().category(record.category)
+    writer = CopyWriter(category, record.attributes, record.confidence, None, settings)
+    return [
+        f"{locale}: {violation}"
+        for locale, copy in record.content.items()
+        for violation in violations(copy, writer.rules(locale))
+    ]
 
 
 def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) -> Table:
@@ -112,7 +144,7 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
     names: list[str] = []
     for sample in samples:
         names += [name for name in records[sample.product_id].attributes if name not in names]
-    table = Table(title="Demo results: predicted attributes ([red]wrong[/] ≠ truth)")
+    table = Table(title="Demo results: predicted attributes (confidence; [red]wrong[/] ≠ truth)")
     table.add_column("product", no_wrap=True)
     table.add_column("status", no_wrap=True)
     for name in names:
@@ -124,12 +156,16 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
         for name in names:
             value = record.attributes.get(name, "")
             truth = (sample.truth or {}).get(name)
-            cells.append(value if truth in (None, value) else f"[red]{value}[/] ≠ {truth}")
+            shown = value if truth in (None, value) else f"[red]{value}[/] ≠ {truth}"
+            confidence = record.confidence.get(name)
+            cells.append(shown if confidence is None else f"{shown} ({confidence:.2f})")
         problem = _verdict(sample, record)
         colour = "green" if record.status == Status.COMPLETED else "red"
         table.add_row(
             sample.key,
-            f"[{colour}]{record.status.value}[/]" + (f" [bold red]{problem}[/]" if problem else ""),
+            f"[{colour}]{record.status.value}[/]"
+            + (" [yellow]review[/]" if record.needs_review else "")
+            + (f" [bold red]{problem}[/]" if problem else ""),
             *cells,
             record.error_code.value if record.error_code else "",
         )
@@ -162,7 +198,8 @@ def run_demo(settings: LocalSettings, per_category: int, timeout_s: float, conso
     problems = [s.key for s in samples if _verdict(s, records[s.product_id])]
     console.print(
         f"{len(samples)} uploads, {sum(r.status == Status.COMPLETED for r in records.values())} completed, "
-        f"{sum(r.status == Status.FAILED for r in records.values())} failed; attributes matching the "
+        f"{sum(r.status == Status.FAILED for r in records.values())} failed, "
+        f"{sum(r.needs_review for r in records.values())} need review; attributes matching the "
         f"synthetic truth: {correct}/{asked}. Took {time.monotonic() - started:.0f} s."
     )
     console.print(f"Gallery: file://{gallery}")

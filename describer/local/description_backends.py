@@ -10,18 +10,25 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from describer.local.offline_copy import write_copy
 from describer.local.offline_writer import (
     OFFLINE_MODEL_ID,
     extract_attributes,
     product_noun,
     write_description,
 )
+from describer_core.locales import DEFAULT_LOCALE
+
+_LOCALE = re.compile(r"<locale>([A-Za-z0-9-]+)</locale>")
+_TITLE_LIMIT = re.compile(r"title of at most (\d+) characters")
+_STYLE_GUIDE = re.compile(r"<style_guide>\s*(\{.*?\})\s*</style_guide>", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class ConverseRequest:
     user: str
     max_tokens: int | None
     temperature: float | None
+    output_schema: dict[str, Any] | None = None  # structured output: outputConfig or a forced tool
+    tool_name: str | None = None  # set when the schema came as a forced tool call
 
     @classmethod
     def from_wire(cls, body: Mapping[str, Any]) -> ConverseRequest:
@@ -50,12 +59,52 @@ class ConverseRequest:
             raise ValueError("no user text in messages")
         system = [b["text"] for b in body.get("system") or [] if isinstance(b, Mapping) and "text" in b]
         config = body.get("inferenceConfig") or {}
+        schema, tool_name = _structured_output(body)
         return cls(
             system="\n".join(system),
             user="\n".join(user_texts),
             max_tokens=config.get("maxTokens"),
             temperature=config.get("temperature"),
+            output_schema=schema,
+            tool_name=tool_name,
         )
+
+    @property
+    def locale(self) -> str:
+        match = _LOCALE.search(self.user)
+        return match.group(1) if match else DEFAULT_LOCALE
+
+    @property
+    def words_to_avoid(self) -> list[str]:
+        """The style guide's words to avoid, when the system prompt carries one."""
+        match = _STYLE_GUIDE.search(self.system)
+        try:
+            guide = json.loads(match.group(1)) if match else {}
+        except json.JSONDecodeError:
+            return []
+        return [str(word) for word in guide.get("words_to_avoid", [])]
+
+    @property
+    def title_max_chars(self) -> int:
+        match = _TITLE_LIMIT.search(self.system)
+        return int(match.group(1)) if match else 80
+
+
+def _structured_output(body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(JSON schema, tool name) of a request for structured output; raises ValueError when malformed."""
+    text_format = (body.get("outputConfig") or {}).get("textFormat")
+    if text_format:
+        try:
+            return json.loads(text_format["structure"]["jsonSchema"]["schema"]), None
+        except (KeyError, TypeError, json.JSONDecodeError) as error:
+            raise ValueError(f"outputConfig.textFormat has no valid JSON schema: {error}") from error
+    tool_config = body.get("toolConfig") or {}
+    forced = ((tool_config.get("toolChoice") or {}).get("tool") or {}).get("name")
+    for tool in tool_config.get("tools") or []:
+        spec = tool.get("toolSpec") or {}
+        if forced and spec.get("name") == forced:
+            return (spec.get("inputSchema") or {}).get("json"), forced
+    return None, None
 
 
 @dataclass(frozen=True)
@@ -95,7 +144,14 @@ class OfflineWriter:
 
     def converse(self, request: ConverseRequest) -> ConverseReply:
         # No attributes (the model read nothing) still gets a plain description, as a model would.
-        text = write_description(extract_attributes(request.user), product_noun(request.user))
+        attributes, noun = extract_attributes(request.user), product_noun(request.user)
+        if request.output_schema is not None:
+            copy = write_copy(
+                attributes, noun, request.locale, request.title_max_chars, request.words_to_avoid
+            )
+            text = json.dumps(copy, ensure_ascii=False)
+        else:
+            text = write_description(attributes, noun)
         stop_reason = "end_turn"
         if request.max_tokens is not None and estimate_tokens(text) > request.max_tokens:
             text = text[: request.max_tokens * 4].rsplit(" ", 1)[0]
@@ -127,6 +183,11 @@ class OpenAICompatibleWriter:
             payload["max_tokens"] = request.max_tokens
         if request.temperature is not None:
             payload["temperature"] = request.temperature
+        if request.output_schema is not None:
+            payload["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": request.tool_name or "output", "schema": request.output_schema},
+            }
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"

@@ -5,7 +5,9 @@ port. It runs Lambdas as warm subprocesses of its own interpreter (this virtuale
 handlers' dependencies, so no ``sam build``), and they inherit its process environment: the
 endpoints of services it does not emulate (``AWS_ENDPOINT_URL_<SERVICE>``, pointing at the local
 model host) are set here, never in the template. Its state lives in memory; temporary files (Lambda
-code, S3 objects) go under the state directory, and stopping it drops everything.
+code, S3 objects) go under the state directory, and stopping it drops everything. It starts through
+``emulator_patch``, so that a failed handler reaches Step Functions under its exception's class name
+(as on AWS) and the state machine's Retry and Catch rules run locally as they do there.
 """
 
 from __future__ import annotations
@@ -55,8 +57,12 @@ REQUIRED_SERVICES = (
 )
 
 
+# ministack run through the error-type patch (see emulator_patch); the marker names that module.
+_LAUNCHER = "describer.local.emulator_patch"
+
+
 def service(state_dir: Path) -> BackgroundService:
-    return BackgroundService("emulator", state_dir, marker="ministack")
+    return BackgroundService("emulator", state_dir, marker=_LAUNCHER)
 
 
 def start(state_dir: Path, port: int, service_endpoints: Mapping[str, str]) -> int:
@@ -86,7 +92,7 @@ def start(state_dir: Path, port: int, service_endpoints: Mapping[str, str]) -> i
         # Lambda workers write .pyc files next to the shared code otherwise.
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    return service(state_dir).start([sys.executable, "-m", "ministack"], env, cwd=state_dir)
+    return service(state_dir).start([sys.executable, "-m", _LAUNCHER], env, cwd=state_dir)
 
 
 def is_healthy(port: int) -> bool:

@@ -1,4 +1,9 @@
-"""A self-contained HTML gallery of product records: photo, attributes, description, status, error."""
+"""A self-contained HTML gallery of product records: photo, attributes with their confidence, copy
+per locale, status, a "needs review" badge, error.
+
+The copy (title, description, bullets, keywords) of every locale is on the page; a locale switch at
+the top shows one locale at a time (a few lines of inline script, no network).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from describer_core.contracts import ProductRecord
+from describer_core.contracts import LocaleContent, ProductRecord
 
 THUMBNAIL_PIXELS = 192
 
@@ -50,10 +55,43 @@ def _attributes_html(record: ProductRecord, expected: Mapping[str, str] | None) 
             mark = ' class="hit"' if truth == predicted else ' class="miss"'
         truth_cell = f"<td class='truth'>{html.escape(truth)}</td>" if expected else ""
         rows.append(
-            f"<tr><th>{html.escape(name)}</th><td{mark}>{html.escape(predicted)}</td>{truth_cell}</tr>"
+            f"<tr><th>{html.escape(name)}</th><td{mark}>{html.escape(predicted)}</td>"
+            f"{_confidence_cell(record, name)}{truth_cell}</tr>"
         )
-    header = "<tr><th></th><th>predicted</th><th>truth</th></tr>" if expected else ""
+    header = "<tr><th></th><th>predicted</th><th>confidence</th><th>truth</th></tr>" if expected else ""
     return f"<table>{header}{''.join(rows)}</table>"
+
+
+def _copy_html(locale: str, copy: LocaleContent) -> str:
+    bullets = "".join(f"<li>{html.escape(bullet)}</li>" for bullet in copy.bullets)
+    keywords = "".join(f'<span class="keyword">{html.escape(keyword)}</span>' for keyword in copy.keywords)
+    return (
+        f'<section class="copy" data-locale="{html.escape(locale)}" lang="{html.escape(locale)}">'
+        f'<h3>{html.escape(copy.title)} <span class="locale">{html.escape(locale)}</span></h3>'
+        f'<p class="description">{html.escape(copy.description)}</p><ul>{bullets}</ul>'
+        f'<p class="keywords">{keywords}</p></section>'
+    )
+
+
+def _locale_switch(locales: Sequence[str]) -> str:
+    """A select that shows one locale's copy; CSS rules per locale hide the others."""
+    if len(locales) < 2:
+        return ""
+    options = "".join(f'<option value="{html.escape(loc)}">{html.escape(loc)}</option>' for loc in locales)
+    rules = "".join(
+        f'body[data-locale="{loc}"] .copy:not([data-locale="{loc}"]) {{ display: none; }}' for loc in locales
+    )
+    return (
+        f"<style>{rules}</style><label class='switch'>Locale "
+        f"<select onchange='document.body.dataset.locale = this.value'>{options}</select></label>"
+    )
+
+
+def _confidence_cell(record: ProductRecord, name: str) -> str:
+    if name in record.unknown_attributes:
+        return "<td class='confidence unknown'>unknown</td>"
+    confidence = record.confidence.get(name)
+    return f"<td class='confidence'>{'' if confidence is None else f'{confidence:.2f}'}</td>"
 
 
 def _card(item: GalleryItem) -> str:
@@ -66,15 +104,19 @@ def _card(item: GalleryItem) -> str:
         if record.error_code
         else ""
     )
-    description = (
-        f'<p class="description">{html.escape(record.description)}</p>' if record.description else ""
-    )
+    if record.content:
+        description = "".join(_copy_html(locale, copy) for locale, copy in record.content.items())
+    elif record.description:
+        description = f'<p class="description">{html.escape(record.description)}</p>'
+    else:
+        description = ""
     model = html.escape(record.model_ids.description or "")
+    review = '<span class="review">needs review</span>' if record.needs_review else ""
     return (
         f'<article class="{record.status.value.lower()}"><div class="top">{photo}<div>'
         f"<h2>{html.escape(record.product_id)} "
         f'<span class="category">{html.escape(record.category)}</span></h2>'
-        f'<span class="status">{record.status.value}</span>'
+        f'<span class="status">{record.status.value}</span>{review}'
         f'<p class="meta">{html.escape(record.source_key)}{"<br>written by " + model if model else ""}</p>'
         f"</div></div>{_attributes_html(record, item.expected)}{description}{error}</article>"
     )
@@ -99,17 +141,28 @@ h2 { font-size: 15px; margin: 0 0 6px; } .category { color: #777; font-weight: n
 table { border-collapse: collapse; font-size: 12px; margin-bottom: 6px; width: 100%; }
 th { text-align: left; color: #666; font-weight: normal; padding-right: 8px; }
 td { padding-right: 8px; } td.hit { color: #1d6b3d; } td.miss { color: #b3261e; } td.truth { color: #888; }
+td.confidence { color: #888; text-align: right; } td.confidence.unknown { color: #b3261e; }
+.review { font-size: 11px; padding: 2px 6px; border-radius: 4px; background: #fff1c2; color: #7a5b00;
+          margin-left: 4px; }
 .description { margin: 4px 0; font-size: 12px; } .error { color: #9d2a23; margin: 4px 0; }
 .meta { color: #999; font-size: 11px; }
+.copy h3 { font-size: 13px; margin: 6px 0 2px; }
+.locale { color: #999; font-weight: normal; font-size: 11px; }
+.copy ul { margin: 2px 0; padding-left: 18px; font-size: 12px; }
+.keyword { display: inline-block; background: #eef; border-radius: 3px; padding: 0 4px; margin: 1px;
+          font-size: 11px; } .switch { float: right; }
 """
 
 
 def write_gallery(items: Sequence[GalleryItem], out_file: Path, title: str = "Product Describer") -> Path:
     completed = sum(1 for item in items if item.record.status.value == "COMPLETED")
     failed = sum(1 for item in items if item.record.status.value == "FAILED")
+    locales = list(dict.fromkeys(locale for item in items for locale in item.record.content))
+    body_locale = f" data-locale='{html.escape(locales[0])}'" if locales else ""
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<style>{_STYLE}</style></head><body{body_locale}>{_locale_switch(locales)}"
+        f"<h1>{html.escape(title)}</h1>"
         f"<p class='summary'>{len(items)} uploads: {completed} completed, {failed} failed</p>"
         f"<main>{''.join(_card(item) for item in items)}</main></body></html>\n"
     )

@@ -8,8 +8,15 @@ Routes (the wire formats of botocore's service models, so unchanged boto3 client
   ``ModelError`` (424) carrying the error's own status as ``OriginalStatusCode`` and its JSON body
   quoted in the message, as SageMaker reports a container's 4xx; any other exception is a
   ``ModelError`` with original status 500; an unknown endpoint is a ``ValidationError``.
+  A ``PrefixAwareId`` (header ``X-Amzn-SageMaker-Prefix-Aware-Id``) is checked as SageMaker checks
+  it (1-64 printable characters, else ``ValidationError``) and recorded: this one instance stands
+  for the one a ``PREFIX_AWARE`` endpoint picks for that id and the body's first
+  ``ROUTING_PREFIX_BYTES`` bytes, so ``GET /routing`` tells, per id, how many calls came and how
+  many different routing prefixes they had (1 means they would all meet on one instance).
 - ``POST /model/{modelId}/converse``: Bedrock ``Converse``, answered by the configured description
   backend (``description_backends``).
+- ``GET``/``PUT /_local/faults``: the injected faults (``faults.FaultSpec``) and their counts; both
+  model routes first ask the injector whether to fail as AWS would.
 
 Run: ``python -m describer.local.model_host --model-dir DIR --endpoint-name NAME --port PORT``.
 Reads of ``s3://`` images go wherever ``AWS_ENDPOINT_URL`` points (the emulator, locally).
@@ -18,6 +25,7 @@ Reads of ``s3://`` images go wherever ``AWS_ENDPOINT_URL`` points (the emulator,
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -31,7 +39,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from describer.local.description_backends import (
@@ -40,6 +48,8 @@ from describer.local.description_backends import (
     DescriptionBackend,
     backend_from_environment,
 )
+from describer.local.faults import FaultInjector, FaultSpec, Route
+from describer_core.endpoint_calls import ROUTING_PREFIX_BYTES
 from describer_core.endpoint_errors import EndpointRequestError
 
 LOG = logging.getLogger("describer.model_host")
@@ -48,7 +58,11 @@ LOG_GROUP_ARN_PREFIX = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/sage
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints accept at most 6 MB per request
 
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
+PREFIX_AWARE_ID_HEADER = "X-Amzn-SageMaker-Prefix-Aware-Id"
+# botocore's PrefixAwareIdHeader: 1-64 characters, printable, not starting with whitespace.
+_PREFIX_AWARE_ID = re.compile(r"\A\S[\x20-\x7e]{0,63}\Z")
 _CONVERSE = re.compile(r"^/model/(.+)/converse$")
+FAULTS_PATH = "/_local/faults"
 
 
 class ModelClientError(Exception):
@@ -82,6 +96,13 @@ class InferenceModel:
         # One model instance in one process: predictions run one at a time, like one model worker.
         self._lock = threading.Lock()
 
+    @classmethod
+    def of(cls, module: ModuleType, model: Any) -> InferenceModel:
+        """``module``'s toolkit functions over an already loaded ``model`` (the benchmark's models)."""
+        instance = cls.__new__(cls)
+        instance.module, instance.model, instance._lock = module, model, threading.Lock()
+        return instance
+
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         """Run input_fn -> predict_fn -> output_fn; raises ModelClientError for a rejected payload."""
         with self._lock:
@@ -94,6 +115,30 @@ class InferenceModel:
         return (output.encode() if isinstance(output, str) else bytes(output)), accept
 
 
+class RoutingLog:
+    """Calls per PrefixAwareId and the distinct routing prefixes (first bytes of the body) they had."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, int] = {}
+        self._prefixes: dict[str, set[str]] = {}
+
+    def record(self, prefix_aware_id: str | None, body: bytes) -> None:
+        key = prefix_aware_id or ""
+        prefix = hashlib.sha256(body[:ROUTING_PREFIX_BYTES]).hexdigest()
+        with self._lock:
+            self._calls[key] = self._calls.get(key, 0) + 1
+            self._prefixes.setdefault(key, set()).add(prefix)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """``{id: {"calls": n, "prefixes": k}}``; calls without an id are under ``""``."""
+        with self._lock:
+            return {
+                key: {"calls": calls, "prefixes": len(self._prefixes[key])}
+                for key, calls in self._calls.items()
+            }
+
+
 class ModelHost(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -103,11 +148,14 @@ class ModelHost(ThreadingHTTPServer):
         model: InferenceModel,
         endpoint_names: Sequence[str],
         writer: DescriptionBackend,
+        faults: FaultInjector | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         self.model = model
         self.endpoint_names = set(endpoint_names)
         self.writer = writer
+        self.faults = faults or FaultInjector()
+        self.routing = RoutingLog()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -120,25 +168,59 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/ping":
             self._send(HTTPStatus.OK, b"", "application/json")
+        elif self.path == FAULTS_PATH:
+            self._send(HTTPStatus.OK, json.dumps(self.server.faults.report()).encode(), "application/json")
+        elif self.path == "/routing":
+            self._send(HTTPStatus.OK, json.dumps(self.server.routing.summary()).encode(), "application/json")
         else:
             self._error(404, "UnknownOperationException", "message", f"no route for GET {self.path}")
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path != FAULTS_PATH:
+            self._error(404, "UnknownOperationException", "message", f"no route for PUT {self.path}")
+            return
+        try:
+            spec = FaultSpec.model_validate_json(body)
+        except ValueError as error:
+            self._error(400, "ValidationException", "message", str(error))
+            return
+        self.server.faults = FaultInjector(spec)
+        LOG.info("faults: %s", spec.text() or "none")
+        self._send(HTTPStatus.OK, json.dumps(self.server.faults.report()).encode(), "application/json")
 
     def do_POST(self) -> None:
         started = time.perf_counter()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
+        route: Route | Literal["unknown"]
         if match := _INVOCATIONS.match(path):
-            self._invoke_endpoint(unquote(match.group(1)), body)
             route = "invocations"
+            if not self._injected_fault(route):
+                self._invoke_endpoint(unquote(match.group(1)), body)
         elif match := _CONVERSE.match(path):
-            self._converse(unquote(match.group(1)), body)
             route = "converse"
+            if not self._injected_fault(route):
+                self._converse(unquote(match.group(1)), body)
         else:
             self._error(404, "UnknownOperationException", "message", f"no route for POST {path}")
             route = "unknown"
         # Routes and timings only: request and response bodies hold images and product data.
         LOG.info("%s %d bytes in %.0f ms", route, len(body), (time.perf_counter() - started) * 1000)
+
+    def _injected_fault(self, route: Route) -> bool:
+        """Answer with an injected error (True), or delay a slow reply and let it be served (False)."""
+        fault = self.server.faults.draw(route)
+        if fault is None:
+            return False
+        LOG.info("injected %s", fault.kind.value)
+        if fault.answer is None:
+            time.sleep(fault.delay_s)  # the client's read timeout fires first; the reply goes nowhere
+            return False
+        answer = fault.answer
+        self._error(answer.status, answer.code, answer.message_field, answer.message)
+        return True
 
     def _invoke_endpoint(self, name: str, body: bytes) -> None:
         if name not in self.server.endpoint_names:
@@ -149,6 +231,11 @@ class _Handler(BaseHTTPRequestHandler):
         if len(body) > MAX_BODY_BYTES:
             self._error(400, "ValidationError", "Message", "Request payload is larger than 6 MB.")
             return
+        prefix_aware_id = self.headers.get(PREFIX_AWARE_ID_HEADER)
+        if prefix_aware_id is not None and not _PREFIX_AWARE_ID.match(prefix_aware_id):
+            self._error(400, "ValidationError", "Message", "PrefixAwareId must be 1-64 printable characters.")
+            return
+        self.server.routing.record(prefix_aware_id, body)
         content_type = self.headers.get("Content-Type") or "application/json"
         accept = self.headers.get("Accept") or "application/json"
         try:
@@ -189,9 +276,20 @@ class _Handler(BaseHTTPRequestHandler):
         except ConverseError as error:
             self._error(error.status, error.code, "message", error.message)
             return
+        content: list[dict[str, Any]] = [{"text": reply.text}]
+        stop_reason = reply.stop_reason
+        if request.tool_name is not None and stop_reason != "max_tokens":
+            # A forced tool call answers with the tool's input, as Bedrock does.
+            try:
+                tool_input = json.loads(reply.text)
+            except json.JSONDecodeError:
+                tool_input = None
+            if isinstance(tool_input, dict):
+                tool_use = {"toolUseId": f"tooluse_{time.time_ns()}", "name": request.tool_name}
+                content, stop_reason = [{"toolUse": {**tool_use, "input": tool_input}}], "tool_use"
         response = {
-            "output": {"message": {"role": "assistant", "content": [{"text": reply.text}]}},
-            "stopReason": reply.stop_reason,
+            "output": {"message": {"role": "assistant", "content": content}},
+            "stopReason": stop_reason,
             "usage": {
                 "inputTokens": reply.input_tokens,
                 "outputTokens": reply.output_tokens,
@@ -223,8 +321,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("x-amzn-RequestId", f"local-{time.time_ns()}")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            LOG.info("the client left before the reply (a read timeout)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,12 @@
-"""An offline description writer: a product description composed from the attributes, no model call.
+"""An offline copywriter: a product's copy composed from the attributes, no model call.
 
 The local model host answers Bedrock ``Converse`` with it when no language model is configured. It
 reads the attributes out of the request the pipeline sends ("Name: Value" lines or a JSON object),
 and writes a few fluent sentences that use every attribute value word for word. The phrasing is
 chosen by a seed derived from the attributes, so the same product always reads the same and
-different products read differently.
+different products read differently. ``write_copy`` adds the title, bullets, keywords and meta
+description, in English, Spanish, German or French (``offline_copy``), from fixed phrasings:
+deterministic and grammatical, honest about being no model (``OFFLINE_MODEL_ID``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from describer_core.catalogue import load_catalogue, normalise_token
+from describer_core.content_rules import uses_word
 
 OFFLINE_MODEL_ID = "offline-describer-v1"
 
@@ -120,10 +123,20 @@ def _sentence_case(sentence: str) -> str:
     return sentence[:1].upper() + sentence[1:]
 
 
-def write_description(attributes: Mapping[str, str], noun: str = "product") -> str:
-    """A short product description that uses every attribute value word for word."""
+def write_description(
+    attributes: Mapping[str, str], noun: str = "product", words_to_avoid: Sequence[str] = ()
+) -> str:
+    """A short product description that uses every attribute value word for word.
+
+    Phrasings that use a word to avoid (the style guide's) are not chosen while another one is left.
+    """
     seed = hashlib.sha256(json.dumps(sorted(attributes.items())).encode()).hexdigest()
     rng = random.Random(seed)
+
+    def choose(options: Sequence[str]) -> str:
+        allowed = [o for o in options if not any(uses_word(o, word) for word in words_to_avoid)]
+        return rng.choice(allowed or list(options))
+
     used: set[str] = set()
 
     def take(*names: str) -> str | None:
@@ -147,19 +160,17 @@ def write_description(attributes: Mapping[str, str], noun: str = "product") -> s
             d if d.endswith("s") or d.endswith("sleeveless") else _article(d) for d in details
         )
     subject = _article(subject_no_article)
-    sentences = [
-        rng.choice(_OPENINGS).format(noun=noun, subject=subject, subject_no_article=subject_no_article)
-    ]
+    sentences = [choose(_OPENINGS).format(noun=noun, subject=subject, subject_no_article=subject_no_article)]
     if pattern:
         note = _PATTERN_NOTE.get(normalise_token(pattern), ["The {value} pattern gives it character."])
-        sentences.append(_sentence_case(rng.choice(note).format(value=pattern.lower())))
+        sentences.append(_sentence_case(choose(note).format(value=pattern.lower())))
     if fabric:
         feel = _FABRIC_FEEL.get(normalise_token(fabric), _GENERIC_FABRIC)
-        sentences.append(rng.choice(feel).format(value=fabric.lower()))
+        sentences.append(choose(feel).format(value=fabric.lower()))
     if fit:
-        sentences.append(rng.choice(_FIT_NOTE).format(value=fit.lower()))
+        sentences.append(choose(_FIT_NOTE).format(value=fit.lower()))
     rest = [f"{name.lower()} {value.lower()}" for name, value in attributes.items() if name not in used]
     if rest:
         sentences.append("Details: " + ", ".join(rest) + ".")
-    sentences.append(rng.choice(_CLOSINGS))
+    sentences.append(choose(_CLOSINGS))
     return " ".join(sentences)

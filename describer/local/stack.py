@@ -8,6 +8,7 @@ application's files or the deploy parameters changed since the last deploy. Ever
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -20,9 +21,10 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from describer.local import emulator
+from describer.local.faults import FaultSpec
 from describer.local.offline_writer import OFFLINE_MODEL_ID
 from describer.local.processes import BackgroundService
 
@@ -32,6 +34,12 @@ STATE_FILE = "stack.json"
 _APP_GLOBS = ("template.yaml", "statemachine/**/*", "functions/**/*.py", "functions/**/*.json")
 _READY_STATUSES = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
 LOCAL_MAP_CONCURRENCY = 1
+# The locales the local stack writes copy in: a newcomer sees the default locale and a translation.
+LOCAL_LOCALES = ("en-US", "es-ES")
+# The pipeline's endpoint read timeout on the local stack (AWS: the template's 65 s default), so that
+# an injected slow reply (this plus a few seconds) costs a run seconds rather than minutes.
+LOCAL_ENDPOINT_READ_TIMEOUT_S = 20
+SLOW_REPLY_S = LOCAL_ENDPOINT_READ_TIMEOUT_S + 5
 
 
 class LocalSettings(BaseModel):
@@ -46,6 +54,7 @@ class LocalSettings(BaseModel):
     project_dir: Path = PROJECT_ROOT
     deployed_fingerprint: str | None = None
     served_model_fingerprint: str | None = None
+    faults: FaultSpec = Field(default_factory=FaultSpec)
 
     @property
     def endpoint_url(self) -> str:
@@ -89,6 +98,8 @@ def deploy_parameters(settings: LocalSettings) -> dict[str, str]:
         # Each concurrent Lambda call is one more cold worker process on the emulator: on a laptop's
         # few cores, asking a product's questions one at a time finishes a batch of uploads sooner.
         "MapConcurrency": str(LOCAL_MAP_CONCURRENCY),
+        "Locales": ",".join(LOCAL_LOCALES),
+        "EndpointReadTimeoutSeconds": str(LOCAL_ENDPOINT_READ_TIMEOUT_S),
     }
 
 
@@ -183,6 +194,22 @@ def _wait_for_model_host(settings: LocalSettings, timeout_s: float = 180) -> Non
 def _start_and_wait_for_model_host(settings: LocalSettings) -> None:
     _start_model_host(settings)
     _wait_for_model_host(settings)
+    set_faults(settings, settings.faults)
+
+
+def set_faults(settings: LocalSettings, spec: FaultSpec) -> dict[str, Any]:
+    """Make the running model host inject ``spec`` (an empty spec: serve cleanly); its report."""
+    request = urllib.request.Request(
+        settings.model_host_url + "/_local/faults", data=spec.model_dump_json().encode(), method="PUT"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return dict(json.loads(response.read()))
+
+
+def injected_faults(settings: LocalSettings) -> dict[str, Any]:
+    """The model host's fault report: what it injects and how often it did so far."""
+    with urllib.request.urlopen(settings.model_host_url + "/_local/faults", timeout=5) as response:
+        return dict(json.loads(response.read()))
 
 
 def _start_emulator(settings: LocalSettings) -> None:

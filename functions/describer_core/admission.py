@@ -1,4 +1,5 @@
-"""Admission control: SQS messages (EventBridge "Object Created" events) become workflow executions.
+"""Admission control: SQS messages (EventBridge "Object Created" events, ``describer redrive``'s
+redrive requests) become workflow executions.
 
 Each execution is named after the upload (``WorkflowInput.execution_name``), so a redelivered event
 hits ``ExecutionAlreadyExists``, which counts as done. Before starting anything the starter counts
@@ -6,6 +7,8 @@ the state machine's RUNNING executions; messages beyond ``max_running_executions
 queue as batch item failures. Their visibility is first cut to a few seconds, growing with each
 receive, so a backlog drains as soon as runs finish rather than in steps of the queue's visibility
 timeout. The limit is soft: two concurrent batches may overshoot it by at most one batch.
+A message that is not an S3 "Object Created" event cannot start anything: it is moved to the
+dead-letter queue at once (where the queue's alarm shows it), or retried if even that fails.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from pydantic import BaseModel, ValidationError
 
 from describer_core.errors import client_error_code
 from describer_core.observability import logger
-from describer_core.states import ObjectCreatedEvent, WorkflowInput
+from describer_core.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
 
 if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import ChangeMessageVisibilityBatchRequestEntryTypeDef
+    from mypy_boto3_sqs.type_defs import (
+        ChangeMessageVisibilityBatchRequestEntryTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
     from mypy_boto3_stepfunctions import SFNClient
 
 
@@ -96,8 +102,27 @@ def reoffer_soon(sqs_client: SQSClient, queue_url: str, records: list[SqsRecord]
         )
 
 
+def park_malformed(sqs_client: SQSClient, dead_letter_queue_url: str, records: list[SqsRecord]) -> list[str]:
+    """Send malformed messages to the dead-letter queue as they came; the ids that could not be sent."""
+    if not records:
+        return []
+    entries: list[SendMessageBatchRequestEntryTypeDef] = [
+        {"Id": str(index), "MessageBody": record.body} for index, record in enumerate(records)
+    ]
+    try:
+        response = sqs_client.send_message_batch(QueueUrl=dead_letter_queue_url, Entries=entries)
+    except ClientError as error:
+        logger.warning("could not park malformed messages", extra={"error": client_error_code(error)})
+        return [record.messageId for record in records]
+    return [records[int(failed["Id"])].messageId for failed in response.get("Failed", [])]
+
+
 def workflow_input(record: SqsRecord) -> WorkflowInput:
-    return WorkflowInput.from_event(ObjectCreatedEvent.model_validate(json.loads(record.body)))
+    """The run a message asks for: an S3 upload event's, or a redrive's (``describer redrive``)."""
+    body = json.loads(record.body)
+    if isinstance(body, dict) and "redrive" in body:
+        return RedriveMessage.model_validate(body).redrive
+    return WorkflowInput.from_event(ObjectCreatedEvent.model_validate(body))
 
 
 def admit(
@@ -110,8 +135,8 @@ def admit(
         try:
             workflow = workflow_input(record)
         except (ValueError, ValidationError):
-            # Retrying cannot fix a message that is not an S3 event; drop it loudly.
-            logger.error("not an S3 Object Created event", extra={"message_id": record.messageId})
+            # Retrying cannot fix a message that is not an S3 event: it goes to the dead-letter queue.
+            logger.error("not an upload event or redrive", extra={"message_id": record.messageId})
             outcome.malformed.append(record.messageId)
             continue
         if workflow.execution_name in names_in_batch:

@@ -1,8 +1,10 @@
-"""AskAttribute and MergeAttributes: one question to the SageMaker endpoint, then one attribute object.
+"""AskAttribute and MergeAttributes: question groups to the SageMaker endpoint, then one attribute object.
 
 The request names the image by its S3 location (``ProductRequest``); image bytes never travel
-through the workflow's state. Every answer is normalised against the catalogue with
-``parse_answer``: a value outside the vocabulary is kept as the model said it and flagged.
+through the workflow's state. Each call is routed to the instance holding the image's vision
+features (``endpoint_calls``). Every answer is normalised against the catalogue with
+``parse_answer``: a value outside the vocabulary is kept as the model said it and flagged; a scored
+answer keeps its confidence and alternatives.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from describer_core.answers import parse_answer
-from describer_core.catalogue import Catalogue
+from describer_core.catalogue import AttributeSpec, Catalogue
+from describer_core.confidence import needs_review, rounded
 from describer_core.contracts import AttributeAnswer, ProductRequest, ProductResponse
+from describer_core.endpoint_calls import prefix_aware_id, product_request_body
 from describer_core.endpoint_errors import EndpointErrorBody
 from describer_core.errors import (
     EndpointFailed,
@@ -39,17 +43,20 @@ _UNAVAILABLE_CODES = frozenset(
 )
 
 
-def ask_attribute(
+def ask_attributes(
     request: AskInput, runtime_client: SageMakerRuntimeClient, endpoint_name: str, catalogue: Catalogue
 ) -> AskOutput:
-    body = ProductRequest(image_s3=request.image, questions=[request.question], category=request.category)
+    """One endpoint call for a group of questions, routed to the instance holding the image."""
+    body = ProductRequest(image_s3=request.image, questions=request.questions, category=request.category)
+    started_ms = int(time.time() * 1000)
     started = time.monotonic()
     try:
         response = runtime_client.invoke_endpoint(
             EndpointName=endpoint_name,
             ContentType=CONTENT_TYPE,
             Accept=CONTENT_TYPE,
-            Body=body.model_dump_json(exclude_none=True).encode(),
+            PrefixAwareId=prefix_aware_id(request.image),
+            Body=product_request_body(body),
         )
         payload = response["Body"].read()
     except ClientError as error:
@@ -57,8 +64,8 @@ def ask_attribute(
     except BotoCoreError as error:
         raise EndpointUnavailable(f"{type(error).__name__} calling {endpoint_name}") from error
     elapsed_ms = int((time.monotonic() - started) * 1000)
-    answer = _answer_for(payload, request, catalogue)
-    return AskOutput(answer=answer, endpoint=endpoint_name, endpoint_ms=elapsed_ms)
+    answers = _answers_for(payload, request, catalogue)
+    return AskOutput(answers=answers, endpoint=endpoint_name, endpoint_ms=elapsed_ms, started_ms=started_ms)
 
 
 def _endpoint_error(error: ClientError) -> Exception:
@@ -86,28 +93,51 @@ def _endpoint_error(error: ClientError) -> Exception:
     return EndpointFailed(f"SageMaker {code}: {message}")
 
 
-def _answer_for(payload: bytes, request: AskInput, catalogue: Catalogue) -> AttributeAnswer:
+def _answers_for(payload: bytes, request: AskInput, catalogue: Catalogue) -> list[AttributeAnswer]:
     try:
         response = ProductResponse.model_validate(json.loads(payload))
     except (ValueError, ValidationError):
         raise EndpointFailed("the endpoint's reply is not a ProductResponse") from None
-    spec = catalogue.category(request.category).attribute(request.question.attribute)
-    for answer in response.answers:
-        if answer.attribute.casefold() == spec.name.casefold():
-            parsed = parse_answer(answer.raw or answer.value, spec)
-            return AttributeAnswer(
-                attribute=spec.name, value=parsed.value, raw=parsed.raw, known=parsed.known
-            )
-    raise EndpointFailed(f"the endpoint's reply has no answer about {spec.name!r}")
+    category = catalogue.category(request.category)
+    by_attribute = {answer.attribute.casefold(): answer for answer in response.answers}
+    answers = []
+    for question in request.questions:
+        try:
+            spec = category.attribute(question.attribute)
+        except KeyError:
+            spec = AttributeSpec(name=question.attribute, values={})  # not in the catalogue: unknown
+        answer = by_attribute.get(spec.name.casefold())
+        if answer is None:
+            raise EndpointFailed(f"the endpoint's reply has no answer about {spec.name!r}")
+        parsed = parse_answer(answer.raw or answer.value, spec)
+        answers.append(
+            answer.model_copy(update={"attribute": spec.name, **parsed.model_dump(exclude={"attribute"})})
+        )
+    return answers
 
 
-def merge_attributes(answers: list[AskOutput]) -> MergedAttributes:
-    """One ``{attribute: value}`` object, plus which attributes fell outside the vocabulary."""
-    attributes = {item.answer.attribute: item.answer.value for item in answers if item.answer.value}
-    unknown = sorted({item.answer.attribute for item in answers if not item.answer.known})
+def merge_attributes(outputs: list[AskOutput], review_threshold: float) -> MergedAttributes:
+    """One ``{attribute: value}`` object with each value's confidence, and whether it needs review."""
+    answers = [answer for output in outputs for answer in output.answers]
+    attributes = {answer.attribute: answer.value for answer in answers if answer.value}
+    unknown = sorted({answer.attribute for answer in answers if not answer.known})
+    confidence = {
+        answer.attribute: rounded(answer.confidence) for answer in answers if answer.confidence is not None
+    }
     return MergedAttributes(
         attributes=attributes,
         unknown_attributes=unknown,
-        endpoint=answers[0].endpoint if answers else None,
-        endpoint_ms=sum(item.endpoint_ms for item in answers),
+        confidence=confidence,
+        needs_review=needs_review(confidence, unknown, review_threshold),
+        endpoint=outputs[0].endpoint if outputs else None,
+        endpoint_ms=sum(output.endpoint_ms for output in outputs),
+        endpoint_wall_ms=_wall_ms(outputs),
     )
+
+
+def _wall_ms(outputs: list[AskOutput]) -> int:
+    """From the first call's start to the last call's end (the Map runs calls side by side)."""
+    if not outputs:
+        return 0
+    first = min(output.started_ms for output in outputs)
+    return max(output.started_ms + output.endpoint_ms for output in outputs) - first

@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("catalogue.json")
 GENERIC_CATEGORY = "generic"
@@ -52,6 +52,15 @@ class CategorySpec(BaseModel):
     name: str
     noun: str = Field(description="How a question names the product: 'shirt', 't-shirt', 'product'")
     attributes: list[AttributeSpec]
+
+    @field_validator("attributes")
+    @classmethod
+    def _every_attribute_has_values(cls, attributes: list[AttributeSpec]) -> list[AttributeSpec]:
+        # The endpoint scores an attribute's values; with none there is nothing to choose from.
+        empty = [spec.name for spec in attributes if not spec.values]
+        if empty:
+            raise ValueError(f"empty vocabulary (values) for {', '.join(empty)}")
+        return attributes
 
     def attribute(self, name: str) -> AttributeSpec:
         key = normalise_token(name)

@@ -32,7 +32,13 @@ class ErrorCode(StrEnum):
     ENDPOINT_ERROR = "ENDPOINT_ERROR"
     DESCRIPTION_UNAVAILABLE = "DESCRIPTION_UNAVAILABLE"
     DESCRIPTION_INVALID = "DESCRIPTION_INVALID"
+    STYLE_GUIDE_INVALID = "STYLE_GUIDE_INVALID"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # The execution stopped outside the workflow's own Catch (by hand, a timeout, a failing
+    # RecordFailure): recorded from Step Functions' execution status-change event.
+    EXECUTION_ABORTED = "EXECUTION_ABORTED"
+    EXECUTION_TIMED_OUT = "EXECUTION_TIMED_OUT"
+    EXECUTION_FAILED = "EXECUTION_FAILED"
 
 
 class S3ObjectRef(BaseModel):
@@ -46,11 +52,27 @@ class Question(BaseModel):
     question: str
 
 
+class Alternative(BaseModel):
+    """A runner-up value of a scored answer and its probability."""
+
+    value: str
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
 class AttributeAnswer(BaseModel):
     attribute: str
     value: str
-    raw: str = Field(description="The model's answer as generated")
+    raw: str = Field(description="The model's answer as generated, or the scored answer text it chose")
     known: bool = Field(description="False when the value is outside the catalogue's vocabulary")
+    confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Calibrated probability of the value among the vocabulary; None for a generated answer",
+    )
+    alternatives: list[Alternative] = Field(
+        default_factory=list, description="The runner-up values, most probable first"
+    )
 
 
 # --- Endpoint wire format (SageMaker InvokeEndpoint, application/json) -----------------------------
@@ -80,6 +102,21 @@ class ProductResponse(BaseModel):
 # --- The DynamoDB record ------------------------------------------------------------------------
 
 
+class LocaleContent(BaseModel):
+    """The channel-ready copy of one product in one locale (limits: ``describer_core.content_rules``)."""
+
+    title: str
+    description: str
+    bullets: list[str]
+    keywords: list[str]
+    meta_description: str
+
+
+class TokenUsage(BaseModel):
+    input: int = 0
+    output: int = 0
+
+
 class ModelIds(BaseModel):
     attributes: str | None = Field(default=None, description="SageMaker endpoint that read the photo")
     description: str | None = Field(default=None, description="Bedrock model that wrote the text")
@@ -98,7 +135,19 @@ class ProductRecord(BaseModel):
     unknown_attributes: list[str] = Field(
         default_factory=list, description="Attributes whose value is outside the catalogue vocabulary"
     )
-    description: str | None = None
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="Attribute -> calibrated probability of its value (3 decimals)"
+    )
+    needs_review: bool = Field(
+        default=False, description="True when an attribute is unknown or below the review threshold"
+    )
+    description: str | None = Field(default=None, description="The default locale's content description")
+    content: dict[str, LocaleContent] = Field(
+        default_factory=dict, description="BCP 47 locale -> the copy in that locale (COMPLETED only)"
+    )
+    token_usage: dict[str, TokenUsage] = Field(
+        default_factory=dict, description="BCP 47 locale -> Bedrock tokens spent on it, retries included"
+    )
     error_code: ErrorCode | None = None
     error_message: str | None = None
     model_ids: ModelIds = Field(default_factory=ModelIds)
@@ -109,3 +158,34 @@ class ProductRecord(BaseModel):
     )
     created_at: str
     updated_at: str
+
+
+# --- Events on the stack's event bus (EventBridge) ---------------------------------------------------
+
+EVENT_SOURCE = "product-describer"
+
+
+class ProductEventType(StrEnum):
+    """The event's ``detail-type``: one per final status."""
+
+    DESCRIBED = "Product Described"
+    FAILED = "Product Description Failed"
+
+
+class ProductEventDetail(BaseModel):
+    """The ``detail`` of a product event: enough to act on; the record has the rest."""
+
+    product_id: str
+    status: Status
+    category: str
+    source_bucket: str
+    source_key: str
+    source_version: str
+    locales: list[str] = Field(default_factory=list, description="The locales of the content (COMPLETED)")
+    error_code: ErrorCode | None = None
+    error_message: str | None = None
+    execution_name: str | None = None
+    updated_at: str
+    content: dict[str, LocaleContent] | None = Field(
+        default=None, description="The copy, when the event stays within EventBridge's size limit"
+    )

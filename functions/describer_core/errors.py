@@ -3,20 +3,25 @@
 A Lambda that raises one of these fails its task with ``Error`` = the class name, which the state
 machine's Retry and Catch rules match on; the message always starts with the record's ErrorCode
 (``"ENDPOINT_UNAVAILABLE: ..."``) so RecordFailure can recover the code from the task's Cause even
-where the error name is lost (the local emulator reports every handler error as
-``Runtime.HandlerError``). Retryable classes are the ones the ASL retries; the rest are final.
+where the error name is lost (an unpatched ministack reports every handler error as
+``Runtime.HandlerError``; the local stack patches it: ``describer/local/emulator_patch.py``).
+Retryable classes are the ones the ASL retries; the rest are final.
 """
 
 from __future__ import annotations
 
 import re
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 
 from describer_core.contracts import ErrorCode
 
 _MESSAGE_LIMIT = 400
+# The model clients' botocore retries: one quick SDK retry (two attempts in all) on throttling, 5xx
+# and timeouts; Step Functions owns the rest, with backoff and jitter. ("max_attempts" would count
+# retries only: three attempts, more than a function's timeout allows for two slow replies.)
+SDK_RETRIES: Any = {"mode": "standard", "total_max_attempts": 2}
 
 
 class PipelineError(Exception):
@@ -77,6 +82,12 @@ class DescriptionFailed(PipelineError):
 
 class DescriptionInvalid(PipelineError):
     default_code = ErrorCode.DESCRIPTION_INVALID
+
+
+class StyleGuideInvalid(PipelineError):
+    """The configured style guide cannot be read or is not valid; retrying cannot help."""
+
+    default_code = ErrorCode.STYLE_GUIDE_INVALID
 
 
 def error_classes() -> dict[str, type[PipelineError]]:

@@ -68,13 +68,15 @@ def checked_product_id(candidate: str) -> str:
     return product_id
 
 
-def execution_name(bucket: str, event_key: str, version_or_sequencer: str) -> str:
+def execution_name(bucket: str, event_key: str, version_or_sequencer: str, redrive_count: int = 0) -> str:
     """A Step Functions execution name that is the same for every delivery of one upload.
 
     Readable stem of the file name, then a hash of bucket, key and object version (or the event's
-    sequencer on an unversioned bucket); at most 80 characters of ``[A-Za-z0-9_-]``.
+    sequencer on an unversioned bucket), then ``-r<n>`` for the upload's n-th redrive; at most 80
+    characters of ``[A-Za-z0-9_-]``.
     """
     digest = hashlib.sha256(f"{bucket}\0{event_key}\0{version_or_sequencer}".encode()).hexdigest()[:40]
+    suffix = f"-{digest}" + (f"-r{redrive_count}" if redrive_count else "")
     file_name = event_key.rsplit("/", 1)[-1]
-    stem = _NAME_UNSAFE.sub("-", file_name).strip("-")[: EXECUTION_NAME_LIMIT - len(digest) - 1]
-    return f"{stem}-{digest}" if stem else digest
+    stem = _NAME_UNSAFE.sub("-", file_name).strip("-")[: EXECUTION_NAME_LIMIT - len(suffix)]
+    return f"{stem}{suffix}" if stem else suffix[1:]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
 from describer_core.contracts import ErrorCode, ModelIds, ProductRecord, S3ObjectRef, Status
 from describer_core.errors import InvalidInput, error_classes, split_coded_message
+from describer_core.notifications import ProductEvents
 from describer_core.preparation import SourceObject, identify_product
 from describer_core.records import ResultsTable
 from describer_core.states import (
@@ -51,19 +52,27 @@ def completed_record(request: SaveInput) -> ProductRecord:
         request.execution_name,
         attributes=request.merged.attributes,
         unknown_attributes=request.merged.unknown_attributes,
+        confidence=request.merged.confidence,
+        needs_review=request.merged.needs_review,
         description=request.description.text,
+        content=request.description.content,
+        token_usage=request.description.token_usage,
         model_ids=ModelIds(attributes=request.merged.endpoint, description=request.description.model_id),
         timings_ms={
             "prepare": request.prepare_ms,
             "attributes": request.merged.endpoint_ms,
+            "attributes_wall": request.merged.endpoint_wall_ms,
             "description": request.description.description_ms,
             "total": elapsed_ms_since(request.execution_start),
         },
     )
 
 
-def save_result(request: SaveInput, table: ResultsTable) -> SaveOutput:
-    saved = table.write_if_current(completed_record(request))
+def save_result(request: SaveInput, table: ResultsTable, events: ProductEvents) -> SaveOutput:
+    record = completed_record(request)
+    saved = table.write_if_current(record)
+    if saved:
+        events.publish(record)
     return SaveOutput(product_id=request.product.product_id, saved=saved)
 
 
@@ -122,10 +131,17 @@ def unidentified_product(workflow: WorkflowInput) -> ProductIdentity:
 
 
 def record_failure(
-    request: FailureInput, s3_client: S3Client, table: ResultsTable, catalogue: Catalogue, upload_prefix: str
+    request: FailureInput,
+    s3_client: S3Client,
+    table: ResultsTable,
+    events: ProductEvents,
+    catalogue: Catalogue,
+    upload_prefix: str,
 ) -> FailureOutput:
     code, message = classify_error(request.state.error)
     product = failed_product(request, s3_client, catalogue, upload_prefix)
     failed = product.record(Status.FAILED, request.execution_name, error_code=code, error_message=message)
     recorded = table.write_if_current(failed)
+    if recorded:
+        events.publish(failed)
     return FailureOutput(error_code=code, error_message=message, recorded=recorded)

@@ -1,4 +1,5 @@
-"""Prepare: find the uploaded object, claim the product's record, validate the image, pick questions.
+"""Prepare: find the uploaded object, claim the product's record, validate the image, pick questions
+and group them into endpoint calls.
 
 The claim comes before the image checks so that a broken upload still ends as a FAILED record the
 product team can see; a claim that loses to a newer upload stops the run before any model call.
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from describer_core.catalogue import Catalogue
 from describer_core.contracts import ErrorCode, Question, S3ObjectRef, Status
+from describer_core.endpoint_calls import group_questions
 from describer_core.errors import (
     InvalidInput,
     TransientError,
@@ -129,11 +131,13 @@ def prepare(
         Question(attribute=attribute, question=question)
         for attribute, question in catalogue.questions(product.category)
     ]
+    groups = group_questions(questions, settings.questions_per_call)
     elapsed_ms = int((time.monotonic() - started) * 1000)
     output = PrepareOutput(
         claimed=True,
         product=product,
         questions=questions,
+        question_groups=groups,
         prepare_ms=elapsed_ms,
         map_concurrency=settings.map_concurrency,
     )

@@ -8,13 +8,15 @@ that was overtaken cannot overwrite the newer run's result.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from describer_core.contracts import ProductRecord
+from describer_core.contracts import ProductRecord, Status
 from describer_core.errors import TransientError, client_error_code, is_transient
 
 if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
@@ -23,10 +25,16 @@ if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import th
 
 _CURRENT_RUN = (
     "attribute_not_exists(#product_id) OR #order_token < :order_token"
-    " OR (#order_token = :order_token AND #execution_name = :execution_name)"
+    " OR (#order_token = :order_token AND #execution_name = :execution_name{same_run})"
 )
+# For a run that already ended: its own record may only be changed while it still says PROCESSING.
+_STILL_PROCESSING = " AND #status = :processing"
 # Set once, on the first write of a product.
 _CREATED_AT = "created_at"
+# The sparse key of the review index: present (this value) only on records that need review, so
+# the index holds just those and operators list them with one Query.
+REVIEW_KEY = "review"
+REVIEW_PENDING = "PENDING"
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
@@ -36,16 +44,38 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def sortable_utc(timestamp: str) -> str:
+    """An ISO 8601 time as fixed-width UTC with microseconds, so that times compare as text.
+
+    ``2026-12-01T10:17:10Z`` and ``2026-12-01T10:17:10.530Z`` do not (``Z`` sorts after ``.``);
+    ``2026-12-01T10:17:10.000000Z`` and ``...10.530000Z`` do. A text that is not an ISO 8601 time
+    is returned unchanged.
+    """
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return timestamp
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class ResultsTable:
     def __init__(self, table_name: str, dynamodb_client: DynamoDBClient) -> None:
         self.table_name = table_name
         self._client = dynamodb_client
 
-    def write_if_current(self, record: ProductRecord) -> bool:
-        """Write ``record`` whole if its run is current for the product; False when it is not."""
+    def write_if_current(self, record: ProductRecord, still_processing: bool = False) -> bool:
+        """Write ``record`` whole if its run is current for the product; False when it is not.
+
+        ``still_processing``: and, when the record is this run's own, only if it is still PROCESSING
+        (a run that ended without its final write), never over the run's own COMPLETED or FAILED.
+        """
         if record.order_token is None or record.execution_name is None:
             raise ValueError("a conditional write needs the record's order_token and execution_name")
-        item = record.model_dump(mode="json", exclude={"product_id", _CREATED_AT})
+        # DynamoDB numbers travel as Decimal (the serializer refuses floats such as a confidence).
+        item = json.loads(record.model_dump_json(exclude={"product_id", _CREATED_AT}), parse_float=Decimal)
+        item[REVIEW_KEY] = REVIEW_PENDING if record.needs_review else None
         names = {f"#{field}": field for field in item}
         names["#product_id"] = "product_id"
         set_fields = [field for field, value in item.items() if value is not None]
@@ -57,12 +87,17 @@ class ResultsTable:
         names["#created_at"] = _CREATED_AT
         if removed:
             update += " REMOVE " + ", ".join(f"#{field}" for field in removed)
+        if still_processing:
+            names["#status"] = "status"
+            values[":processing"] = {"S": Status.PROCESSING.value}
         try:
             self._client.update_item(
                 TableName=self.table_name,
                 Key={"product_id": {"S": record.product_id}},
                 UpdateExpression=update,
-                ConditionExpression=_CURRENT_RUN,
+                ConditionExpression=_CURRENT_RUN.format(
+                    same_run=_STILL_PROCESSING if still_processing else ""
+                ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )

@@ -10,7 +10,10 @@ import os
 from collections.abc import Mapping
 from typing import TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from describer_core.contracts import MAX_QUESTIONS_PER_REQUEST
+from describer_core.locales import DEFAULT_LOCALE, parse_locales
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
@@ -26,6 +29,12 @@ class TableSettings(BaseModel):
     results_table_name: str = Field(min_length=3)
 
 
+class FinalRecordSettings(TableSettings):
+    """SaveResult and RecordFailure write the final record and announce it on the event bus."""
+
+    event_bus_name: str = Field(min_length=1)
+
+
 class ImageSettings(BaseModel):
     max_image_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
@@ -35,31 +44,80 @@ class UploadSettings(BaseModel):
     upload_prefix: str = "incoming/"
 
 
+# Measured with `make bench` (README "Endpoint"): 4 keeps a product's questions in more than one call
+# (retried and run in parallel separately) at nearly the speed of one call for all of them.
+DEFAULT_QUESTIONS_PER_CALL = 4
+# From `make eval`'s threshold table (docs/training.md): on the demo model's held-out products, 3 % of
+# the answers (right only 4 times in 10) and a fifth of the products fall below it; 0.8 would send 69 %.
+DEFAULT_REVIEW_THRESHOLD = 0.6
+
+
+class QuestionSettings(BaseModel):
+    questions_per_call: int = Field(default=DEFAULT_QUESTIONS_PER_CALL, ge=1, le=MAX_QUESTIONS_PER_REQUEST)
+
+
+class ReviewSettings(BaseModel):
+    review_threshold: float = Field(default=DEFAULT_REVIEW_THRESHOLD, ge=0.0, le=1.0)
+
+
 class MapSettings(BaseModel):
     map_concurrency: int = Field(
-        ge=1, description="Questions in flight per product (template MapConcurrency)"
+        ge=1, description="Question groups in flight per product (template MapConcurrency)"
     )
 
 
-class PrepareSettings(TableSettings, ImageSettings, UploadSettings, MapSettings):
+class PrepareSettings(TableSettings, ImageSettings, UploadSettings, QuestionSettings, MapSettings):
     pass
 
 
-class FailureSettings(TableSettings, UploadSettings):
+class FailureSettings(FinalRecordSettings, UploadSettings):
     pass
 
 
 class EndpointSettings(BaseModel):
     endpoint_name: str = Field(min_length=1)
+    # SageMaker real-time endpoints answer within 60 s; a slower reply is a fault to retry.
+    endpoint_read_timeout_s: float = Field(default=65, gt=0, le=65)
 
 
-class DescriptionSettings(BaseModel):
+# Bedrock models without Converse's native structured output (outputConfig.textFormat): they are
+# asked through a forced tool call instead. A model id matches an entry it starts with, after any
+# cross-Region inference profile prefix ("us.", "eu.", "global." ...). The template's ToolUseModels
+# parameter defaults to this list (a unit test keeps them equal).
+TOOL_USE_MODELS = ("anthropic.claude-3", "anthropic.claude-instant", "meta.llama3", "mistral.mistral")
+
+
+class DescriptionSettings(ReviewSettings):
     bedrock_model_id: str = Field(min_length=1)
     description_temperature: float = Field(default=0.1, ge=0.0, le=1.0)
-    description_max_tokens: int = Field(default=400, ge=50, le=4096)
+    description_max_tokens: int = Field(default=1000, ge=50, le=4096)
+    locales: list[str] = Field(default=[DEFAULT_LOCALE], description="The first is the default locale")
+    title_max_chars: int = Field(default=80, ge=20, le=150)
+    style_guide_uri: str = ""
+    tool_use_models: list[str] = Field(default=list(TOOL_USE_MODELS))
+    locale_calls_in_parallel: int = Field(default=8, ge=1, le=16)
+
+    @field_validator("locales", mode="before")
+    @classmethod
+    def _comma_separated_locales(cls, value: object) -> object:
+        if isinstance(value, list):
+            value = ",".join(str(tag) for tag in value)
+        return parse_locales(value) if isinstance(value, str) else value
+
+    @field_validator("tool_use_models", mode="before")
+    @classmethod
+    def _comma_separated_models(cls, value: object) -> object:
+        return (
+            [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+        )
+
+    @property
+    def default_locale(self) -> str:
+        return self.locales[0]
 
 
 class StarterSettings(BaseModel):
     state_machine_arn: str = Field(min_length=1)
     max_running_executions: int = Field(default=20, ge=1)
     admission_queue_url: str = Field(min_length=1)
+    admission_dead_letter_queue_url: str = Field(min_length=1)

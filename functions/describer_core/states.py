@@ -8,14 +8,32 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from describer_core.contracts import AttributeAnswer, ErrorCode, ProductRecord, Question, S3ObjectRef, Status
+from describer_core.contracts import (
+    MAX_QUESTIONS_PER_REQUEST,
+    AttributeAnswer,
+    ErrorCode,
+    LocaleContent,
+    ProductRecord,
+    Question,
+    S3ObjectRef,
+    Status,
+    TokenUsage,
+)
 from describer_core.keys import execution_name
-from describer_core.records import utc_now
+from describer_core.records import sortable_utc, utc_now
 
 # S3 sequencers only compare once left-padded to one length (S3 event notification docs).
 _SEQUENCER_WIDTH = 32
+# An order token's redrive part: "#r0001" for the first redrive of an upload.
+_REDRIVE_MARK = "#r"
+
+
+def redrive_count_of(order_token: str) -> int:
+    """How many times the run that wrote ``order_token`` had been redriven (0: the upload's own run)."""
+    _, mark, count = order_token.rpartition(_REDRIVE_MARK)
+    return int(count) if mark and count.isdigit() else 0
 
 
 class _S3Bucket(BaseModel):
@@ -58,6 +76,7 @@ class WorkflowInput(BaseModel):
     event_time: str
     sequencer: str = ""
     event_id: str | None = None
+    redrive_count: int = Field(default=0, ge=0, description="0: the upload's own run; n: its n-th redrive")
 
     @classmethod
     def from_event(cls, event: ObjectCreatedEvent) -> WorkflowInput:
@@ -74,12 +93,38 @@ class WorkflowInput(BaseModel):
 
     @property
     def order_token(self) -> str:
-        """Orders uploads of one product: event time, then S3's sequencer (same key) as tie-break."""
-        return f"{self.event_time}#{self.sequencer.rjust(_SEQUENCER_WIDTH, '0')}"
+        """Orders uploads of one product: event time (fixed-width UTC), then S3's sequencer (same key)
+        as tie-break; a redrive of the same upload comes right after its earlier runs."""
+        token = f"{sortable_utc(self.event_time)}#{self.sequencer.rjust(_SEQUENCER_WIDTH, '0')}"
+        return f"{token}{_REDRIVE_MARK}{self.redrive_count:04d}" if self.redrive_count else token
 
     @property
     def execution_name(self) -> str:
-        return execution_name(self.bucket, self.key, self.version_id or self.sequencer)
+        return execution_name(self.bucket, self.key, self.version_id or self.sequencer, self.redrive_count)
+
+    @classmethod
+    def redrive_of(cls, record: ProductRecord) -> WorkflowInput:
+        """The next redrive of the upload ``record`` holds: same object version, same event time and
+        sequencer (read back from its order token), one more redrive."""
+        if record.order_token is None:
+            raise ValueError(f"record {record.product_id} has no order token to redrive from")
+        event_time, _, rest = record.order_token.partition("#")
+        sequencer = rest.split("#", 1)[0]
+        version = None if record.source_version == "null" else record.source_version
+        return cls(
+            bucket=record.source_bucket,
+            key=record.source_key,
+            version_id=version,
+            event_time=event_time,
+            sequencer=sequencer,
+            redrive_count=redrive_count_of(record.order_token) + 1,
+        )
+
+
+class RedriveMessage(BaseModel):
+    """An admission-queue message from ``describer redrive``: start this run, as an upload event would."""
+
+    redrive: WorkflowInput
 
 
 class ProductIdentity(BaseModel):
@@ -115,20 +160,35 @@ class PrepareOutput(BaseModel):
     claimed: bool = Field(description="False when a newer upload of the product already owns the record")
     product: ProductIdentity
     questions: list[Question] = Field(default_factory=list)
+    question_groups: list[list[Question]] = Field(
+        default_factory=list,
+        description="The questions in groups of at most questions_per_call: one call each",
+    )
     prepare_ms: int = 0
     map_concurrency: int = Field(ge=1, description="The AskAttributes Map's MaxConcurrencyPath reads it")
 
 
 class AskInput(BaseModel):
+    """One Map item: a group of questions about one image, asked in one endpoint call."""
+
     image: S3ObjectRef
     category: str
-    question: Question
+    questions: list[Question] = Field(min_length=1, max_length=MAX_QUESTIONS_PER_REQUEST)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_question(cls, data: Any) -> Any:
+        # Executions started before groups existed pass one "question" per item.
+        if isinstance(data, dict) and "question" in data and "questions" not in data:
+            data = {**data, "questions": [data["question"]]}
+        return data
 
 
 class AskOutput(BaseModel):
-    answer: AttributeAnswer
+    answers: list[AttributeAnswer]
     endpoint: str
     endpoint_ms: int
+    started_ms: int = Field(description="When the call started, ms since the epoch")
 
 
 class MergeInput(BaseModel):
@@ -138,8 +198,13 @@ class MergeInput(BaseModel):
 class MergedAttributes(BaseModel):
     attributes: dict[str, str] = Field(description="Attribute -> value, one JSON object")
     unknown_attributes: list[str] = Field(description="Attributes whose value is outside the vocabulary")
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="Attribute -> calibrated confidence of its value (3 decimals)"
+    )
+    needs_review: bool = False
     endpoint: str | None = None
-    endpoint_ms: int = 0
+    endpoint_ms: int = Field(default=0, description="The endpoint calls' durations added up")
+    endpoint_wall_ms: int = Field(default=0, description="First call's start to last call's end")
 
     @property
     def unknown_rate(self) -> float:
@@ -151,15 +216,20 @@ class MergedAttributes(BaseModel):
 class DescribeInput(BaseModel):
     product: ProductIdentity
     attributes: dict[str, str]
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="Attribute -> confidence; below the review threshold: left out"
+    )
 
 
 class DescriptionResult(BaseModel):
-    text: str
+    text: str = Field(description="The default locale's description")
     model_id: str
-    input_tokens: int
+    input_tokens: int = Field(description="All locales and attempts")
     output_tokens: int
-    attempts: int
+    attempts: int = Field(description="The most any locale needed")
     description_ms: int
+    content: dict[str, LocaleContent] = Field(default_factory=dict)
+    token_usage: dict[str, TokenUsage] = Field(default_factory=dict)
 
 
 class SaveInput(BaseModel):

@@ -1,4 +1,4 @@
-"""MergeAttributes: the Map's answers become one {attribute: value} object."""
+"""MergeAttributes: the Map's answers become one {attribute: value} object with confidences."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from describer_core.attributes import merge_attributes
 from describer_core.observability import logger, tracer
+from describer_core.settings import ReviewSettings, load_settings
 from describer_core.states import MergeInput
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    merged = merge_attributes(MergeInput.model_validate(event).answers)
+    settings = load_settings(ReviewSettings)
+    merged = merge_attributes(MergeInput.model_validate(event).answers, settings.review_threshold)
+    logger.info("merged", extra={"needs_review": merged.needs_review, "confidence": merged.confidence})
     return merged.model_dump(mode="json")

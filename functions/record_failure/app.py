@@ -10,6 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from describer_core.catalogue import load_catalogue
+from describer_core.notifications import ProductEvents
 from describer_core.observability import logger, metrics, tracer
 from describer_core.outcomes import record_failure
 from describer_core.records import ResultsTable
@@ -18,18 +19,19 @@ from describer_core.states import FailureInput
 
 
 @cache
-def _dependencies() -> tuple[FailureSettings, Any, ResultsTable]:
+def _dependencies() -> tuple[FailureSettings, Any, ResultsTable, ProductEvents]:
     settings = load_settings(FailureSettings)
-    return settings, boto3.client("s3"), ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
+    table = ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
+    return settings, boto3.client("s3"), table, ProductEvents(settings.event_bus_name, boto3.client("events"))
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings, s3, table = _dependencies()
+    settings, s3, table, events = _dependencies()
     output = record_failure(
-        FailureInput.model_validate(event), s3, table, load_catalogue(), settings.upload_prefix
+        FailureInput.model_validate(event), s3, table, events, load_catalogue(), settings.upload_prefix
     )
     metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
     with single_metric(name="ImagesFailedByCode", unit=MetricUnit.Count, value=1) as by_code:

@@ -9,16 +9,21 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from describer_core.notifications import ProductEvents
 from describer_core.observability import logger, metrics, tracer
 from describer_core.outcomes import save_result
 from describer_core.records import ResultsTable
-from describer_core.settings import TableSettings, load_settings
+from describer_core.settings import FinalRecordSettings, load_settings
 from describer_core.states import SaveInput
 
 
 @cache
-def _table() -> ResultsTable:
-    return ResultsTable(load_settings(TableSettings).results_table_name, boto3.client("dynamodb"))
+def _dependencies() -> tuple[ResultsTable, ProductEvents]:
+    settings = load_settings(FinalRecordSettings)
+    return (
+        ResultsTable(settings.results_table_name, boto3.client("dynamodb")),
+        ProductEvents(settings.event_bus_name, boto3.client("events")),
+    )
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -27,7 +32,7 @@ def _table() -> ResultsTable:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = SaveInput.model_validate(event)
     logger.append_keys(product_id=request.product.product_id)
-    output = save_result(request, _table())
+    output = save_result(request, *_dependencies())
     if output.saved:
         metrics.add_metric(name="ImagesCompleted", unit=MetricUnit.Count, value=1)
         metrics.add_metric(

@@ -9,7 +9,7 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from describer_core.admission import SqsRecord, admit, reoffer_soon
+from describer_core.admission import SqsRecord, admit, park_malformed, reoffer_soon
 from describer_core.observability import logger, metrics, tracer
 from describer_core.settings import StarterSettings, load_settings
 
@@ -27,6 +27,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = [SqsRecord.model_validate(record) for record in event.get("Records", [])]
     outcome = admit(records, sfn, settings.state_machine_arn, settings.max_running_executions)
     reoffer_soon(sqs, settings.admission_queue_url, [r for r in records if r.messageId in outcome.deferred])
+    malformed = [r for r in records if r.messageId in outcome.malformed]
+    outcome.failed += park_malformed(sqs, settings.admission_dead_letter_queue_url, malformed)
     metrics.add_metric(name="ExecutionsStarted", unit=MetricUnit.Count, value=len(outcome.started))
     metrics.add_metric(name="UploadsDeferred", unit=MetricUnit.Count, value=len(outcome.deferred))
     metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=len(outcome.malformed))

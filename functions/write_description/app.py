@@ -1,4 +1,4 @@
-"""WriteDescription: Bedrock Converse writes the product text from the merged attributes."""
+"""WriteDescription: Bedrock Converse writes the product's copy in every locale from the merged attributes."""
 
 from __future__ import annotations
 
@@ -12,29 +12,34 @@ from botocore.config import Config
 
 from describer_core.catalogue import load_catalogue
 from describer_core.description import write_description
+from describer_core.errors import SDK_RETRIES
 from describer_core.observability import logger, metrics, tracer
 from describer_core.settings import DescriptionSettings, load_settings
 from describer_core.states import DescribeInput
+from describer_core.style_guide import load_style_guide
 
-# Step Functions owns retries (with backoff and jitter); one quick SDK retry only.
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, read_timeout=60, connect_timeout=5)
+_CLIENT_CONFIG = Config(retries=SDK_RETRIES, read_timeout=60, connect_timeout=5)
 
 
 @cache
-def _dependencies() -> tuple[DescriptionSettings, Any]:
-    return load_settings(DescriptionSettings), boto3.client("bedrock-runtime", config=_CLIENT_CONFIG)
+def _dependencies() -> tuple[DescriptionSettings, Any, Any]:
+    settings = load_settings(DescriptionSettings)
+    s3 = boto3.client("s3") if settings.style_guide_uri else None
+    return settings, boto3.client("bedrock-runtime", config=_CLIENT_CONFIG), s3
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings, bedrock = _dependencies()
+    settings, bedrock, s3 = _dependencies()
     request = DescribeInput.model_validate(event)
     logger.append_keys(product_id=request.product.product_id)
+    style = load_style_guide(settings.style_guide_uri, s3)
     category = load_catalogue().category(request.product.category)
-    result = write_description(category, request.attributes, bedrock, settings)
+    result = write_description(category, request.attributes, bedrock, settings, request.confidence, style)
     metrics.add_metric(name="BedrockInputTokens", unit=MetricUnit.Count, value=result.input_tokens)
     metrics.add_metric(name="BedrockOutputTokens", unit=MetricUnit.Count, value=result.output_tokens)
-    logger.info("described", extra={"attempts": result.attempts, "characters": len(result.text)})
-    return result.model_dump(mode="json")
+    output = result.model_dump(mode="json")
+    logger.info("described", extra={"attempts": result.attempts, "token_usage": output["token_usage"]})
+    return output

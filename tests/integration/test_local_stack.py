@@ -3,44 +3,48 @@
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from describer.deployment import Deployment, UploadRef, wait_for_final_records
 from describer.local import emulator
+from describer.local.demo import copy_problems
 from describer.local.model_host import InferenceModel
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
-from describer.local.stack import LocalSettings
-from describer_core.answers import parse_answer
+from describer.local.stack import LOCAL_LOCALES, LocalSettings
 from describer_core.catalogue import load_catalogue
-from describer_core.contracts import ProductRequest, Question, S3ObjectRef, Status
+from describer_core.contracts import (
+    AttributeAnswer,
+    ProductRequest,
+    ProductResponse,
+    Question,
+    S3ObjectRef,
+    Status,
+)
+from describer_core.endpoint_calls import group_questions, prefix_aware_id
 from describer_core.records import utc_now
+from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL, DEFAULT_REVIEW_THRESHOLD
 
 pytestmark = pytest.mark.integration
 
 
-def _expected_attributes(model: InferenceModel, deployment: Deployment, sample: SampleFile) -> dict[str, str]:
-    """What the pipeline must record: the demo model asked each question as AskAttribute asks it."""
+def _expected_answers(
+    model: InferenceModel, deployment: Deployment, sample: SampleFile
+) -> list[AttributeAnswer]:
+    """What the pipeline must record: the demo model asked the category's questions, here in one request."""
     catalogue = load_catalogue()
-    image = S3ObjectRef(bucket=deployment.upload_bucket, key=deployment.upload_prefix + sample.key)
-    attributes = {}
-    for attribute, question in catalogue.questions(sample.category):
-        request = ProductRequest(
-            image_s3=image,
-            questions=[Question(attribute=attribute, question=question)],
-            category=sample.category,
-        )
-        body, _ = model.invoke(
-            request.model_dump_json(exclude_none=True).encode(), "application/json", "application/json"
-        )
-        (answer,) = json.loads(body)["answers"]
-        parsed = parse_answer(
-            answer["raw"] or answer["value"], catalogue.category(sample.category).attribute(attribute)
-        )
-        if parsed.value:
-            attributes[attribute] = parsed.value
-    return attributes
+    request = ProductRequest(
+        image_s3=S3ObjectRef(bucket=deployment.upload_bucket, key=deployment.upload_prefix + sample.key),
+        questions=[Question(attribute=a, question=q) for a, q in catalogue.questions(sample.category)],
+        category=sample.category,
+    )
+    body, _ = model.invoke(
+        request.model_dump_json(exclude_none=True).encode(), "application/json", "application/json"
+    )
+    return ProductResponse.model_validate_json(body).answers
 
 
 def test_uploads_end_with_the_right_final_records(
@@ -65,6 +69,8 @@ def test_uploads_end_with_the_right_final_records(
     for name, value in emulator.client_environment(local_settings.emulator_port, {}).items():
         monkeypatch.setenv(name, value)
     model = InferenceModel(demo_model_dir)
+    with urllib.request.urlopen(f"{local_settings.model_host_url}/routing") as response:
+        routing = json.loads(response.read())
     for sample in samples:
         record = records[sample.product_id]
         assert record.category == sample.category
@@ -73,8 +79,68 @@ def test_uploads_end_with_the_right_final_records(
             assert (record.status, record.error_code) == (Status.FAILED, sample.expected_error), sample.key
             continue
         assert record.status == Status.COMPLETED, (sample.key, record.error_code, record.error_message)
-        assert record.attributes == _expected_attributes(model, deployment, sample), sample.key
-        assert record.description
+        expected = _expected_answers(model, deployment, sample)
+        assert record.attributes == {answer.attribute: answer.value for answer in expected}, sample.key
+        # Every attribute has a confidence; the review flag follows the template's default threshold.
+        assert record.confidence == pytest.approx(
+            {answer.attribute: answer.confidence for answer in expected}, abs=2e-3
+        )
+        assert record.needs_review == any(
+            value < DEFAULT_REVIEW_THRESHOLD for value in record.confidence.values()
+        )
+        groups = group_questions(expected, DEFAULT_QUESTIONS_PER_CALL)
+        source = S3ObjectRef(
+            bucket=deployment.upload_bucket, key=record.source_key, version_id=record.source_version
+        )
+        # All of a product's calls carried its routing id and one routing prefix: one instance.
+        assert routing[prefix_aware_id(source)] == {"calls": len(groups), "prefixes": 1}, sample.key
+        assert set(record.content) == set(LOCAL_LOCALES)
+        assert record.description == record.content[LOCAL_LOCALES[0]].description
+        assert copy_problems(record) == [], sample.key
+        assert set(record.token_usage) == set(LOCAL_LOCALES)
         assert record.model_ids.attributes == local_settings.endpoint_name
         assert record.model_ids.description == "offline-describer-v1"
     assert not [r for r in deployment.records(Status.PROCESSING) if r.product_id in uploads]
+
+
+def test_downstream_services_hear_of_every_final_record(tmp_path: Path, deployment: Deployment) -> None:
+    """A rule on the stack's event bus, as a downstream service writes it, delivering to its queue."""
+    sqs, events = deployment.client("sqs"), deployment.client("events")
+    queue_url = sqs.create_queue(QueueName="downstream-products")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="downstream-products",
+        EventBusName=deployment.event_bus,
+        EventPattern=json.dumps({"source": ["product-describer"]}),
+    )
+    events.put_targets(
+        Rule="downstream-products", EventBusName=deployment.event_bus, Targets=[{"Id": "q", "Arn": queue_arn}]
+    )
+    photo = synthetic_photos(tmp_path / "photos", per_category=1)[0]
+    bad = next(sample for sample in bad_files(tmp_path / "bad") if sample.expected_error is not None)
+    uploads = {}
+    for sample in (photo, bad):
+        uploaded_at = utc_now()
+        uploads[sample.product_id] = UploadRef.from_response(
+            deployment.upload(sample.path, sample.key), uploaded_at
+        )
+    records = wait_for_final_records(deployment, uploads, timeout_s=180)
+
+    received: dict[str, dict] = {}
+    deadline = time.monotonic() + 30
+    while set(uploads) - set(received) and time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        ):
+            event = json.loads(message["Body"])
+            received[event["detail"]["product_id"]] = event
+    assert set(received) >= set(uploads)
+    completed, failed = received[photo.product_id], received[bad.product_id]
+    assert (completed["source"], completed["detail-type"]) == ("product-describer", "Product Described")
+    assert completed["detail"]["status"] == "COMPLETED"
+    assert completed["detail"]["locales"] == list(LOCAL_LOCALES)
+    assert completed["detail"]["source_version"] == records[photo.product_id].source_version
+    assert failed["detail-type"] == "Product Description Failed"
+    assert failed["detail"]["error_code"] == bad.expected_error

@@ -24,8 +24,22 @@ exception is a server error (5xx).
 
 How the cost goes down: the vision encoder + Q-Former + projection output is computed once per
 image and kept in a bounded LRU keyed by the image's sha256, with single-flight (concurrent requests
-for one image wait for the first computation); all questions of a request are decoded in one batch
-with greedy decoding. Nothing here logs payloads or image bytes.
+for one image wait for the first computation); a product request naming an S3 object version whose
+features are cached does not read the object again. Nothing here logs payloads or image bytes.
+
+How a product request is answered (``DescriberModel.score_and_answer``, which evaluation calls too):
+
+- a question about an attribute with a vocabulary is *scored*: every allowed value, as the answer
+  text the model was trained to produce (``format_answer``: "Sleeve Length: Long Sleeves", end of
+  sequence included), gets its summed token log-likelihood given the image and the question,
+  teacher-forced. All candidates of all such questions go through the language model's encoder once
+  per question and its decoder in one batched pass. A softmax over an attribute's candidates at the
+  model's calibrated temperature (``describer_model.json`` ``calibration``) gives ``confidence``; the
+  runners-up come back as ``alternatives``;
+- any other question (an attribute outside the catalogue) is answered by greedy generation, batched,
+  and normalised with ``parse_answer``: ``known`` false, no confidence.
+
+The reference request is answered by greedy generation, as the reference endpoint did.
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +67,12 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from describer_core.answers import MAX_ANSWER_TOKENS, parse_answer
+from describer_core.answers import MAX_ANSWER_TOKENS, format_answer, parse_answer
 from describer_core.catalogue import AttributeSpec, Catalogue, load_catalogue, normalise_token
+from describer_core.confidence import MAX_ALTERNATIVES, Calibration, softmax
 from describer_core.contracts import (
     MAX_QUESTIONS_PER_REQUEST,
+    Alternative,
     AttributeAnswer,
     ProductRequest,
     ProductResponse,
@@ -70,6 +87,7 @@ from describer_core.model_files import CATALOGUE_FILE, METADATA_FILE
 from describer_core.settings import ImageSettings
 
 __all__ = [
+    "CandidateScores",
     "DescriberModel",
     "EndpointRequestError",
     "VisionFeatureCache",
@@ -146,6 +164,15 @@ class VisionFeatureCache:
             del self._pending[digest]
         pending.set_result(features)
         return features
+
+    def peek(self, digest: str) -> torch.Tensor | None:
+        """The cached features for ``digest``, or None; never computes."""
+        with self._lock:
+            cached = self._entries.get(digest)
+            if cached is not None:
+                self._entries.move_to_end(digest)
+                self.hits += 1
+            return cached
 
     def _store(self, digest: str, features: torch.Tensor) -> None:
         size = features.numel() * features.element_size()
@@ -227,6 +254,15 @@ def image_digest(data: bytes) -> str:
 # --- the model ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CandidateScores:
+    """A scored question: the attribute's values and their summed log-likelihoods."""
+
+    attribute: str
+    values: list[str]
+    scores: list[float]
+
+
 def _device_and_dtype() -> tuple[torch.device, torch.dtype]:
     if torch.cuda.is_available():
         return torch.device("cuda"), torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -245,6 +281,7 @@ class DescriberModel:
         *,
         max_new_tokens: int = MAX_ANSWER_TOKENS,
         cache: VisionFeatureCache | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         if not model.language_model.config.is_encoder_decoder:
             raise ValueError("the endpoint serves BLIP-2 with an encoder-decoder (Flan-T5) language model")
@@ -254,6 +291,9 @@ class DescriberModel:
         self.model_id = model_id
         self.max_new_tokens = max_new_tokens
         self.cache = cache if cache is not None else VisionFeatureCache()
+        self.calibration = calibration or Calibration()
+        # S3 object versions never change: a version seen once names the same bytes (and digest) again.
+        self._version_digests: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._s3_client: Any = None
         self._s3_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
@@ -269,8 +309,14 @@ class DescriberModel:
         metadata_path = root / METADATA_FILE
         metadata = json.loads(metadata_path.read_text(encoding="utf-8")) if metadata_path.exists() else {}
         model_id = str(metadata.get("model_id") or root.name)
-        logger.info("loaded model %s on %s (%s)", model_id, device, dtype)
-        return cls(model, processor, catalogue, model_id, **options)
+        try:
+            calibration = Calibration.model_validate(metadata.get("calibration") or {})
+        except ValidationError as error:
+            raise ValueError(f"{metadata_path}: calibration: {_validation_message(error)}") from None
+        logger.info(
+            "loaded model %s on %s (%s), temperature %.3f", model_id, device, dtype, calibration.temperature
+        )
+        return cls(model, processor, catalogue, model_id, calibration=calibration, **options)
 
     @property
     def device(self) -> torch.device:
@@ -293,24 +339,78 @@ class DescriberModel:
         The same token layout as ``Blip2Processor`` + ``Blip2ForConditionalGeneration.generate``:
         the query features take the place of the image tokens in front of the tokenized prompt.
         """
+        inputs_embeds, attention_mask = self._prefix_inputs(features, prompts)
+        output = self.model.language_model.generate(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+        )
+        return [
+            text.strip() for text in self.processor.tokenizer.batch_decode(output, skip_special_tokens=True)
+        ]
+
+    def _prefix_inputs(
+        self, features: torch.Tensor, prompts: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The language model's input: query features in front of each right-padded prompt."""
         tokenizer = self.processor.tokenizer
         # A fast tokenizer's padding state lives in one Rust object: concurrent calls must take turns.
         # Right padding keeps every prompt at the positions it has alone, as in the reference path.
         with self._tokenizer_lock:
             tokens = tokenizer(list(prompts), padding=True, padding_side="right", return_tensors="pt")
         tokens = tokens.to(self.device)
-        language_model = self.model.language_model
-        text_embeds = language_model.get_input_embeddings()(tokens.input_ids)
+        text_embeds = self.model.language_model.get_input_embeddings()(tokens.input_ids)
         image_embeds = features.to(text_embeds.dtype).expand(len(prompts), -1, -1)
         image_mask = torch.ones(image_embeds.shape[:2], dtype=tokens.attention_mask.dtype, device=self.device)
-        output = language_model.generate(
-            inputs_embeds=torch.cat([image_embeds, text_embeds], dim=1),
-            attention_mask=torch.cat([image_mask, tokens.attention_mask], dim=1),
-            max_new_tokens=self.max_new_tokens,
-            do_sample=False,
-            num_beams=1,
+        return (
+            torch.cat([image_embeds, text_embeds], dim=1),
+            torch.cat([image_mask, tokens.attention_mask], dim=1),
         )
-        return [text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True)]
+
+    @torch.inference_mode()
+    def score_candidates(
+        self, features: torch.Tensor, prompts: Sequence[str], candidates: Sequence[Sequence[str]]
+    ) -> list[list[float]]:
+        """Summed log-likelihood of each candidate answer text to its prompt about one image.
+
+        Teacher-forced, tokenized as training tokenized its targets (end of sequence included). The
+        encoder runs once per prompt; every candidate of every prompt is decoded in one batch. The
+        sum, not the per-token mean: the tokens an attribute's candidates share ("Sleeve Length:")
+        then add the same amount to each and cancel in the softmax, and the end-of-sequence token
+        keeps a value apart from a longer one it begins ("Slim" / "Slim Fit").
+        """
+        language_model = self.model.language_model
+        inputs_embeds, attention_mask = self._prefix_inputs(features, prompts)
+        encoded = language_model.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
+        owner = torch.tensor(
+            [index for index, texts in enumerate(candidates) for _ in texts],
+            dtype=torch.long,
+            device=self.device,
+        )
+        tokenizer = self.processor.tokenizer
+        with self._tokenizer_lock:
+            targets = tokenizer(
+                [text for texts in candidates for text in texts],
+                padding=True,
+                padding_side="right",
+                return_tensors="pt",
+            ).to(self.device)
+        labels = targets.input_ids.masked_fill(targets.attention_mask == 0, -100)
+        output = language_model(
+            encoder_outputs=(encoded.last_hidden_state[owner],),
+            attention_mask=attention_mask[owner],
+            decoder_input_ids=language_model.prepare_decoder_input_ids_from_labels(labels=labels),
+        )
+        token_scores = output.logits.float().log_softmax(dim=-1)
+        token_scores = token_scores.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        sums = (token_scores * targets.attention_mask).sum(dim=-1).tolist()
+        scores: list[list[float]] = []
+        for texts in candidates:
+            scores.append(sums[: len(texts)])
+            sums = sums[len(texts) :]
+        return scores
 
     def image_features(self, data: bytes) -> tuple[str, torch.Tensor]:
         """(sha256, features) of an image; the vision pass runs only on a cache miss."""
@@ -334,18 +434,46 @@ class DescriberModel:
         return {parsed.attribute: parsed.value}
 
     def answer_product(self, request: ProductRequest) -> ProductResponse:
-        return self.describe_image(self.read_s3_image(request.image_s3), request.questions, request.category)
+        started = time.perf_counter()
+        digest, features = self.s3_image_features(request.image_s3)
+        return self._respond(started, digest, features, request.questions, request.category)
+
+    def s3_image_features(self, ref: S3ObjectRef) -> tuple[str, torch.Tensor]:
+        """(sha256, features) of an S3 image; a version whose features are cached is not read again.
+
+        The pipeline asks about one image version in several calls: only the first reads the object.
+        """
+        version = (ref.bucket, ref.key, ref.version_id) if ref.version_id else None
+        with self._s3_lock:
+            digest = self._version_digests.get(version) if version else None
+        features = self.cache.peek(digest) if digest else None
+        if digest is not None and features is not None:
+            return digest, features
+        digest, features = self.image_features(self.read_s3_image(ref))
+        if version is not None:
+            with self._s3_lock:
+                self._version_digests[version] = digest
+                self._version_digests.move_to_end(version)
+                while len(self._version_digests) > self.cache.max_entries:
+                    self._version_digests.popitem(last=False)
+        return digest, features
 
     def describe_image(
         self, data: bytes, questions: Sequence[Question], category: str | None
     ) -> ProductResponse:
         started = time.perf_counter()
         digest, features = self.image_features(data)
-        raw_answers = self.generate_answers(features, [question.question for question in questions])
-        answers = []
-        for question, raw in zip(questions, raw_answers, strict=True):
-            parsed = parse_answer(raw, self._attribute_spec(category, question.attribute))
-            answers.append(AttributeAnswer(**parsed.model_dump()))
+        return self._respond(started, digest, features, questions, category)
+
+    def _respond(
+        self,
+        started: float,
+        digest: str,
+        features: torch.Tensor,
+        questions: Sequence[Question],
+        category: str | None,
+    ) -> ProductResponse:
+        answers, _ = self.score_and_answer(features, questions, category)
         logger.info(
             "answered %d questions about image %s in %.0f ms",
             len(questions),
@@ -353,6 +481,50 @@ class DescriberModel:
             (time.perf_counter() - started) * 1000,
         )
         return ProductResponse(answers=answers, image_digest=digest, model_id=self.model_id)
+
+    def score_and_answer(
+        self, features: torch.Tensor, questions: Sequence[Question], category: str | None
+    ) -> tuple[list[AttributeAnswer], list[CandidateScores | None]]:
+        """Answers in question order, and the candidate scores of each scored one (None: generated).
+
+        Questions about an attribute with a vocabulary are scored, the others generated.
+        """
+        specs = [self._attribute_spec(category, question.attribute) for question in questions]
+        scored = [index for index, spec in enumerate(specs) if spec.values]
+        generated = [index for index, spec in enumerate(specs) if not spec.values]
+        candidates: list[CandidateScores | None] = [None] * len(questions)
+        answers: dict[int, AttributeAnswer] = {}
+        if scored:
+            values = [list(specs[index].values) for index in scored]
+            texts = [
+                [format_answer(specs[index].name, value) for value in options]
+                for index, options in zip(scored, values, strict=True)
+            ]
+            scores = self.score_candidates(features, [questions[index].question for index in scored], texts)
+            for index, options, option_scores in zip(scored, values, scores, strict=True):
+                candidates[index] = CandidateScores(specs[index].name, options, option_scores)
+                answers[index] = self.scored_answer(specs[index].name, options, option_scores)
+        if generated:
+            raws = self.generate_answers(features, [questions[index].question for index in generated])
+            for index, raw in zip(generated, raws, strict=True):
+                answers[index] = AttributeAnswer(**parse_answer(raw, specs[index]).model_dump())
+        return [answers[index] for index in range(len(questions))], candidates
+
+    def scored_answer(
+        self, attribute: str, values: Sequence[str], scores: Sequence[float]
+    ) -> AttributeAnswer:
+        """The most probable value at the calibrated temperature, with its runners-up."""
+        probabilities = softmax(scores, self.calibration.temperature)
+        ranked = sorted(zip(probabilities, values, strict=True), key=lambda pair: -pair[0])
+        (confidence, value), runners_up = ranked[0], ranked[1 : 1 + MAX_ALTERNATIVES]
+        return AttributeAnswer(
+            attribute=attribute,
+            value=value,
+            raw=format_answer(attribute, value),
+            known=True,
+            confidence=confidence,
+            alternatives=[Alternative(value=other, confidence=p) for p, other in runners_up],
+        )
 
     def read_s3_image(self, ref: S3ObjectRef) -> bytes:
         """The object's bytes, at most MAX_IMAGE_BYTES; client errors for missing or unreadable ones."""

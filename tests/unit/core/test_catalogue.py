@@ -1,3 +1,8 @@
+import json
+
+import pytest
+from pydantic import ValidationError
+
 from describer_core.catalogue import GENERIC_CATEGORY, load_catalogue
 
 
@@ -22,3 +27,12 @@ def test_every_attribute_has_a_vocabulary_with_support() -> None:
         for attribute in category.attributes:
             assert attribute.values, (category.name, attribute.name)
             assert all(count >= catalogue.min_support for count in attribute.values.values())
+
+
+def test_an_attribute_with_an_empty_vocabulary_is_refused_at_load(tmp_path) -> None:
+    catalogue = load_catalogue().model_dump()
+    catalogue["categories"][0]["attributes"][0]["values"] = {}
+    path = tmp_path / "catalogue.json"
+    path.write_text(json.dumps(catalogue))
+    with pytest.raises(ValidationError, match=r"empty vocabulary \(values\) for Sleeve Length"):
+        load_catalogue(path)

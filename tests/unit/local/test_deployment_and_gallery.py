@@ -5,10 +5,12 @@ from pathlib import Path
 import boto3
 from moto import mock_aws
 from PIL import Image
+from rich.console import Console
 
 from describer.deployment import Deployment, UploadRef, fetch_records, files_to_upload
 from describer.local.gallery import GalleryItem, write_gallery
-from describer_core.contracts import ErrorCode, ProductRecord, Status
+from describer_core.contracts import ErrorCode, LocaleContent, ProductRecord, Status
+from describer_core.records import ResultsTable
 
 
 def _record(
@@ -58,7 +60,10 @@ def test_the_gallery_shows_photo_attributes_description_and_error(tmp_path: Path
     Image.new("RGB", (300, 200), (20, 40, 200)).save(photo)
     completed = _record(
         Status.COMPLETED,
-        attributes={"Pattern": "Striped", "Fit": "Slim Fit"},
+        attributes={"Pattern": "Striped", "Fit": "Slim Fit", "Occasion": "Party"},
+        unknown_attributes=["Occasion"],
+        confidence={"Pattern": 0.973, "Fit": 0.512},
+        needs_review=True,
         description="A <b>bold</b> striped shirt.",
     )
     failed = _record(Status.FAILED, error_code=ErrorCode.NOT_AN_IMAGE, error_message="not a JPEG")
@@ -71,10 +76,35 @@ def test_the_gallery_shows_photo_attributes_description_and_error(tmp_path: Path
     ).read_text()
     assert "data:image/jpeg;base64," in page
     assert "A &lt;b&gt;bold&lt;/b&gt; striped shirt." in page
-    assert '<td class="hit">Striped</td>' in page
-    assert "<td class=\"miss\">Slim Fit</td><td class='truth'>Regular Fit</td>" in page
+    assert "<td class=\"hit\">Striped</td><td class='confidence'>0.97</td>" in page
+    assert (
+        "<td class=\"miss\">Slim Fit</td><td class='confidence'>0.51</td><td class='truth'>Regular Fit</td>"
+        in page
+    )
+    assert "<td>Party</td><td class='confidence unknown'>unknown</td>" in page
+    assert page.count('<span class="review">needs review</span>') == 1  # the completed one only
     assert "NOT_AN_IMAGE" in page
     assert "1 completed, 1 failed" in page
+
+
+def test_the_gallery_shows_each_locales_title_bullets_and_keywords_behind_a_switch(tmp_path: Path) -> None:
+    def copy(title: str) -> LocaleContent:
+        return LocaleContent(
+            title=title,
+            description=f"{title} description",
+            bullets=[f"{title} bullet {n}" for n in range(3)],
+            keywords=[f"{title} keyword {n}" for n in range(5)],
+            meta_description="meta",
+        )
+
+    record = _record(Status.COMPLETED, content={"en-US": copy("Blue <shirt>"), "es-ES": copy("Camisa azul")})
+    page = write_gallery([GalleryItem(record)], tmp_path / "index.html").read_text()
+    assert "<body data-locale='en-US'>" in page
+    assert '<option value="en-US">en-US</option><option value="es-ES">es-ES</option>' in page
+    assert 'body[data-locale="es-ES"] .copy:not([data-locale="es-ES"]) { display: none; }' in page
+    assert '<section class="copy" data-locale="es-ES" lang="es-ES"><h3>Camisa azul' in page
+    assert "Blue &lt;shirt&gt;" in page and "<li>Camisa azul bullet 2</li>" in page
+    assert '<span class="keyword">Camisa azul keyword 4</span>' in page
 
 
 @mock_aws
@@ -98,3 +128,94 @@ def test_records_are_read_back_as_product_records_by_status_and_by_id() -> None:
     assert failed[0].timings_ms == {"total": 1234}
     assert len(deployment.records()) == 3
     assert sorted(fetch_records(deployment, ["1", "3", "404"])) == ["1", "3"]
+
+
+def test_results_can_show_one_locale() -> None:
+    from describer.local.cli import in_locale, records_table
+
+    copies = {
+        locale: LocaleContent(
+            title=f"{locale} title",
+            description=f"{locale} description",
+            bullets=["a", "b", "c"],
+            keywords=["k1", "k2", "k3", "k4", "k5"],
+            meta_description="m",
+        )
+        for locale in ("en-US", "es-ES")
+    }
+    record = _record(Status.COMPLETED, description="en-US description", content=copies)
+    spanish = in_locale(record, "es-ES")
+    assert list(spanish.content) == ["es-ES"] and spanish.description == "es-ES description"
+    assert in_locale(record, None) == record
+    assert in_locale(record, "de-DE").content == {}
+    console = Console(width=200, record=True)
+    console.print(records_table([spanish], locale="es-ES"))
+    shown = console.export_text()
+    assert "es-ES title" in shown and "(es-ES)" in shown and "en-US title" not in shown
+
+
+def test_the_demo_checks_each_records_copy_with_the_pipelines_validator() -> None:
+    from describer.local.demo import copy_problems
+    from describer.local.offline_copy import write_copy
+
+    attributes = {"Sleeve Length": "Long Sleeves", "Pattern": "Checked", "Colour": "Blue"}
+    content = {
+        locale: LocaleContent.model_validate(write_copy(attributes, "shirt", locale))
+        for locale in ("es-ES", "en-US")
+    }
+    record = _record(
+        Status.COMPLETED, attributes=attributes, content=content, description=content["en-US"].description
+    )
+    assert copy_problems(record) == []
+    content["en-US"] = content["en-US"].model_copy(update={"title": "Blue Checked Shirt with Short Sleeves"})
+    wrong = record.model_copy(update={"content": content})
+    assert [problem.split(":")[:2] for problem in copy_problems(wrong)] == [
+        ["en-US", " attribute_contradicted"]
+    ]
+
+
+@mock_aws
+def test_records_needing_review_are_listed_from_the_sparse_index() -> None:
+    session = boto3.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1")
+    dynamodb = session.client("dynamodb")
+    # The table as template.yaml declares it (key, the by-review index).
+    dynamodb.create_table(
+        TableName="results",
+        KeySchema=[{"AttributeName": "product_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"} for name in ("product_id", "review", "updated_at")
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-review",
+                "KeySchema": [
+                    {"AttributeName": "review", "KeyType": "HASH"},
+                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    table = ResultsTable("results", dynamodb)
+    for product_id, needs_review, second in (("1", True, "01"), ("2", False, "02"), ("3", True, "03")):
+        record = _record(
+            Status.COMPLETED,
+            updated_at=f"2026-01-01T00:00:{second}.000Z",
+            confidence={"Fit": 0.4 if needs_review else 0.9},
+            needs_review=needs_review,
+            order_token=f"t{second}",
+            execution_name=f"run-{product_id}",
+        )
+        assert table.write_if_current(record.model_copy(update={"product_id": product_id}))
+    deployment = Deployment("stack", session)
+    deployment.__dict__["outputs"] = {"ResultsTableName": "results", "ResultsReviewIndexName": "by-review"}
+
+    listed = deployment.records_needing_review()
+    assert [(record.product_id, record.needs_review) for record in listed] == [("3", True), ("1", True)]
+    assert listed[0].confidence == {"Fit": 0.4}
+
+    # A newer upload of product 1 that needs no review leaves the index.
+    newer = _record(Status.COMPLETED, confidence={"Fit": 0.95}, order_token="t09", execution_name="run-1b")
+    assert table.write_if_current(newer.model_copy(update={"product_id": "1"}))
+    assert [record.product_id for record in deployment.records_needing_review()] == ["3"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 import threading
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,9 +20,14 @@ from describer.local.description_backends import OfflineWriter, OpenAICompatible
 from describer.local.model_host import InferenceModel, ModelHost
 from describer.local.offline_writer import OFFLINE_MODEL_ID
 from describer_core.catalogue import load_catalogue
-from describer_core.description import rejection
+from describer_core.content_rules import check_reply
+from describer_core.contracts import ProductRequest
+from describer_core.description import CopyWriter
+from describer_core.endpoint_calls import product_request_body
 from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
 from describer_core.prompts import system_prompt, user_message
+from describer_core.settings import DescriptionSettings
+from describer_core.style_guide import StyleGuide
 
 # A stand-in for the endpoint's inference.py with the same contract: the toolkit's four functions,
 # EndpointRequestError for a bad request, anything else for a crash.
@@ -50,6 +56,7 @@ _INFERENCE = textwrap.dedent(
     """
 )
 ENDPOINT = "describer-local"
+JSON = "application/json"
 
 
 def _serve(server: ThreadingHTTPServer) -> Iterator[str]:
@@ -149,20 +156,62 @@ SHIRT = {
 }
 
 
-def test_converse_writes_a_description_the_pipeline_accepts_from_its_own_prompt(host_url: str) -> None:
-    response = _converse(host_url, SHIRT, "Shirts")
-    text = response["output"]["message"]["content"][0]["text"]
+def _pipeline_request(
+    model_id: str, locale: str, title_max_chars: int = 80, style: StyleGuide | None = None
+) -> tuple[CopyWriter, dict[str, Any]]:
+    """The request WriteDescription sends, built by its own code."""
+    settings = DescriptionSettings(bedrock_model_id=model_id, title_max_chars=title_max_chars)
+    spec = load_catalogue().category("Shirts")
+    writer = CopyWriter(spec, SHIRT, {}, None, settings, style)
+    return writer, writer.request(user_message(spec, SHIRT, locale))
+
+
+@pytest.mark.parametrize("locale", ["en-US", "es-ES", "de-DE", "fr-FR"])
+def test_converse_answers_the_pipelines_structured_request_with_valid_copy(
+    host_url: str, locale: str
+) -> None:
+    writer, request = _pipeline_request(OFFLINE_MODEL_ID, locale, title_max_chars=60)
+    assert "outputConfig" in request
+    response = _client("bedrock-runtime", host_url).converse(**request)
     assert response["output"]["message"]["role"] == "assistant"
     assert response["stopReason"] == "end_turn"
-    assert rejection(text, response["stopReason"]) is None
-    for value in SHIRT.values():
-        assert value.lower() in text.lower()
-    assert "shirt" in text
+    [block] = response["output"]["message"]["content"]
+    content, broken = check_reply(block["text"], response["stopReason"], writer.rules(locale))
+    assert content is not None and broken == []
+    assert len(content.title) <= 60
     usage = response["usage"]
-    assert usage["inputTokens"] > 0
-    assert usage["outputTokens"] > 0
+    assert usage["inputTokens"] > 0 and usage["outputTokens"] > 0
     assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
     assert response["additionalModelResponseFields"]["writer"] == OFFLINE_MODEL_ID
+
+
+@pytest.mark.parametrize("locale", ["en-US", "fr-FR"])
+def test_the_offline_writer_leaves_out_the_style_guides_words_to_avoid(host_url: str, locale: str) -> None:
+    style = StyleGuide(words_to_avoid=["easy", "everyday", "facile", "quotidien"])
+    writer, request = _pipeline_request(OFFLINE_MODEL_ID, locale, style=style)
+    response = _client("bedrock-runtime", host_url).converse(**request)
+    content, broken = check_reply(
+        response["output"]["message"]["content"][0]["text"], "end_turn", writer.rules(locale)
+    )
+    assert content is not None and broken == []
+
+
+def test_converse_answers_a_forced_tool_call_with_a_tool_use_block(host_url: str) -> None:
+    writer, request = _pipeline_request("anthropic.claude-3-haiku-20240307-v1:0", "es-ES")
+    assert "toolConfig" in request
+    response = _client("bedrock-runtime", host_url).converse(**request)
+    assert response["stopReason"] == "tool_use"
+    [block] = response["output"]["message"]["content"]
+    assert block["toolUse"]["name"] == "product_copy"
+    content, broken = check_reply(block["toolUse"]["input"], response["stopReason"], writer.rules("es-ES"))
+    assert content is not None and broken == [] and "Camisa" in content.title
+
+
+def test_a_plain_converse_request_gets_a_plain_description(host_url: str) -> None:
+    response = _converse(host_url, SHIRT, "Shirts")
+    text = response["output"]["message"]["content"][0]["text"]
+    for value in SHIRT.values():
+        assert value.lower() in text.lower()
 
 
 def test_converse_stops_at_max_tokens(host_url: str) -> None:
@@ -240,3 +289,27 @@ def test_a_busy_openai_compatible_server_is_a_throttling_exception(
         with pytest.raises(ClientError) as raised:
             _converse(url, SHIRT, "Shirts")
     assert raised.value.response["Error"]["Code"] == "ThrottlingException"
+
+
+def test_calls_are_recorded_per_prefix_aware_id_with_their_routing_prefixes(model_dir: Path) -> None:
+    server = ModelHost(("127.0.0.1", 0), InferenceModel(model_dir), [ENDPOINT], OfflineWriter())
+    for url in _serve(server):
+        client = _client("sagemaker-runtime", url)
+        image = {"image_s3": {"bucket": "b", "key": "k.jpg"}}
+        groups = [[{"attribute": "Fit", "question": "?"}], [{"attribute": "Neck", "question": "?"}]]
+        for questions in groups:
+            body = product_request_body(ProductRequest.model_validate({**image, "questions": questions}))
+            client.invoke_endpoint(EndpointName=ENDPOINT, ContentType=JSON, PrefixAwareId="p1", Body=body)
+        # Same id, but a body whose first bytes differ: a PREFIX_AWARE endpoint may route it elsewhere.
+        client.invoke_endpoint(
+            EndpointName=ENDPOINT, ContentType=JSON, PrefixAwareId="p1", Body='{"key": "x"}'
+        )
+        client.invoke_endpoint(EndpointName=ENDPOINT, ContentType=JSON, Body='{"key": "y"}')
+        with pytest.raises(client.exceptions.ValidationError, match="PrefixAwareId"):
+            client.invoke_endpoint(EndpointName=ENDPOINT, ContentType=JSON, PrefixAwareId="x" * 65, Body="{}")
+
+        with urllib.request.urlopen(f"{url}/routing") as response:
+            assert json.loads(response.read()) == {
+                "p1": {"calls": 3, "prefixes": 2},
+                "": {"calls": 1, "prefixes": 1},
+            }

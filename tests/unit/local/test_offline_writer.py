@@ -1,8 +1,17 @@
 from __future__ import annotations
 
+import itertools
+
+import pytest
+
+from describer.local.offline_copy import write_copy
 from describer.local.offline_writer import extract_attributes, product_noun, write_description
 from describer_core.catalogue import load_catalogue
+from describer_core.content_rules import CopyRules, violations
+from describer_core.contracts import LocaleContent
 from describer_core.prompts import user_message
+
+OFFLINE_LOCALES = ("en-US", "es-ES", "de-DE", "fr-FR")
 
 TSHIRT = {
     "Sleeve Length": "Short Sleeves",
@@ -45,3 +54,47 @@ def test_different_products_read_differently() -> None:
         text = write_description({**TSHIRT, "Colour": colour}, "t-shirt")
         openings.add(text.split(colour.lower())[0])
     assert len(openings) > 1
+
+
+def _rules(category: str, attributes: dict[str, str], locale: str, title_max_chars: int = 80) -> CopyRules:
+    return CopyRules(
+        category=load_catalogue().category(category),
+        attributes=attributes,
+        title_max_chars=title_max_chars,
+        default_locale=locale == "en-US",
+    )
+
+
+@pytest.mark.parametrize("category", ["Shirts", "Tshirts", "generic"])
+def test_every_catalogue_product_gets_valid_copy_in_every_offline_locale(category: str) -> None:
+    spec = load_catalogue().category(category)
+    names = [attribute.name for attribute in spec.attributes]
+    combinations = list(itertools.product(*(attribute.values for attribute in spec.attributes)))
+    # Every value of every attribute appears; a stride keeps the run short on two cores.
+    for values in combinations[:: max(1, len(combinations) // 150)] + combinations[-5:]:
+        attributes = dict(zip(names, values, strict=True))
+        for locale in OFFLINE_LOCALES:
+            copy = LocaleContent.model_validate(write_copy(attributes, spec.noun, locale))
+            assert violations(copy, _rules(category, attributes, locale)) == [], (locale, attributes)
+
+
+def test_copy_is_deterministic_and_meets_a_short_title_limit() -> None:
+    for locale in OFFLINE_LOCALES:
+        copy = write_copy(TSHIRT, "t-shirt", locale, title_max_chars=30)
+        assert copy == write_copy(TSHIRT, "t-shirt", locale, title_max_chars=30)
+        content = LocaleContent.model_validate(copy)
+        assert violations(content, _rules("Tshirts", TSHIRT, locale, 30)) == [], locale
+
+
+def test_out_of_vocabulary_values_are_used_as_said() -> None:
+    attributes = {**TSHIRT, "Fabric": "Linen"}
+    for locale in OFFLINE_LOCALES:
+        copy = LocaleContent.model_validate(write_copy(attributes, "t-shirt", locale))
+        assert "linen" in copy.description.lower()
+        assert violations(copy, _rules("Tshirts", attributes, locale)) == [], locale
+
+
+def test_the_languages_read_as_their_own() -> None:
+    copies = {locale: write_copy(TSHIRT, "t-shirt", locale)["description"] for locale in OFFLINE_LOCALES}
+    assert "rayas" in copies["es-ES"] and "gestreift" in copies["de-DE"] and "rayures" in copies["fr-FR"]
+    assert "Polyester" in copies["de-DE"] and "poliéster" in copies["es-ES"]

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "template.yaml"
 BUCKET = "uploads-test"
 TABLE = "results-test"
+EVENT_BUS = "products-test"
 HANDLER_MODULES = (
     "start_workflow.app",
     "prepare.app",
@@ -32,6 +33,7 @@ HANDLER_MODULES = (
     "write_description.app",
     "save_result.app",
     "record_failure.app",
+    "record_stopped.app",
 )
 
 
@@ -48,6 +50,7 @@ def pipeline_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "ENDPOINT_NAME": "describer-endpoint",
         "BEDROCK_MODEL_ID": "us.anthropic.claude-sonnet-4-6",
         "MAX_RUNNING_EXECUTIONS": "2",
+        "EVENT_BUS_NAME": EVENT_BUS,
         "MAP_CONCURRENCY": "3",
     }.items():
         monkeypatch.setenv(name, value)
@@ -80,6 +83,7 @@ class Aws:
     s3: Any
     dynamodb: Any
     sfn: Any
+    events: Any
 
     def upload(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> str:
         response = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata=metadata or {})
@@ -106,7 +110,9 @@ def aws() -> Iterator[Aws]:
             KeySchema=table["KeySchema"],
             GlobalSecondaryIndexes=table["GlobalSecondaryIndexes"],
         )
-        yield Aws(s3=s3, dynamodb=dynamodb, sfn=boto3.client("stepfunctions"))
+        events = boto3.client("events")
+        events.create_event_bus(Name=EVENT_BUS)
+        yield Aws(s3=s3, dynamodb=dynamodb, sfn=boto3.client("stepfunctions"), events=events)
 
 
 def image_bytes(image_format: str = "JPEG", size: tuple[int, int] = (64, 48)) -> bytes:

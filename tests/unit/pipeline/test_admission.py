@@ -10,7 +10,7 @@ import boto3
 import pytest
 from start_workflow import app as starter_app
 
-from describer_core.states import WorkflowInput
+from describer_core.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
 
 from .conftest import REPO, Aws, FakeLambdaContext, event_bridge_event
 
@@ -28,6 +28,8 @@ def state_machine(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
     queue_url = boto3.client("sqs").create_queue(QueueName="admission")["QueueUrl"]
     monkeypatch.setenv("ADMISSION_QUEUE_URL", queue_url)
+    dead_letter_url = boto3.client("sqs").create_queue(QueueName="admission-dlq")["QueueUrl"]
+    monkeypatch.setenv("ADMISSION_DEAD_LETTER_QUEUE_URL", dead_letter_url)
     return str(arn)
 
 
@@ -84,11 +86,23 @@ def test_uploads_over_the_running_limit_go_back_to_the_queue(state_machine: str)
     assert again == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
 
 
-def test_a_message_that_is_not_an_s3_event_is_dropped_not_retried(state_machine: str) -> None:
+def test_a_message_that_is_not_an_s3_event_goes_to_the_dead_letter_queue(state_machine: str) -> None:
     not_s3 = {"source": "aws.ec2", "detail-type": "Object Created"}
     good = event_bridge_event("incoming/Shirts/1.jpg", "v1")
     assert starter_app.handler(_sqs(not_s3, good), CONTEXT) == {"batchItemFailures": []}
     assert len(_running(state_machine)) == 1
+    parked = boto3.client("sqs").receive_message(
+        QueueUrl=os.environ["ADMISSION_DEAD_LETTER_QUEUE_URL"], MaxNumberOfMessages=10
+    )["Messages"]
+    assert [json.loads(message["Body"]) for message in parked] == [not_s3]
+
+
+def test_a_malformed_message_that_cannot_be_parked_is_retried(
+    state_machine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADMISSION_DEAD_LETTER_QUEUE_URL", os.environ["ADMISSION_QUEUE_URL"] + "-missing")
+    malformed = {"source": "aws.s3", "detail-type": "Object Created"}
+    assert starter_app.handler(_sqs(malformed), CONTEXT) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
 
 
 class _Entries:
@@ -152,3 +166,14 @@ def test_deferred_messages_of_a_real_queue_are_reoffered_without_error(state_mac
     response = starter_app.handler({"Records": records}, CONTEXT)
     assert len(response["batchItemFailures"]) == 1
     assert len(_running(state_machine)) == 2
+
+
+def test_a_redrive_message_starts_the_next_run_of_the_same_upload(state_machine: str) -> None:
+    upload = WorkflowInput.from_event(
+        ObjectCreatedEvent.model_validate(event_bridge_event("incoming/1.jpg", "v1"))
+    )
+    redrive = upload.model_copy(update={"redrive_count": 1})
+    message = RedriveMessage(redrive=redrive).model_dump(mode="json")
+    assert starter_app.handler(_sqs(message, message), CONTEXT) == {"batchItemFailures": []}
+    [execution] = _running(state_machine)
+    assert execution["name"] == redrive.execution_name != upload.execution_name

@@ -1,4 +1,5 @@
-"""AskAttribute: the InvokeEndpoint request shape (botocore Stubber), answer parsing, error classes."""
+"""AskAttribute: the InvokeEndpoint request shape and routing (botocore Stubber), answer parsing,
+error classes; MergeAttributes: one object with confidences and the review flag."""
 
 from __future__ import annotations
 
@@ -11,22 +12,26 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from describer_core.attributes import ask_attribute, merge_attributes
+from describer_core.attributes import ask_attributes, merge_attributes
 from describer_core.catalogue import load_catalogue
-from describer_core.contracts import ErrorCode, ProductRequest, S3ObjectRef
+from describer_core.contracts import AttributeAnswer, ErrorCode, ProductRequest, S3ObjectRef
+from describer_core.endpoint_calls import ROUTING_PREFIX_BYTES
 from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
 from describer_core.errors import EndpointFailed, EndpointThrottled, EndpointUnavailable, PipelineError
-from describer_core.states import AskInput
+from describer_core.states import AskInput, AskOutput
 
 ENDPOINT = "describer-endpoint"
 REQUEST = AskInput(
     image=S3ObjectRef(bucket="uploads", key="incoming/Shirts/a b.jpg", version_id="v1"),
     category="Shirts",
-    question={
-        "attribute": "Sleeve Length",
-        "question": "What is the sleeve length of the shirt in this picture?",
-    },
+    questions=[
+        {"attribute": "Sleeve Length", "question": "What is the sleeve length of the shirt in this picture?"},
+        {"attribute": "Fit", "question": "What is the fit of the shirt in this picture?"},
+    ],
 )
+# sha256 of "s3://uploads/incoming/Shirts/a b.jpg?versionId=v1": the same for every group of the image.
+PREFIX_AWARE_ID = "de1dc857020a03d7d0a402b791838460c66bd53ec04319472aa2b5e24485f156"
+FIT = {"attribute": "Fit", "value": "Slim Fit", "raw": "Fit: Slim Fit", "known": True, "confidence": 0.91}
 
 
 def _body(payload: dict[str, Any]) -> StreamingBody:
@@ -36,18 +41,23 @@ def _body(payload: dict[str, Any]) -> StreamingBody:
 
 def _reply(raw: str, value: str = "ignored", attribute: str = "Sleeve Length") -> dict[str, Any]:
     answer = {"attribute": attribute, "value": value, "raw": raw, "known": False}
-    return {"answers": [answer], "image_digest": "0" * 64, "model_id": "blip2-lora"}
+    return {"answers": [answer, FIT], "image_digest": "0" * 64, "model_id": "blip2-lora"}
 
 
 class _BodyMatcher:
     """Compares equal to an InvokeEndpoint Body that is a ProductRequest naming the image by S3 reference."""
 
     def __eq__(self, body: object) -> bool:
-        request = ProductRequest.model_validate_json(body)  # type: ignore[arg-type]
+        assert isinstance(body, bytes)
+        request = ProductRequest.model_validate_json(body)
         assert request.image_s3 == REQUEST.image
-        assert [q.model_dump() for q in request.questions] == [REQUEST.question.model_dump()]
+        assert request.questions == REQUEST.questions
         assert request.category == "Shirts"
-        assert b"base64" not in body and "image" not in json.loads(body)  # type: ignore[operator]
+        assert b"base64" not in body and "image" not in json.loads(body)
+        # The routing prefix: the image reference, then whitespace up to the router's prefix length.
+        head = body[:ROUTING_PREFIX_BYTES]
+        assert head.startswith(b'{"image_s3":{"bucket":"uploads","key":"incoming/Shirts/a b.jpg"')
+        assert head.endswith(b" ") and b"questions" not in head
         return True
 
 
@@ -55,7 +65,7 @@ def _ask_with(stub: Any) -> Any:
     client = boto3.client("sagemaker-runtime", region_name="us-east-1")
     with Stubber(client) as stubber:
         stub(stubber)
-        return ask_attribute(REQUEST, client, ENDPOINT, load_catalogue())
+        return ask_attributes(REQUEST, client, ENDPOINT, load_catalogue())
 
 
 @pytest.mark.parametrize(
@@ -66,14 +76,35 @@ def test_request_shape_and_answer_normalised_to_the_catalogue(raw: str) -> None:
         "EndpointName": ENDPOINT,
         "ContentType": "application/json",
         "Accept": "application/json",
+        "PrefixAwareId": PREFIX_AWARE_ID,
         "Body": _BodyMatcher(),
     }
     output = _ask_with(
         lambda stubber: stubber.add_response("invoke_endpoint", {"Body": _body(_reply(raw))}, expected)
     )
-    assert output.answer.attribute == "Sleeve Length"
-    assert (output.answer.value, output.answer.known, output.answer.raw) == ("Long Sleeves", True, raw)
+    sleeve, fit = output.answers
+    assert sleeve.attribute == "Sleeve Length"
+    assert (sleeve.value, sleeve.known, sleeve.raw) == ("Long Sleeves", True, raw)
+    assert fit == AttributeAnswer.model_validate(FIT)  # confidence kept
     assert output.endpoint == ENDPOINT
+
+
+def test_a_question_outside_the_catalogue_is_kept_unknown() -> None:
+    request = REQUEST.model_copy(
+        update={"questions": [{"attribute": "Occasion", "question": "For which occasion is it?"}]}
+    )
+    request = AskInput.model_validate(request.model_dump())
+    reply = _reply("Occasion: Party", attribute="Occasion")
+    client = boto3.client("sagemaker-runtime", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        stubber.add_response("invoke_endpoint", {"Body": _body(reply)})
+        [answer] = ask_attributes(request, client, ENDPOINT, load_catalogue()).answers
+    assert (answer.attribute, answer.value, answer.known) == ("Occasion", "Party", False)
+
+
+def test_an_item_of_an_execution_started_before_groups_is_one_question() -> None:
+    legacy = {"image": REQUEST.image.model_dump(), "category": "Shirts", "question": FIT | {"question": "?"}}
+    assert [question.attribute for question in AskInput.model_validate(legacy).questions] == ["Fit"]
 
 
 def test_out_of_vocabulary_value_is_kept_raw_and_flagged() -> None:
@@ -81,10 +112,10 @@ def test_out_of_vocabulary_value_is_kept_raw_and_flagged() -> None:
         lambda stubber: stubber.add_response(
             "invoke_endpoint",
             {"Body": _body(_reply("Sleeve Length: Cap Sleeves"))},
-            {"EndpointName": ENDPOINT, "Body": ANY, "ContentType": ANY, "Accept": ANY},
+            {"EndpointName": ENDPOINT, "Body": ANY, "ContentType": ANY, "Accept": ANY, "PrefixAwareId": ANY},
         )
     )
-    assert (output.answer.value, output.answer.known) == ("Cap Sleeves", False)
+    assert (output.answers[0].value, output.answers[0].known) == ("Cap Sleeves", False)
 
 
 def _error(stubber: Stubber, code: str, status: int, **modeled: Any) -> None:
@@ -133,7 +164,7 @@ def test_endpoint_client_error_body_keeps_its_product_error_code() -> None:
             modeled_fields={"OriginalStatusCode": 422},
         )
         with pytest.raises(EndpointFailed) as raised:
-            ask_attribute(REQUEST, client, ENDPOINT, load_catalogue())
+            ask_attributes(REQUEST, client, ENDPOINT, load_catalogue())
     assert raised.value.code is ErrorCode.IMAGE_UNDECODABLE
 
 
@@ -144,23 +175,56 @@ def test_unusable_replies_are_endpoint_errors(payload: dict[str, Any]) -> None:
             lambda stubber: stubber.add_response(
                 "invoke_endpoint",
                 {"Body": _body(payload)},
-                {"EndpointName": ENDPOINT, "Body": ANY, "ContentType": ANY, "Accept": ANY},
+                {
+                    "EndpointName": ENDPOINT,
+                    "Body": ANY,
+                    "ContentType": ANY,
+                    "Accept": ANY,
+                    "PrefixAwareId": ANY,
+                },
             )
         )
 
 
-def test_merge_makes_one_object_and_lists_unknown_attributes() -> None:
-    from describer_core.contracts import AttributeAnswer
-    from describer_core.states import AskOutput
-
-    def item(attribute: str, value: str, known: bool) -> AskOutput:
-        answer = AttributeAnswer(attribute=attribute, value=value, raw=value, known=known)
-        return AskOutput(answer=answer, endpoint=ENDPOINT, endpoint_ms=10)
-
-    merged = merge_attributes(
-        [item("Sleeve Length", "Long Sleeves", True), item("Fabric", "Linen", False), item("Fit", "", False)]
+def _item(started_ms: int, endpoint_ms: int, *answers: tuple[str, str, bool, float | None]) -> AskOutput:
+    return AskOutput(
+        answers=[
+            AttributeAnswer(attribute=attribute, value=value, raw=value, known=known, confidence=confidence)
+            for attribute, value, known, confidence in answers
+        ],
+        endpoint=ENDPOINT,
+        endpoint_ms=endpoint_ms,
+        started_ms=started_ms,
     )
-    assert merged.attributes == {"Sleeve Length": "Long Sleeves", "Fabric": "Linen"}
+
+
+def test_merge_makes_one_object_with_confidences_and_lists_unknown_attributes() -> None:
+    merged = merge_attributes(
+        [
+            _item(
+                1_000, 30, ("Sleeve Length", "Long Sleeves", True, 0.97654), ("Fabric", "Linen", False, None)
+            ),
+            _item(1_010, 40, ("Fit", "", False, None), ("Pattern", "Solid", True, 0.9)),
+        ],
+        review_threshold=0.5,
+    )
+    assert merged.attributes == {"Sleeve Length": "Long Sleeves", "Fabric": "Linen", "Pattern": "Solid"}
     assert merged.unknown_attributes == ["Fabric", "Fit"]
-    assert merged.endpoint_ms == 30
-    assert merged.unknown_rate == pytest.approx(2 / 3)
+    assert merged.confidence == {"Sleeve Length": 0.977, "Pattern": 0.9}
+    assert merged.needs_review  # values outside the vocabulary
+    assert merged.endpoint_ms == 70  # the calls added up
+    assert merged.endpoint_wall_ms == 50  # first start to last end: they overlapped
+    assert merged.unknown_rate == pytest.approx(2 / 4)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "needs_review"), [(0.0, False), (0.8, False), (0.85, True), (1.0, True)]
+)
+def test_a_product_needs_review_when_a_confidence_is_below_the_threshold(
+    threshold: float, needs_review: bool
+) -> None:
+    merged = merge_attributes(
+        [_item(1, 5, ("Fit", "Slim Fit", True, 0.8), ("Pattern", "Solid", True, 0.95))],
+        review_threshold=threshold,
+    )
+    assert merged.needs_review is needs_review

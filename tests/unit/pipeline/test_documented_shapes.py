@@ -11,6 +11,8 @@ import pytest
 from pydantic import BaseModel
 from save_result import app as save_result_app
 
+from describer_core.catalogue import load_catalogue
+from describer_core.content_rules import CopyRules, violations
 from describer_core.contracts import ProductRecord
 from describer_core.states import (
     AskInput,
@@ -58,16 +60,21 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
         "merged": {
             "attributes": example["attributes"],
             "unknown_attributes": example["unknown_attributes"],
+            "confidence": example["confidence"],
+            "needs_review": example["needs_review"],
             "endpoint": example["model_ids"]["attributes"],
             "endpoint_ms": example["timings_ms"]["attributes"],
+            "endpoint_wall_ms": example["timings_ms"]["attributes_wall"],
         },
         "description": {
             "text": example["description"],
             "model_id": example["model_ids"]["description"],
-            "input_tokens": 420,
-            "output_tokens": 88,
+            "input_tokens": sum(usage["input"] for usage in example["token_usage"].values()),
+            "output_tokens": sum(usage["output"] for usage in example["token_usage"].values()),
             "attempts": 1,
             "description_ms": example["timings_ms"]["description"],
+            "content": example["content"],
+            "token_usage": example["token_usage"],
         },
     }
     assert save_result_app.handler(event, FakeLambdaContext())["saved"] is True
@@ -83,6 +90,19 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
         written.pop(field), expected.pop(field)
     written["timings_ms"].pop("total"), expected["timings_ms"].pop("total")
     assert written == expected
+
+
+def test_documented_example_content_passes_the_validator() -> None:
+    record = ProductRecord.model_validate(documented_example_record())
+    default_locale = next(iter(record.content))
+    assert record.description == record.content[default_locale].description
+    for locale, content in record.content.items():
+        rules = CopyRules(
+            category=load_catalogue().category(record.category),
+            attributes=record.attributes,
+            default_locale=locale == default_locale,
+        )
+        assert violations(content, rules) == [], locale
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,10 @@ import re
 
 import pytest
 
-from describer_core.contracts import ErrorCode
+from describer_core.contracts import ErrorCode, S3ObjectRef, Status
 from describer_core.errors import InvalidInput
 from describer_core.keys import identify, key_candidates
-from describer_core.states import WorkflowInput
+from describer_core.states import ProductIdentity, WorkflowInput, redrive_count_of
 
 
 @pytest.mark.parametrize(
@@ -84,3 +84,45 @@ def test_order_tokens_sort_by_event_time_then_left_padded_sequencer() -> None:
     later_same_second = _workflow("k", sequencer="10000", time="2026-11-21T03:00:00Z")
     next_second = _workflow("k", sequencer="0001", time="2026-11-21T03:00:01Z")
     assert earlier.order_token < later_same_second.order_token < next_second.order_token
+
+
+def test_order_tokens_compare_event_times_of_any_precision_as_instants() -> None:
+    whole_second = _workflow("k", time="2026-12-01T10:17:10Z")
+    later_in_that_second = _workflow("k", time="2026-12-01T10:17:10.530Z")
+    next_second_with_offset = _workflow("k", time="2026-12-01T11:17:11+01:00")
+    assert whole_second.order_token < later_in_that_second.order_token < next_second_with_offset.order_token
+    assert whole_second.order_token.startswith("2026-12-01T10:17:10.000000Z#")
+
+
+def test_a_redrive_has_its_own_name_and_orders_after_its_upload_but_before_a_newer_one() -> None:
+    upload = _workflow("incoming/Shirts/" + "x" * 100 + ".jpg")
+    first, second = (upload.model_copy(update={"redrive_count": n}) for n in (1, 2))
+    newer = _workflow(upload.key, version="v2", time="2026-11-21T03:00:00.001Z")
+    names = [upload.execution_name, first.execution_name, second.execution_name]
+    assert len(set(names)) == 3
+    assert first.execution_name.endswith("-r1") and first.execution_name == first.model_copy().execution_name
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,80}", name) for name in names)
+    assert upload.order_token < first.order_token < second.order_token < newer.order_token
+    assert [redrive_count_of(w.order_token) for w in (upload, first, second)] == [0, 1, 2]
+
+
+def test_a_redrive_is_built_from_the_failed_record_alone() -> None:
+    upload = _workflow(
+        "incoming/Shirts/15970.jpg", sequencer="0062E99A88DC407460", time="2026-12-01T10:17:10Z"
+    )
+    identity = ProductIdentity(
+        product_id="15970",
+        category="Shirts",
+        source=S3ObjectRef(bucket="b", key=upload.key, version_id="v1"),
+        order_token=upload.order_token,
+    )
+    failed = identity.record(Status.FAILED, upload.execution_name)
+    first = WorkflowInput.redrive_of(failed)
+    assert (first.bucket, first.key, first.version_id, first.redrive_count) == ("b", upload.key, "v1", 1)
+    assert first.order_token == upload.order_token + "#r0001"
+    second = WorkflowInput.redrive_of(
+        identity.model_copy(update={"order_token": first.order_token}).record(
+            Status.FAILED, first.execution_name
+        )
+    )
+    assert second.redrive_count == 2 and second.order_token > first.order_token

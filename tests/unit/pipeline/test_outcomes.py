@@ -169,14 +169,16 @@ def test_save_result_writes_the_completed_record(aws: Aws) -> None:
     request = SaveInput.model_validate(event)
     assert stored.status == "COMPLETED"
     assert stored.attributes == request.merged.attributes
-    assert stored.unknown_attributes == ["Fabric"]
+    assert stored.unknown_attributes == ["Occasion"]
+    assert stored.confidence == request.merged.confidence
+    assert stored.needs_review
     assert stored.description == request.description.text
     assert stored.model_ids.model_dump() == {
         "attributes": "product-describer",
         "description": request.description.model_id,
     }
     assert stored.source_version == prepared["product"]["source"]["version_id"]
-    assert set(stored.timings_ms) == {"prepare", "attributes", "description", "total"}
+    assert set(stored.timings_ms) == {"prepare", "attributes", "attributes_wall", "description", "total"}
     assert stored.error_code is None and stored.created_at <= stored.updated_at
 
 

@@ -127,6 +127,7 @@ RAISED_BY = {
         "DescriptionUnavailable",
         "DescriptionFailed",
         "DescriptionInvalid",
+        "StyleGuideInvalid",
     ],
     "SaveResult": ["TransientError"],
     "RecordFailure": ["TransientError"],

@@ -18,9 +18,11 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from describer_core.contracts import ProductRequest
+from describer_core.contracts import ProductRequest, S3ObjectRef
+from describer_core.endpoint_calls import group_questions, prefix_aware_id
 from describer_core.errors import PipelineError
 from describer_core.records import ResultsTable
+from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
 from describer_core.states import WorkflowInput
 
 from .conftest import BUCKET, Aws, FakeLambdaContext, image_bytes
@@ -35,9 +37,25 @@ FUNCTIONS = {
     "RecordFailureFunctionArn": "record_failure",
 }
 DESCRIPTION = (
-    "A relaxed blue shirt in soft cotton that breathes on warm days and falls cleanly from the "
-    "shoulders. Long sleeves roll up neatly; wear it open over a tee or buttoned with chinos."
+    "A regular fit blue shirt in solid airy linen that breathes on warm days and falls cleanly from the "
+    "shoulders. Long sleeves roll up neatly and the spread collar sits well open or buttoned."
 )
+COPY = {
+    "title": "Blue Solid Regular Fit Linen Shirt",
+    "description": DESCRIPTION,
+    "bullets": ["Regular fit", "Airy linen", "Spread collar", "Long sleeves"],
+    "keywords": ["blue shirt", "linen shirt", "solid shirt", "regular fit shirt", "long sleeve shirt"],
+    "meta_description": "A solid blue linen shirt with long sleeves and a spread collar.",
+}
+
+
+def _converse_reply(copy: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": json.dumps(copy)}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 400, "outputTokens": 80, "totalTokens": 480},
+        "metrics": {"latencyMs": 1},
+    }
 
 
 def _path(data: Any, path: str, context: dict[str, Any]) -> Any:
@@ -106,10 +124,20 @@ def run_workflow(definition: dict[str, Any], workflow: dict[str, Any], name: str
         current = state["Next"]
 
 
-def _endpoint_stub(stubber: Stubber, answers: dict[str, str]) -> None:
-    for attribute, raw in answers.items():
+def _endpoint_stub(stubber: Stubber, image: S3ObjectRef, answers: dict[str, str]) -> None:
+    """One reply per group of questions, as Prepare groups them, each expected with the image's routing id."""
+    for group in group_questions(list(answers), DEFAULT_QUESTIONS_PER_CALL):
         reply = {
-            "answers": [{"attribute": attribute, "value": raw, "raw": raw, "known": False}],
+            "answers": [
+                {
+                    "attribute": name,
+                    "value": answers[name],
+                    "raw": answers[name],
+                    "known": False,
+                    "confidence": 0.9,
+                }
+                for name in group
+            ],
             "image_digest": "0" * 64,
             "model_id": "m",
         }
@@ -117,8 +145,25 @@ def _endpoint_stub(stubber: Stubber, answers: dict[str, str]) -> None:
         stubber.add_response(
             "invoke_endpoint",
             {"Body": StreamingBody(io.BytesIO(body), len(body))},
-            {"EndpointName": "describer-endpoint", "ContentType": ANY, "Accept": ANY, "Body": ANY},
+            {
+                "EndpointName": "describer-endpoint",
+                "ContentType": ANY,
+                "Accept": ANY,
+                "PrefixAwareId": prefix_aware_id(image),
+                "Body": _AsksAbout(group),
+            },
         )
+
+
+class _AsksAbout:
+    """Equal to a ProductRequest body asking exactly about ``attributes``."""
+
+    def __init__(self, attributes: list[str]) -> None:
+        self.attributes = attributes
+
+    def __eq__(self, body: object) -> bool:
+        request = ProductRequest.model_validate_json(body)  # type: ignore[arg-type]
+        return [question.attribute for question in request.questions] == self.attributes
 
 
 @pytest.fixture
@@ -131,7 +176,7 @@ def models(monkeypatch: pytest.MonkeyPatch) -> tuple[Stubber, Stubber]:
     )
     monkeypatch.setattr(ask, "_dependencies", lambda: (ask.load_settings(ask.EndpointSettings), sagemaker))
     monkeypatch.setattr(
-        write, "_dependencies", lambda: (write.load_settings(write.DescriptionSettings), bedrock)
+        write, "_dependencies", lambda: (write.load_settings(write.DescriptionSettings), bedrock, None)
     )
     return Stubber(sagemaker), Stubber(bedrock)
 
@@ -154,17 +199,11 @@ def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, S
         "Collar": "Collar: Spread Collar",
         "Colour": "Colour: Blue",
     }
-    _endpoint_stub(sagemaker, answers)
-    bedrock.add_response(
-        "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": [{"text": DESCRIPTION}]}},
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": 400, "outputTokens": 80, "totalTokens": 480},
-            "metrics": {"latencyMs": 1},
-        },
-    )
     workflow, name = _start(aws, "incoming/Shirts/15970.jpg", image_bytes())
+    _endpoint_stub(
+        sagemaker, S3ObjectRef(bucket=BUCKET, key=workflow["key"], version_id=workflow["version_id"]), answers
+    )
+    bedrock.add_response("converse", _converse_reply(COPY))
     with sagemaker, bedrock:
         end, _ = run_workflow(json.loads(substituted_definition()), workflow, name)
         sagemaker.assert_no_pending_responses()
@@ -180,7 +219,13 @@ def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, S
         "Colour": "Blue",
     }
     assert record.unknown_attributes == ["Fabric"]
+    # Six questions in two calls of three; Fabric's value is outside the vocabulary, so: review.
+    assert record.confidence == dict.fromkeys(answers, 0.9)
+    assert record.needs_review
+    assert set(record.timings_ms) >= {"attributes", "attributes_wall"}
     assert record.description == DESCRIPTION
+    assert record.content["en-US"].title == COPY["title"]
+    assert record.token_usage["en-US"].model_dump() == {"input": 400, "output": 80}
     assert record.execution_name == name
 
 
@@ -235,15 +280,15 @@ def test_request_bodies_name_the_claimed_image_version(aws: Aws, models: tuple[S
             {"Body": StreamingBody(io.BytesIO(body), len(body))},
             {"EndpointName": ANY, "ContentType": ANY, "Accept": ANY, "Body": Capture()},
         )
-    bedrock.add_response(
-        "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": [{"text": DESCRIPTION}]}},
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
-            "metrics": {"latencyMs": 1},
-        },
-    )
+    # Every attribute answered "x", outside the vocabulary: the copy must say "x".
+    x_copy = {
+        **COPY,
+        "title": "The x product",
+        "description": "An x product in x with an x look " + "that works from morning to evening. " * 3,
+        "keywords": ["x", "x product", "x look", "x style", "x wear"],
+        "meta_description": "The x product.",
+    }
+    bedrock.add_response("converse", _converse_reply(x_copy))
     with sagemaker, bedrock:
         run_workflow(json.loads(substituted_definition()), workflow, name)
     # The key as uploaded: "+" decodes to a space, which does not exist, so Prepare kept the key as sent.

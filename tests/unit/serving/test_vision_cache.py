@@ -11,10 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
+from describer_core.contracts import ProductRequest, S3ObjectRef
 from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
 from training.serving import inference
-from training.serving.bench import benchmark_questions, product_photo, reference_generate
+from training.serving.bench import benchmark_questions, product_photo
 from training.serving.inference import DescriberModel, VisionFeatureCache
+
+from .conftest import BUCKET
 
 SMALL_PHOTO = (96, 128)
 REQUESTS = 6
@@ -76,9 +79,12 @@ def test_concurrent_requests_for_one_image_run_the_vision_pass_once(
     assert len(passes) == 1
     assert endpoint.cache.computations == 1
     assert endpoint.cache.waits == REQUESTS - 1
-    assert [response.answers[0].raw for response in responses] == [
-        reference_generate(endpoint, photo, question.question) for question in questions
-    ]
+    # Each concurrent one-question answer equals its answer in one batched request.
+    together = endpoint.describe_image(photo, questions, category).answers
+    assert [response.answers[0].value for response in responses] == [answer.value for answer in together]
+    assert [response.answers[0].confidence for response in responses] == pytest.approx(
+        [answer.confidence for answer in together], abs=1e-5
+    )
 
 
 def test_a_failed_vision_pass_reaches_every_waiter_and_is_not_cached(
@@ -108,3 +114,28 @@ def test_a_failed_vision_pass_reaches_every_waiter_and_is_not_cached(
     with pytest.raises(EndpointRequestError):
         endpoint.describe_image(not_an_image, questions[:1], category)
     assert endpoint.cache.computations == 2
+
+
+def test_later_calls_about_a_cached_object_version_do_not_read_it_again(endpoint: DescriberModel, s3) -> None:
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    photo = product_photo(22, SMALL_PHOTO)
+    version = s3.put_object(Bucket=BUCKET, Key="incoming/Shirts/7.jpg", Body=photo)["VersionId"]
+    category, questions = benchmark_questions(endpoint.catalogue, 4)
+    pinned = S3ObjectRef(bucket=BUCKET, key="incoming/Shirts/7.jpg", version_id=version)
+
+    first = endpoint.answer_product(
+        ProductRequest(image_s3=pinned, questions=questions[:2], category=category)
+    )
+    # The object is gone: only a request that does not read it again can still be answered.
+    s3.delete_object(Bucket=BUCKET, Key="incoming/Shirts/7.jpg", VersionId=version)
+    second = endpoint.answer_product(
+        ProductRequest(image_s3=pinned, questions=questions[2:], category=category)
+    )
+
+    assert second.image_digest == first.image_digest
+    assert endpoint.cache.computations == 1
+    with pytest.raises(EndpointRequestError) as unpinned:
+        endpoint.answer_product(
+            ProductRequest(image_s3=pinned.model_copy(update={"version_id": None}), questions=questions)
+        )
+    assert unpinned.value.code == EndpointErrorCode.OBJECT_NOT_FOUND

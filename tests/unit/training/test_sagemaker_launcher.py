@@ -131,6 +131,11 @@ def test_deploy_requests_model_config_and_endpoint(
     [variant] = config["ProductionVariants"]
     assert variant["ModelName"] == model["ModelName"]
     assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.g4dn.xlarge", 1)
+    # A product's calls (same PrefixAwareId, same first 1,024 body bytes) go to one instance.
+    assert variant["RoutingConfig"] == {
+        "RoutingStrategy": "PREFIX_AWARE",
+        "PrefixAwareRoutingConfig": {"PrefixLength": 1024, "ConcurrencyThreshold": 16},
+    }
     endpoint = _request(requests, "CreateEndpoint")
     assert endpoint == {"EndpointName": "describer-unit", "EndpointConfigName": config["EndpointConfigName"]}
 

@@ -92,17 +92,31 @@ def test_tiny_train_merges_reloads_and_evaluates(prepared: Path, tmp_path: Path)
     assert 0.0 <= report.macro_accuracy <= 1.0
     assert report.base_macro_accuracy is not None
     assert (tmp_path / "eval" / "evaluation.png").stat().st_size > 0
-    assert json.loads((tmp_path / "eval" / "evaluation.json").read_text())["model_id"] == "describer-test"
+    assert (tmp_path / "eval" / "reliability.png").stat().st_size > 0
+    written = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert written["model_id"] == "describer-test"
+    assert sum(item["count"] for item in written["reliability"]) == report.questions  # every answer scored
+    assert [point["review_share"] for point in written["coverage"]] == [0.05, 0.1, 0.2]
+    shares = [point.answers_to_review for point in report.thresholds]
+    assert [point.threshold for point in report.thresholds] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert shares == sorted(shares)  # a higher threshold sends more to review
+    # The temperature was fitted on the validation split and the held-out ECE is on the test split.
+    assert metadata.calibration is not None and metadata.calibration.split == "val"
+    assert report.calibration == metadata.calibration and report.calibration_held_out
+    assert 0.0 <= report.expected_calibration_error <= 1.0
 
 
-def test_evaluation_table_ends_with_the_macro_line(
+def test_evaluation_table_ends_with_the_macro_and_calibration_lines(
     prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = parse_args(_args(prepared, tmp_path, "--epochs", "1"), env={})
     report = evaluate(train(config), prepared, compare_base=False, progress=False)
     print_report(report)
-    last_line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last_line == f"macro accuracy: {report.macro_accuracy:.2f}"
+    last_lines = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert last_lines == [
+        f"macro accuracy: {report.macro_accuracy:.2f}",
+        f"expected calibration error: {report.expected_calibration_error:.3f}",
+    ]
 
 
 def test_nan_loss_stops_training_and_saves_nothing(

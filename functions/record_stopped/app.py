@@ -1,0 +1,41 @@
+"""RecordStopped: an execution status-change event (ABORTED, TIMED_OUT, FAILED) ends a PROCESSING record."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from describer_core.catalogue import load_catalogue
+from describer_core.observability import logger, metrics, tracer
+from describer_core.records import ResultsTable
+from describer_core.settings import FailureSettings, load_settings
+from describer_core.states import WorkflowInput
+from describer_core.stopped import ExecutionStatusChange, record_stopped
+
+
+@cache
+def _dependencies() -> tuple[FailureSettings, Any, Any, ResultsTable]:
+    settings = load_settings(FailureSettings)
+    table = ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
+    return settings, boto3.client("s3"), boto3.client("stepfunctions"), table
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings, s3, sfn, table = _dependencies()
+    change = ExecutionStatusChange.model_validate(event["detail"])
+    # The event leaves the input out when it is large; the execution still has it.
+    text = change.input or sfn.describe_execution(executionArn=change.executionArn)["input"]
+    workflow = WorkflowInput.model_validate_json(text)
+    output = record_stopped(change, workflow, s3, table, load_catalogue(), settings.upload_prefix)
+    if output.recorded:
+        with single_metric(name="ImagesFailedByCode", unit=MetricUnit.Count, value=1) as by_code:
+            by_code.add_dimension(name="ErrorCode", value=output.error_code.value)
+    logger.info("execution ended", extra={"status": change.status, "recorded": output.recorded})
+    return output.model_dump(mode="json")
