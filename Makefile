@@ -133,6 +133,19 @@ chaos: install demo-model
 local-bench: install demo-model
 	$(LOCAL) bench --model-dir $(DEMO_MODEL_DIR)
 
+# A catalogue of 1,000 synthetic photos backfilled on a fresh local stack (with a warm upload timed
+# during it), then backfilled again; the last lines are `backfill: 1000 objects, ...` and `rerun: N
+# executions started`.
+.PHONY: backfill-bench
+backfill-bench: install demo-model
+	$(LOCAL) backfill-bench --model-dir $(DEMO_MODEL_DIR)
+
+# N products through a fresh local stack, every call metered and priced (describer/prices.json); the
+# last line is `cost per 1000 images: $X.XX` for the template's default configuration.
+.PHONY: cost
+cost: install demo-model
+	$(LOCAL) cost --model-dir $(DEMO_MODEL_DIR)
+
 # --- Training (training/, docs/training.md) ----------------------------------------------------------
 # The demo model: a tiny BLIP-2 fine-tuned on a synthetic catalogue, shipped in training/demo_model/;
 # this regenerates the (seeded) synthetic data and assembles the model dir from the shipped weights,

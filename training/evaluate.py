@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
-from describer_core.confidence import Calibration
+from describer_core.confidence import Calibration, needs_review
 from training.calibration import (
     REVIEW_SHARES,
     THRESHOLDS,
@@ -53,7 +53,7 @@ class ThresholdPoint(BaseModel):
 
     threshold: float
     answers_to_review: float = Field(description="Share of scored answers below the threshold")
-    products_to_review: float = Field(description="Share of products with an answer below it")
+    products_to_review: float = Field(description="Share of products that would need review (needs_review)")
     accuracy_kept: float = Field(description="Accuracy of the answers at or above it")
 
 
@@ -108,18 +108,18 @@ def _coverage(confidences: Sequence[float], correct: Sequence[bool]) -> list[Cov
 
 
 def _thresholds(scored: Sequence[RowAnswer]) -> list[ThresholdPoint]:
+    by_product: dict[str, dict[str, float]] = defaultdict(dict)
+    for answer in scored:
+        by_product[answer.row["id"]][answer.row["attribute"]] = answer.answer.confidence or 0.0
     points = []
     for threshold in THRESHOLDS:
-        below = [answer for answer in scored if (answer.answer.confidence or 0.0) < threshold]
         kept = [answer.correct for answer in scored if (answer.answer.confidence or 0.0) >= threshold]
-        products = {answer.row["id"] for answer in scored}
+        flagged = [product for product in by_product.values() if needs_review(product, [], threshold)]
         points.append(
             ThresholdPoint(
                 threshold=threshold,
-                answers_to_review=len(below) / len(scored) if scored else 0.0,
-                products_to_review=len({answer.row["id"] for answer in below}) / len(products)
-                if products
-                else 0.0,
+                answers_to_review=1 - len(kept) / len(scored) if scored else 0.0,
+                products_to_review=len(flagged) / len(by_product) if by_product else 0.0,
                 accuracy_kept=_mean(kept),
             )
         )

@@ -25,7 +25,7 @@ from describer_core.records import utc_now
 BENCH_SEED = 7
 
 
-def _run(
+def time_uploads(
     deployment: Deployment, batch: list[SampleFile], timeout_s: float, progress: Progress | None = None
 ) -> float:
     """Upload ``batch`` at once; seconds until every upload has its final record."""
@@ -58,12 +58,12 @@ def run_bench(
     with tempfile.TemporaryDirectory() as scratch:
         total = 1 + warm_uploads + burst
         photos = synthetic_photos(Path(scratch), per_category=total, seed=BENCH_SEED)[:total]
-        cold = _run(deployment, photos[:1], timeout_s)
+        cold = time_uploads(deployment, photos[:1], timeout_s)
         console.print(f"cold upload: {cold:.2f} s")
-        warm = [_run(deployment, [photo], timeout_s) for photo in photos[1 : 1 + warm_uploads]]
+        warm = [time_uploads(deployment, [photo], timeout_s) for photo in photos[1 : 1 + warm_uploads]]
         console.print(f"warm uploads: median {statistics.median(warm):.2f} s")
         with Progress(console=console, transient=True) as progress:
-            burst_s = _run(deployment, photos[1 + warm_uploads :], timeout_s, progress)
+            burst_s = time_uploads(deployment, photos[1 + warm_uploads :], timeout_s, progress)
     table = Table(title=f"Local stack latency ({settings.stack_name})")
     table.add_column("measure")
     table.add_column("seconds", justify="right")

@@ -62,6 +62,24 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--timeout", type=float, default=300)
     bench.set_defaults(handler=_clean_errors(_bench))
 
+    backfill_bench = actions.add_parser(
+        "backfill-bench",
+        help="fresh stack, backfill synthetic photos, a warm upload's latency during it, then a rerun",
+    )
+    _add_up_arguments(backfill_bench)
+    backfill_bench.add_argument("--objects", type=int, default=1000)
+    backfill_bench.add_argument("--uploads", type=int, default=5, help="warm uploads timed, idle and busy")
+    backfill_bench.add_argument("--timeout", type=float, default=3600)
+    backfill_bench.set_defaults(handler=_clean_errors(_backfill_bench))
+
+    cost = actions.add_parser(
+        "cost", help="fresh stack, N products metered, their cost per 1,000 images by component"
+    )
+    _add_up_arguments(cost)
+    cost.add_argument("--products", type=int, default=20)
+    cost.add_argument("--timeout", type=float, default=600)
+    cost.set_defaults(handler=_clean_errors(_cost))
+
     chaos = actions.add_parser(
         "chaos",
         help="up with injected faults; uploads, re-uploads and duplicate deliveries; nothing may be lost",
@@ -80,6 +98,17 @@ def register(subparsers: Any) -> None:
     _add_target_arguments(upload)
     upload.set_defaults(handler=_upload)
 
+    backfill = subparsers.add_parser(
+        "backfill", help="describe an existing catalogue in S3 (resumable: a rerun does what is missing)"
+    )
+    backfill.add_argument("source", metavar="s3://BUCKET/PREFIX", help="under the stack's BackfillPrefix")
+    backfill.add_argument("--manifest", metavar="S3URI", help="a CSV manifest (Key column) under backfill/")
+    backfill.add_argument("--category", help="the category of every product (object metadata still wins)")
+    backfill.add_argument(
+        "--timeout", type=float, help="seconds to follow the backfill (default: until done)"
+    )
+    _add_target_arguments(backfill)
+    backfill.set_defaults(handler=_backfill)
     redrive.add_parser(subparsers, _add_target_arguments).set_defaults(
         handler=lambda args: redrive.redrive(args, deployment_from(args), _console)
     )
@@ -233,6 +262,34 @@ def _upload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    from describer import backfill
+
+    deployment = deployment_from(args)
+    try:
+        manifest = backfill.S3Uri.parse(args.manifest) if args.manifest else None
+        request = backfill.backfill_input(
+            deployment, backfill.S3Uri.parse(args.source), manifest, args.category
+        )
+    except backfill.BackfillError as error:
+        _console.print(f"[bold red]{error}[/]")
+        return 2
+    execution = backfill.run(deployment, request, _console, args.timeout)
+    results = backfill.item_results(deployment, execution)
+    _console.print(f"Backfill of {args.source}: {execution['status']}")
+    table = Table()
+    table.add_column("objects")
+    table.add_column("count", justify="right")
+    for outcome, count in sorted(backfill.outcome_counts(results).items()):
+        table.add_row(outcome.value, str(count))
+    table.add_row("runs started", str(sum(result.started for result in results)))
+    _console.print(table)
+    if execution["status"] != "SUCCEEDED":
+        _console.print(f"[bold red]{execution.get('error', '')}: {execution.get('cause', '')}[/]")
+        return 1
+    return 0
+
+
 def _locale(text: str) -> str:
     try:
         (tag,) = parse_locales(text)
@@ -242,12 +299,15 @@ def _locale(text: str) -> str:
 
 
 def in_locale(record: ProductRecord, locale: str | None) -> ProductRecord:
-    """The record with only ``locale``'s content (its description too); unchanged without a locale."""
+    """The record with only ``locale``'s content, description and tokens; unchanged without a locale."""
     if locale is None:
         return record
     content = {locale: record.content[locale]} if locale in record.content else {}
     description = content[locale].description if content else None
-    return record.model_copy(update={"content": content, "description": description})
+    token_usage = {loc: usage for loc, usage in record.token_usage.items() if loc == locale}
+    return record.model_copy(
+        update={"content": content, "description": description, "token_usage": token_usage}
+    )
 
 
 def records_table(records: list[ProductRecord], title: str = "Products", locale: str | None = None) -> Table:
@@ -301,6 +361,20 @@ def _demo(args: argparse.Namespace) -> int:
     from describer.local.demo import run_demo
 
     return run_demo(bring_up(args), args.photos_per_category, args.timeout, _console)
+
+
+def _backfill_bench(args: argparse.Namespace) -> int:
+    from describer.local.backfill_bench import run_backfill_bench
+
+    local_stack.down(args.state_dir.resolve())  # a fresh stack: no records from earlier runs
+    return run_backfill_bench(bring_up(args), args.objects, args.uploads, args.timeout, _console)
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from describer.local.cost_meter import run_cost
+
+    local_stack.down(args.state_dir.resolve())  # a fresh stack: its logs and histories are this run's
+    return run_cost(bring_up(args), args.products, args.timeout, _console)
 
 
 def _bench(args: argparse.Namespace) -> int:

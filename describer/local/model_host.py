@@ -15,6 +15,8 @@ Routes (the wire formats of botocore's service models, so unchanged boto3 client
   many different routing prefixes they had (1 means they would all meet on one instance).
 - ``POST /model/{modelId}/converse``: Bedrock ``Converse``, answered by the configured description
   backend (``description_backends``).
+- ``GET /_local/usage``: what the host served since it started (endpoint calls, questions and
+  seconds; Converse calls and tokens per model id and per locale), which ``make cost`` meters.
 - ``GET``/``PUT /_local/faults``: the injected faults (``faults.FaultSpec``) and their counts; both
   model routes first ask the injector whether to fail as AWS would.
 
@@ -57,6 +59,7 @@ ACCOUNT_ID = "000000000000"
 LOG_GROUP_ARN_PREFIX = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints"
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints accept at most 6 MB per request
 
+USAGE_PATH = "/_local/usage"
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
 PREFIX_AWARE_ID_HEADER = "X-Amzn-SageMaker-Prefix-Aware-Id"
 # botocore's PrefixAwareIdHeader: 1-64 characters, printable, not starting with whitespace.
@@ -115,6 +118,49 @@ class InferenceModel:
         return (output.encode() if isinstance(output, str) else bytes(output)), accept
 
 
+def _no_calls() -> dict[str, int]:
+    return {"calls": 0, "input_tokens": 0, "output_tokens": 0}
+
+
+class Usage:
+    """Counts of what the host served, safe across its request threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.endpoint = {"invocations": 0, "questions": 0, "seconds": 0.0}
+        self.converse: dict[str, dict[str, int]] = {}
+        self.locales: dict[str, dict[str, int]] = {}
+
+    def add_invocation(self, body: bytes, seconds: float) -> None:
+        try:
+            questions = len(json.loads(body).get("questions") or [None])
+        except (ValueError, AttributeError):
+            questions = 1
+        with self._lock:
+            self.endpoint["invocations"] += 1
+            self.endpoint["questions"] += questions
+            self.endpoint["seconds"] += seconds
+
+    def add_converse(self, model_id: str, locale: str, input_tokens: int, output_tokens: int) -> None:
+        """Counted per model id and per locale (the one the prompt names)."""
+        with self._lock:
+            for counts in (
+                self.converse.setdefault(model_id, _no_calls()),
+                self.locales.setdefault(locale, _no_calls()),
+            ):
+                counts["calls"] += 1
+                counts["input_tokens"] += input_tokens
+                counts["output_tokens"] += output_tokens
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "endpoint": dict(self.endpoint),
+                "converse": {k: dict(v) for k, v in self.converse.items()},
+                "locales": {k: dict(v) for k, v in self.locales.items()},
+            }
+
+
 class RoutingLog:
     """Calls per PrefixAwareId and the distinct routing prefixes (first bytes of the body) they had."""
 
@@ -154,6 +200,7 @@ class ModelHost(ThreadingHTTPServer):
         self.model = model
         self.endpoint_names = set(endpoint_names)
         self.writer = writer
+        self.usage = Usage()
         self.faults = faults or FaultInjector()
         self.routing = RoutingLog()
 
@@ -168,6 +215,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/ping":
             self._send(HTTPStatus.OK, b"", "application/json")
+        elif self.path == USAGE_PATH:
+            self._send(HTTPStatus.OK, json.dumps(self.server.usage.snapshot()).encode(), "application/json")
         elif self.path == FAULTS_PATH:
             self._send(HTTPStatus.OK, json.dumps(self.server.faults.report()).encode(), "application/json")
         elif self.path == "/routing":
@@ -238,8 +287,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.routing.record(prefix_aware_id, body)
         content_type = self.headers.get("Content-Type") or "application/json"
         accept = self.headers.get("Accept") or "application/json"
+        started = time.perf_counter()
         try:
             output, output_type = self.server.model.invoke(body, content_type, accept)
+            self.server.usage.add_invocation(body, time.perf_counter() - started)
         except ModelClientError as error:
             self._model_error(name, error.status, error.message)
             return
@@ -276,6 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ConverseError as error:
             self._error(error.status, error.code, "message", error.message)
             return
+        self.server.usage.add_converse(model_id, request.locale, reply.input_tokens, reply.output_tokens)
         content: list[dict[str, Any]] = [{"text": reply.text}]
         stop_reason = reply.stop_reason
         if request.tool_name is not None and stop_reason != "max_tokens":

@@ -34,6 +34,8 @@ STATE_FILE = "stack.json"
 _APP_GLOBS = ("template.yaml", "statemachine/**/*", "functions/**/*.py", "functions/**/*.json")
 _READY_STATUSES = {"CREATE_COMPLETE", "UPDATE_COMPLETE"}
 LOCAL_MAP_CONCURRENCY = 1
+# Products a local backfill describes at once: each is a few more warm Lambda workers on the emulator.
+LOCAL_BACKFILL_CONCURRENCY = 4
 # The locales the local stack writes copy in: a newcomer sees the default locale and a translation.
 LOCAL_LOCALES = ("en-US", "es-ES")
 # The pipeline's endpoint read timeout on the local stack (AWS: the template's 65 s default), so that
@@ -98,6 +100,7 @@ def deploy_parameters(settings: LocalSettings) -> dict[str, str]:
         # Each concurrent Lambda call is one more cold worker process on the emulator: on a laptop's
         # few cores, asking a product's questions one at a time finishes a batch of uploads sooner.
         "MapConcurrency": str(LOCAL_MAP_CONCURRENCY),
+        "BackfillMaxConcurrency": str(LOCAL_BACKFILL_CONCURRENCY),
         "Locales": ",".join(LOCAL_LOCALES),
         "EndpointReadTimeoutSeconds": str(LOCAL_ENDPOINT_READ_TIMEOUT_S),
     }

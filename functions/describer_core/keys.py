@@ -1,7 +1,8 @@
 """Object keys: decoding them, reading product id and category from them, naming executions.
 
 Convention: ``<upload prefix>[<Category>/]<product id>.<extension>``, e.g.
-``incoming/Shirts/15970.jpg``. The folder right above the file names the category (none, or one
+``incoming/Shirts/15970.jpg``; a backfilled catalogue follows it under the backfill prefix
+(``catalogue/Shirts/15970.jpg``). The folder right above the file names the category (none, or one
 the catalogue does not know, means the generic question set); the file name without its extension
 is the product id. S3 object metadata ``product-id`` and ``category`` take precedence over both.
 """
@@ -44,13 +45,27 @@ def key_candidates(event_key: str) -> list[str]:
     return [decoded] if decoded == event_key else [decoded, event_key]
 
 
-def identify(key: str, upload_prefix: str, metadata: Mapping[str, str]) -> KeyParts:
-    """Product id and category hint of a decoded key: object metadata first, then the key convention."""
-    if not key.startswith(upload_prefix):
-        raise InvalidInput(f"key is outside the upload prefix {upload_prefix!r}", ErrorCode.INVALID_KEY)
-    folders, _, file_name = key[len(upload_prefix) :].rpartition("/")
+def identify(
+    key: str,
+    prefixes: str | tuple[str, ...],
+    metadata: Mapping[str, str],
+    category: str | None = None,
+) -> KeyParts:
+    """Product id and category hint of a decoded key: object metadata first, then the key convention.
+
+    ``prefixes``: where products may live (the upload prefix, the backfill prefix); the longest one
+    the key starts with is where the convention starts. ``category``: named by whoever started the
+    run (``describer backfill --category``); object metadata still wins over it.
+    """
+    candidates = (prefixes,) if isinstance(prefixes, str) else prefixes
+    matching = [prefix for prefix in candidates if key.startswith(prefix)]
+    if not matching:
+        names = ", ".join(map(repr, candidates))
+        raise InvalidInput(f"key is outside the prefixes {names}", ErrorCode.INVALID_KEY)
+    prefix = max(matching, key=len)
+    folders, _, file_name = key[len(prefix) :].rpartition("/")
     stem = file_name.rsplit(".", 1)[0] if "." in file_name[1:] else file_name
-    category = metadata.get(CATEGORY_METADATA) or folders.rsplit("/", 1)[-1] or None
+    category = metadata.get(CATEGORY_METADATA) or category or folders.rsplit("/", 1)[-1] or None
     product_id = metadata.get(PRODUCT_ID_METADATA) or stem
     return KeyParts(product_id=checked_product_id(product_id), category_hint=category)
 

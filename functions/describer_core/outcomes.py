@@ -95,7 +95,7 @@ def classify_error(caught: CaughtError) -> tuple[ErrorCode, str]:
 
 
 def failed_product(
-    request: FailureInput, s3_client: S3Client, catalogue: Catalogue, upload_prefix: str
+    request: FailureInput, s3_client: S3Client, catalogue: Catalogue, key_prefixes: str | tuple[str, ...]
 ) -> ProductIdentity:
     """The product the failed run was about; re-derived as Prepare does when Prepare itself failed.
 
@@ -109,10 +109,20 @@ def failed_product(
         source = SourceObject.locate(s3_client, request.workflow)
     except InvalidInput:
         source = None
+    return product_or_stand_in(source, request.workflow, key_prefixes, catalogue)
+
+
+def product_or_stand_in(
+    source: SourceObject | None,
+    workflow: WorkflowInput,
+    key_prefixes: str | tuple[str, ...],
+    catalogue: Catalogue,
+) -> ProductIdentity:
+    """The product an object names, or the stand-in when its key names none (``unidentified_product``)."""
     try:
-        return identify_product(source, request.workflow, upload_prefix, catalogue)
+        return identify_product(source, workflow, key_prefixes, catalogue)
     except InvalidInput:
-        return unidentified_product(request.workflow)
+        return unidentified_product(workflow)
 
 
 def unidentified_product(workflow: WorkflowInput) -> ProductIdentity:
@@ -136,10 +146,10 @@ def record_failure(
     table: ResultsTable,
     events: ProductEvents,
     catalogue: Catalogue,
-    upload_prefix: str,
+    key_prefixes: str | tuple[str, ...],
 ) -> FailureOutput:
     code, message = classify_error(request.state.error)
-    product = failed_product(request, s3_client, catalogue, upload_prefix)
+    product = failed_product(request, s3_client, catalogue, key_prefixes)
     failed = product.record(Status.FAILED, request.execution_name, error_code=code, error_message=message)
     recorded = table.write_if_current(failed)
     if recorded:

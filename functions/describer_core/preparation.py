@@ -38,11 +38,19 @@ _MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound"})
 class SourceObject:
     """The uploaded object version, read through one S3 client."""
 
-    def __init__(self, s3_client: S3Client, ref: S3ObjectRef, size: int, metadata: dict[str, str]) -> None:
+    def __init__(
+        self,
+        s3_client: S3Client,
+        ref: S3ObjectRef,
+        size: int,
+        metadata: dict[str, str],
+        last_modified: str = "",
+    ) -> None:
         self._s3 = s3_client
         self.ref = ref
         self.size = size
         self.metadata = metadata
+        self.last_modified = last_modified  # as an event's time: UTC, whole seconds, "Z"
 
     @classmethod
     def locate(cls, s3_client: S3Client, workflow: WorkflowInput) -> SourceObject:
@@ -60,7 +68,9 @@ class SourceObject:
             # so the bytes checked, the bytes the endpoint reads and the record all name one version.
             if ref.version_id is None and head.get("VersionId"):
                 ref = ref.model_copy(update={"version_id": head["VersionId"]})
-            return cls(s3_client, ref, int(head["ContentLength"]), metadata)
+            modified = head.get("LastModified")
+            stamp = modified.strftime("%Y-%m-%dT%H:%M:%SZ") if modified is not None else ""
+            return cls(s3_client, ref, int(head["ContentLength"]), metadata, stamp)
         raise InvalidInput("the uploaded object version no longer exists", ErrorCode.OBJECT_NOT_FOUND)
 
     def read(self, max_bytes: int) -> bytes:
@@ -88,7 +98,10 @@ def _s3_failure(operation: str, error: ClientError) -> Exception:
 
 
 def identify_product(
-    source: SourceObject | None, workflow: WorkflowInput, upload_prefix: str, catalogue: Catalogue
+    source: SourceObject | None,
+    workflow: WorkflowInput,
+    key_prefixes: str | tuple[str, ...],
+    catalogue: Catalogue,
 ) -> ProductIdentity:
     """Product id, catalogue category and exact source of an upload.
 
@@ -102,7 +115,7 @@ def identify_product(
         metadata: dict[str, str] = {}
     else:
         ref, metadata = source.ref, source.metadata
-    parts = identify(ref.key, upload_prefix, metadata)
+    parts = identify(ref.key, key_prefixes, metadata, workflow.category)
     return ProductIdentity(
         product_id=parts.product_id,
         category=catalogue.category(parts.category_hint).name,
@@ -120,7 +133,7 @@ def prepare(
 ) -> tuple[PrepareOutput, ImageFacts | None]:
     started = time.monotonic()
     source = SourceObject.locate(s3_client, request.workflow)
-    product = identify_product(source, request.workflow, settings.upload_prefix, catalogue)
+    product = identify_product(source, request.workflow, settings.key_prefixes, catalogue)
     if not table.write_if_current(product.record(Status.PROCESSING, request.execution_name)):
         return PrepareOutput(claimed=False, product=product, map_concurrency=settings.map_concurrency), None
     check_size(source.size, settings.max_image_bytes)

@@ -42,6 +42,13 @@ class ImageSettings(BaseModel):
 
 class UploadSettings(BaseModel):
     upload_prefix: str = "incoming/"
+    # Where `describer backfill` reads an existing catalogue: objects there start nothing by themselves.
+    backfill_prefix: str = "catalogue/"
+
+    @property
+    def key_prefixes(self) -> tuple[str, ...]:
+        """Where a product's photo may live: uploads and the backfilled catalogue."""
+        return (self.upload_prefix, self.backfill_prefix)
 
 
 # Measured with `make bench` (README "Endpoint"): 4 keeps a product's questions in more than one call
@@ -114,6 +121,10 @@ class DescriptionSettings(ReviewSettings):
     @property
     def default_locale(self) -> str:
         return self.locales[0]
+
+
+class BackfillSettings(TableSettings, UploadSettings):
+    pass
 
 
 class StarterSettings(BaseModel):

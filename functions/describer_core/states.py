@@ -77,6 +77,8 @@ class WorkflowInput(BaseModel):
     sequencer: str = ""
     event_id: str | None = None
     redrive_count: int = Field(default=0, ge=0, description="0: the upload's own run; n: its n-th redrive")
+    # A backfill's run: the category its operator named (object metadata still wins).
+    category: str | None = None
 
     @classmethod
     def from_event(cls, event: ObjectCreatedEvent) -> WorkflowInput:

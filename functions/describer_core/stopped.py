@@ -4,7 +4,8 @@ Step Functions publishes "Step Functions Execution Status Change" events; a rule
 status ABORTED (stopped by hand), TIMED_OUT or FAILED here. The record becomes FAILED with
 EXECUTION_ABORTED, EXECUTION_TIMED_OUT or EXECUTION_FAILED under the same conditional write as every
 other outcome, and only while the run's own record still says PROCESSING: a run that failed through
-RecordFailure keeps its error code, a newer upload keeps its record.
+RecordFailure keeps its error code, a newer upload keeps its record. A record it writes is announced
+on the product event bus like any other failure.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from describer_core.catalogue import Catalogue
 from describer_core.contracts import ErrorCode, Status
+from describer_core.notifications import ProductEvents
 from describer_core.outcomes import ERROR_MESSAGE_LIMIT, failed_product
 from describer_core.records import ResultsTable
 from describer_core.states import CaughtError, FailedState, FailureInput, FailureOutput, WorkflowInput
@@ -53,8 +55,9 @@ def record_stopped(
     workflow: WorkflowInput,
     s3_client: S3Client,
     table: ResultsTable,
+    events: ProductEvents,
     catalogue: Catalogue,
-    upload_prefix: str,
+    key_prefixes: str | tuple[str, ...],
 ) -> FailureOutput:
     code = STOPPED_CODES[change.status]
     message = stopped_message(change)
@@ -63,7 +66,9 @@ def record_stopped(
         workflow=workflow,
         state=FailedState(error=CaughtError(error=change.error or change.status)),
     )
-    product = failed_product(request, s3_client, catalogue, upload_prefix)
+    product = failed_product(request, s3_client, catalogue, key_prefixes)
     record = product.record(Status.FAILED, change.name, error_code=code, error_message=message)
     recorded = table.write_if_current(record, still_processing=True)
+    if recorded:
+        events.publish(record)
     return FailureOutput(error_code=code, error_message=message, recorded=recorded)

@@ -31,7 +31,7 @@ def _dependencies() -> tuple[FailureSettings, Any, ResultsTable, ProductEvents]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings, s3, table, events = _dependencies()
     output = record_failure(
-        FailureInput.model_validate(event), s3, table, events, load_catalogue(), settings.upload_prefix
+        FailureInput.model_validate(event), s3, table, events, load_catalogue(), settings.key_prefixes
     )
     metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
     with single_metric(name="ImagesFailedByCode", unit=MetricUnit.Count, value=1) as by_code:

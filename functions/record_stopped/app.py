@@ -10,6 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from describer_core.catalogue import load_catalogue
+from describer_core.notifications import ProductEvents
 from describer_core.observability import logger, metrics, tracer
 from describer_core.records import ResultsTable
 from describer_core.settings import FailureSettings, load_settings
@@ -18,22 +19,23 @@ from describer_core.stopped import ExecutionStatusChange, record_stopped
 
 
 @cache
-def _dependencies() -> tuple[FailureSettings, Any, Any, ResultsTable]:
+def _dependencies() -> tuple[FailureSettings, Any, Any, ResultsTable, ProductEvents]:
     settings = load_settings(FailureSettings)
     table = ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
-    return settings, boto3.client("s3"), boto3.client("stepfunctions"), table
+    events = ProductEvents(settings.event_bus_name, boto3.client("events"))
+    return settings, boto3.client("s3"), boto3.client("stepfunctions"), table, events
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings, s3, sfn, table = _dependencies()
+    settings, s3, sfn, table, events = _dependencies()
     change = ExecutionStatusChange.model_validate(event["detail"])
     # The event leaves the input out when it is large; the execution still has it.
     text = change.input or sfn.describe_execution(executionArn=change.executionArn)["input"]
     workflow = WorkflowInput.model_validate_json(text)
-    output = record_stopped(change, workflow, s3, table, load_catalogue(), settings.upload_prefix)
+    output = record_stopped(change, workflow, s3, table, events, load_catalogue(), settings.key_prefixes)
     if output.recorded:
         with single_metric(name="ImagesFailedByCode", unit=MetricUnit.Count, value=1) as by_code:
             by_code.add_dimension(name="ErrorCode", value=output.error_code.value)

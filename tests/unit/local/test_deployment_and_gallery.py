@@ -143,9 +143,11 @@ def test_results_can_show_one_locale() -> None:
         )
         for locale in ("en-US", "es-ES")
     }
-    record = _record(Status.COMPLETED, description="en-US description", content=copies)
+    usage = {"en-US": {"input": 300, "output": 200}, "es-ES": {"input": 310, "output": 220}}
+    record = _record(Status.COMPLETED, description="en-US description", content=copies, token_usage=usage)
     spanish = in_locale(record, "es-ES")
     assert list(spanish.content) == ["es-ES"] and spanish.description == "es-ES description"
+    assert list(spanish.token_usage) == ["es-ES"]
     assert in_locale(record, None) == record
     assert in_locale(record, "de-DE").content == {}
     console = Console(width=200, record=True)

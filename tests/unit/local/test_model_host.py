@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from describer.local.description_backends import OfflineWriter, OpenAICompatibleWriter
-from describer.local.model_host import InferenceModel, ModelHost
+from describer.local.model_host import USAGE_PATH, InferenceModel, ModelHost
 from describer.local.offline_writer import OFFLINE_MODEL_ID
 from describer_core.catalogue import load_catalogue
 from describer_core.content_rules import check_reply
@@ -289,6 +289,36 @@ def test_a_busy_openai_compatible_server_is_a_throttling_exception(
         with pytest.raises(ClientError) as raised:
             _converse(url, SHIRT, "Shirts")
     assert raised.value.response["Error"]["Code"] == "ThrottlingException"
+
+
+def test_usage_counts_what_was_served(model_dir: Path) -> None:
+    server = ModelHost(("127.0.0.1", 0), InferenceModel(model_dir), [ENDPOINT], OfflineWriter())
+    for url in _serve(server):
+        runtime = _client("sagemaker-runtime", url)
+        runtime.invoke_endpoint(
+            EndpointName=ENDPOINT, ContentType="application/json", Body=json.dumps({"key": "a"})
+        )
+        request = {"key": "b", "questions": [{"attribute": "Fit"}, {"attribute": "Pattern"}]}
+        runtime.invoke_endpoint(
+            EndpointName=ENDPOINT, ContentType="application/json", Body=json.dumps(request)
+        )
+        with pytest.raises(runtime.exceptions.ModelError):  # a failed call serves nothing
+            runtime.invoke_endpoint(
+                EndpointName=ENDPOINT, ContentType="application/json", Body=json.dumps({"key": "crash"})
+            )
+        replies = [_converse(url, SHIRT, "Shirts"), _converse(url, SHIRT, "Shirts")]
+        with urllib.request.urlopen(url + USAGE_PATH) as response:
+            usage = json.loads(response.read())
+    assert usage["endpoint"]["invocations"] == 2 and usage["endpoint"]["questions"] == 3
+    assert usage["endpoint"]["seconds"] > 0
+    assert list(usage["converse"]) == [OFFLINE_MODEL_ID]
+    converse = usage["converse"][OFFLINE_MODEL_ID]
+    assert converse == {
+        "calls": 2,
+        "input_tokens": sum(reply["usage"]["inputTokens"] for reply in replies),
+        "output_tokens": sum(reply["usage"]["outputTokens"] for reply in replies),
+    }
+    assert usage["locales"] == {"en-US": converse}  # the prompts name no other locale
 
 
 def test_calls_are_recorded_per_prefix_aware_id_with_their_routing_prefixes(model_dir: Path) -> None:

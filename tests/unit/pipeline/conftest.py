@@ -33,6 +33,7 @@ HANDLER_MODULES = (
     "write_description.app",
     "save_result.app",
     "record_failure.app",
+    "backfill_plan.app",
     "record_stopped.app",
 )
 

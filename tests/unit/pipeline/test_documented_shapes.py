@@ -13,7 +13,8 @@ from save_result import app as save_result_app
 
 from describer_core.catalogue import load_catalogue
 from describer_core.content_rules import CopyRules, violations
-from describer_core.contracts import ProductRecord
+from describer_core.contracts import ProductEventDetail, ProductRecord
+from describer_core.notifications import product_event
 from describer_core.states import (
     AskInput,
     DescribeInput,
@@ -103,6 +104,21 @@ def test_documented_example_content_passes_the_validator() -> None:
             default_locale=locale == default_locale,
         )
         assert violations(content, rules) == [], locale
+
+
+def test_sample_product_events_are_what_the_final_steps_publish() -> None:
+    described = json.loads((REPO / "events" / "product_described.json").read_text())
+    entry = product_event(ProductRecord.model_validate(documented_example_record()), "bus")
+    assert (entry["Source"], entry["DetailType"]) == (described["source"], described["detail-type"])
+    assert json.loads(entry["Detail"]) == described["detail"]
+    failed = json.loads((REPO / "events" / "product_description_failed.json").read_text())
+    detail = ProductEventDetail.model_validate(failed["detail"])
+    assert (failed["detail-type"], detail.status, detail.locales) == (
+        "Product Description Failed",
+        "FAILED",
+        [],
+    )
+    assert detail.model_dump(mode="json", exclude_none=True) == failed["detail"]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from record_stopped import app as record_stopped_app
 from describer_core.states import WorkflowInput
 
 from .conftest import BUCKET, REPO, Aws, FakeLambdaContext, image_bytes
+from .test_events import _received, _subscribe
 
 CONTEXT = FakeLambdaContext()
 KEY = "incoming/Shirts/15970.jpg"
@@ -45,10 +46,16 @@ def _claimed(aws: Aws, time: str = "2026-11-21T03:00:00Z") -> WorkflowInput:
     ("status", "code"),
     [("ABORTED", "EXECUTION_ABORTED"), ("TIMED_OUT", "EXECUTION_TIMED_OUT"), ("FAILED", "EXECUTION_FAILED")],
 )
-def test_a_run_stopped_while_processing_ends_failed(aws: Aws, status: str, code: str) -> None:
+def test_a_run_stopped_while_processing_ends_failed_and_is_announced(
+    aws: Aws, status: str, code: str
+) -> None:
+    queue = _subscribe(aws)
     workflow = _claimed(aws)
     output = record_stopped_app.handler(_status_change(workflow, status, "States.Runtime"), CONTEXT)
     assert output["recorded"] is True
+    [event] = _received(queue)
+    assert event["detail-type"] == "Product Description Failed"
+    assert (event["detail"]["product_id"], event["detail"]["error_code"]) == ("15970", code)
     record = aws.record("15970")
     assert record is not None
     assert (record["status"], record["error_code"]) == ("FAILED", code)
@@ -77,9 +84,11 @@ def test_a_failure_recorded_by_the_workflow_keeps_its_own_code(aws: Aws) -> None
 
 
 def test_a_newer_upload_keeps_its_record(aws: Aws) -> None:
+    queue = _subscribe(aws)
     older = _claimed(aws, time="2026-11-21T03:00:00Z")
     newer = _claimed(aws, time="2026-11-21T03:00:00.500Z")
     assert record_stopped_app.handler(_status_change(older, "ABORTED"), CONTEXT)["recorded"] is False
+    assert _received(queue) == []
     record = aws.record("15970")
     assert record is not None
     assert (record["status"], record["execution_name"]) == ("PROCESSING", newer.execution_name)

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
+from training.endpoint_scaling import INVOCATIONS_PER_INSTANCE, EndpointScaling, register_scaling
 from training.sagemaker_launcher import (
     DEFAULT_INSTANCE_TYPE,
     EndpointLaunch,
@@ -155,3 +158,103 @@ def test_deploy_refuses_a_dir_without_endpoint_code(
             EndpointLaunch(model_dir=tmp_path, role=role, bucket=BUCKET, endpoint_name="x"), session
         )
     assert not requests
+
+
+def _endpoint_model_dir(tmp_path: Path) -> Path:
+    model_dir = tmp_path / "model"
+    (model_dir / "code").mkdir(parents=True)
+    (model_dir / "code" / "inference.py").write_text("def model_fn(model_dir): ...\n")
+    return model_dir
+
+
+def test_deploy_registers_the_variant_with_target_tracking(
+    aws: tuple[boto3.session.Session, list, str], tmp_path: Path
+) -> None:
+    session, _, role = aws
+    scaling = EndpointScaling(min_instances=1, max_instances=6, invocations_per_instance=90.0, scale_in=False)
+    launch = EndpointLaunch(
+        model_dir=_endpoint_model_dir(tmp_path),
+        role=role,
+        bucket=BUCKET,
+        endpoint_name="describer-scaled",
+        instance_type="ml.g4dn.xlarge",  # moto knows no g5 instance types
+        scaling=scaling,
+    )
+    deploy_endpoint(launch, session)
+
+    autoscaling = session.client("application-autoscaling")
+    [target] = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert target["ResourceId"] == "endpoint/describer-scaled/variant/AllTraffic"
+    assert (target["ScalableDimension"], target["MinCapacity"], target["MaxCapacity"]) == (
+        "sagemaker:variant:DesiredInstanceCount",
+        1,
+        6,
+    )
+    [policy] = autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert policy["PolicyType"] == "TargetTrackingScaling"
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == INVOCATIONS_PER_INSTANCE
+    assert (tracking["TargetValue"], tracking["DisableScaleIn"]) == (90.0, True)
+
+
+def test_deploy_without_autoscaling_registers_nothing(
+    aws: tuple[boto3.session.Session, list, str], tmp_path: Path
+) -> None:
+    session, _, role = aws
+    launch = EndpointLaunch(
+        model_dir=_endpoint_model_dir(tmp_path),
+        role=role,
+        bucket=BUCKET,
+        endpoint_name="fixed",
+        instance_type="ml.g4dn.xlarge",
+        scaling=None,
+    )
+    deploy_endpoint(launch, session)
+    autoscaling = session.client("application-autoscaling")
+    assert autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+
+
+def test_scaling_requests_are_exact() -> None:
+    client = botocore.session.get_session().create_client(
+        "application-autoscaling", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    resource = "endpoint/ep/variant/AllTraffic"
+    with Stubber(client) as stub:
+        stub.add_response(
+            "register_scalable_target",
+            {},
+            {
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource,
+                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                "MinCapacity": 2,
+                "MaxCapacity": 8,
+            },
+        )
+        stub.add_response(
+            "put_scaling_policy",
+            {"PolicyARN": "arn:aws:autoscaling:policy/ep"},
+            {
+                "PolicyName": "ep-invocations-per-instance",
+                "ServiceNamespace": "sagemaker",
+                "ResourceId": resource,
+                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                "PolicyType": "TargetTrackingScaling",
+                "TargetTrackingScalingPolicyConfiguration": {
+                    "TargetValue": 54.5,
+                    "PredefinedMetricSpecification": {"PredefinedMetricType": INVOCATIONS_PER_INSTANCE},
+                    "ScaleOutCooldown": 60,
+                    "ScaleInCooldown": 900,
+                    "DisableScaleIn": False,
+                },
+            },
+        )
+        scaling = EndpointScaling(min_instances=2, max_instances=8)
+        assert register_scaling(client, "ep", "AllTraffic", scaling) == "arn:aws:autoscaling:policy/ep"
+        stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(("low", "high", "target"), [(0, 2, 60.0), (3, 2, 60.0), (1, 2, 0.0)])
+def test_scaling_options_are_checked(low: int, high: int, target: float) -> None:
+    with pytest.raises(ValueError):
+        EndpointScaling(min_instances=low, max_instances=high, invocations_per_instance=target)

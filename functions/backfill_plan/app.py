@@ -1,0 +1,30 @@
+"""PlanBackfillItem: one listed object -> the DescribeProduct run it needs, or nothing to do."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from describer_core.backfill import PlanInput, plan_item
+from describer_core.catalogue import load_catalogue
+from describer_core.observability import logger, tracer
+from describer_core.records import ResultsTable
+from describer_core.settings import BackfillSettings, load_settings
+
+
+@cache
+def _dependencies() -> tuple[BackfillSettings, Any, ResultsTable]:
+    settings = load_settings(BackfillSettings)
+    return settings, boto3.client("s3"), ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings, s3, table = _dependencies()
+    output = plan_item(PlanInput.model_validate(event), s3, table, load_catalogue(), settings.key_prefixes)
+    logger.info("planned", extra={"product_id": output.product_id, "plan": output.plan.value})
+    return output.model_dump(mode="json")

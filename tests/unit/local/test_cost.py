@@ -1,0 +1,141 @@
+"""The cost arithmetic (`make cost`): usage times the price table, worked by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from describer.cost import (
+    FunctionUsage,
+    ProductUsage,
+    Scenario,
+    WriterCalls,
+    cost_per_thousand,
+    load_prices,
+    writer_price_key,
+)
+from describer.local.cost_meter import scenarios, state_transitions, template_default
+from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION
+
+PRICES = load_prices()
+
+
+def _usage(**overrides: Any) -> ProductUsage:
+    values: dict[str, Any] = {
+        "products": 10,
+        "functions": {
+            "PrepareFunction": FunctionUsage(invocations=1, gb_seconds=0.5),
+            "AskAttributeFunction": FunctionUsage(invocations=6, gb_seconds=0.25),
+        },
+        "state_transitions": 20,
+        "endpoint_calls": 6,
+        "endpoint_questions": 6,
+        "converse_calls": 1,
+        "input_tokens": 1000,
+        "output_tokens": 200,
+        "record_bytes": 1500,
+    }
+    return ProductUsage(**(values | overrides))
+
+
+def test_each_component_is_usage_times_its_price() -> None:
+    scenario = Scenario(
+        "claude-haiku-4-5", utilisation=0.5, instance_type="ml.g5.xlarge", geographic_profile=False
+    )
+    cost = cost_per_thousand(_usage(), PRICES, scenario)
+    assert cost["Lambda"] == pytest.approx(1000 * (7 * 0.20e-6 + 0.75 * 0.0000166667))
+    assert cost["Step Functions"] == pytest.approx(1000 * 20 * 0.025 / 1000)
+    # 6 single-question calls on the GPU, paid by the hour at half load.
+    assert cost["SageMaker endpoint"] == pytest.approx(1000 * 6 * GPU_SECONDS_PER_CALL * 1.408 / 3600 / 0.5)
+    assert cost["Bedrock"] == pytest.approx(1000 * (1000 * 1.00 + 200 * 5.00) / 1e6)
+    # Claim (1) + record of 1,500 bytes (2), then the index: put (1) + key change (2).
+    assert cost["DynamoDB"] == pytest.approx(1000 * 6 * 0.625e-6)
+    assert cost["S3"] == pytest.approx(1000 * 8 * 0.0004 / 1000)
+    assert cost["EventBridge"] == 0
+
+
+def test_batch_halves_and_a_geographic_profile_adds_a_tenth_to_bedrock() -> None:
+    plain = Scenario("claude-sonnet-4-6", 0.5, "ml.g5.xlarge", geographic_profile=False)
+    batch_geo = Scenario("claude-sonnet-4-6", 0.5, "ml.g5.xlarge", batch=True, geographic_profile=True)
+    on_demand = cost_per_thousand(_usage(), PRICES, plain)["Bedrock"]
+    assert on_demand == pytest.approx(1000 * (1000 * 3 + 200 * 15) / 1e6)
+    assert cost_per_thousand(_usage(), PRICES, batch_geo)["Bedrock"] == pytest.approx(on_demand * 0.5 * 1.1)
+
+
+def test_one_call_per_product_costs_one_vision_pass() -> None:
+    per_question = _usage(endpoint_calls=6, endpoint_questions=6)
+    per_product = _usage(endpoint_calls=1, endpoint_questions=6)
+    assert per_question.gpu_seconds == pytest.approx(6 * GPU_SECONDS_PER_CALL)
+    assert per_product.gpu_seconds == pytest.approx(GPU_SECONDS_PER_CALL + 5 * GPU_SECONDS_PER_EXTRA_QUESTION)
+    idle = Scenario("claude-haiku-4-5", 0.1, "ml.g5.xlarge")
+    busy = Scenario("claude-haiku-4-5", 0.9, "ml.g5.xlarge")
+    endpoint = [cost_per_thousand(per_product, PRICES, s)["SageMaker endpoint"] for s in (idle, busy)]
+    assert endpoint[0] == pytest.approx(9 * endpoint[1])
+
+
+def test_model_ids_find_their_prices() -> None:
+    assert writer_price_key("us.anthropic.claude-haiku-4-5-20251001-v1:0", PRICES) == "claude-haiku-4-5"
+    assert writer_price_key("us.anthropic.claude-sonnet-4-6", PRICES) == "claude-sonnet-4-6"
+    with pytest.raises(KeyError):
+        writer_price_key("amazon.nova-pro-v1:0", PRICES)
+
+
+def test_every_price_names_its_source() -> None:
+    sections = [value for value in PRICES.values() if isinstance(value, dict)]
+    assert sections and all(section["source"].startswith(("https://", "AWS sample")) for section in sections)
+
+
+def test_the_default_is_the_templates_writer_at_the_autoscaling_target() -> None:
+    default, others = scenarios(PRICES)
+    assert default.writer == writer_price_key(template_default("BedrockModelId"), PRICES)
+    assert default not in others
+    assert {scenario.writer for scenario in others} == {"claude-sonnet-4-6", "claude-haiku-4-5"}
+    assert len({scenario.utilisation for scenario in others}) >= 2
+
+
+class _History:
+    def __init__(self, histories: dict[str, list[str]]) -> None:
+        self.histories = histories
+
+    def get_paginator(self, name: str) -> _History:
+        return self
+
+    def paginate(self, executionArn: str) -> list[dict[str, Any]]:
+        return [{"events": [{"type": kind} for kind in self.histories[executionArn]]}]
+
+
+class _Deployment:
+    def __init__(self, client: _History) -> None:
+        self._client = client
+
+    def client(self, service: str) -> _History:
+        return self._client
+
+
+def test_transitions_count_entered_states_and_task_attempts_without_an_entry() -> None:
+    aws_style = ["ExecutionStarted", "TaskStateEntered", "TaskScheduled", "TaskFailed", "TaskScheduled"]
+    aws_style += ["TaskSucceeded", "TaskStateExited", "SucceedStateEntered", "ExecutionSucceeded"]
+    emulator_map = ["MapStateEntered", "TaskScheduled", "TaskSucceeded", "TaskScheduled", "TaskSucceeded"]
+    client = _History({"a": aws_style, "b": emulator_map})
+    # a: 2 states entered + 1 retry; b: the Map state + its 2 iterations' tasks.
+    assert state_transitions(_Deployment(client), [{"executionArn": "a"}, {"executionArn": "b"}]) == 3 + 3  # type: ignore[arg-type]
+
+
+def test_the_copy_in_fewer_locales_is_priced_with_their_own_calls() -> None:
+    english = WriterCalls(calls=1, input_tokens=300, output_tokens=200)
+    spanish = WriterCalls(calls=1, input_tokens=320, output_tokens=260)
+    both = _usage(
+        converse_calls=2, input_tokens=620, output_tokens=460, locales={"en-US": english, "es-ES": spanish}
+    )
+    only_english = both.in_locales(["en-US"])
+    assert (only_english.converse_calls, only_english.input_tokens, only_english.output_tokens) == (
+        1,
+        300,
+        200,
+    )
+    assert both.in_locales(["fr-FR"]) is both  # not metered: nothing to go by
+    scenario = Scenario("claude-haiku-4-5", 0.5, "ml.g5.xlarge", geographic_profile=False)
+    assert cost_per_thousand(only_english, PRICES, scenario)["Bedrock"] == pytest.approx(
+        1000 * (300 + 200 * 5) / 1e6
+    )

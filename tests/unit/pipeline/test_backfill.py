@@ -1,0 +1,261 @@
+"""The backfill: planning one listed object (moto), and the backfill ASL's shape and wiring.
+
+The planner decides whether a listed object version needs a DescribeProduct run; the run itself is
+the upload workflow, tested elsewhere. What must hold: the run is named exactly as admission names
+an upload of that version (so one version never runs twice), a version with a final record is
+skipped, and a transient failure is retried under a new name whose claim wins.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from describer_core.backfill import MAX_ATTEMPTS, ItemPlan, PlanInput, plan_item
+from describer_core.catalogue import load_catalogue
+from describer_core.contracts import ErrorCode, Status
+from describer_core.notifications import ProductEvents
+from describer_core.outcomes import UNIDENTIFIED_PRODUCT_PREFIX, record_failure
+from describer_core.preparation import prepare
+from describer_core.records import ResultsTable
+from describer_core.settings import BackfillSettings, PrepareSettings, load_settings
+from describer_core.states import (
+    CaughtError,
+    FailedState,
+    FailureInput,
+    ObjectCreatedEvent,
+    PrepareInput,
+    WorkflowInput,
+)
+
+from .conftest import (
+    BUCKET,
+    EVENT_BUS,
+    REPO,
+    TABLE,
+    TEMPLATE,
+    Aws,
+    event_bridge_event,
+    image_bytes,
+    template_resource,
+)
+from .test_statemachine import route
+
+BACKFILL_ASL = REPO / "statemachine" / "backfill.asl.json"
+
+
+def _plan(aws: Aws, key: str, category: str | None = None) -> Any:
+    table = ResultsTable(TABLE, aws.dynamodb)
+    prefixes = load_settings(BackfillSettings).key_prefixes
+    return plan_item(
+        PlanInput(bucket=BUCKET, key=key, category=category), aws.s3, table, load_catalogue(), prefixes
+    )
+
+
+def _run_prepare(aws: Aws, workflow: WorkflowInput) -> bool:
+    table = ResultsTable(TABLE, aws.dynamodb)
+    request = PrepareInput(workflow=workflow, execution_name=workflow.execution_name)
+    output, _ = prepare(request, aws.s3, table, load_catalogue(), load_settings(PrepareSettings))
+    return output.claimed
+
+
+def _fail(aws: Aws, workflow: WorkflowInput, error: str, message: str) -> None:
+    request = FailureInput(
+        execution_name=workflow.execution_name,
+        workflow=workflow,
+        state=FailedState(error=CaughtError(Error=error, Cause=message)),
+    )
+    table, events = ResultsTable(TABLE, aws.dynamodb), ProductEvents(EVENT_BUS, aws.events)
+    record_failure(request, aws.s3, table, events, load_catalogue(), ("incoming/", "catalogue/"))
+
+
+def test_a_new_object_runs_under_the_name_admission_gives_the_same_version(aws: Aws) -> None:
+    version = aws.upload("catalogue/Shirts/4711.jpg", image_bytes())
+    planned = _plan(aws, "catalogue/Shirts/4711.jpg")
+    assert (planned.start, planned.plan, planned.product_id) == (True, ItemPlan.DESCRIBE, "4711")
+    assert planned.workflow.version_id == version
+    # The S3 event for this very object version would start the same execution name.
+    event = event_bridge_event("catalogue/Shirts/4711.jpg", version)
+    from_event = WorkflowInput.from_event(ObjectCreatedEvent.model_validate(event))
+    assert planned.execution_name == from_event.execution_name
+    # The product is read under the backfill prefix with its category folder.
+    assert _run_prepare(aws, planned.workflow)
+    record = aws.record("4711")
+    assert record is not None and record["category"] == "Shirts" and record["source_version"] == version
+
+
+def test_a_completed_version_is_skipped_and_a_newer_version_runs(aws: Aws) -> None:
+    aws.upload("catalogue/Tshirts/5.jpg", image_bytes())
+    planned = _plan(aws, "catalogue/Tshirts/5.jpg")
+    table = ResultsTable(TABLE, aws.dynamodb)
+    identity = _identity_of(aws, planned)
+    table.write_if_current(identity.record(Status.COMPLETED, planned.execution_name))
+    again = _plan(aws, "catalogue/Tshirts/5.jpg")
+    assert (again.start, again.plan) == (False, ItemPlan.DONE)
+    aws.upload("catalogue/Tshirts/5.jpg", image_bytes("PNG"))
+    newer = _plan(aws, "catalogue/Tshirts/5.jpg")
+    assert (newer.start, newer.plan) == (True, ItemPlan.DESCRIBE)
+    assert newer.execution_name != planned.execution_name
+
+
+def _identity_of(aws: Aws, planned: Any) -> Any:
+    from describer_core.preparation import SourceObject, identify_product
+
+    source = SourceObject.locate(aws.s3, planned.workflow)
+    return identify_product(source, planned.workflow, ("incoming/", "catalogue/"), load_catalogue())
+
+
+def test_bad_objects_that_failed_for_good_are_skipped(aws: Aws) -> None:
+    aws.upload("catalogue/Shirts/77.txt", b"not a photo")
+    planned = _plan(aws, "catalogue/Shirts/77.txt")
+    assert planned.start
+    _fail(aws, planned.workflow, "InvalidInput", "NOT_AN_IMAGE: text/plain is not an image")
+    assert aws.record("77")["error_code"] == ErrorCode.NOT_AN_IMAGE  # type: ignore[index]
+    assert _plan(aws, "catalogue/Shirts/77.txt").plan == ItemPlan.DONE
+
+
+def test_a_transient_failure_is_retried_under_a_new_name_whose_claim_wins(aws: Aws) -> None:
+    aws.upload("catalogue/Shirts/88.jpg", image_bytes())
+    first = _plan(aws, "catalogue/Shirts/88.jpg")
+    assert _run_prepare(aws, first.workflow)
+    _fail(aws, first.workflow, "EndpointUnavailable", "ENDPOINT_UNAVAILABLE: the endpoint did not answer")
+    retry = _plan(aws, "catalogue/Shirts/88.jpg")
+    assert (retry.start, retry.plan, retry.workflow.redrive_count) == (True, ItemPlan.RETRY, 1)
+    assert retry.execution_name != first.execution_name
+    assert retry.workflow.order_token > first.workflow.order_token
+    assert _run_prepare(aws, retry.workflow)
+    # The first attempt's run, delivered again, is stale now.
+    assert not _run_prepare(aws, first.workflow)
+    assert aws.record("88")["execution_name"] == retry.execution_name  # type: ignore[index]
+
+
+def test_a_version_that_keeps_failing_is_left_for_an_operator(aws: Aws) -> None:
+    aws.upload("catalogue/Shirts/99.jpg", image_bytes())
+    for attempt in range(MAX_ATTEMPTS):
+        planned = _plan(aws, "catalogue/Shirts/99.jpg")
+        assert planned.start and planned.workflow.redrive_count == attempt
+        _run_prepare(aws, planned.workflow)
+        _fail(aws, planned.workflow, "EndpointUnavailable", "ENDPOINT_UNAVAILABLE: down")
+    assert _plan(aws, "catalogue/Shirts/99.jpg").plan == ItemPlan.GAVE_UP
+
+
+def test_a_key_naming_no_product_is_planned_under_the_record_failure_stand_in(aws: Aws) -> None:
+    aws.upload("catalogue/Shirts/", b"")
+    planned = _plan(aws, "catalogue/Shirts/")
+    assert planned.start and planned.product_id.startswith(UNIDENTIFIED_PRODUCT_PREFIX)
+    _fail(aws, planned.workflow, "InvalidInput", "INVALID_KEY: no product id: the key names no file")
+    assert aws.record(planned.product_id) is not None
+    assert _plan(aws, "catalogue/Shirts/").plan == ItemPlan.DONE
+
+
+def test_the_operator_named_category_applies_unless_metadata_names_one(aws: Aws) -> None:
+    aws.upload("catalogue/12.jpg", image_bytes())
+    aws.upload("catalogue/13.jpg", image_bytes(), metadata={"category": "Shirts"})
+    assert _identity_of(aws, _plan(aws, "catalogue/12.jpg", category="Tshirts")).category == "Tshirts"
+    assert _identity_of(aws, _plan(aws, "catalogue/13.jpg", category="Tshirts")).category == "Shirts"
+
+
+def test_an_object_deleted_after_the_listing_still_gets_its_failed_record(aws: Aws) -> None:
+    planned = _plan(aws, "catalogue/Shirts/404.jpg")
+    assert planned.start and planned.product_id == "404" and planned.workflow.version_id is None
+    _fail(
+        aws,
+        planned.workflow,
+        "InvalidInput",
+        "OBJECT_NOT_FOUND: the uploaded object version no longer exists",
+    )
+    assert aws.record("404")["status"] == Status.FAILED  # type: ignore[index]
+
+
+# --- The backfill ASL -------------------------------------------------------------------------------
+
+
+def _substituted() -> str:
+    text = BACKFILL_ASL.read_text()
+    for name, given in template_resource("BackfillStateMachine")["DefinitionSubstitutions"].items():
+        value = {"BackfillMaxConcurrency": "10", "BackfillToleratedFailurePercentage": "5"}.get(
+            name, given if isinstance(given, str) else f"arn:aws:states:us-east-1:000000000000:{name}"
+        )
+        text = text.replace("${" + name + "}", value)
+    return text
+
+
+@pytest.fixture(scope="module")
+def backfill_asl() -> dict[str, Any]:
+    return dict(json.loads(_substituted()))
+
+
+def test_every_placeholder_is_a_template_substitution() -> None:
+    placeholders = set(re.findall(r"\$\{(\w+)\}", BACKFILL_ASL.read_text()))
+    assert placeholders == set(template_resource("BackfillStateMachine")["DefinitionSubstitutions"])
+    assert "${" not in _substituted()
+
+
+def test_concurrency_and_tolerance_are_the_template_parameters() -> None:
+    substitutions = template_resource("BackfillStateMachine")["DefinitionSubstitutions"]
+    assert substitutions["BackfillMaxConcurrency"] == {"Ref": "BackfillMaxConcurrency"}
+    assert substitutions["BackfillToleratedFailurePercentage"] == {
+        "Ref": "BackfillToleratedFailurePercentage"
+    }
+    text = BACKFILL_ASL.read_text()
+    assert text.count('"MaxConcurrency": ${BackfillMaxConcurrency}') == 2
+    assert text.count('"ToleratedFailurePercentage": ${BackfillToleratedFailurePercentage}') == 2
+
+
+def test_both_sources_are_distributed_maps_with_one_item_processor(backfill_asl: dict[str, Any]) -> None:
+    states = backfill_asl["States"]
+    prefix, manifest = states["DescribePrefix"], states["DescribeManifest"]
+    assert prefix["ItemReader"]["Resource"] == "arn:aws:states:::s3:listObjectsV2"
+    assert manifest["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
+    assert manifest["ItemReader"]["ReaderConfig"]["InputType"] == "CSV"
+    assert prefix["ItemProcessor"] == manifest["ItemProcessor"]
+    assert prefix["ItemSelector"] == manifest["ItemSelector"]
+    assert prefix["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert prefix["ResultWriter"]["Parameters"]["Prefix"] == "backfill/results/"
+    # The item selector builds exactly what the planner's model reads.
+    assert {key.removesuffix(".$") for key in prefix["ItemSelector"]} == set(PlanInput.model_fields)
+
+
+def test_an_item_runs_the_upload_workflow_only_when_planned(backfill_asl: dict[str, Any]) -> None:
+    states = backfill_asl["States"]["DescribePrefix"]["ItemProcessor"]["States"]
+    assert states["NeedsRun"]["Choices"] == [
+        {"Variable": "$.start", "BooleanEquals": False, "Next": "AlreadyFinal"}
+    ]
+    run = states["DescribeProduct"]
+    assert run["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert run["Parameters"] == {
+        "StateMachineArn": "arn:aws:states:us-east-1:000000000000:DescribeProductStateMachineArn",
+        "Name.$": "$.execution_name",
+        "Input.$": "$.workflow",
+    }
+    # A product that ends FAILED has its record: the item is done. Start errors are retried, then count
+    # against the tolerated failures; a name already taken means the run exists.
+    for error in ["States.TaskFailed", *ErrorCode]:  # AWS's error, and the emulator's: the run's code
+        assert route(run, error) == "catch:ProductFailed", error
+    assert route(run, "StepFunctions.ExecutionLimitExceededException") == "retry"
+    assert route(run, "StepFunctions.ExecutionAlreadyExistsException") == "catch:StartedElsewhere"
+    assert route(run, "States.Timeout") == "fail"
+    assert route(states["PlanItem"], "TransientError") == "retry"
+    assert route(states["PlanItem"], "ValidationError") == "fail"
+
+
+def test_backfill_role_reads_only_the_catalogue_and_writes_only_results() -> None:
+    template = TEMPLATE.read_text()
+    policies = template_resource("BackfillStateMachine")["Policies"]
+    statements = [s for policy in policies if "Statement" in policy for s in policy["Statement"]]
+    by_action = {json.dumps(s["Action"]): s for s in statements}
+    assert by_action['"s3:ListBucket"']["Condition"] == {
+        "StringLike": {"s3:prefix": {"Fn::Sub": "${BackfillPrefix}*"}}
+    }
+    writes = [s for s in statements if "s3:PutObject" in s["Action"]]
+    assert [w["Resource"] for w in writes] == [{"Fn::Sub": "${UploadBucket.Arn}/backfill/results/*"}]
+    assert "s3:*" not in template.split("BackfillStateMachine:")[1].split("BackfillLogGroup:")[0]
+    planner = template_resource("PlanBackfillItemFunction")["Policies"][0]["Statement"]
+    assert {json.dumps(s["Action"]) for s in planner} == {
+        '["s3:GetObject", "s3:GetObjectVersion"]',
+        '"s3:ListBucket"',
+        '"dynamodb:GetItem"',
+    }
