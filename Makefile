@@ -2,36 +2,66 @@
 # whatever they need on a fresh machine.
 SHELL := /bin/bash
 PYTHON ?= python3.11
+# The Lambdas deploy on python3.13, so their unit tests run on it too. On pyenv machines it is a
+# version beside the global one: PYENV_VERSION finds it there, and is ignored elsewhere.
+PYTHON313 ?= $(shell PYENV_VERSION=3.13 python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3.13)
 VENV := .venv
-SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
-SAM := $(SAM_VENV)/bin/sam
-# aws-sam-cli pins boto3 exactly and so does ministack, to different versions: SAM gets its own venv.
-SAM_CLI_VERSION := 1.170.0
-# checkov pins boto3 and others too: its own venv as well.
-CHECKOV_VENV := .venv-checkov
-CHECKOV_VERSION := 3.3.30
+SAM := .venv-sam/bin/sam
 
-.PHONY: install test unit lint typecheck validate scan
+.PHONY: install lock test unit unit-py313 lint typecheck validate scan
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed
+# --- Virtual environments, each installed from its own lock file in locks/ (hash-checked) -----------
+# .venv: the project, its dev tools, the emulator and the ML stack (locks/venv.txt). Every other venv
+# .venv-NAME has locks/venv-NAME.in (what it needs) and locks/venv-NAME.txt (the lock): .venv-sam the
+# SAM CLI (aws-sam-cli and ministack pin botocore exactly, to different versions), .venv-checkov the
+# template scanner (it pins boto3 and others too), .venv-py313 the Lambdas' unit tests on python3.13.
+# A venv runs on $(PYTHON) unless PYTHON_venv-NAME names another.
+# To add one: write its .in, add it to LOCKED_VENVS, `make lock`, and depend on .venv-NAME/.installed.
+LOCKED_VENVS := venv venv-sam venv-checkov venv-py313
+PYTHON_venv-py313 = $(PYTHON313)
 
-$(VENV)/.installed: pyproject.toml
+install: $(VENV)/.installed .venv-sam/.installed
+
+# $(call install_lock,VENV,LOCK): pip from locks/pip.txt first, then LOCK, both hash-checked. The stamp
+# VENV/.installed is a copy of both locks: when they did not change, nothing is installed.
+define install_lock
+cat locks/pip.txt $(2) | cmp -s - $(1)/.installed || { \
+	$(1)/bin/pip install --quiet --require-hashes -r locks/pip.txt && \
+	$(1)/bin/pip install --quiet --require-hashes -r $(2); }
+endef
+
+# The editable install of the project (no dependencies; its build backend comes from the lock) is quick.
+$(VENV)/.installed: locks/pip.txt locks/venv.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $@
+	$(call install_lock,$(VENV),locks/venv.txt)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	cat locks/pip.txt locks/venv.txt > $@
 
-$(SAM_VENV)/.installed:
-	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
-	touch $@
+.venv-%/.installed: locks/pip.txt locks/venv-%.txt
+	test -x .venv-$*/bin/python || $(or $(PYTHON_venv-$*),$(PYTHON)) -m venv .venv-$*
+	$(call install_lock,.venv-$*,locks/venv-$*.txt)
+	cat locks/pip.txt locks/venv-$*.txt > $@
 
-$(CHECKOV_VENV)/.installed:
-	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
-	touch $@
+# `make lock` resolves every lock again after an input changed (pyproject.toml, functions/requirements.txt,
+# locks/*.in), keeping every other pin; `make lock UPGRADE=1` moves every pin to the newest allowed.
+# pip-compile resolves for the Python it runs on, so each venv's lock is made with that venv's Python.
+# torch's CPU build is found in /opt/wheels (these machines' pip find-links; PyPI has only CUDA builds).
+PIP_TOOLS_VERSION := 7.6.2
+PIP_TOOLS := .cache/pip-tools
+PIP_COMPILE_FLAGS = --quiet --generate-hashes --allow-unsafe --no-strip-extras --no-emit-index-url \
+	--find-links /opt/wheels $(if $(UPGRADE),--upgrade)
+LOCK_INPUTS_venv := --extra dev pyproject.toml locks/venv.in
+
+$(PIP_TOOLS)/%/bin/pip-compile:
+	$(or $(PYTHON_$*),$(PYTHON)) -m venv $(PIP_TOOLS)/$*
+	$(PIP_TOOLS)/$*/bin/pip install --quiet pip-tools==$(PIP_TOOLS_VERSION)
+
+lock: $(foreach venv,$(LOCKED_VENVS),$(PIP_TOOLS)/$(venv)/bin/pip-compile)
+	CUSTOM_COMPILE_COMMAND="make lock" $(PIP_TOOLS)/venv/bin/pip-compile $(PIP_COMPILE_FLAGS) \
+		--output-file locks/pip.txt locks/pip.in
+	$(foreach venv,$(LOCKED_VENVS),CUSTOM_COMPILE_COMMAND="make lock" $(PIP_TOOLS)/$(venv)/bin/pip-compile $(PIP_COMPILE_FLAGS) \
+		--output-file locks/$(venv).txt $(or $(LOCK_INPUTS_$(venv)),locks/$(venv).in) &&) true
 
 lint: install
 	$(BIN)/ruff check .
@@ -46,14 +76,19 @@ validate: install
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --template-file template.yaml --region us-east-1
 
 # Security scan of the template: every finding is fixed or skipped in the resource's Metadata with a reason.
-scan: $(CHECKOV_VENV)/.installed
-	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+scan: .venv-checkov/.installed
+	.venv-checkov/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 unit: install
 	$(BIN)/pytest -q tests/unit
 
+# The Lambdas' unit tests (handlers and describer_core) on python3.13, the runtime AWS runs them on.
+LAMBDA_TESTS := tests/unit/pipeline tests/unit/core
+unit-py313: .venv-py313/.installed
+	.venv-py313/bin/pytest -q -p no:cacheprovider $(LAMBDA_TESTS)
+
 # The integration tests (tests/integration) run the demo model on the local emulator: build it first.
-test: lint typecheck validate scan demo-model
+test: lint typecheck validate scan demo-model unit-py313
 	DESCRIBER_DEMO_MODEL_DIR=$(DEMO_MODEL_DIR) $(BIN)/pytest -q tests
 
 # The endpoint's benchmark (not a test): the reference path (one full BLIP-2 call per question) against

@@ -26,7 +26,14 @@ from pathlib import Path
 
 import describer_core
 from describer_core.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
-from training.model_dir import CATALOGUE_FILE, SERVING_CODE, ModelMetadata, read_metadata, write_model_dir
+from training.model_dir import (
+    CATALOGUE_FILE,
+    CODE_DIR,
+    ModelMetadata,
+    read_metadata,
+    write_code_dir,
+    write_model_dir,
+)
 from training.prepare import prepare_dataset
 from training.scoring import calibrate_model_dir
 from training.synth import write_synthetic_catalogue
@@ -81,18 +88,6 @@ def demo_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def refresh_serving_code(model_dir: Path) -> None:
-    """Bring ``code/`` up to date with the endpoint code without retraining."""
-    code = model_dir / "code"
-    shutil.copyfile(SERVING_CODE, code / "inference.py")
-    shutil.rmtree(code / "describer_core")
-    shutil.copytree(
-        Path(describer_core.__file__).parent,
-        code / "describer_core",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
-
-
 def prepare_demo_data(data_dir: Path) -> None:
     """Synthesise the demo catalogue and prepare it (seeded: the same products and split every time)."""
     kaggle_dir = data_dir.with_name(data_dir.name + "-kaggle")
@@ -122,7 +117,7 @@ def train_demo_model(model_dir: Path, data_dir: Path, key: str) -> None:
 def ship_demo_model(model_dir: Path, shipped_dir: Path = SHIPPED_MODEL_DIR) -> None:
     """Copy a trained model dir into the repository, without ``code/`` (assembly adds it fresh)."""
     shutil.rmtree(shipped_dir, ignore_errors=True)
-    shutil.copytree(model_dir, shipped_dir, ignore=shutil.ignore_patterns("code"))
+    shutil.copytree(model_dir, shipped_dir, ignore=shutil.ignore_patterns(CODE_DIR))
 
 
 def assemble_shipped_model(model_dir: Path, shipped_dir: Path = SHIPPED_MODEL_DIR) -> ModelMetadata:
@@ -144,7 +139,7 @@ def build_demo_model(
     key_file = model_dir.with_name(model_dir.name + KEY_FILE_SUFFIX)
     current = key_file.read_text().strip() if key_file.is_file() else None
     if not (force or retrain) and current == key and model_dir.is_dir():
-        refresh_serving_code(model_dir)
+        write_code_dir(model_dir)  # the endpoint code may have changed without the key
         print(f"demo model {key} is up to date: {model_dir}")
         return model_dir
     started = time.perf_counter()

@@ -24,10 +24,10 @@ from pydantic import BaseModel, Field
 import describer_core
 from describer_core.catalogue import Catalogue
 from describer_core.confidence import Calibration
+from describer_core.model_files import CATALOGUE_FILE, METADATA_FILE
 
 SERVING_CODE = Path(__file__).with_name("serving") / "inference.py"
-CATALOGUE_FILE = "catalogue.json"
-METADATA_FILE = "describer_model.json"
+CODE_DIR = "code"
 # The Hugging Face inference container brings torch; these are what the handler needs on top.
 INFERENCE_REQUIREMENTS = (
     "transformers>=5,<6",
@@ -67,19 +67,33 @@ def write_model_dir(
     processor.save_pretrained(staging)
     (staging / CATALOGUE_FILE).write_text(catalogue.to_json(), encoding="utf-8")
     (staging / METADATA_FILE).write_text(metadata.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    code = staging / "code"
-    code.mkdir()
-    shutil.copyfile(SERVING_CODE, code / "inference.py")
-    (code / "requirements.txt").write_text("\n".join(INFERENCE_REQUIREMENTS) + "\n", encoding="utf-8")
-    shutil.copytree(
-        Path(describer_core.__file__).parent,
-        code / "describer_core",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
+    write_code_dir(staging)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
     return out_dir
+
+
+def write_code_dir(model_dir: Path) -> Path:
+    """(Re)write ``<model_dir>/code``: the endpoint handler, its requirements and ``describer_core``."""
+    code = Path(model_dir) / CODE_DIR
+    shutil.rmtree(code, ignore_errors=True)
+    code.mkdir()
+    shutil.copyfile(SERVING_CODE, code / "inference.py")
+    (code / "requirements.txt").write_text("\n".join(INFERENCE_REQUIREMENTS) + "\n", encoding="utf-8")
+    copy_describer_core(code)
+    return code
+
+
+def copy_describer_core(target_dir: Path) -> Path:
+    """Copy the ``describer_core`` package (without bytecode) into ``target_dir``."""
+    return Path(
+        shutil.copytree(
+            Path(describer_core.__file__).parent,
+            Path(target_dir) / "describer_core",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+    )
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:

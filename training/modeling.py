@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from describer_core.answers import MAX_ANSWER_TOKENS
+
 IGNORE_INDEX = -100
 
 
@@ -111,7 +113,7 @@ def generate_answers(
     processor: Any,
     items: Sequence[ImageQuestions],
     device: torch.device,
-    max_new_tokens: int = 16,
+    max_new_tokens: int = MAX_ANSWER_TOKENS,
 ) -> list[str]:
     """Greedy answers, one per row of ``items`` in order."""
     batch = encode_batch(processor, items, device, with_labels=False)

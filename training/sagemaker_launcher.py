@@ -26,9 +26,9 @@ from typing import Any
 import boto3
 from tqdm import tqdm
 
-import describer_core
 from describer_core.endpoint_calls import ROUTING_CONCURRENCY_THRESHOLD, ROUTING_PREFIX_BYTES
 from training.endpoint_scaling import EndpointScaling, register_scaling
+from training.model_dir import copy_describer_core
 
 DEFAULT_INSTANCE_TYPE = "ml.g5.2xlarge"
 # Serving needs the same A10G but not the training job's memory: the smaller instance is 7% cheaper
@@ -100,11 +100,7 @@ def stage_training_code(target: Path) -> Path:
     shutil.copytree(
         package, target / "training", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
     )
-    shutil.copytree(
-        Path(describer_core.__file__).parent,
-        target / "describer_core",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    copy_describer_core(target)
     (target / "requirements.txt").write_text("\n".join(TRAINING_REQUIREMENTS) + "\n", encoding="utf-8")
     (target / ENTRY_SCRIPT).write_text(
         '"""SageMaker entry point: hyperparameters arrive as --name value arguments."""\n'

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from describer_core.answers import MAX_ANSWER_TOKENS
+
 # Bases built offline by training.tiny (no hub); anything else is a hub id or a local model dir.
 OFFLINE_PRESETS = ("tiny", "proportional")
 # The reference recipe's LoRA: rank 8, alpha 32, dropout 0.05 on the T5 attention's q and v.
@@ -42,7 +44,7 @@ class TrainConfig:
     trainable_modules: str | None = None
     quantization: str = "auto"
     seed: int = 0
-    max_new_tokens: int = 16
+    max_new_tokens: int = MAX_ANSWER_TOKENS
     eval_products: int = 0
     late_attributes: str = ""
     late_after_epochs: int = 0

@@ -41,8 +41,20 @@ def client_environment(port: int, base: Mapping[str, str] = os.environ) -> dict[
     return {**env, **CREDENTIALS, "AWS_ENDPOINT_URL": endpoint_url(port)}
 
 
-# The services the pipeline uses, as named in the emulator's health report.
-_REQUIRED_SERVICES = ("s3", "lambda", "states", "dynamodb", "events", "cloudformation")
+# The services the deployment goes through and the stack's resources live in, as named in the emulator's
+# health report: start-up waits for every one of them.
+REQUIRED_SERVICES = (
+    "cloudformation",
+    "iam",
+    "s3",
+    "events",
+    "sqs",
+    "lambda",
+    "states",
+    "dynamodb",
+    "logs",
+    "monitoring",
+)
 
 
 # ministack run through the error-type patch (see emulator_patch); the marker names that module.
@@ -89,9 +101,7 @@ def is_healthy(port: int) -> bool:
             services = json.loads(response.read()).get("services", {})
     except (urllib.error.URLError, OSError, ValueError):
         return False
-    return all(
-        services.get(name) in {"available", "running"} for name in ("s3", "lambda", "states", "dynamodb")
-    )
+    return all(services.get(name) in {"available", "running"} for name in REQUIRED_SERVICES)
 
 
 def wait_until_healthy(state_dir: Path, port: int, timeout_s: float = 30) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ValidationError
@@ -23,6 +23,15 @@ from pydantic import BaseModel, ValidationError
 from describer_core.errors import client_error_code
 from describer_core.observability import logger
 from describer_core.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import (
+        ChangeMessageVisibilityBatchRequestEntryTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
+    from mypy_boto3_stepfunctions import SFNClient
+
 
 LIST_EXECUTIONS_PAGE_LIMIT = 1000
 # A deferred message comes back after DEFER_STEP_S x its receive count (at most DEFER_MAX_S), plus
@@ -59,7 +68,7 @@ class AdmissionOutcome(BaseModel):
         }
 
 
-def running_executions(sfn_client: Any, state_machine_arn: str, limit: int) -> int:
+def running_executions(sfn_client: SFNClient, state_machine_arn: str, limit: int) -> int:
     """How many executions are RUNNING, counted up to ``limit`` (enough to decide admission)."""
     response = sfn_client.list_executions(
         stateMachineArn=state_machine_arn,
@@ -74,11 +83,11 @@ def defer_seconds(record: SqsRecord) -> int:
     return min(DEFER_MAX_S, DEFER_STEP_S * record.receive_count) + random.randint(0, DEFER_JITTER_S)
 
 
-def reoffer_soon(sqs_client: Any, queue_url: str, records: list[SqsRecord]) -> None:
+def reoffer_soon(sqs_client: SQSClient, queue_url: str, records: list[SqsRecord]) -> None:
     """Shorten deferred messages' invisibility; on failure they simply wait the queue's timeout."""
     if not records:
         return
-    entries = [
+    entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
         {"Id": str(index), "ReceiptHandle": record.receiptHandle, "VisibilityTimeout": defer_seconds(record)}
         for index, record in enumerate(records)
     ]
@@ -93,11 +102,13 @@ def reoffer_soon(sqs_client: Any, queue_url: str, records: list[SqsRecord]) -> N
         )
 
 
-def park_malformed(sqs_client: Any, dead_letter_queue_url: str, records: list[SqsRecord]) -> list[str]:
+def park_malformed(sqs_client: SQSClient, dead_letter_queue_url: str, records: list[SqsRecord]) -> list[str]:
     """Send malformed messages to the dead-letter queue as they came; the ids that could not be sent."""
     if not records:
         return []
-    entries = [{"Id": str(index), "MessageBody": record.body} for index, record in enumerate(records)]
+    entries: list[SendMessageBatchRequestEntryTypeDef] = [
+        {"Id": str(index), "MessageBody": record.body} for index, record in enumerate(records)
+    ]
     try:
         response = sqs_client.send_message_batch(QueueUrl=dead_letter_queue_url, Entries=entries)
     except ClientError as error:
@@ -115,7 +126,7 @@ def workflow_input(record: SqsRecord) -> WorkflowInput:
 
 
 def admit(
-    records: list[SqsRecord], sfn_client: Any, state_machine_arn: str, max_running: int
+    records: list[SqsRecord], sfn_client: SFNClient, state_machine_arn: str, max_running: int
 ) -> AdmissionOutcome:
     outcome = AdmissionOutcome()
     capacity = max_running - running_executions(sfn_client, state_machine_arn, max_running)

@@ -14,6 +14,10 @@ from pydantic import BaseModel
 
 from describer_core.catalogue import AttributeSpec, normalise_token
 
+# Answers are "Attribute: Value", a handful of tokens; the budget bounds a confused model's cost. One
+# budget for training's validation, evaluation and the endpoint, so evaluation measures what is served.
+MAX_ANSWER_TOKENS = 16
+
 
 class ParsedAnswer(BaseModel):
     attribute: str

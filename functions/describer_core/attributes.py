@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
@@ -33,6 +33,10 @@ from describer_core.errors import (
 )
 from describer_core.states import AskInput, AskOutput, MergedAttributes
 
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
+
+
 CONTENT_TYPE = "application/json"
 _UNAVAILABLE_CODES = frozenset(
     {"ModelNotReadyException", "ServiceUnavailable", "InternalFailure", "InternalDependencyException"}
@@ -40,7 +44,7 @@ _UNAVAILABLE_CODES = frozenset(
 
 
 def ask_attributes(
-    request: AskInput, runtime_client: Any, endpoint_name: str, catalogue: Catalogue
+    request: AskInput, runtime_client: SageMakerRuntimeClient, endpoint_name: str, catalogue: Catalogue
 ) -> AskOutput:
     """One endpoint call for a group of questions, routed to the instance holding the image."""
     body = ProductRequest(image_s3=request.image, questions=request.questions, category=request.category)

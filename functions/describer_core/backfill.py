@@ -19,7 +19,7 @@ product goes through exactly the steps, checks and records of an uploaded one.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,9 @@ from describer_core.outcomes import product_or_stand_in
 from describer_core.preparation import SourceObject
 from describer_core.records import ResultsTable
 from describer_core.states import WorkflowInput, redrive_count_of
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_s3 import S3Client
 
 # Failures that are facts about the object version: running it again would fail the same way.
 PERMANENT_ERRORS = frozenset(
@@ -70,7 +73,7 @@ class PlanOutput(BaseModel):
     workflow: WorkflowInput
 
 
-def listed_workflow(s3_client: Any, request: PlanInput) -> tuple[WorkflowInput, SourceObject | None]:
+def listed_workflow(s3_client: S3Client, request: PlanInput) -> tuple[WorkflowInput, SourceObject | None]:
     """The upload-shaped workflow input for a listed key, with the version HeadObject names."""
     pending = WorkflowInput(bucket=request.bucket, key=request.key, event_time="", category=request.category)
     try:
@@ -109,7 +112,7 @@ def decide(record: ProductRecord | None, workflow: WorkflowInput) -> tuple[ItemP
 
 def plan_item(
     request: PlanInput,
-    s3_client: Any,
+    s3_client: S3Client,
     table: ResultsTable,
     catalogue: Catalogue,
     prefixes: tuple[str, ...],

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -35,6 +35,10 @@ from describer_core.prompts import system_prompt, user_message
 from describer_core.settings import DescriptionSettings
 from describer_core.states import DescriptionResult
 from describer_core.style_guide import StyleGuide
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
+
 
 MAX_ATTEMPTS = 2
 COPY_FORMAT_NAME = "product_copy"
@@ -73,7 +77,7 @@ class _Reply:
     output_tokens: int
 
     @classmethod
-    def parse(cls, response: dict[str, Any]) -> _Reply:
+    def parse(cls, response: Mapping[str, Any]) -> _Reply:
         blocks = response.get("output", {}).get("message", {}).get("content", [])
         tool_inputs = [block["toolUse"].get("input") for block in blocks if "toolUse" in block]
         payload: str | dict[str, Any]
@@ -105,7 +109,7 @@ class CopyWriter:
         category: CategorySpec,
         attributes: Mapping[str, str],
         confidence: Mapping[str, float],
-        bedrock_client: Any,
+        bedrock_client: Any,  # a BedrockRuntimeClient; None where only the rules are needed
         settings: DescriptionSettings,
         style: StyleGuide | None = None,
     ) -> None:
@@ -225,7 +229,7 @@ class CopyWriter:
 def write_description(
     category: CategorySpec,
     attributes: Mapping[str, str],
-    bedrock_client: Any,
+    bedrock_client: BedrockRuntimeClient,
     settings: DescriptionSettings,
     confidence: Mapping[str, float] | None = None,
     style: StyleGuide | None = None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
 from describer_core.contracts import ErrorCode, ModelIds, ProductRecord, S3ObjectRef, Status
@@ -27,6 +27,10 @@ from describer_core.states import (
     SaveOutput,
     WorkflowInput,
 )
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_s3 import S3Client
+
 
 ERROR_MESSAGE_LIMIT = 300
 # The product id of a failure whose key names no product (see unidentified_product).
@@ -91,7 +95,7 @@ def classify_error(caught: CaughtError) -> tuple[ErrorCode, str]:
 
 
 def failed_product(
-    request: FailureInput, s3_client: Any, catalogue: Catalogue, key_prefixes: str | tuple[str, ...]
+    request: FailureInput, s3_client: S3Client, catalogue: Catalogue, key_prefixes: str | tuple[str, ...]
 ) -> ProductIdentity:
     """The product the failed run was about; re-derived as Prepare does when Prepare itself failed.
 
@@ -138,7 +142,7 @@ def unidentified_product(workflow: WorkflowInput) -> ProductIdentity:
 
 def record_failure(
     request: FailureInput,
-    s3_client: Any,
+    s3_client: S3Client,
     table: ResultsTable,
     events: ProductEvents,
     catalogue: Catalogue,

@@ -8,7 +8,7 @@ product team can see; a claim that loses to a newer upload stops the run before 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -28,6 +28,10 @@ from describer_core.records import ResultsTable
 from describer_core.settings import PrepareSettings
 from describer_core.states import PrepareInput, PrepareOutput, ProductIdentity, WorkflowInput
 
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_s3 import S3Client
+
+
 _MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound"})
 
 
@@ -36,7 +40,7 @@ class SourceObject:
 
     def __init__(
         self,
-        s3_client: Any,
+        s3_client: S3Client,
         ref: S3ObjectRef,
         size: int,
         metadata: dict[str, str],
@@ -49,7 +53,7 @@ class SourceObject:
         self.last_modified = last_modified  # as an event's time: UTC, whole seconds, "Z"
 
     @classmethod
-    def locate(cls, s3_client: Any, workflow: WorkflowInput) -> SourceObject:
+    def locate(cls, s3_client: S3Client, workflow: WorkflowInput) -> SourceObject:
         """HEAD the event's object version, trying the decoded key first (see ``key_candidates``)."""
         for key in key_candidates(workflow.key):
             ref = S3ObjectRef(bucket=workflow.bucket, key=key, version_id=workflow.version_id)
@@ -80,7 +84,7 @@ class SourceObject:
         return bytes(response["Body"].read(max_bytes + 1))
 
 
-def _object_args(ref: S3ObjectRef) -> dict[str, str]:
+def _object_args(ref: S3ObjectRef) -> dict[str, Any]:
     args = {"Bucket": ref.bucket, "Key": ref.key}
     if ref.version_id:
         args["VersionId"] = ref.version_id
@@ -122,7 +126,7 @@ def identify_product(
 
 def prepare(
     request: PrepareInput,
-    s3_client: Any,
+    s3_client: S3Client,
     table: ResultsTable,
     catalogue: Catalogue,
     settings: PrepareSettings,
@@ -131,7 +135,7 @@ def prepare(
     source = SourceObject.locate(s3_client, request.workflow)
     product = identify_product(source, request.workflow, settings.key_prefixes, catalogue)
     if not table.write_if_current(product.record(Status.PROCESSING, request.execution_name)):
-        return PrepareOutput(claimed=False, product=product), None
+        return PrepareOutput(claimed=False, product=product, map_concurrency=settings.map_concurrency), None
     check_size(source.size, settings.max_image_bytes)
     facts = inspect_image(
         source.read(settings.max_image_bytes), settings.max_image_bytes, settings.max_image_pixels
@@ -143,6 +147,11 @@ def prepare(
     groups = group_questions(questions, settings.questions_per_call)
     elapsed_ms = int((time.monotonic() - started) * 1000)
     output = PrepareOutput(
-        claimed=True, product=product, questions=questions, question_groups=groups, prepare_ms=elapsed_ms
+        claimed=True,
+        product=product,
+        questions=questions,
+        question_groups=groups,
+        prepare_ms=elapsed_ms,
+        map_concurrency=settings.map_concurrency,
     )
     return output, facts

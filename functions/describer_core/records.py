@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from describer_core.contracts import ProductRecord, Status
 from describer_core.errors import TransientError, client_error_code, is_transient
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 
 _CURRENT_RUN = (
     "attribute_not_exists(#product_id) OR #order_token < :order_token"
@@ -57,7 +61,7 @@ def sortable_utc(timestamp: str) -> str:
 
 
 class ResultsTable:
-    def __init__(self, table_name: str, dynamodb_client: Any) -> None:
+    def __init__(self, table_name: str, dynamodb_client: DynamoDBClient) -> None:
         self.table_name = table_name
         self._client = dynamodb_client
 

@@ -67,7 +67,13 @@ class ReviewSettings(BaseModel):
     review_threshold: float = Field(default=DEFAULT_REVIEW_THRESHOLD, ge=0.0, le=1.0)
 
 
-class PrepareSettings(TableSettings, ImageSettings, UploadSettings, QuestionSettings):
+class MapSettings(BaseModel):
+    map_concurrency: int = Field(
+        ge=1, description="Question groups in flight per product (template MapConcurrency)"
+    )
+
+
+class PrepareSettings(TableSettings, ImageSettings, UploadSettings, QuestionSettings, MapSettings):
     pass
 
 

@@ -167,6 +167,7 @@ class PrepareOutput(BaseModel):
         description="The questions in groups of at most questions_per_call: one call each",
     )
     prepare_ms: int = 0
+    map_concurrency: int = Field(ge=1, description="The AskAttributes Map's MaxConcurrencyPath reads it")
 
 
 class AskInput(BaseModel):

@@ -10,7 +10,7 @@ on the product event bus like any other failure.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,6 +20,10 @@ from describer_core.notifications import ProductEvents
 from describer_core.outcomes import ERROR_MESSAGE_LIMIT, failed_product
 from describer_core.records import ResultsTable
 from describer_core.states import CaughtError, FailedState, FailureInput, FailureOutput, WorkflowInput
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_s3 import S3Client
+
 
 STOPPED_CODES = {
     "ABORTED": ErrorCode.EXECUTION_ABORTED,
@@ -49,7 +53,7 @@ def stopped_message(change: ExecutionStatusChange) -> str:
 def record_stopped(
     change: ExecutionStatusChange,
     workflow: WorkflowInput,
-    s3_client: Any,
+    s3_client: S3Client,
     table: ResultsTable,
     events: ProductEvents,
     catalogue: Catalogue,
@@ -60,7 +64,7 @@ def record_stopped(
     request = FailureInput(
         execution_name=change.name,
         workflow=workflow,
-        state=FailedState(error=CaughtError(Error=change.error or change.status)),
+        state=FailedState(error=CaughtError(error=change.error or change.status)),
     )
     product = failed_product(request, s3_client, catalogue, key_prefixes)
     record = product.record(Status.FAILED, change.name, error_code=code, error_message=message)

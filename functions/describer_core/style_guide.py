@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from describer_core.errors import StyleGuideInvalid, TransientError, client_error_code, is_transient
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    from mypy_boto3_s3 import S3Client
 
 MAX_STYLE_GUIDE_BYTES = 64 * 1024
 _S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)$")
@@ -40,7 +43,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def load_style_guide(uri: str, s3_client: Any) -> StyleGuide | None:
+def load_style_guide(uri: str, s3_client: S3Client) -> StyleGuide | None:
     """The guide at ``uri`` (None when no guide is configured), read once per container."""
     if not uri:
         return None
@@ -48,7 +51,7 @@ def load_style_guide(uri: str, s3_client: Any) -> StyleGuide | None:
 
 
 @lru_cache(maxsize=4)
-def _cached_guide(uri: str, s3_client: Any) -> StyleGuide:
+def _cached_guide(uri: str, s3_client: S3Client) -> StyleGuide:
     bucket, key = split_s3_uri(uri)
     try:
         response = s3_client.get_object(Bucket=bucket, Key=key)

@@ -64,3 +64,17 @@ def test_relative_links_resolve(document: Path) -> None:
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target}: no heading #{anchor} in {linked.relative_to(REPO)}")
     assert not broken, f"{document.relative_to(REPO)}: " + "; ".join(broken)
+
+
+def test_nothing_refers_to_the_design_notes_outside_the_repository() -> None:
+    """The README, docs and code stand on their own: no pointers to the team's shared folder."""
+    outside = re.compile(r"\.\./shared|/work/|\bshared/(DESIGN\.md|kaggle-sample)")
+    sources = [*DOCUMENTS, *REPO.glob("*.toml"), *REPO.glob("Makefile")]
+    for folder in ("functions", "training", "describer", "tests", "statemachine", "events"):
+        sources += [path for path in (REPO / folder).rglob("*") if path.suffix in {".py", ".json", ".md"}]
+    referring = [
+        path.relative_to(REPO).as_posix()
+        for path in sources
+        if path != Path(__file__) and outside.search(path.read_text(encoding="utf-8", errors="replace"))
+    ]
+    assert not referring

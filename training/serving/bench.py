@@ -59,11 +59,11 @@ from describer_core.attributes import ask_attributes
 from describer_core.catalogue import DEFAULT_CATALOGUE_PATH, GENERIC_CATEGORY, Catalogue, load_catalogue
 from describer_core.contracts import Question, ReferenceRequest, S3ObjectRef
 from describer_core.endpoint_calls import group_questions
+from describer_core.model_files import CATALOGUE_FILE
 from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
 from describer_core.states import AskInput
 from training.serving import inference
 from training.serving.inference import (
-    CATALOGUE_FILE,
     JSON_CONTENT_TYPE,
     DescriberModel,
     VisionFeatureCache,

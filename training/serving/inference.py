@@ -67,7 +67,7 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from describer_core.answers import format_answer, parse_answer
+from describer_core.answers import MAX_ANSWER_TOKENS, format_answer, parse_answer
 from describer_core.catalogue import AttributeSpec, Catalogue, load_catalogue, normalise_token
 from describer_core.confidence import MAX_ALTERNATIVES, Calibration, softmax
 from describer_core.contracts import (
@@ -83,6 +83,7 @@ from describer_core.contracts import (
 from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
 from describer_core.errors import InvalidInput
 from describer_core.images import inspect_image
+from describer_core.model_files import CATALOGUE_FILE, METADATA_FILE
 from describer_core.settings import ImageSettings
 
 __all__ = [
@@ -102,13 +103,9 @@ JSON_CONTENT_TYPE = "application/json"
 # The same limits as the pipeline's Prepare step, so the two never disagree about an image.
 MAX_IMAGE_BYTES = ImageSettings().max_image_bytes
 MAX_IMAGE_PIXELS = ImageSettings().max_image_pixels
-# Answers are "Attribute: Value", a handful of tokens; a small budget bounds a confused model's cost.
-MAX_NEW_TOKENS = 20
 # Features of one image of blip2-flan-t5-xl: 32 query tokens x 2048 in bf16 = 128 KiB.
 CACHE_MAX_ENTRIES = 1024
 CACHE_MAX_BYTES = 256 * 1024 * 1024
-MODEL_METADATA_FILE = "describer_model.json"
-CATALOGUE_FILE = "catalogue.json"
 
 
 # --- the vision feature cache ---------------------------------------------------------------------
@@ -282,7 +279,7 @@ class DescriberModel:
         catalogue: Catalogue,
         model_id: str,
         *,
-        max_new_tokens: int = MAX_NEW_TOKENS,
+        max_new_tokens: int = MAX_ANSWER_TOKENS,
         cache: VisionFeatureCache | None = None,
         calibration: Calibration | None = None,
     ) -> None:
@@ -309,7 +306,7 @@ class DescriberModel:
         model.to(device)  # type: ignore[arg-type]  # transformers' stub types .to() for dtypes only
         processor = Blip2Processor.from_pretrained(root)
         catalogue = load_catalogue(root / CATALOGUE_FILE)
-        metadata_path = root / MODEL_METADATA_FILE
+        metadata_path = root / METADATA_FILE
         metadata = json.loads(metadata_path.read_text(encoding="utf-8")) if metadata_path.exists() else {}
         model_id = str(metadata.get("model_id") or root.name)
         try:

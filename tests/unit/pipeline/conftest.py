@@ -52,6 +52,7 @@ def pipeline_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "BEDROCK_MODEL_ID": "us.anthropic.claude-sonnet-4-6",
         "MAX_RUNNING_EXECUTIONS": "2",
         "EVENT_BUS_NAME": EVENT_BUS,
+        "MAP_CONCURRENCY": "3",
     }.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):

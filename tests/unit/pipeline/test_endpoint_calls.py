@@ -90,7 +90,7 @@ def test_an_image_reference_longer_than_the_prefix_is_not_padded() -> None:
 
 @pytest.mark.parametrize(("value", "accepted"), [("0", False), ("1", True), ("16", True), ("17", False)])
 def test_questions_per_call_is_validated_at_load_naming_the_setting(value: str, accepted: bool) -> None:
-    environ = {"RESULTS_TABLE_NAME": "results", "QUESTIONS_PER_CALL": value}
+    environ = {"RESULTS_TABLE_NAME": "results", "MAP_CONCURRENCY": "4", "QUESTIONS_PER_CALL": value}
     if accepted:
         assert load_settings(PrepareSettings, environ).questions_per_call == int(value)
     else:

@@ -42,6 +42,7 @@ def test_a_good_upload_is_claimed_with_its_category_questions(aws: Aws) -> None:
     }
     expected = [{"attribute": a, "question": q} for a, q in load_catalogue().questions("Shirts")]
     assert output["questions"] == expected
+    assert output["map_concurrency"] == 3  # MAP_CONCURRENCY, for the Map's MaxConcurrencyPath
     record = aws.record("15970")
     assert record is not None
     assert (record["status"], record["source_version"], record["category"]) == (

@@ -41,8 +41,7 @@ def substituted_definition() -> str:
     """The ASL text with the template's DefinitionSubstitutions applied, as CloudFormation does."""
     text = ASL_PATH.read_text()
     for name in template_resource("DescribeProductStateMachine")["DefinitionSubstitutions"]:
-        value = "4" if name == "MapConcurrency" else f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
-        text = text.replace("${" + name + "}", value)
+        text = text.replace("${" + name + "}", f"arn:aws:lambda:us-east-1:000000000000:function:{name}")
     return text
 
 
@@ -56,6 +55,12 @@ def _all_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield name, state
         if "ItemProcessor" in state:
             yield from _all_states(state["ItemProcessor"]["States"])
+
+
+def test_the_definition_is_json_as_committed() -> None:
+    """Editors, Workflow Studio and validators read the file itself, before any substitution."""
+    definition = json.loads(ASL_PATH.read_text())
+    assert definition["States"]["AskAttributes"]["Type"] == "Map"
 
 
 def test_every_placeholder_is_a_template_substitution() -> None:
@@ -78,7 +83,7 @@ def test_the_workflow_runs_prepare_to_save_result(asl: dict[str, Any]) -> None:
         "SaveResult",
         "Completed",
     ]
-    assert asl["States"]["AskAttributes"]["MaxConcurrency"] == 4
+    assert asl["States"]["AskAttributes"]["MaxConcurrencyPath"] == "$.map_concurrency"
     assert asl["States"]["Failed"]["Type"] == "Fail"
 
 

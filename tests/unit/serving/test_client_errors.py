@@ -11,9 +11,10 @@ import pytest
 
 from describer_core.contracts import MAX_QUESTIONS_PER_REQUEST
 from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode, EndpointRequestError
+from describer_core.model_files import METADATA_FILE
 from training.serving import inference
 from training.serving.bench import product_photo
-from training.serving.inference import MODEL_METADATA_FILE, DescriberModel, input_fn, output_fn, predict_fn
+from training.serving.inference import DescriberModel, input_fn, output_fn, predict_fn
 
 from .conftest import BUCKET
 
@@ -142,8 +143,8 @@ def test_the_error_body_survives_the_sagemaker_model_error_message() -> None:
 def test_a_model_dir_with_an_invalid_temperature_is_refused_at_load(model_dir: Path, tmp_path: Path) -> None:
     broken = tmp_path / "model"
     shutil.copytree(model_dir, broken)
-    metadata = json.loads((broken / MODEL_METADATA_FILE).read_text())
+    metadata = json.loads((broken / METADATA_FILE).read_text())
     metadata["calibration"] = {"temperature": 0}
-    (broken / MODEL_METADATA_FILE).write_text(json.dumps(metadata))
+    (broken / METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(ValueError, match="calibration: temperature: Input should be greater than 0"):
         DescriberModel.load(broken)

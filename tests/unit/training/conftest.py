@@ -1,4 +1,4 @@
-"""Small datasets built inside the tests: no dependency on /work/shared or any download."""
+"""Small datasets built inside the tests: no dependency on files outside the repository or any download."""
 
 from __future__ import annotations
 
