@@ -149,9 +149,24 @@ def record_failure(
     key_prefixes: str | tuple[str, ...],
 ) -> FailureOutput:
     code, message = classify_error(request.state.error)
+    return write_failure(request, code, message, s3_client, table, events, catalogue, key_prefixes)
+
+
+def write_failure(
+    request: FailureInput,
+    code: ErrorCode,
+    message: str,
+    s3_client: S3Client,
+    table: ResultsTable,
+    events: ProductEvents,
+    catalogue: Catalogue,
+    key_prefixes: str | tuple[str, ...],
+    still_processing: bool = False,
+) -> FailureOutput:
+    """The FAILED record under the conditional write, announced only when it was written."""
     product = failed_product(request, s3_client, catalogue, key_prefixes)
     failed = product.record(Status.FAILED, request.execution_name, error_code=code, error_message=message)
-    recorded = table.write_if_current(failed)
+    recorded = table.write_if_current(failed, still_processing=still_processing)
     if recorded:
         events.publish(failed)
     return FailureOutput(error_code=code, error_message=message, recorded=recorded)

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from describer_core.catalogue import Catalogue
-from describer_core.contracts import ErrorCode, Status
+from describer_core.contracts import ErrorCode
 from describer_core.notifications import ProductEvents
-from describer_core.outcomes import ERROR_MESSAGE_LIMIT, failed_product
+from describer_core.outcomes import ERROR_MESSAGE_LIMIT, write_failure
 from describer_core.records import ResultsTable
 from describer_core.states import CaughtError, FailedState, FailureInput, FailureOutput, WorkflowInput
 
@@ -66,9 +66,6 @@ def record_stopped(
         workflow=workflow,
         state=FailedState(error=CaughtError(error=change.error or change.status)),
     )
-    product = failed_product(request, s3_client, catalogue, key_prefixes)
-    record = product.record(Status.FAILED, change.name, error_code=code, error_message=message)
-    recorded = table.write_if_current(record, still_processing=True)
-    if recorded:
-        events.publish(record)
-    return FailureOutput(error_code=code, error_message=message, recorded=recorded)
+    return write_failure(
+        request, code, message, s3_client, table, events, catalogue, key_prefixes, still_processing=True
+    )
