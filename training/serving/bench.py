@@ -445,33 +445,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[PathResult] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress, tempfile.TemporaryDirectory() as work_dir:
-        demo = DescriberModel.load(args.demo_model_dir)
-        category, questions = benchmark_questions(demo.catalogue, args.questions)
-        with pipeline_calls_to(demo) as pipeline:
-            results += run_paths(
-                "(a) demo",
-                demo,
-                category,
-                questions,
-                args.products,
-                progress,
-                pipeline,
-                args.questions_per_call,
-            )
-        del demo
+
+        def run_model(label: str, model: DescriberModel) -> tuple[str, list[Question]]:
+            category, questions = benchmark_questions(model.catalogue, args.questions)
+            with pipeline_calls_to(model) as pipeline:
+                results.extend(
+                    run_paths(
+                        label,
+                        model,
+                        category,
+                        questions,
+                        args.products,
+                        progress,
+                        pipeline,
+                        args.questions_per_call,
+                    )
+                )
+            return category, questions
+
+        run_model("(a) demo", DescriberModel.load(args.demo_model_dir))
         proportional = load_proportional(Path(work_dir), args.answer_tokens)
-        category, questions = benchmark_questions(proportional.catalogue, args.questions)
-        with pipeline_calls_to(proportional) as pipeline:
-            results += run_paths(
-                "(b) proportional",
-                proportional,
-                category,
-                questions,
-                args.products,
-                progress,
-                pipeline,
-                args.questions_per_call,
-            )
+        category, questions = run_model("(b) proportional", proportional)
         scoring, greedy = decoding_seconds(proportional, category, questions, args.products)
 
     console.print(results_table(results))
