@@ -41,6 +41,25 @@ class ErrorCode(StrEnum):
     EXECUTION_FAILED = "EXECUTION_FAILED"
 
 
+class CategorySource(StrEnum):
+    """Where a product's category came from (the record's ``category_source``)."""
+
+    KEY = "key"  # the key's folder: incoming/<Category>/...
+    METADATA = "metadata"  # the object's ``category`` metadata
+    MODEL = "model"  # asked of the model: closed-vocabulary scoring over the catalogue's categories
+
+
+class ImageStatus(StrEnum):
+    USED = "used"
+    SKIPPED = "skipped"
+
+
+class ReviewStatus(StrEnum):
+    ACCEPTED = "accepted"
+    CORRECTED = "corrected"
+    REJECTED = "rejected"
+
+
 class S3ObjectRef(BaseModel):
     bucket: str
     key: str
@@ -122,16 +141,58 @@ class ModelIds(BaseModel):
     description: str | None = Field(default=None, description="Bedrock model that wrote the text")
 
 
+class ProductImage(BaseModel):
+    """One photo of a product, used or skipped (the record's ``images``)."""
+
+    key: str
+    version: str | None = None
+    bytes: int | None = Field(default=None, ge=0)
+    width: int | None = Field(default=None, ge=0)
+    height: int | None = Field(default=None, ge=0)
+    status: ImageStatus
+    reason: str | None = Field(default=None, description="Why a skipped photo was skipped (an ErrorCode)")
+
+
+class ReviewChange(BaseModel):
+    """One change a reviewer made: ``field`` is ``attributes.<Attr>`` or ``content.<locale>.<part>``."""
+
+    field: str
+    before: str | list[str] | None = None
+    after: str | list[str] | None = None
+
+
+class Review(BaseModel):
+    """What a person decided about a record (the record's ``review``)."""
+
+    status: ReviewStatus
+    reviewer: str = Field(description="The reviewer's identity: STS GetCallerIdentity's ARN")
+    reviewed_at: str
+    changes: list[ReviewChange] = Field(default_factory=list)
+    reason: str | None = Field(default=None, description="Why it was rejected")
+
+
 class ProductRecord(BaseModel):
     """One item of the results table, keyed by ``product_id``."""
 
     product_id: str
     category: str
+    category_source: CategorySource | None = Field(default=None, description="Where the category came from")
+    category_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Calibrated probability of a category the model chose"
+    )
     status: Status
     source_bucket: str
     source_key: str
     source_version: str
+    images: list[ProductImage] = Field(
+        default_factory=list, description="Every photo of the product, used or skipped with a reason"
+    )
+    primary_image: str | None = Field(default=None, description="Key of the photo shown first")
     attributes: dict[str, str] = Field(default_factory=dict)
+    photos_agreed: dict[str, int] = Field(
+        default_factory=dict,
+        description="Attribute -> how many used photos gave the fused value on their own",
+    )
     unknown_attributes: list[str] = Field(
         default_factory=list, description="Attributes whose value is outside the catalogue vocabulary"
     )
@@ -156,6 +217,8 @@ class ProductRecord(BaseModel):
     order_token: str | None = Field(
         default=None, description="Orders uploads of one product: event time, then S3 sequencer"
     )
+    # "review" is taken: it is the sparse by-review index's queue marker (PENDING) on deployed tables.
+    review_decision: Review | None = Field(default=None, description="The last review of this record")
     created_at: str
     updated_at: str
 
@@ -166,10 +229,11 @@ EVENT_SOURCE = "product-describer"
 
 
 class ProductEventType(StrEnum):
-    """The event's ``detail-type``: one per final status."""
+    """The event's ``detail-type``: one per final status, and one when a person reviewed the record."""
 
     DESCRIBED = "Product Described"
     FAILED = "Product Description Failed"
+    REVIEWED = "Product Reviewed"
 
 
 class ProductEventDetail(BaseModel):
