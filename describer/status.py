@@ -234,8 +234,9 @@ def status_table(status: StackStatus) -> Table:
     for name, count in status.by_status.items():
         colour = {"COMPLETED": "green", "FAILED": "red"}.get(name, "yellow")
         table.add_row(f"[{colour}]{name}[/]", str(count), "")
-    for code, count in status.failed_by_code.items():
-        table.add_row(f"  FAILED {code}", str(count), "")
+        if name == Status.FAILED.value:
+            for code, failed in status.failed_by_code.items():
+                table.add_row(f"  {code}", str(failed), "")
     table.add_row(
         "review queue", str(status.review_queue), "COMPLETED records with review PENDING (all time)"
     )

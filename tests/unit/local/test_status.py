@@ -198,7 +198,7 @@ def test_the_table_shows_every_figure(deployment: Deployment) -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     for expected in (
         "records updated since 2026-12-03T08:00:00.000Z",
-        "FAILED NOT_AN_IMAGE",
+        "  NOT_AN_IMAGE",
         "review queue",
         "run-stuck",
         "AdmissionQueue",
