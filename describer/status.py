@@ -182,7 +182,7 @@ def _oldest_message_age(deployment: Deployment, queue_name: str) -> float | None
 
 def endpoint_state(deployment: Deployment, model_host_url: str | None) -> EndpointState:
     """The SageMaker endpoint's status and instances; on the local stack, the model host standing in."""
-    name = deployment.outputs["EndpointName"]
+    name = deployment.outputs.get("EndpointName") or _stack_parameter(deployment, "EndpointName")
     if model_host_url is not None:
         try:
             with urllib.request.urlopen(f"{model_host_url}/ping", timeout=2) as reply:
@@ -200,6 +200,15 @@ def endpoint_state(deployment: Deployment, model_host_url: str | None) -> Endpoi
     variants = endpoint.get("ProductionVariants", [])
     instances = sum(int(variant.get("CurrentInstanceCount", 0)) for variant in variants)
     return EndpointState(name=name, status=str(endpoint["EndpointStatus"]), instances=instances)
+
+
+def _stack_parameter(deployment: Deployment, name: str) -> str:
+    """A deploy parameter (a stack deployed before the EndpointName output has it only there)."""
+    (stack,) = deployment.client("cloudformation").describe_stacks(StackName=deployment.stack_name)["Stacks"]
+    values = {
+        p["ParameterKey"]: p.get("ResolvedValue", p["ParameterValue"]) for p in stack.get("Parameters", [])
+    }
+    return str(values[name])
 
 
 def stack_status(deployment: Deployment, since: str, model_host_url: str | None = None) -> StackStatus:
@@ -269,17 +278,20 @@ def status_table(status: StackStatus) -> Table:
 def status(
     args: argparse.Namespace, deployment: Deployment, console: Console, model_host_url: str | None
 ) -> int:
-    since = (
-        since_timestamp(args.since)
-        if args.since
-        else since_timestamp((datetime.now(UTC) - DEFAULT_SINCE).isoformat())
-    )
+    since = args.since or since_timestamp((datetime.now(UTC) - DEFAULT_SINCE).isoformat())
     result = stack_status(deployment, since, model_host_url)
     if args.json:
         console.print_json(result.model_dump_json())
     else:
         console.print(status_table(result))
     return 0
+
+
+def _since(text: str) -> str:
+    try:
+        return since_timestamp(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {text!r}") from None
 
 
 def add_parser(
@@ -289,7 +301,9 @@ def add_parser(
         "status", help="one table: records by status and error code, review queue, queues, the endpoint"
     )
     parser.add_argument(
-        "--since", help="count records updated at or after this ISO 8601 time (default: 24 h ago)"
+        "--since",
+        type=_since,
+        help="count records updated at or after this ISO 8601 time (default: 24 h ago)",
     )
     parser.add_argument("--json", action="store_true", help="the same as one JSON object")
     add_target_arguments(parser)

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 from rich.console import Console
 
@@ -211,4 +212,24 @@ def test_the_table_shows_every_figure(deployment: Deployment) -> None:
 
 def test_the_command_is_registered_with_the_target_options() -> None:
     args = build_parser().parse_args(["status", "--since", "2026-12-03", "--stack-name", "s", "--json"])
-    assert (args.since, args.stack_name, args.json) == ("2026-12-03", "s", True)
+    assert (args.since, args.stack_name, args.json) == ("2026-12-03T00:00:00.000Z", "s", True)
+
+
+def test_a_since_that_is_no_time_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["status", "--since", "yesterday"])
+    assert "not an ISO 8601 date or time: 'yesterday'" in capsys.readouterr().err
+
+
+def test_a_stack_without_the_endpoint_output_is_read_from_its_parameters(deployment: Deployment) -> None:
+    cloudformation = deployment.client("cloudformation")
+    stack = {
+        "StackName": "describer",
+        "CreationTime": datetime.now(UTC),
+        "StackStatus": "UPDATE_COMPLETE",
+        "Parameters": [{"ParameterKey": "EndpointName", "ParameterValue": "older-endpoint"}],
+    }
+    del deployment.outputs["EndpointName"]
+    with Stubber(cloudformation) as stub:
+        stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "describer"})
+        assert status.endpoint_state(deployment, "http://127.0.0.1:9").name == "older-endpoint"
