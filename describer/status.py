@@ -90,12 +90,17 @@ def _by_status(deployment: Deployment, status: Status, since: str, **arguments: 
 
 def record_counts(deployment: Deployment, since: str) -> tuple[dict[str, int], dict[str, int]]:
     """Records updated at or after ``since``: how many per status, and the FAILED ones per error code."""
-    counts = {
-        status.value: _count(deployment, **_by_status(deployment, status, since))
-        for status in (Status.COMPLETED, Status.FAILED, Status.PROCESSING)
-    }
-    failed = _query(deployment, **_by_status(deployment, Status.FAILED, since))
+    failed = _query(
+        deployment,
+        **_by_status(deployment, Status.FAILED, since),
+        ProjectionExpression="error_code",  # projected by the index
+    )
     codes = Counter(item.get("error_code", {}).get("S", "(none)") for item in failed)
+    counts = {
+        Status.COMPLETED.value: _count(deployment, **_by_status(deployment, Status.COMPLETED, since)),
+        Status.FAILED.value: len(failed),
+        Status.PROCESSING.value: _count(deployment, **_by_status(deployment, Status.PROCESSING, since)),
+    }
     return counts, dict(codes.most_common())
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,10 @@ from describer.cost import load_prices, writer_price_key
 from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION, TARGET_UTILISATION
 from training.sagemaker_launcher import DEFAULT_ENDPOINT_INSTANCE_TYPE, VARIANT_NAME
 
-from .conftest import REPO, TEMPLATE
+# Here rather than in tests/unit/pipeline: it reads describer/ and training/, which the Lambdas'
+# python3.13 test environment (make unit-py313) does not install.
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
 
 ALARMS = ("AdmissionDeadLetterAlarm", "WorkflowFailuresAlarm", "FailureRateAlarm", "AdmissionAgeAlarm")
 
