@@ -1,4 +1,4 @@
-"""ministack, started with the one fix the local stack needs: a failed handler's error type.
+"""ministack, started with the fixes the local stack needs: error types, execution timeouts, map limits.
 
 AWS Lambda reports an unhandled Python exception with ``errorType`` set to the exception's class
 name, and Step Functions matches a Lambda task's Retry and Catch rules on it (``EndpointThrottled``,
@@ -10,20 +10,37 @@ typed Retry would ever run locally.
 
 This module patches both in memory, then runs ministack's own ``main``: the worker also writes
 ``errorType`` (the class name, as AWS's Python runtime does), and the warm executor reports it in
-place of ``Runtime.HandlerError``. Nothing on disk changes. It refuses to start any ministack version
-but :data:`PINNED_VERSION`: on an upgrade, check whether the new release reports ``errorType`` itself
-(then delete this module and start ``python -m ministack`` again), else re-check that the two
-patched places still read as :data:`WORKER_ERROR_LINE` and ``_execute_function_warm`` expect, and
-move the pin here and in ``pyproject.toml`` together.
+place of ``Runtime.HandlerError``. Nothing on disk changes.
+
+Two Step Functions gaps are patched the same way (``ministack/services/stepfunctions.py``):
+
+- A definition's top-level ``TimeoutSeconds`` is never enforced (ministack never sets TIMED_OUT).
+  :func:`enforce_execution_timeout` wraps ``_run_execution``: when the time is up and the run is
+  still RUNNING, it ends TIMED_OUT (error ``States.Timeout``, an ``ExecutionTimedOut`` history event)
+  and publishes the "Step Functions Execution Status Change" event, as AWS does; the run's thread
+  stops at its next state, and a late failure of the state it was in no longer overwrites the
+  status (``_fail_execution`` leaves an ended run alone).
+- A Distributed Map reads ``MaxConcurrency`` and ``ToleratedFailurePercentage`` (``...Count``) as
+  literals only. :func:`resolve_map_limits` resolves their ``...Path`` spellings against the Map's
+  input first, as AWS does, so the backfill definition stays JSON with its limits in the input.
+
+It refuses to start any ministack version but :data:`PINNED_VERSION`: on an upgrade, check whether
+the new release does these itself (then drop that part, or this module and start ``python -m
+ministack`` again), else re-check that the patched places still read as :data:`WORKER_ERROR_LINE`,
+``_execute_function_warm``, ``_run_execution``, ``_fail_execution`` and ``_run_distributed_map``
+expect, and move the pin here and in ``pyproject.toml`` together.
 
 Run: ``python -m describer.local.emulator_patch`` (the emulator's own environment variables apply).
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib.metadata
+import json
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 PINNED_VERSION = "1.5.33"
@@ -35,6 +52,9 @@ WORKER_TYPED_ERROR_LINE = (
 )
 # What ministack reports for any handler exception; replaced by the exception's class name.
 GENERIC_ERROR_TYPE = "Runtime.HandlerError"
+# A Distributed Map's limits that AWS also reads from the input through a ``...Path`` field.
+MAP_LIMIT_FIELDS = ("MaxConcurrency", "ToleratedFailurePercentage", "ToleratedFailureCount")
+TIMEOUT_ERROR = "States.Timeout"
 
 
 class UnsupportedEmulatorVersion(RuntimeError):
@@ -91,6 +111,94 @@ def apply() -> None:
 
     lambda_runtime.Worker.invoke = typed_invoke
     lambda_svc._execute_function_warm = typed_execute_warm
+    _patch_step_functions()
+
+
+def resolve_map_limits(
+    state_def: dict[str, Any], effective: Any, resolve: Callable[[str, Any], Any]
+) -> dict[str, Any]:
+    """The Map state with each ``<limit>Path`` replaced by ``<limit>`` read from the Map's input."""
+    state = dict(state_def)
+    for field in MAP_LIMIT_FIELDS:
+        path = state.pop(f"{field}Path", None)
+        if path is not None:
+            value = resolve(path, effective)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{field}Path {path!r} resolved to {value!r}, not a number")
+            state[field] = value
+    return state
+
+
+def time_out(execution: dict[str, Any], timeout_s: float, now: Callable[[], str]) -> bool:
+    """End a still RUNNING execution TIMED_OUT, as Step Functions does; False if it had ended."""
+    if execution.get("status") != "RUNNING":
+        return False
+    cause = f"The execution ran longer than its TimeoutSeconds ({timeout_s:g} s)"
+    execution.update(status="TIMED_OUT", stopDate=now(), error=TIMEOUT_ERROR, cause=cause)
+    execution["output"] = json.dumps({"Error": TIMEOUT_ERROR, "Cause": cause})
+    return True
+
+
+def enforce_execution_timeout(
+    run_execution: Callable[[str], None],
+    executions: Any,
+    state_machines: Any,
+    on_timeout: Callable[[dict[str, Any], float], None],
+) -> Callable[[str], None]:
+    """``_run_execution`` with a timer that times the run out after its definition's TimeoutSeconds."""
+
+    def run(exec_arn: str) -> None:
+        execution = executions.get(exec_arn)
+        machine = state_machines.get(execution["stateMachineArn"]) if execution else None
+        try:
+            timeout_s = json.loads(machine["definition"]).get("TimeoutSeconds") if machine else None
+        except ValueError:
+            timeout_s = None  # ministack fails the run for its definition itself
+        timer = None
+        if execution is not None and isinstance(timeout_s, int) and timeout_s > 0:
+            # The timer's thread publishes the status event: it needs the request's account and region.
+            context = contextvars.copy_context()
+            timer = threading.Timer(timeout_s, context.run, args=(on_timeout, execution, timeout_s))
+            timer.daemon = True
+            timer.start()
+        try:
+            run_execution(exec_arn)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    return run
+
+
+def _patch_step_functions() -> None:
+    from ministack.services import stepfunctions as sfn
+
+    fail_execution = sfn._fail_execution
+    run_distributed_map = sfn._run_distributed_map
+
+    def on_timeout(execution: dict[str, Any], timeout_s: float) -> None:
+        if time_out(execution, timeout_s, sfn.now_iso):
+            details = {"error": execution["error"], "cause": execution["cause"]}
+            sfn._add_event(execution, "ExecutionTimedOut", {"executionTimedOutEventDetails": details})
+            sfn._emit_execution_status_event(execution)
+
+    def fail_running_execution(execution: dict[str, Any], error: str, cause: str) -> None:
+        if execution.get("status") == "RUNNING":
+            fail_execution(execution, error, cause)
+
+    def run_distributed_map_with_paths(
+        state_def: dict[str, Any], raw_input: Any, effective: Any, *args: Any
+    ) -> Any:
+        resolved = resolve_map_limits(
+            state_def, effective, lambda path, data: sfn._resolve_path_or_ctx(path, data, args[-1])
+        )
+        return run_distributed_map(resolved, raw_input, effective, *args)
+
+    sfn._run_execution = enforce_execution_timeout(
+        sfn._run_execution, sfn._executions, sfn._state_machines, on_timeout
+    )
+    sfn._fail_execution = fail_running_execution
+    sfn._run_distributed_map = run_distributed_map_with_paths
 
 
 def main() -> None:

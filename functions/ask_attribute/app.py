@@ -34,6 +34,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = AskInput.model_validate(event)
     output = ask_attributes(request, runtime, settings.endpoint_name, load_catalogue())
     metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=output.endpoint_ms)
+    # With the call count (EndpointLatency's samples), the GPU time the dashboard's cost estimate models.
+    metrics.add_metric(name="EndpointQuestions", unit=MetricUnit.Count, value=len(request.questions))
     logger.info(
         "answered",
         extra={

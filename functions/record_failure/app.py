@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from describer_core.catalogue import load_catalogue
 from describer_core.notifications import ProductEvents
-from describer_core.observability import logger, metrics, tracer
+from describer_core.observability import count_final_record, logger, metrics, tracer
 from describer_core.outcomes import record_failure
 from describer_core.records import ResultsTable
 from describer_core.settings import FailureSettings, load_settings
@@ -34,6 +34,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         FailureInput.model_validate(event), s3, table, events, load_catalogue(), settings.key_prefixes
     )
     metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
+    count_final_record(failed=True)
     with single_metric(name="ImagesFailedByCode", unit=MetricUnit.Count, value=1) as by_code:
         by_code.add_dimension(name="ErrorCode", value=output.error_code.value)
     logger.info("failed", extra=output.model_dump(mode="json"))

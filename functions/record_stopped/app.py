@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from describer_core.catalogue import load_catalogue
 from describer_core.notifications import ProductEvents
-from describer_core.observability import logger, metrics, tracer
+from describer_core.observability import count_final_record, logger, metrics, tracer
 from describer_core.records import ResultsTable
 from describer_core.settings import FailureSettings, load_settings
 from describer_core.states import WorkflowInput
@@ -37,6 +37,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     workflow = WorkflowInput.model_validate_json(text)
     output = record_stopped(change, workflow, s3, table, events, load_catalogue(), settings.key_prefixes)
     if output.recorded:
+        metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
+        count_final_record(failed=True)
         with single_metric(name="ImagesFailedByCode", unit=MetricUnit.Count, value=1) as by_code:
             by_code.add_dimension(name="ErrorCode", value=output.error_code.value)
     logger.info("execution ended", extra={"status": change.status, "recorded": output.recorded})

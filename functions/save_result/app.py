@@ -10,7 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from describer_core.notifications import ProductEvents
-from describer_core.observability import logger, metrics, tracer
+from describer_core.observability import count_final_record, logger, metrics, tracer
 from describer_core.outcomes import save_result
 from describer_core.records import ResultsTable
 from describer_core.settings import FinalRecordSettings, load_settings
@@ -35,6 +35,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     output = save_result(request, *_dependencies())
     if output.saved:
         metrics.add_metric(name="ImagesCompleted", unit=MetricUnit.Count, value=1)
+        count_final_record(failed=False)
+        # 0 or 1 per completed image: its Average is the review share.
+        metrics.add_metric(
+            name="ImagesNeedingReview", unit=MetricUnit.Count, value=int(request.merged.needs_review)
+        )
         metrics.add_metric(
             name="UnknownValueRate", unit=MetricUnit.Percent, value=100 * request.merged.unknown_rate
         )

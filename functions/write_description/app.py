@@ -6,7 +6,7 @@ from functools import cache
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
@@ -40,6 +40,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = write_description(category, request.attributes, bedrock, settings, request.confidence, style)
     metrics.add_metric(name="BedrockInputTokens", unit=MetricUnit.Count, value=result.input_tokens)
     metrics.add_metric(name="BedrockOutputTokens", unit=MetricUnit.Count, value=result.output_tokens)
+    for locale, tokens in result.token_usage.items():  # bounded: the Locales parameter's tags
+        for name, value in (
+            ("BedrockInputTokensByLocale", tokens.input),
+            ("BedrockOutputTokensByLocale", tokens.output),
+        ):
+            with single_metric(name=name, unit=MetricUnit.Count, value=value) as by_locale:
+                by_locale.add_dimension(name="Locale", value=locale)
     output = result.model_dump(mode="json")
     logger.info("described", extra={"attempts": result.attempts, "token_usage": output["token_usage"]})
     return output

@@ -200,9 +200,24 @@ def test_concurrency_and_tolerance_are_the_template_parameters() -> None:
     assert substitutions["BackfillToleratedFailurePercentage"] == {
         "Ref": "BackfillToleratedFailurePercentage"
     }
-    text = BACKFILL_ASL.read_text()
-    assert text.count('"MaxConcurrency": ${BackfillMaxConcurrency}') == 2
-    assert text.count('"ToleratedFailurePercentage": ${BackfillToleratedFailurePercentage}') == 2
+    # Substituted inside strings (the file stays JSON), made numbers by the first state, read by both maps.
+    definition = json.loads(BACKFILL_ASL.read_text())
+    assert definition["StartAt"] == "Limits"
+    limits = definition["States"]["Limits"]
+    assert limits["Parameters"] == {
+        "max_concurrency.$": "States.StringToJson('${BackfillMaxConcurrency}')",
+        "tolerated_failure_percentage.$": "States.StringToJson('${BackfillToleratedFailurePercentage}')",
+    }
+    assert (limits["ResultPath"], limits["Next"]) == ("$.limits", "Source")
+    for name in ("DescribePrefix", "DescribeManifest"):
+        state = definition["States"][name]
+        assert state["MaxConcurrencyPath"] == "$.limits.max_concurrency"
+        assert state["ToleratedFailurePercentagePath"] == "$.limits.tolerated_failure_percentage"
+        assert "MaxConcurrency" not in state and "ToleratedFailurePercentage" not in state
+
+
+def test_the_definition_is_json_as_committed() -> None:
+    json.loads(BACKFILL_ASL.read_text())
 
 
 def test_both_sources_are_distributed_maps_with_one_item_processor(backfill_asl: dict[str, Any]) -> None:
