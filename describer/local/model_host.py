@@ -188,6 +188,7 @@ class RoutingLog:
 
 class ModelHost(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # a burst of concurrent calls waits in the backlog, not in SYN retries
 
     def __init__(
         self,

@@ -2,15 +2,18 @@
 
 A ``RequestBatcher`` sits between ``DescriberModel``'s requests and its two batched halves:
 
-- **vision**: the decoded images of concurrent requests (each a cache miss that won its
-  single-flight) go through ``DescriberModel.encode_images`` together, one batch;
+- **vision**: the images of concurrent requests (each a cache miss that won its single-flight),
+  decoded and preprocessed in the request's own thread, go through ``DescriberModel.encode_pixels``
+  together, one batch;
 - **scoring**: the scored questions of concurrent requests go through
   ``DescriberModel.score_candidates`` together: every request's query features repeated for its own
   prompts, every candidate of every prompt in the one decoder batch (exactly what one request with
   all those questions would do), then split back per request.
 
-Each half has a ``Collector``: one worker thread that takes whatever is waiting, up to
-``max_batch`` requests, and runs it. When it is idle and a request arrives, it waits up to
+Each half has a ``Collector``: ``workers`` threads, each taking whatever is waiting, up to
+``max_batch`` requests, and running it (two workers keep both halves of a batch's work and the
+next batch's going at once: a CPU's cores, or a GPU fed while the other batch is prepared).
+When a worker is idle and a request arrives, it waits up to
 ``window_ms`` for company, but only while other requests are already inside the batcher (in any
 half, or between the two): a lone request never waits. Requests that arrive while a batch runs
 form the next one, so under load batches grow by themselves and the window hardly matters.
@@ -20,9 +23,9 @@ before anything joins a batch; if a batched run raises anyway, its requests are 
 time, so each gets its own answer or its own error. A waiting caller whose client has gone still
 gets its result (nobody reads it); the others in its batch are untouched.
 
-Settings (``BatchSettings``): ``describer_model.json`` ``"batching": {"window_ms", "max_batch"}``,
-overridden by the environment ``DESCRIBER_BATCH_WINDOW_MS`` / ``DESCRIBER_BATCH_MAX``;
-``max_batch`` 1 turns batching off.
+Settings (``BatchSettings``): ``describer_model.json`` ``"batching": {"window_ms", "max_batch",
+"workers"}``, overridden by the environment ``DESCRIBER_BATCH_WINDOW_MS`` / ``DESCRIBER_BATCH_MAX``
+/ ``DESCRIBER_BATCH_WORKERS``; ``max_batch`` 1 turns batching off.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 WINDOW_ENV = "DESCRIBER_BATCH_WINDOW_MS"
 MAX_BATCH_ENV = "DESCRIBER_BATCH_MAX"
+WORKERS_ENV = "DESCRIBER_BATCH_WORKERS"
 METADATA_KEY = "batching"
 
 Item = TypeVar("Item")
@@ -58,6 +62,7 @@ class BatchSettings(BaseModel):
     # previous one runs, so a short window is enough; a lone request never waits at all.
     window_ms: float = Field(default=5.0, ge=0, le=1000)
     max_batch: int = Field(default=8, ge=1, le=64)
+    workers: int = Field(default=2, ge=1, le=8)
 
     @property
     def enabled(self) -> bool:
@@ -68,7 +73,11 @@ class BatchSettings(BaseModel):
         """The model dir's ``batching`` settings, each overridden by its environment variable."""
         environ = os.environ if environ is None else environ
         values = dict(metadata.get(METADATA_KEY) or {})
-        for field, name in (("window_ms", WINDOW_ENV), ("max_batch", MAX_BATCH_ENV)):
+        for field, name in (
+            ("window_ms", WINDOW_ENV),
+            ("max_batch", MAX_BATCH_ENV),
+            ("workers", WORKERS_ENV),
+        ):
             if environ.get(name):
                 values[field] = environ[name]
         return cls.model_validate(values)
@@ -94,8 +103,9 @@ class Collector(Generic[Item, Result]):
         self.items = 0
         self.largest = 0
         self.fallbacks = 0
-        self._worker = threading.Thread(target=self._loop, name=f"batch-{name}", daemon=True)
-        self._worker.start()
+        self._counts = threading.Lock()
+        for index in range(settings.workers):
+            threading.Thread(target=self._loop, name=f"batch-{name}-{index}", daemon=True).start()
 
     def submit(self, item: Item) -> Result:
         """``item``'s result, computed in some batch; raises what its own run raised."""
@@ -108,24 +118,27 @@ class Collector(Generic[Item, Result]):
     def _take(self) -> list[tuple[Item, Future[Result]]]:
         limit = self.settings.max_batch
         with self._ready:
-            while not self._queue:
-                self._ready.wait()
-            deadline = time.monotonic() + self.settings.window_ms / 1000
-            # Idle and alone: wait for the requests already in flight elsewhere, never for strangers.
-            while len(self._queue) < limit and self._company_expected(len(self._queue)):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._ready.wait(remaining)
-            batch, self._queue = self._queue[:limit], self._queue[limit:]
-            return batch
+            while True:
+                while not self._queue:
+                    self._ready.wait()
+                deadline = time.monotonic() + self.settings.window_ms / 1000
+                # Idle and alone: wait for the requests already in flight elsewhere, never for strangers.
+                while 0 < len(self._queue) < limit and self._company_expected(len(self._queue)):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._ready.wait(remaining)
+                if self._queue:  # another worker may have taken them while this one waited
+                    batch, self._queue = self._queue[:limit], self._queue[limit:]
+                    return batch
 
     def _loop(self) -> None:
         while True:
             batch = self._take()
-            self.batches += 1
-            self.items += len(batch)
-            self.largest = max(self.largest, len(batch))
+            with self._counts:
+                self.batches += 1
+                self.items += len(batch)
+                self.largest = max(self.largest, len(batch))
             try:
                 results = self._run_batch([item for item, _ in batch])
             except Exception as error:  # every request gets its own outcome
@@ -133,7 +146,8 @@ class Collector(Generic[Item, Result]):
                     batch[0][1].set_exception(error)
                     continue
                 logger.warning("a %s batch of %d failed: running each alone", self.name, len(batch))
-                self.fallbacks += 1
+                with self._counts:
+                    self.fallbacks += 1
                 self._run_alone(batch)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
@@ -152,7 +166,9 @@ class Collector(Generic[Item, Result]):
 class BatchedModel(Protocol):
     """What the batcher needs of ``inference.DescriberModel``."""
 
-    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor: ...
+    def pixel_values(self, image: Image.Image) -> torch.Tensor: ...
+
+    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
 
     def score_candidates(
         self, features: torch.Tensor, prompts: Sequence[str], candidates: Sequence[Sequence[str]]
@@ -176,7 +192,7 @@ class RequestBatcher:
         self.settings = settings
         self._lock = threading.Lock()
         self._in_flight = 0
-        self.vision: Collector[Image.Image, torch.Tensor] = Collector(
+        self.vision: Collector[torch.Tensor, torch.Tensor] = Collector(
             "vision", self._encode, settings, self._others_in_flight
         )
         self.scoring: Collector[ScoringItem, list[list[float]]] = Collector(
@@ -200,7 +216,7 @@ class RequestBatcher:
 
     def encode_image(self, image: Image.Image) -> torch.Tensor:
         """The vision pass of one image, batched with those of concurrent requests."""
-        return self.vision.submit(image)
+        return self.vision.submit(self.model.pixel_values(image))
 
     def score_candidates(
         self, features: torch.Tensor, prompts: Sequence[str], candidates: Sequence[Sequence[str]]
@@ -209,10 +225,10 @@ class RequestBatcher:
         item = ScoringItem(features, list(prompts), [list(texts) for texts in candidates])
         return self.scoring.submit(item)
 
-    def _encode(self, images: list[Image.Image]) -> list[torch.Tensor]:
-        features = self.model.encode_images(images)
+    def _encode(self, pixel_values: list[torch.Tensor]) -> list[torch.Tensor]:
+        features = self.model.encode_pixels(torch.cat(pixel_values))
         # Copies: a cached entry must not keep the whole batch's tensor alive.
-        return [features[index : index + 1].clone() for index in range(len(images))]
+        return [features[index : index + 1].clone() for index in range(len(pixel_values))]
 
     def _score(self, items: list[ScoringItem]) -> list[list[list[float]]]:
         # Every prompt carries its own request's features: one request with all the questions.

@@ -337,13 +337,16 @@ class DescriberModel:
 
     def encode_image(self, image: Image.Image) -> torch.Tensor:
         """The vision pass: encoder, Q-Former and projection -> (1, query tokens, text width)."""
-        return self.encode_images([image])
+        return self.encode_pixels(self.pixel_values(image))
+
+    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+        """The image preprocessed for the vision encoder -> (1, channels, height, width)."""
+        pixel_values = self.processor.image_processor(images=image, return_tensors="pt").pixel_values
+        return pixel_values.to(self.device, self.model.dtype)
 
     @torch.inference_mode()
-    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """The vision pass of several images as one batch -> (images, query tokens, text width)."""
-        pixel_values = self.processor.image_processor(images=list(images), return_tensors="pt").pixel_values
-        pixel_values = pixel_values.to(self.device, self.model.dtype)
+    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The vision pass of a batch of preprocessed images -> (images, query tokens, text width)."""
         features = self.model.get_image_features(pixel_values=pixel_values, return_dict=True).pooler_output
         return features
 
