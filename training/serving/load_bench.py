@@ -4,7 +4,8 @@ The real ``inference.py`` behind the local model host (the SageMaker Runtime wir
 moto's S3, and each product asked the way the pipeline asks it: Prepare's question groups
 (``QuestionsPerCall``), each one ``InvokeEndpoint`` from AskAttribute's code, a product's groups in
 parallel as its Map sends them. C products at a time (closed loop: C clients, each starting its next
-product when the last is answered) for C in 1, 4, 16, on the ``proportional`` preset (BLIP-2's
+product when the last is answered) for C in 1, 4, 16, the levels taking turns (``--turns``) so
+that load from elsewhere on the machine hits them alike, on the ``proportional`` preset (BLIP-2's
 proportions scaled down, random weights), every product a fresh photo. A last level runs 16 again
 with batching off (the same threads, each request's passes alone), to show what batching adds to
 plain concurrency.
@@ -26,6 +27,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -92,7 +94,7 @@ def run_level(
     concurrency: int,
     batching: bool,
     progress: Progress,
-) -> LoadLevel:
+) -> LevelRun:
     model.cache = VisionFeatureCache()
     vision_before, decoder_before = counted.vision_batches, counted.decoder_batches
     task = progress.add_task(
@@ -117,19 +119,46 @@ def run_level(
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as clients:
         list(clients.map(product, images))
-    wall = time.perf_counter() - started
-    ordered = sorted(latencies) or [float("nan")]
-    return LoadLevel(
+    return LevelRun(
         concurrency=concurrency,
         batching=batching,
-        products=len(images),
+        latencies=latencies,
         failed=failed,
-        products_per_s=len(latencies) / wall,
-        p50_s=statistics.median(ordered),
-        p95_s=ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        wall_s=time.perf_counter() - started,
         vision_passes=model.cache.computations,
         vision_batches=counted.vision_batches - vision_before,
         decoder_batches=counted.decoder_batches - decoder_before,
+    )
+
+
+@dataclass
+class LevelRun:
+    """One turn of one level: its products' latencies and the model's passes meanwhile."""
+
+    concurrency: int
+    batching: bool
+    latencies: list[float]
+    failed: int
+    wall_s: float
+    vision_passes: int
+    vision_batches: int
+    decoder_batches: int
+
+
+def summarise(runs: Sequence[LevelRun]) -> LoadLevel:
+    """A level's turns together: products over their summed wall time, percentiles of all latencies."""
+    ordered = sorted(latency for run in runs for latency in run.latencies) or [float("nan")]
+    return LoadLevel(
+        concurrency=runs[0].concurrency,
+        batching=runs[0].batching,
+        products=sum(len(run.latencies) + run.failed for run in runs),
+        failed=sum(run.failed for run in runs),
+        products_per_s=sum(len(run.latencies) for run in runs) / sum(run.wall_s for run in runs),
+        p50_s=statistics.median(ordered),
+        p95_s=ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        vision_passes=sum(run.vision_passes for run in runs),
+        vision_batches=sum(run.vision_batches for run in runs),
+        decoder_batches=sum(run.decoder_batches for run in runs),
     )
 
 
@@ -172,8 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m training.serving.load_bench", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
-        "--rounds", type=int, default=2, help="products per client at each level (at least 4 in all)"
+        "--turns", type=int, default=2, help="times the levels take turns (load hits all alike)"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="products per client at each level and turn")
+    parser.add_argument("--min-products", type=int, default=4, help="products at least per level and turn")
     parser.add_argument("--questions", type=int, default=8)
     parser.add_argument("--questions-per-call", type=int, default=DEFAULT_QUESTIONS_PER_CALL)
     parser.add_argument("--window-ms", type=float, default=BatchSettings().window_ms)
@@ -187,7 +218,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = BatchSettings(window_ms=args.window_ms, max_batch=args.max_batch, workers=args.workers)
 
     console = Console(width=max(Console().width, 120))
-    levels: list[LoadLevel] = []
     plan = [(c, True) for c in CONCURRENCY] + ([] if args.no_unbatched else [(CONCURRENCY[-1], False)])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress, tempfile.TemporaryDirectory() as work_dir:
@@ -198,21 +228,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         with pipeline_calls_to(model, CLIENT_CONFIG) as pipeline:
             seed = 1000
             warm_up = [pipeline.upload(product_photo(seed), "incoming/warm-up.jpg")]
-            model.batcher = RequestBatcher(model, settings)
+            batcher = model.batcher = RequestBatcher(model, settings)
             run_level(model, pipeline, counted, category, groups, warm_up, 1, True, progress)
-            for concurrency, batching in plan:
-                count = max(4, args.rounds * concurrency)
-                images = [
-                    pipeline.upload(product_photo(seed + index), f"incoming/{category}/{seed + index}.jpg")
-                    for index in range(1, count + 1)
-                ]
-                seed += count
-                model.batcher = RequestBatcher(model, settings) if batching else None
-                levels.append(
-                    run_level(
-                        model, pipeline, counted, category, groups, images, concurrency, batching, progress
+            runs: dict[tuple[int, bool], list[LevelRun]] = {level: [] for level in plan}
+            # Levels take turns, as make bench's paths do: a burst of load from elsewhere hits them alike.
+            for _ in range(args.turns):
+                for concurrency, batching in plan:
+                    count = max(args.min_products, args.rounds * concurrency)
+                    images = [
+                        pipeline.upload(
+                            product_photo(seed + index), f"incoming/{category}/{seed + index}.jpg"
+                        )
+                        for index in range(1, count + 1)
+                    ]
+                    seed += count
+                    model.batcher = batcher if batching else None
+                    runs[concurrency, batching].append(
+                        run_level(
+                            model,
+                            pipeline,
+                            counted,
+                            category,
+                            groups,
+                            images,
+                            concurrency,
+                            batching,
+                            progress,
+                        )
                     )
-                )
+            levels = [summarise(level_runs) for level_runs in runs.values()]
 
     figures = LoadFigures(
         measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

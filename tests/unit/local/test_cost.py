@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from describer.cost import (
     FunctionUsage,
@@ -16,7 +17,7 @@ from describer.cost import (
     load_prices,
     writer_price_key,
 )
-from describer.local.cost_meter import scenarios, state_transitions, template_default
+from describer.local.cost_meter import scenarios, state_transitions, template_default, usage_table
 from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION
 from training.serving.endpoint_figures import (
     EndpointTiming,
@@ -210,3 +211,15 @@ def test_the_gpu_benchs_seconds_replace_the_modelled_ones(tmp_path: Path) -> Non
     assert usage.endpoint_seconds(timing) == pytest.approx(2 * (0.2 + 3 * 0.02) / 4.0)
     gpu_file.write_text("{not json")  # a broken file is no measurement
     assert endpoint_timing(load_file, gpu_file).seconds_source == "modelled"
+
+
+def test_the_usage_table_says_which_endpoint_figures_are_measured(tmp_path: Path) -> None:
+    load_file = tmp_path / "load-bench.json"
+    load_file.write_text(_load_figures(one=1.0, sixteen=2.0).model_dump_json())
+    timing = endpoint_timing(load_file, tmp_path / "none.json")
+    console = Console(width=300, record=True)
+    console.print(usage_table(_usage(endpoint_calls=2, endpoint_questions=8), timing))
+    text = console.export_text()
+    one_at_a_time = 2 * (GPU_SECONDS_PER_CALL + 3 * GPU_SECONDS_PER_EXTRA_QUESTION)
+    assert f"{one_at_a_time:.2f}" in text and f"{one_at_a_time / 2:.2f}" in text
+    assert "modelled: 0.4 s a call" in text and "measured: make load-bench, proportional config" in text
