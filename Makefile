@@ -99,6 +99,18 @@ DEMO_MODEL_DIR ?= .cache/demo-model
 bench: $(VENV)/.installed demo-model
 	$(BIN)/python -m training.serving.bench --demo-model-dir $(DEMO_MODEL_DIR)
 
+# The endpoint under load (issue 19): C = 1, 4, 16 concurrent products over HTTP through the real
+# inference.py with cross-request batching, proportional config; figures to .cache/load-bench.json
+# (make cost reads them); last line `load: throughput at 16 concurrent N.Nx of 1 concurrent, p95
+# latency M.Mx`. gpu-bench: the full blip2-flan-t5-xl, random weights, bf16 and 8-bit, on a CUDA GPU;
+# without one it says so and exits with status 2 (docs/benchmarks.md).
+.PHONY: load-bench gpu-bench
+load-bench: $(VENV)/.installed
+	$(BIN)/python -m training.serving.load_bench
+
+gpu-bench: $(VENV)/.installed
+	$(BIN)/python -m training.serving.gpu_bench
+
 # WriteDescription's choice (not a test): one Converse call per locale against one call for all
 # locales, tokens and modelled latency on the real prompts; the last line compares them.
 .PHONY: copy-bench

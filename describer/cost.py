@@ -5,8 +5,10 @@ per product: Lambda invocations and GB-seconds per function, Step Functions stat
 endpoint calls and questions, Bedrock calls and tokens; plus the requests the code path makes to
 S3, DynamoDB and SQS and the X-Ray traces, counted from the code rather than metered. Endpoint time
 is the one modelled quantity: the local model is a tiny CPU model, so GPU seconds come from the
-assumptions in ``training.endpoint_scaling`` and are divided by the instance's utilisation (an
-instance is paid for by the hour, busy or not).
+assumptions in ``training.endpoint_scaling``, or from measured figures where a bench left them
+(``training.serving.endpoint_figures``: ``make gpu-bench``'s seconds, ``make load-bench``'s gain
+from cross-request batching), and are divided by the instance's utilisation (an instance is paid
+for by the hour, busy or not).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from training.endpoint_scaling import gpu_seconds_per_call
+from training.serving.endpoint_figures import EndpointTiming
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 PER = 1000  # products
@@ -73,9 +75,11 @@ class ProductUsage(BaseModel):
 
     @property
     def gpu_seconds(self) -> float:
-        if not self.endpoint_calls:
-            return 0.0
-        return self.endpoint_calls * gpu_seconds_per_call(self.endpoint_questions / self.endpoint_calls)
+        """Modelled: one request at a time, the assumed seconds per call."""
+        return self.endpoint_seconds(EndpointTiming())
+
+    def endpoint_seconds(self, timing: EndpointTiming) -> float:
+        return timing.seconds(self.endpoint_calls, self.endpoint_questions)
 
     # --- Counted from the code path, not metered ----------------------------------------------------
 
@@ -116,8 +120,10 @@ class Scenario:
         return f"{self.writer} {tier}, endpoint {self.utilisation:.0%} busy"
 
 
-def cost_per_thousand(usage: ProductUsage, prices: dict[str, Any], scenario: Scenario) -> dict[str, float]:
-    """Dollars per 1,000 products by component."""
+def cost_per_thousand(
+    usage: ProductUsage, prices: dict[str, Any], scenario: Scenario, timing: EndpointTiming | None = None
+) -> dict[str, float]:
+    """Dollars per 1,000 products by component; endpoint time from ``timing`` (default: modelled)."""
     gb_seconds = sum(function.gb_seconds for function in usage.functions.values())
     invocations = sum(function.invocations for function in usage.functions.values())
     bedrock = prices["bedrock_per_million_tokens"]
@@ -131,7 +137,7 @@ def cost_per_thousand(usage: ProductUsage, prices: dict[str, Any], scenario: Sce
         "Step Functions": usage.state_transitions
         * prices["step_functions"]["per_thousand_transitions"]
         / 1e3,
-        "SageMaker endpoint": usage.gpu_seconds
+        "SageMaker endpoint": usage.endpoint_seconds(timing or EndpointTiming())
         * prices["sagemaker_realtime_per_hour"][scenario.instance_type]
         / 3600
         / scenario.utilisation,

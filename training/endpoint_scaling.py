@@ -31,9 +31,14 @@ GPU_SECONDS_PER_EXTRA_QUESTION = 0.05
 TARGET_UTILISATION = 0.5
 
 
-def gpu_seconds_per_call(questions: float) -> float:
-    """Modelled GPU time of one call asking ``questions`` questions (a mean, too) about one image."""
-    return GPU_SECONDS_PER_CALL + (questions - 1) * GPU_SECONDS_PER_EXTRA_QUESTION
+def gpu_seconds_per_call(
+    questions: float,
+    per_call: float = GPU_SECONDS_PER_CALL,
+    per_extra_question: float = GPU_SECONDS_PER_EXTRA_QUESTION,
+) -> float:
+    """GPU time of one call asking ``questions`` questions (a mean, too) about one image: modelled
+    by default, or from measured seconds per call and per further question (``make gpu-bench``)."""
+    return per_call + (questions - 1) * per_extra_question
 
 
 SERVICE_NAMESPACE = "sagemaker"

@@ -8,6 +8,7 @@ Layout (everything at the root loads with no hub access)::
     describer_model.json                   ModelMetadata: model_id, base, hyperparameters, metrics,
                                            calibration (the endpoint's confidence temperature)
     code/inference.py                      the endpoint's handler (training/serving/inference.py)
+    code/batching.py                       its cross-request batching (training/serving/batching.py)
     code/requirements.txt                  what the inference container adds
     code/describer_core/                   the shared domain rules (same answer parsing)
 """
@@ -27,6 +28,8 @@ from describer_core.confidence import Calibration
 from describer_core.model_files import CATALOGUE_FILE, METADATA_FILE
 
 SERVING_CODE = Path(__file__).with_name("serving") / "inference.py"
+# Modules of training/serving/ that inference.py imports, copied next to it.
+SERVING_MODULES = (SERVING_CODE.with_name("batching.py"),)
 CODE_DIR = "code"
 # The Hugging Face inference container brings torch; these are what the handler needs on top.
 INFERENCE_REQUIREMENTS = (
@@ -80,6 +83,8 @@ def write_code_dir(model_dir: Path) -> Path:
     shutil.rmtree(code, ignore_errors=True)
     code.mkdir()
     shutil.copyfile(SERVING_CODE, code / "inference.py")
+    for module in SERVING_MODULES:
+        shutil.copyfile(module, code / module.name)
     (code / "requirements.txt").write_text("\n".join(INFERENCE_REQUIREMENTS) + "\n", encoding="utf-8")
     copy_describer_core(code)
     return code

@@ -210,6 +210,9 @@ def deploy_endpoint(launch: EndpointLaunch, session: boto3.session.Session) -> s
             environment={
                 "SAGEMAKER_PROGRAM": "inference.py",
                 "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                # One model server worker per GPU: one model copy, one vision cache, one batcher
+                # (docs/endpoint.md#concurrent-requests).
+                "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
             },
         ),
         session=session,

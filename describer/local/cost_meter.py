@@ -39,8 +39,9 @@ from describer.local.model_host import USAGE_PATH
 from describer.local.samples import synthetic_photos
 from describer.local.stack import PROJECT_ROOT, LocalSettings
 from describer_core.records import utc_now
-from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION, TARGET_UTILISATION
+from training.endpoint_scaling import TARGET_UTILISATION
 from training.sagemaker_launcher import DEFAULT_ENDPOINT_INSTANCE_TYPE
+from training.serving.endpoint_figures import EndpointTiming, endpoint_timing
 
 COST_SEED = 23
 _REPORT = re.compile(r"Billed Duration: (\d+) ms\s+Memory Size: (\d+) MB")
@@ -191,7 +192,7 @@ def scenarios(prices: dict[str, Any]) -> tuple[Scenario, list[Scenario]]:
     return default, [scenario for scenario in others if scenario != default]
 
 
-def usage_table(usage: ProductUsage) -> Table:
+def usage_table(usage: ProductUsage, timing: EndpointTiming) -> Table:
     table = Table(title=f"What one product used (mean of {usage.products}, local stack)")
     table.add_column("quantity")
     table.add_column("per product", justify="right")
@@ -209,10 +210,16 @@ def usage_table(usage: ProductUsage) -> Table:
         "metered: model host",
     )
     table.add_row(
-        "endpoint GPU seconds",
-        f"{usage.gpu_seconds:.2f}",
-        f"modelled: {GPU_SECONDS_PER_CALL} s a call + {GPU_SECONDS_PER_EXTRA_QUESTION} s a further question"
+        "endpoint GPU seconds, one request at a time",
+        f"{usage.endpoint_seconds(timing.model_copy(update={'gain': 1.0})):.2f}",
+        f"{timing.seconds_source}: {timing.seconds_per_call:g} s a call"
+        f" + {timing.seconds_per_extra_question:g} s a further question"
         f" (local CPU model: {usage.local_endpoint_seconds:.2f} s)",
+    )
+    table.add_row(
+        "endpoint instance seconds, concurrent requests batched",
+        f"{usage.endpoint_seconds(timing):.2f}",
+        f"÷ {timing.gain:.2f}, throughput at 16 concurrent over 1: {timing.gain_source}",
     )
     for locale, calls in sorted(usage.locales.items()):
         table.add_row(
@@ -237,7 +244,8 @@ def run_cost(settings: LocalSettings, products: int, timeout_s: float, console: 
     deployment = Deployment.local(settings.state_dir)
     prices = load_prices()
     metered = meter(deployment, settings, products, timeout_s)
-    console.print(usage_table(metered))
+    timing = endpoint_timing()
+    console.print(usage_table(metered, timing))
     # The local stack writes more locales than the template's default: price the default's own.
     default_locales = template_default("Locales").split(",")
     usage = metered.in_locales(default_locales)
@@ -245,7 +253,7 @@ def run_cost(settings: LocalSettings, products: int, timeout_s: float, console: 
     table = Table(title=f"Cost per 1,000 images, USD ({prices['region']}, prices of {prices['as_of']})")
     table.add_column("configuration")
     columns = [default, *others]
-    costs = [cost_per_thousand(usage, prices, scenario) for scenario in columns]
+    costs = [cost_per_thousand(usage, prices, scenario, timing) for scenario in columns]
     for component in costs[0]:
         table.add_column(component, justify="right")
     table.add_column("total", justify="right")
@@ -258,22 +266,33 @@ def run_cost(settings: LocalSettings, products: int, timeout_s: float, console: 
     longest = usage.model_copy(
         update={"output_tokens": usage.converse_calls * int(template_default("DescriptionMaxTokens"))}
     )
-    worst = cost_per_thousand(longest, prices, default)
+    worst = cost_per_thousand(longest, prices, default, timing)
     table.add_row(
         f"DEFAULT, every reply at DescriptionMaxTokens ({longest.output_tokens:.0f} tokens out)",
         *(f"{dollars:.2f}" for dollars in worst.values()),
         f"{sum(worst.values()):.2f}",
     )
     if usage is not metered:
-        every_locale = cost_per_thousand(metered, prices, default)
+        every_locale = cost_per_thousand(metered, prices, default, timing)
         table.add_row(
             f"DEFAULT in the local stack's locales ({', '.join(sorted(metered.locales))})",
             *(f"{dollars:.2f}" for dollars in every_locale.values()),
             f"{sum(every_locale.values()):.2f}",
         )
+    if timing.gain != 1.0:
+        alone = cost_per_thousand(usage, prices, default, timing.model_copy(update={"gain": 1.0}))
+        table.add_row(
+            "DEFAULT, one request at a time on the endpoint (no batching gain)",
+            *(f"{dollars:.2f}" for dollars in alone.values()),
+            f"{sum(alone.values()):.2f}",
+        )
     reference = prices["published_reference"]["per_thousand_products"]
     table.add_row(
         "published AWS sample (smart product onboarding)", *("" for _ in costs[0]), f"{reference:.2f}"
+    )
+    table.caption = (
+        f"SageMaker endpoint seconds: {timing.seconds_source}; batching gain {timing.gain:.2f}x: "
+        f"{timing.gain_source}. Everything else metered or counted (table above)."
     )
     console.print(table)
     console.print(

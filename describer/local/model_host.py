@@ -96,25 +96,26 @@ class InferenceModel:
         # The Hugging Face toolkit passes a context as well when model_fn takes a second argument.
         takes_context = len(inspect.signature(model_fn).parameters) > 1
         self.model = model_fn(str(model_dir), None) if takes_context else model_fn(str(model_dir))
-        # One model instance in one process: predictions run one at a time, like one model worker.
-        self._lock = threading.Lock()
 
     @classmethod
     def of(cls, module: ModuleType, model: Any) -> InferenceModel:
         """``module``'s toolkit functions over an already loaded ``model`` (the benchmark's models)."""
         instance = cls.__new__(cls)
-        instance.module, instance.model, instance._lock = module, model, threading.Lock()
+        instance.module, instance.model = module, model
         return instance
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        """Run input_fn -> predict_fn -> output_fn; raises ModelClientError for a rejected payload."""
-        with self._lock:
-            try:
-                data = self.module.input_fn(body, content_type)
-                prediction = self.module.predict_fn(data, self.model)
-                output = self.module.output_fn(prediction, accept)
-            except EndpointRequestError as error:
-                raise ModelClientError(error.status, str(error)) from error
+        """Run input_fn -> predict_fn -> output_fn; raises ModelClientError for a rejected payload.
+
+        Called from every request thread at once: one model in one process, as one model server
+        worker with concurrent requests; ``inference.py`` batches them (``training/serving/batching.py``).
+        """
+        try:
+            data = self.module.input_fn(body, content_type)
+            prediction = self.module.predict_fn(data, self.model)
+            output = self.module.output_fn(prediction, accept)
+        except EndpointRequestError as error:
+            raise ModelClientError(error.status, str(error)) from error
         return (output.encode() if isinstance(output, str) else bytes(output)), accept
 
 
@@ -187,6 +188,7 @@ class RoutingLog:
 
 class ModelHost(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64  # a burst of concurrent calls waits in the backlog, not in SYN retries
 
     def __init__(
         self,
@@ -241,8 +243,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         started = time.perf_counter()
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
+        if length > MAX_BODY_BYTES and _INVOCATIONS.match(path):
+            # Refused unread, as SageMaker refuses it; the connection closes (its body is still coming).
+            self.close_connection = True
+            self._error(400, "ValidationError", "Message", "Request payload is larger than 6 MB.")
+            LOG.info("invocations refused: %d bytes", length)
+            return
+        body = self.rfile.read(length) if length else b""
         route: Route | Literal["unknown"]
         if match := _INVOCATIONS.match(path):
             route = "invocations"
@@ -276,9 +284,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(
                 400, "ValidationError", "Message", f"Endpoint {name} of account {ACCOUNT_ID} not found."
             )
-            return
-        if len(body) > MAX_BODY_BYTES:
-            self._error(400, "ValidationError", "Message", "Request payload is larger than 6 MB.")
             return
         prefix_aware_id = self.headers.get(PREFIX_AWARE_ID_HEADER)
         if prefix_aware_id is not None and not _PREFIX_AWARE_ID.match(prefix_aware_id):

@@ -50,6 +50,7 @@ from typing import cast
 import boto3
 import numpy as np
 import torch
+from botocore.config import Config
 from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -149,13 +150,13 @@ class PathResult:
 class PipelineCalls:
     """The pipeline's endpoint calls: images in moto's S3, AskAttribute's code, the local model host."""
 
-    def __init__(self, s3_url: str, host_url: str) -> None:
+    def __init__(self, s3_url: str, host_url: str, runtime_config: Config | None = None) -> None:
         session = boto3.Session(
             aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
         )
         self.s3 = session.client("s3", endpoint_url=s3_url)
         self.s3.create_bucket(Bucket=BUCKET)
-        self.runtime = session.client("sagemaker-runtime", endpoint_url=host_url)
+        self.runtime = session.client("sagemaker-runtime", endpoint_url=host_url, config=runtime_config)
         self.catalogue = load_catalogue()
 
     def upload(self, photo: bytes, key: str) -> S3ObjectRef:
@@ -167,7 +168,7 @@ class PipelineCalls:
 
 
 @contextmanager
-def pipeline_calls_to(model: DescriberModel) -> Iterator[PipelineCalls]:
+def pipeline_calls_to(model: DescriberModel, runtime_config: Config | None = None) -> Iterator[PipelineCalls]:
     """moto's S3 server and a local model host serving ``model`` through ``inference.py``, on free ports."""
     from moto.server import ThreadedMotoServer
 
@@ -198,7 +199,7 @@ def pipeline_calls_to(model: DescriberModel) -> Iterator[PipelineCalls]:
         AWS_DEFAULT_REGION="us-east-1",
     )
     try:
-        yield PipelineCalls(s3_url, f"http://127.0.0.1:{host.server_address[1]}")
+        yield PipelineCalls(s3_url, f"http://127.0.0.1:{host.server_address[1]}", runtime_config)
     finally:
         for name, value in saved.items():
             if value is None:

@@ -86,6 +86,11 @@ from describer_core.images import inspect_image
 from describer_core.model_files import CATALOGUE_FILE, METADATA_FILE
 from describer_core.settings import ImageSettings
 
+try:  # in the repository
+    from training.serving.batching import BatchSettings, RequestBatcher
+except ImportError:  # in <model dir>/code/, next to this file, as the container loads it
+    from batching import BatchSettings, RequestBatcher  # type: ignore[no-redef]
+
 __all__ = [
     "CandidateScores",
     "DescriberModel",
@@ -282,6 +287,7 @@ class DescriberModel:
         max_new_tokens: int = MAX_ANSWER_TOKENS,
         cache: VisionFeatureCache | None = None,
         calibration: Calibration | None = None,
+        batching: BatchSettings | None = None,
     ) -> None:
         if not model.language_model.config.is_encoder_decoder:
             raise ValueError("the endpoint serves BLIP-2 with an encoder-decoder (Flan-T5) language model")
@@ -297,6 +303,8 @@ class DescriberModel:
         self._s3_client: Any = None
         self._s3_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
+        # Concurrent requests share vision passes and scoring batches (training/serving/batching.py).
+        self.batcher = RequestBatcher(self, batching) if batching and batching.enabled else None
 
     @classmethod
     def load(cls, model_dir: str | Path, **options: Any) -> DescriberModel:
@@ -316,7 +324,10 @@ class DescriberModel:
         logger.info(
             "loaded model %s on %s (%s), temperature %.3f", model_id, device, dtype, calibration.temperature
         )
-        return cls(model, processor, catalogue, model_id, calibration=calibration, **options)
+        batching = BatchSettings.resolve(metadata)
+        return cls(
+            model, processor, catalogue, model_id, calibration=calibration, batching=batching, **options
+        )
 
     @property
     def device(self) -> torch.device:
@@ -324,11 +335,18 @@ class DescriberModel:
 
     # The two halves of BLIP-2 inference.
 
-    @torch.inference_mode()
     def encode_image(self, image: Image.Image) -> torch.Tensor:
         """The vision pass: encoder, Q-Former and projection -> (1, query tokens, text width)."""
+        return self.encode_pixels(self.pixel_values(image))
+
+    def pixel_values(self, image: Image.Image) -> torch.Tensor:
+        """The image preprocessed for the vision encoder -> (1, channels, height, width)."""
         pixel_values = self.processor.image_processor(images=image, return_tensors="pt").pixel_values
-        pixel_values = pixel_values.to(self.device, self.model.dtype)
+        return pixel_values.to(self.device, self.model.dtype)
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The vision pass of a batch of preprocessed images -> (images, query tokens, text width)."""
         features = self.model.get_image_features(pixel_values=pixel_values, return_dict=True).pooler_output
         return features
 
@@ -415,7 +433,8 @@ class DescriberModel:
     def image_features(self, data: bytes) -> tuple[str, torch.Tensor]:
         """(sha256, features) of an image; the vision pass runs only on a cache miss."""
         digest = image_digest(data)
-        return digest, self.cache.get_or_compute(digest, lambda: self.encode_image(decode_image(data)))
+        encode = self.batcher.encode_image if self.batcher else self.encode_image
+        return digest, self.cache.get_or_compute(digest, lambda: encode(decode_image(data)))
 
     # Requests.
 
@@ -500,7 +519,8 @@ class DescriberModel:
                 [format_answer(specs[index].name, value) for value in options]
                 for index, options in zip(scored, values, strict=True)
             ]
-            scores = self.score_candidates(features, [questions[index].question for index in scored], texts)
+            score = self.batcher.score_candidates if self.batcher else self.score_candidates
+            scores = score(features, [questions[index].question for index in scored], texts)
             for index, options, option_scores in zip(scored, values, scores, strict=True):
                 candidates[index] = CandidateScores(specs[index].name, options, option_scores)
                 answers[index] = self.scored_answer(specs[index].name, options, option_scores)
@@ -614,6 +634,13 @@ def input_fn(body: bytes | bytearray | str, content_type: str | None) -> Referen
 
 
 def predict_fn(data: ReferenceRequest | ProductRequest, model: DescriberModel) -> dict[str, Any]:
+    if model.batcher is not None:
+        with model.batcher.request():
+            return _predict(data, model)
+    return _predict(data, model)
+
+
+def _predict(data: ReferenceRequest | ProductRequest, model: DescriberModel) -> dict[str, Any]:
     if isinstance(data, ProductRequest):
         return model.answer_product(data).model_dump(mode="json")
     return dict(model.answer_reference(data))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from describer.cost import (
     FunctionUsage,
@@ -15,8 +17,15 @@ from describer.cost import (
     load_prices,
     writer_price_key,
 )
-from describer.local.cost_meter import scenarios, state_transitions, template_default
+from describer.local.cost_meter import scenarios, state_transitions, template_default, usage_table
 from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION
+from training.serving.endpoint_figures import (
+    EndpointTiming,
+    GpuFigures,
+    LoadFigures,
+    LoadLevel,
+    endpoint_timing,
+)
 
 PRICES = load_prices()
 
@@ -139,3 +148,78 @@ def test_the_copy_in_fewer_locales_is_priced_with_their_own_calls() -> None:
     assert cost_per_thousand(only_english, PRICES, scenario)["Bedrock"] == pytest.approx(
         1000 * (300 + 200 * 5) / 1e6
     )
+
+
+def _load_figures(one: float, sixteen: float) -> LoadFigures:
+    def level(concurrency: int, products_per_s: float) -> LoadLevel:
+        return LoadLevel(
+            concurrency=concurrency,
+            batching=True,
+            products=16,
+            failed=0,
+            products_per_s=products_per_s,
+            p50_s=1.0,
+            p95_s=1.0,
+            vision_passes=16,
+            vision_batches=4,
+            decoder_batches=4,
+        )
+
+    return LoadFigures(
+        measured_at="2026-12-03 10:00 UTC",
+        config="proportional",
+        torch_threads=1,
+        load_average="1.0 1.0 1.0",
+        window_ms=5,
+        max_batch=8,
+        levels=[level(1, one), level(4, (one + sixteen) / 2), level(16, sixteen)],
+    )
+
+
+def test_the_load_benchs_gain_divides_the_modelled_endpoint_seconds(tmp_path: Path) -> None:
+    load_file = tmp_path / "load-bench.json"
+    assert endpoint_timing(load_file, tmp_path / "none.json") == EndpointTiming()  # nothing measured yet
+    load_file.write_text(_load_figures(one=1.0, sixteen=2.5).model_dump_json())
+    timing = endpoint_timing(load_file, tmp_path / "none.json")
+    assert timing.gain == pytest.approx(2.5)
+    assert timing.seconds_source == "modelled" and "make load-bench" in timing.gain_source
+    usage = _usage(endpoint_calls=2, endpoint_questions=8)
+    scenario = Scenario("claude-haiku-4-5", 0.5, "ml.g5.xlarge")
+    modelled = cost_per_thousand(usage, PRICES, scenario)["SageMaker endpoint"]
+    assert cost_per_thousand(usage, PRICES, scenario, timing)["SageMaker endpoint"] == pytest.approx(
+        modelled / 2.5
+    )
+
+
+def test_the_gpu_benchs_seconds_replace_the_modelled_ones(tmp_path: Path) -> None:
+    gpu_file = tmp_path / "gpu-bench.json"
+    gpu_file.write_text(
+        GpuFigures(
+            measured_at="2026-12-03",
+            device="NVIDIA A10G",
+            dtype="bfloat16",
+            seconds_per_call=0.2,
+            seconds_per_extra_question=0.02,
+            gain=4.0,
+        ).model_dump_json()
+    )
+    load_file = tmp_path / "load-bench.json"
+    load_file.write_text(_load_figures(one=1.0, sixteen=2.5).model_dump_json())
+    timing = endpoint_timing(load_file, gpu_file)
+    assert "gpu-bench" in timing.seconds_source and "gpu-bench" in timing.gain_source
+    usage = _usage(endpoint_calls=2, endpoint_questions=8)  # two calls of four questions
+    assert usage.endpoint_seconds(timing) == pytest.approx(2 * (0.2 + 3 * 0.02) / 4.0)
+    gpu_file.write_text("{not json")  # a broken file is no measurement
+    assert endpoint_timing(load_file, gpu_file).seconds_source == "modelled"
+
+
+def test_the_usage_table_says_which_endpoint_figures_are_measured(tmp_path: Path) -> None:
+    load_file = tmp_path / "load-bench.json"
+    load_file.write_text(_load_figures(one=1.0, sixteen=2.0).model_dump_json())
+    timing = endpoint_timing(load_file, tmp_path / "none.json")
+    console = Console(width=300, record=True)
+    console.print(usage_table(_usage(endpoint_calls=2, endpoint_questions=8), timing))
+    text = console.export_text()
+    one_at_a_time = 2 * (GPU_SECONDS_PER_CALL + 3 * GPU_SECONDS_PER_EXTRA_QUESTION)
+    assert f"{one_at_a_time:.2f}" in text and f"{one_at_a_time / 2:.2f}" in text
+    assert "modelled: 0.4 s a call" in text and "measured: make load-bench, proportional config" in text

@@ -130,6 +130,7 @@ def test_deploy_requests_model_config_and_endpoint(
     assert model["ExecutionRoleArn"] == role
     assert "huggingface-pytorch-inference" in container["Image"]
     assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert container["Environment"]["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
     config = _request(requests, "CreateEndpointConfig")
     [variant] = config["ProductionVariants"]
     assert variant["ModelName"] == model["ModelName"]
