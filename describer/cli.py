@@ -26,9 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrations() -> list[Callable[[Any], None]]:
     # Imported here so an import error in one area names that area.
     from describer.local.cli import register as register_local
+    from describer.review.cli import register as register_review
     from training.cli import register as register_training
 
-    return [register_training, register_local]
+    return [register_training, register_local, register_review]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

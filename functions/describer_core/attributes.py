@@ -124,10 +124,12 @@ def merge_attributes(outputs: list[AskOutput], review_threshold: float) -> Merge
     confidence = {
         answer.attribute: rounded(answer.confidence) for answer in answers if answer.confidence is not None
     }
+    alternatives = {answer.attribute: answer.alternatives for answer in answers if answer.alternatives}
     return MergedAttributes(
         attributes=attributes,
         unknown_attributes=unknown,
         confidence=confidence,
+        alternatives=alternatives,
         needs_review=needs_review(confidence, unknown, review_threshold),
         endpoint=outputs[0].endpoint if outputs else None,
         endpoint_ms=sum(output.endpoint_ms for output in outputs),
