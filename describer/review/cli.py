@@ -1,4 +1,4 @@
-"""Sub-commands ``review serve`` (the review desk) and ``corrections export`` (reviews as training pairs).
+"""Sub-commands ``review serve`` (the review desk) and ``corrections export`` (reviews as training data).
 
 Both talk to the local stack by default, and to a stack on AWS when given ``--stack-name`` (with
 ``--profile``/``--region``): the reviewer's own credentials, identified by STS GetCallerIdentity.
@@ -7,11 +7,15 @@ Both talk to the local stack by default, and to a stack on AWS when given ``--st
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
 from describer.local.cli import _add_target_arguments, deployment_from
+from describer.review.corrections import CORRECTIONS_FILE, export_corrections
 from describer.review.stack import review_desk
 from describer.review.web import ReviewApp, serve
 
@@ -37,6 +41,46 @@ def register(subparsers: Any) -> None:
     )
     _add_target_arguments(serve_parser)
     serve_parser.set_defaults(handler=_serve)
+
+    corrections = subparsers.add_parser("corrections", help="reviews as training data")
+    corrections_actions = corrections.add_subparsers(dest="corrections_command", required=True)
+    export = corrections_actions.add_parser(
+        "export", help="every accepted or corrected attribute as Q/A pairs (train --extra-pairs)"
+    )
+    export.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="writes corrections.csv, images/"
+    )
+    _add_target_arguments(export)
+    export.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    deployment = deployment_from(args)
+    s3 = deployment.client("s3")
+    reviewed = [record for record in deployment.records() if record.review_decision is not None]
+
+    with Progress(console=_console, transient=True) as progress:
+        task = progress.add_task("Exporting reviewed records", total=len(reviewed))
+
+        def read_photo(bucket: str, key: str, version: str) -> bytes:
+            arguments = {"Bucket": bucket, "Key": key} | ({"VersionId": version} if version != "null" else {})
+            body: bytes = s3.get_object(**arguments)["Body"].read()
+            return body
+
+        report = export_corrections(reviewed, args.out, read_photo, on_record=lambda: progress.advance(task))
+    table = Table(title=f"Corrections from {deployment.stack_name}")
+    for column in ("reviewed records", "exported", "of them corrected", "Q/A pairs", "photos", "written to"):
+        table.add_column(column)
+    table.add_row(
+        str(len(reviewed)),
+        str(report.records),
+        str(report.corrected),
+        str(report.pairs),
+        str(report.photos),
+        str(args.out / CORRECTIONS_FILE),
+    )
+    Console().print(table)
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
