@@ -98,6 +98,14 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
+# The review loop (not a test): the demo model's answers that need review, corrected with the truth and
+# exported as the desk does, a fine-tune from the demo model with them (--extra-pairs); last line
+# `review loop: needs review P1% -> P2%, accuracy A1 -> A2` on a held-out synthetic batch.
+.PHONY: review-bench
+review-bench: $(VENV)/.installed demo-model
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m describer.review.bench \
+		--demo-model-dir $(DEMO_MODEL_DIR) --data-dir $(DEMO_DATA_DIR)
+
 # The endpoint's benchmark (not a test): the reference path (one full BLIP-2 call per question) against
 # one vision pass + batched decoding per product, in process and the pipeline's way (question groups,
 # one HTTP call each), on the demo model and on the "proportional" config.

@@ -79,6 +79,24 @@ def template_resource(name: str) -> dict[str, Any]:
     return dict(template["Resources"][name]["Properties"])
 
 
+def reviewer_policy_statements() -> list[dict[str, Any]]:
+    """ReviewerPolicy's statements; the style guide's (an Fn::If) taken as if one is configured."""
+    statements = []
+    for statement in template_resource("ReviewerPolicy")["PolicyDocument"]["Statement"]:
+        if "Fn::If" in statement:
+            statement = statement["Fn::If"][1]
+        statements.append(statement)
+    return statements
+
+
+def granted_actions() -> set[str]:
+    return {
+        action
+        for statement in reviewer_policy_statements()
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    }
+
+
 def jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (32, 24), (30, 90, 160)).save(buffer, format="JPEG")

@@ -15,7 +15,7 @@ import pytest
 
 from describer.review.web import ReviewApp, ReviewServer, image_type, serve
 
-from .conftest import BUCKET, SHIRT, Stack, jpeg, shirt_record
+from .conftest import BUCKET, SHIRT, Stack, granted_actions, jpeg, shirt_record
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -217,3 +217,37 @@ def test_accept_and_reject_through_the_form(stack: Stack, server: ReviewServer) 
     assert status == 200 and "Review recorded: rejected" in done
     assert {record.product_id for record in stack.needing_review()} == set()
     assert dict(SHIRT) == stack.table.get("two").attributes  # type: ignore[union-attr]
+
+
+def test_every_call_the_desk_makes_is_granted_by_the_reviewer_policy(
+    stack: Stack, server: ReviewServer
+) -> None:
+    """The AWS calls of a whole session (queue, product, photo, correct, accept), each one an action
+    ReviewerPolicy grants (the writer's Lambda calls are checked in test_stack.py)."""
+    calls: set[str] = set()
+    prefixes = {"dynamodb": "dynamodb", "s3": "s3", "events": "events"}
+    for client in (stack.dynamodb, stack.s3, stack.events):
+        prefix = prefixes[client.meta.service_model.service_name]
+        client.meta.events.register(
+            "before-call", lambda model, prefix=prefix, **_: calls.add(f"{prefix}:{model.name}")
+        )
+    record = stack.put(shirt_record())
+    stack.put(shirt_record("other"))
+    stack.s3.put_object(Bucket=BUCKET, Key=record.source_key, Body=jpeg())
+    calls.clear()  # the set-up's own calls
+    browser = _browser(server)
+    browser.request("GET", "/")
+    _, page = browser.request("GET", "/product?id=15970")
+    browser.request("GET", "/photo?id=15970&n=0")
+    browser.request("POST", "/review", _form_fields(page) | {"attr:Fabric": "Polyester", "action": "correct"})
+    _, page = browser.request("GET", "/product?id=other")
+    browser.request("POST", "/review", _form_fields(page) | {"action": "accept"})
+
+    assert calls == {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "s3:GetObject",
+        "events:PutEvents",
+    }
+    assert calls <= granted_actions()
