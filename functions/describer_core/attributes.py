@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from describer_core.answers import parse_answer
 from describer_core.catalogue import AttributeSpec, Catalogue
 from describer_core.confidence import needs_review, rounded
-from describer_core.contracts import AttributeAnswer, ProductRequest, ProductResponse
+from describer_core.contracts import Alternative, AttributeAnswer, ProductRequest, ProductResponse
 from describer_core.endpoint_calls import prefix_aware_id, product_request_body
 from describer_core.endpoint_errors import EndpointErrorBody
 from describer_core.errors import (
@@ -124,7 +124,14 @@ def merge_attributes(outputs: list[AskOutput], review_threshold: float) -> Merge
     confidence = {
         answer.attribute: rounded(answer.confidence) for answer in answers if answer.confidence is not None
     }
-    alternatives = {answer.attribute: answer.alternatives for answer in answers if answer.alternatives}
+    alternatives = {
+        answer.attribute: [
+            Alternative(value=other.value, confidence=rounded(other.confidence))
+            for other in answer.alternatives
+        ]
+        for answer in answers
+        if answer.alternatives
+    }
     return MergedAttributes(
         attributes=attributes,
         unknown_attributes=unknown,
