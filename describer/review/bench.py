@@ -8,8 +8,9 @@
    attributes, recorded as the desk records a review, and exported with the desk's own export
    (``describer.review.corrections``) into ``corrections.csv`` + ``images/``.
 4. Fine-tune from the demo model's weights with ``--extra-pairs`` (a few epochs on the demo data plus
-   the corrections; calibrated as training always is).
-5. Both models on the held-out batch: the share of products needing review and answer accuracy.
+   the corrections; calibrated as training always is), and, as a control, the same fine-tune without
+   them: what the corrections add, not what more epochs add.
+5. The models on the held-out batch: the share of products needing review and answer accuracy.
 
 Last line: ``review loop: needs review P1% -> P2%, accuracy A1 -> A2``.
 """
@@ -17,7 +18,6 @@ Last line: ``review loop: needs review P1% -> P2%, accuracy A1 -> A2``.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -51,11 +51,11 @@ REVIEWED_SEED, HELD_OUT_SEED = 31_001, 31_002
 REVIEWED_FIRST_ID, HELD_OUT_FIRST_ID = 700_000, 750_000
 BENCH_REVIEWER = "arn:aws:sts::000000000000:assumed-role/Reviewers/review-bench"
 # The fine-tune: from the demo model's weights, every module trained (as the demo recipe does), a few
-# epochs at a tenth of the demo's learning rate so it adapts rather than starts over.
+# epochs at a fifth of the demo's learning rate so it adapts rather than starts over.
 FINE_TUNE_ARGS = (
-    "--epochs", "3",
+    "--epochs", "4",
     "--batch-size", "16",
-    "--learning-rate", "1e-4",
+    "--learning-rate", "2e-4",
     "--warmup-ratio", "0.05",
     "--lora-dropout", "0",
     "--trainable-modules", PRESET_TRAINABLE_MODULES,
@@ -163,40 +163,17 @@ def reviewed_record(item: Answered) -> ProductRecord:
     )
 
 
-def run(
-    demo_model_dir: Path, data_dir: Path, work_dir: Path, products: int
-) -> tuple[Score, Score, dict[str, int]]:
-    console = Console(stderr=True)
-    shutil.rmtree(work_dir, ignore_errors=True)
-    reviewed_batch = synthetic_photos(work_dir / "reviewed", products, REVIEWED_SEED, REVIEWED_FIRST_ID)
-    held_out = synthetic_photos(work_dir / "held-out", products, HELD_OUT_SEED, HELD_OUT_FIRST_ID)
-    console.print(f"{len(reviewed_batch)} products to review from, {len(held_out)} held out")
-
-    flagged = [
-        item
-        for item in answer_all(demo_model_dir, reviewed_batch, "demo model, review batch")
-        if item.needs_review
-    ]
-    records = [reviewed_record(item) for item in flagged]
-    by_path = {f"incoming/{p.category}/{p.path.name}": p.path for p in reviewed_batch}
-    export = export_corrections(
-        records, work_dir / "corrections", lambda _b, key, _v: by_path[key].read_bytes()
-    )
-    console.print(
-        f"reviewed {len(records)} products ({export.corrected} corrected, {len(records) - export.corrected} "
-        f"accepted): {export.pairs} Q/A pairs"
-    )
-    before = score(answer_all(demo_model_dir, held_out, "demo model, held out"))
-
-    model_dir = work_dir / "model"
+def fine_tune(demo_model_dir: Path, data_dir: Path, out_dir: Path, extra_pairs: Path | None) -> Path:
+    """The demo model fine-tuned on its own data, plus ``extra_pairs`` when given; the model dir."""
+    extra = ["--extra-pairs", str(extra_pairs)] if extra_pairs else []
     config = parse_args(
         [
             "--train-dir", str(data_dir),
-            "--model-dir", str(model_dir),
-            "--output-dir", str(work_dir / "training-output"),
+            "--model-dir", str(out_dir / "model"),
+            "--output-dir", str(out_dir / "training-output"),
             "--base-model", str(demo_model_dir),
-            "--extra-pairs", str(work_dir / "corrections" / CORRECTIONS_FILE),
-            "--model-id", "describer-demo-reviewed",
+            "--model-id", f"describer-demo-{out_dir.name}",
+            *extra,
             *FINE_TUNE_ARGS,
         ],
         env={},
@@ -204,10 +181,47 @@ def run(
     started = time.perf_counter()
     train(config)
     print_history(config.history)
-    console.print(f"fine-tuned in {time.perf_counter() - started:.0f} s")
-    after = score(answer_all(model_dir, held_out, "retrained model, held out"))
-    counts = {"reviewed": len(records), "corrected": export.corrected, "pairs": export.pairs}
-    return before, after, counts
+    Console(stderr=True).print(f"fine-tuned ({out_dir.name}) in {time.perf_counter() - started:.0f} s")
+    return out_dir / "model"
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    before: Score
+    control: Score  # the same fine-tune without the corrections: what the corrections add
+    after: Score
+    reviewed: int
+    corrected: int
+    pairs: int
+
+
+def run(
+    demo_model_dir: Path, data_dir: Path, work_dir: Path, reviewed_products: int, held_out_products: int
+) -> BenchResult:
+    console = Console(stderr=True)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    batch = synthetic_photos(work_dir / "reviewed", reviewed_products, REVIEWED_SEED, REVIEWED_FIRST_ID)
+    held_out = synthetic_photos(work_dir / "held-out", held_out_products, HELD_OUT_SEED, HELD_OUT_FIRST_ID)
+    console.print(f"{len(batch)} products through review, {len(held_out)} held out")
+
+    answered = answer_all(demo_model_dir, batch, "demo model, review batch")
+    records = [reviewed_record(item) for item in answered if item.needs_review]
+    by_key = {f"incoming/{photo.category}/{photo.path.name}": photo.path for photo in batch}
+    export = export_corrections(
+        records, work_dir / "corrections", lambda _b, key, _v: by_key[key].read_bytes()
+    )
+    console.print(
+        f"reviewed {len(records)} products ({export.corrected} corrected, {len(records) - export.corrected} "
+        f"accepted as they were): {export.pairs} Q/A pairs"
+    )
+    before = score(answer_all(demo_model_dir, held_out, "demo model, held out"))
+    control_dir = fine_tune(demo_model_dir, data_dir, work_dir / "without-corrections", None)
+    control = score(answer_all(control_dir, held_out, "fine-tuned without corrections, held out"))
+    after_dir = fine_tune(
+        demo_model_dir, data_dir, work_dir / "with-corrections", work_dir / "corrections" / CORRECTIONS_FILE
+    )
+    after = score(answer_all(after_dir, held_out, "fine-tuned with corrections, held out"))
+    return BenchResult(before, control, after, len(records), export.corrected, export.pairs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,18 +231,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data-dir", type=Path, default=Path(".cache/demo-data"), help="the demo model's data"
     )
     parser.add_argument("--work-dir", type=Path, default=Path(".cache/review-bench"))
-    parser.add_argument("--products", type=int, default=600, help="synthetic products drawn per batch")
+    parser.add_argument(
+        "--reviewed-products", type=int, default=3000, help="synthetic products through review"
+    )
+    parser.add_argument("--held-out-products", type=int, default=1000, help="synthetic products measured on")
     args = parser.parse_args(argv)
-    before, after, counts = run(args.demo_model_dir, args.data_dir, args.work_dir, args.products)
-    table = Table(title=f"The review loop ({counts['reviewed']} reviewed, {counts['pairs']} Q/A pairs)")
+    result = run(
+        args.demo_model_dir, args.data_dir, args.work_dir, args.reviewed_products, args.held_out_products
+    )
+    table = Table(
+        title=f"The review loop: {result.reviewed} products reviewed ({result.corrected} corrected), "
+        f"{result.pairs} Q/A pairs"
+    )
     for column in ("model", "held-out products", "needs review", "answer accuracy"):
         table.add_column(column)
-    for name, result in (("demo model", before), ("retrained with corrections", after)):
+    rows = (
+        ("demo model", result.before),
+        ("fine-tuned without corrections", result.control),
+        ("fine-tuned with corrections", result.after),
+    )
+    for name, scored in rows:
         table.add_row(
-            name, str(result.products), f"{100 * result.review_share:.1f} %", f"{result.accuracy:.3f}"
+            name, str(scored.products), f"{100 * scored.review_share:.1f} %", f"{scored.accuracy:.3f}"
         )
     Console().print(table)
-    print(json.dumps({"before": before.__dict__, "after": after.__dict__, **counts}))
+    before, after = result.before, result.after
     print(
         f"review loop: needs review {100 * before.review_share:.1f}% -> {100 * after.review_share:.1f}%, "
         f"accuracy {before.accuracy:.3f} -> {after.accuracy:.3f}"

@@ -1,6 +1,7 @@
 """The review desk end to end in a real browser: headless Chromium (Debian's chromium and
 chromium-driver, `make browser`) drives `describer review serve` on the local stack through
-queue -> product -> correct, then the record in DynamoDB and the Product Reviewed event on the bus."""
+queue -> product -> correct, then the record in DynamoDB, the Product Reviewed event on the bus, a
+second reviewer's conflict, and the correction exported as training data."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from describer_core.catalogue import load_catalogue
 from describer_core.contracts import ProductRecord, Question, ReviewStatus
 from describer_core.records import utc_now
 from describer_core.settings import DEFAULT_REVIEW_THRESHOLD
+from training.prepare import read_qa_rows
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +137,7 @@ def test_a_reviewer_corrects_a_flagged_product_in_the_browser(
     deployment: Deployment,
     review_server: str,
     browser: webdriver.Chrome,
+    local_settings: LocalSettings,
 ) -> None:
     sample, unsure = _unsure_photo(demo_model_dir, tmp_path / "photos")
     hostile_key = f"{sample.category}/{HOSTILE}.jpg"
@@ -208,6 +211,21 @@ def test_a_reviewer_corrects_a_flagged_product_in_the_browser(
     status, page = second()
     assert status == 409 and "Changed since you opened it" in page
     assert deployment_record(deployment, sample.product_id) == record
+
+    # The correction is training data: exported in the prepared format with the photo it was read from.
+    out = tmp_path / "corrections"
+    export = [sys.executable, "-m", "describer.cli", "corrections", "export", "--out", str(out)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    subprocess.run([*export, "--state-dir", str(local_settings.state_dir)], check=True, env=env, timeout=120)
+    rows = {
+        row["attribute"]: row
+        for row in read_qa_rows(out / "corrections.csv")
+        if row["id"] == sample.product_id
+    }
+    assert rows[attribute]["value"] == wanted and rows[attribute]["review_status"] == "corrected"
+    assert rows[attribute]["photo_key"] == record.source_key
+    assert rows[attribute]["photo_version"] == record.source_version
+    assert (out / rows[attribute]["image"]).read_bytes() == sample.path.read_bytes()
 
 
 def _click_and_wait(browser: webdriver.Chrome, element: WebElement) -> None:
