@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from describer_core.catalogue import Catalogue, CategorySpec, load_catalogue
 from describer_core.content_rules import violations
 from describer_core.contracts import (
@@ -29,6 +31,7 @@ from describer_core.contracts import (
     TokenUsage,
 )
 from describer_core.description import CopyWriter
+from describer_core.errors import TransientError
 from describer_core.notifications import ProductEvents
 from describer_core.records import RecordVersion, ResultsTable, utc_now
 from describer_core.settings import DescriptionSettings
@@ -58,6 +61,17 @@ class ChangedSinceOpened(Exception):
             f"updated {current.updated_at})"
         )
         self.current = current
+
+
+class ReviewNotAnnounced(Exception):
+    """The review was written, but the Product Reviewed event could not be published."""
+
+    def __init__(self, record: ProductRecord, error: Exception) -> None:
+        super().__init__(
+            f"the review of {record.product_id!r} is recorded, but its Product Reviewed event could not "
+            f"be published ({error})"
+        )
+        self.record = record
 
 
 class CopyRewriter(Protocol):
@@ -228,6 +242,8 @@ class ReviewDesk:
 
     def _reviewable(self, product_id: str, opened: RecordVersion) -> ProductRecord:
         record = self.open(product_id)
+        if record.order_token is None or record.execution_name is None:
+            raise ReviewRefused(f"product {product_id!r} has no run to review (no order token)")
         if RecordVersion.of(record) != opened:
             raise ChangedSinceOpened(record)
         if record.status != Status.COMPLETED:
@@ -327,7 +343,10 @@ class ReviewDesk:
             if current is None:
                 raise RecordGone(record.product_id)
             raise ChangedSinceOpened(current)
-        self.events.publish(reviewed, ProductEventType.REVIEWED)
+        try:
+            self.events.publish(reviewed, ProductEventType.REVIEWED)
+        except (TransientError, ClientError, BotoCoreError) as error:
+            raise ReviewNotAnnounced(reviewed, error) from error
         return reviewed
 
 

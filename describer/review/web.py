@@ -34,6 +34,7 @@ from describer.review.desk import (
     attributes_to_review,
 )
 from describer_core.contracts import LocaleContent, ProductRecord
+from describer_core.errors import TransientError
 from describer_core.records import RecordVersion
 
 HERE = Path(__file__).resolve().parent
@@ -156,6 +157,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
                 self._message(HTTPStatus.NOT_FOUND, "Not found", f"no page {url.path}", kind="gone")
         except RecordGone as error:
             self._message(HTTPStatus.NOT_FOUND, "No such product", str(error), kind="gone")
+        except (ClientError, BotoCoreError, TransientError) as error:
+            self._message(HTTPStatus.BAD_GATEWAY, "AWS did not answer", str(error), kind="gone")
 
     def do_POST(self) -> None:
         url = urllib.parse.urlsplit(self.path)

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from describer.review.desk import ChangedSinceOpened, RecordGone, ReviewRefused, review_queue
+from describer.review.desk import (
+    ChangedSinceOpened,
+    RecordGone,
+    ReviewNotAnnounced,
+    ReviewRefused,
+    review_queue,
+)
 from describer_core.contracts import ProductEventType, ReviewStatus, Status
+from describer_core.notifications import ProductEvents
 from describer_core.records import RecordVersion
 
 from .conftest import REVIEWER, SHIRT, Stack, shirt_record
@@ -204,3 +211,14 @@ def test_only_a_completed_record_is_reviewed(stack: Stack) -> None:
     failed = stack.put(shirt_record().model_copy(update={"status": Status.FAILED, "content": {}}))
     with pytest.raises(ReviewRefused, match="is FAILED: only a COMPLETED record"):
         stack.desk().accept("15970", RecordVersion.of(failed))
+
+
+def test_a_review_whose_event_cannot_be_published_is_recorded_and_says_so(stack: Stack) -> None:
+    record = stack.put(shirt_record())
+    desk = stack.desk()
+    desk.events = ProductEvents("no-such-bus", stack.events)
+
+    with pytest.raises(ReviewNotAnnounced, match="is recorded, but its Product Reviewed event could not"):
+        desk.accept("15970", RecordVersion.of(record))
+    stored = stack.table.get("15970")
+    assert stored is not None and stored.review_decision is not None and stored.needs_review is False
