@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from describer.review.desk import photos_of
 from describer_core.catalogue import Catalogue, load_catalogue
 from describer_core.contracts import ProductRecord, ReviewStatus
 from training.prepare import QA_COLUMNS, Product, question_answer_rows
@@ -31,21 +32,12 @@ def photo_file_name(key: str, version: str) -> str:
     return hashlib.sha256(f"{key}\0{version}".encode()).hexdigest()[:24] + suffix
 
 
-def primary_photo(record: ProductRecord) -> tuple[str, str]:
-    """(key, version) of the photo the record's attributes were read from first."""
-    used = [image for image in record.images if image.status.value == "used"]
-    chosen = next((image for image in used if image.key == record.primary_image), used[0] if used else None)
-    if chosen is not None:
-        return chosen.key, chosen.version or "null"
-    return record.source_key, record.source_version
-
-
 def correction_rows(record: ProductRecord, catalogue: Catalogue | None = None) -> list[dict[str, str]]:
     """The record's reviewed attributes as Q/A rows (none unless it was accepted or corrected)."""
     review = record.review_decision
     if review is None or review.status not in _TRAINABLE:
         return []
-    key, version = primary_photo(record)
+    key, version = photos_of(record)[0]
     product = Product(
         product_id=record.product_id,
         article_type=record.category,
@@ -90,7 +82,7 @@ def export_corrections(
             continue
         exported += 1
         corrected += record_rows[0]["review_status"] == ReviewStatus.CORRECTED.value
-        key, version = primary_photo(record)
+        key, version = photos_of(record)[0]
         target = out_dir / "images" / photo_file_name(key, version)
         if not target.exists():
             target.write_bytes(read_photo(record.source_bucket, key, version))

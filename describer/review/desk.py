@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from describer_core.catalogue import Catalogue, CategorySpec, load_catalogue
 from describer_core.content_rules import violations
 from describer_core.contracts import (
+    ImageStatus,
     LocaleContent,
     ProductEventType,
     ProductRecord,
@@ -87,6 +88,16 @@ def attributes_to_review(record: ProductRecord, threshold: float) -> list[str]:
         for name in record.attributes
         if name in record.unknown_attributes or record.confidence.get(name, 1.0) < threshold
     ]
+
+
+def photos_of(record: ProductRecord) -> list[tuple[str, str]]:
+    """(key, version) of each photo the record used, the primary first; its source object when it
+    lists none (a record of one photo)."""
+    used = [
+        (image.key, image.version or "null") for image in record.images if image.status == ImageStatus.USED
+    ]
+    used.sort(key=lambda photo: photo[0] != record.primary_image)
+    return used or [(record.source_key, record.source_version)]
 
 
 @dataclass(frozen=True)

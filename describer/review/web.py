@@ -32,6 +32,7 @@ from describer.review.desk import (
     ReviewDesk,
     ReviewRefused,
     attributes_to_review,
+    photos_of,
 )
 from describer_core.contracts import LocaleContent, ProductRecord
 from describer_core.errors import TransientError
@@ -58,12 +59,6 @@ def image_type(head: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
     return next((kind for magic, kind in _IMAGE_TYPES if head.startswith(magic)), None)
-
-
-def photos_of(record: ProductRecord) -> list[tuple[str, str]]:
-    """(key, version) of each photo the record used; its source object when it lists none."""
-    used = [(image.key, image.version or "null") for image in record.images if image.status.value == "used"]
-    return used or [(record.source_key, record.source_version)]
 
 
 @dataclass

@@ -10,9 +10,10 @@ from describer.review.desk import (
     RecordGone,
     ReviewNotAnnounced,
     ReviewRefused,
+    photos_of,
     review_queue,
 )
-from describer_core.contracts import ProductEventType, ReviewStatus, Status
+from describer_core.contracts import ImageStatus, ProductEventType, ProductImage, ReviewStatus, Status
 from describer_core.notifications import ProductEvents
 from describer_core.records import RecordVersion
 
@@ -222,3 +223,18 @@ def test_a_review_whose_event_cannot_be_published_is_recorded_and_says_so(stack:
         desk.accept("15970", RecordVersion.of(record))
     stored = stack.table.get("15970")
     assert stored is not None and stored.review_decision is not None and stored.needs_review is False
+
+
+def test_the_photos_shown_are_the_used_ones_primary_first() -> None:
+    images = [
+        ProductImage(key="incoming/Shirts/1/back.jpg", version="v1", status=ImageStatus.USED),
+        ProductImage(
+            key="incoming/Shirts/1/blurry.jpg", version="v2", status=ImageStatus.SKIPPED, reason="X"
+        ),
+        ProductImage(key="incoming/Shirts/1/front.jpg", version="v3", status=ImageStatus.USED),
+    ]
+    record = shirt_record().model_copy(
+        update={"images": images, "primary_image": "incoming/Shirts/1/front.jpg"}
+    )
+    assert photos_of(record) == [("incoming/Shirts/1/front.jpg", "v3"), ("incoming/Shirts/1/back.jpg", "v1")]
+    assert photos_of(shirt_record()) == [("incoming/Shirts/15970.jpg", "null")]
