@@ -88,8 +88,23 @@ unit-py313: .venv-py313/.installed
 	.venv-py313/bin/pytest -q -p no:cacheprovider $(LAMBDA_TESTS)
 
 # The integration tests (tests/integration) run the demo model on the local emulator: build it first.
-test: lint typecheck validate scan demo-model unit-py313
+test: lint typecheck validate scan demo-model unit-py313 browser
 	DESCRIBER_DEMO_MODEL_DIR=$(DEMO_MODEL_DIR) $(BIN)/pytest -q tests
+
+# The review desk's browser test (tests/integration/test_review_browser.py) drives Debian's chromium
+# headless through its chromedriver: installed with apt when missing (CI runs as root; no browser download).
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+
+# The review loop (not a test): the demo model's answers that need review, corrected with the truth and
+# exported as the desk does, a fine-tune from the demo model with them (--extra-pairs); last line
+# `review loop: needs review P1% -> P2%, accuracy A1 -> A2` on a held-out synthetic batch.
+.PHONY: review-bench
+review-bench: $(VENV)/.installed demo-model
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m describer.review.bench \
+		--demo-model-dir $(DEMO_MODEL_DIR) --data-dir $(DEMO_DATA_DIR)
 
 # The endpoint's benchmark (not a test): the reference path (one full BLIP-2 call per question) against
 # one vision pass + batched decoding per product, in process and the pipeline's way (question groups,
@@ -131,7 +146,7 @@ local-up: install demo-model
 local-down:
 	if [ -x $(BIN)/describer ]; then $(LOCAL) down; fi
 
-integration: install demo-model
+integration: install demo-model browser
 	DESCRIBER_DEMO_MODEL_DIR=$(DEMO_MODEL_DIR) $(BIN)/pytest -q -m integration tests/integration
 
 # Faults injected at the model host (throttling, unavailable, slow replies; SageMaker and Bedrock), 40

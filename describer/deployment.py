@@ -91,8 +91,8 @@ class Deployment:
         records = [_record(item) for item in self._scan(status)]
         return sorted(records, key=lambda record: record.product_id)
 
-    def records_needing_review(self) -> list[ProductRecord]:
-        """The records in the sparse review index (a Query: it holds only those), newest first."""
+    def records_needing_review(self, oldest_first: bool = False) -> list[ProductRecord]:
+        """The records in the sparse review index (a Query: it holds only those), newest first by default."""
         paginator = self.client("dynamodb").get_paginator("query")
         pages = paginator.paginate(
             TableName=self.results_table,
@@ -100,7 +100,7 @@ class Deployment:
             KeyConditionExpression="#review = :pending",
             ExpressionAttributeNames={"#review": REVIEW_KEY},
             ExpressionAttributeValues={":pending": {"S": REVIEW_PENDING}},
-            ScanIndexForward=False,
+            ScanIndexForward=oldest_first,
         )
         return [_record(item) for page in pages for item in page["Items"]]
 

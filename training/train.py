@@ -4,8 +4,8 @@ Follows the SageMaker training-job conventions, so the same file runs locally (`
 and as a SageMaker job: hyperparameters arrive as ``--name value`` arguments; the data channel is
 ``SM_CHANNEL_TRAIN`` (the output of ``describer dataset prepare``: ``vqa_train.csv``,
 ``vqa_val.csv``, ``images/``, ``catalogue.json``; a separate ``SM_CHANNEL_VALIDATION`` may hold
-the validation CSV); the merged model goes to ``SM_MODEL_DIR``; history and metrics to
-``SM_OUTPUT_DATA_DIR``.
+the validation CSV; ``--extra-pairs`` adds Q/A pairs such as reviewers' corrections); the merged
+model goes to ``SM_MODEL_DIR``; history and metrics to ``SM_OUTPUT_DATA_DIR``.
 
 Fixes over the reference: label padding masked (-100); attention masks passed; a learning rate that
 does not diverge, and if the loss still becomes NaN/inf training stops with an error and no model is
@@ -182,13 +182,16 @@ def train(config: TrainConfig) -> Path:
     console = Console(stderr=True)
     generator = _seed_everything(config.seed)
     train_rows = read_qa_rows(config.train_dir / "vqa_train.csv")
+    extra_rows = read_qa_rows(config.extra_pairs) if config.extra_pairs else []
+    extra_dir = config.extra_pairs.parent if config.extra_pairs else config.train_dir
     validation_dir = config.validation_dir or config.train_dir
     validation_rows = read_qa_rows(validation_dir / "vqa_val.csv")
     catalogue = load_catalogue(config.train_dir / CATALOGUE_FILE)
-    train_items = group_by_image(train_rows, config.train_dir)
+    train_items = group_by_image(train_rows, config.train_dir) + group_by_image(extra_rows, extra_dir)
     late = {name.strip() for name in config.late_attributes.split(",") if name.strip()}
     early_rows = [row for row in train_rows if row["attribute"] not in late]
-    early_items = group_by_image(early_rows, config.train_dir)
+    early_extra = [row for row in extra_rows if row["attribute"] not in late]
+    early_items = group_by_image(early_rows, config.train_dir) + group_by_image(early_extra, extra_dir)
     validation_items = group_by_image(validation_rows, validation_dir)
     if config.eval_products and config.eval_products < len(validation_items):
         # A seeded sample: the CSV is ordered by stratum, so its head would be one article type.
@@ -202,7 +205,7 @@ def train(config: TrainConfig) -> Path:
     with tempfile.TemporaryDirectory(prefix="describer-train-") as work:
         source, preset = resolve_base_model(config, catalogue, Path(work))
         model, processor = load_base(source, quantization)
-        check_tokenizer_covers(processor, train_rows + validation_rows)
+        check_tokenizer_covers(processor, train_rows + extra_rows + validation_rows)
         modules = config.trainable_modules
         if modules is None:
             modules = PRESET_TRAINABLE_MODULES if preset else ""
@@ -305,7 +308,7 @@ def train(config: TrainConfig) -> Path:
         }
         (config.output_dir / "training_metrics.json").write_text(json.dumps(metrics_out, indent=2) + "\n")
         metadata = ModelMetadata(
-            model_id=config.model_id or f"describer-{_fingerprint(config, train_rows)}",
+            model_id=config.model_id or f"describer-{_fingerprint(config, train_rows + extra_rows)}",
             base_model=config.base_model,
             preset=preset,
             seed=config.seed,

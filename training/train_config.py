@@ -29,6 +29,9 @@ class TrainConfig:
     model_dir: Path
     output_dir: Path
     validation_dir: Path | None = None
+    # Q/A pairs added to the training rows, e.g. reviewers' corrections (describer corrections export):
+    # a CSV in the prepared format, its images relative to the CSV's folder.
+    extra_pairs: Path | None = None
     base_model: str = "tiny"
     epochs: int = 10
     batch_size: int = 8
@@ -53,7 +56,16 @@ class TrainConfig:
     history: list[dict[str, float]] = field(default_factory=list)
 
     def hyperparameters(self) -> dict[str, Any]:
-        skip = {"train_dir", "model_dir", "output_dir", "validation_dir", "progress", "history", "model_id"}
+        skip = {
+            "train_dir",
+            "model_dir",
+            "output_dir",
+            "validation_dir",
+            "extra_pairs",
+            "progress",
+            "history",
+            "model_id",
+        }
         return {key: value for key, value in asdict(self).items() if key not in skip}
 
 
@@ -71,6 +83,14 @@ def add_train_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | N
         "--train-dir", type=Path, default=env.get("SM_CHANNEL_TRAIN"), required="SM_CHANNEL_TRAIN" not in env
     )
     parser.add_argument("--validation-dir", type=Path, default=env.get("SM_CHANNEL_VALIDATION"))
+    parser.add_argument(
+        "--extra-pairs",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="more training Q/A pairs in the prepared format (e.g. `describer corrections export`'s "
+        "corrections.csv), images relative to the CSV's folder",
+    )
     parser.add_argument("--model-dir", type=Path, default=Path(env.get("SM_MODEL_DIR", "model")))
     parser.add_argument("--output-dir", type=Path, default=Path(env.get("SM_OUTPUT_DATA_DIR", "output")))
     parser.add_argument(

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from describer_core.answers import parse_answer
 from describer_core.catalogue import AttributeSpec, Catalogue
 from describer_core.confidence import needs_review, rounded
-from describer_core.contracts import AttributeAnswer, ProductRequest, ProductResponse
+from describer_core.contracts import Alternative, AttributeAnswer, ProductRequest, ProductResponse
 from describer_core.endpoint_calls import prefix_aware_id, product_request_body
 from describer_core.endpoint_errors import EndpointErrorBody
 from describer_core.errors import (
@@ -124,10 +124,19 @@ def merge_attributes(outputs: list[AskOutput], review_threshold: float) -> Merge
     confidence = {
         answer.attribute: rounded(answer.confidence) for answer in answers if answer.confidence is not None
     }
+    alternatives = {
+        answer.attribute: [
+            Alternative(value=other.value, confidence=rounded(other.confidence))
+            for other in answer.alternatives
+        ]
+        for answer in answers
+        if answer.alternatives
+    }
     return MergedAttributes(
         attributes=attributes,
         unknown_attributes=unknown,
         confidence=confidence,
+        alternatives=alternatives,
         needs_review=needs_review(confidence, unknown, review_threshold),
         endpoint=outputs[0].endpoint if outputs else None,
         endpoint_ms=sum(output.endpoint_ms for output in outputs),

@@ -199,6 +199,9 @@ class ProductRecord(BaseModel):
     confidence: dict[str, float] = Field(
         default_factory=dict, description="Attribute -> calibrated probability of its value (3 decimals)"
     )
+    alternatives: dict[str, list[Alternative]] = Field(
+        default_factory=dict, description="Attribute -> the runner-up values and their probabilities"
+    )
     needs_review: bool = Field(
         default=False, description="True when an attribute is unknown or below the review threshold"
     )
@@ -252,4 +255,7 @@ class ProductEventDetail(BaseModel):
     updated_at: str
     content: dict[str, LocaleContent] | None = Field(
         default=None, description="The copy, when the event stays within EventBridge's size limit"
+    )
+    review_decision: Review | None = Field(
+        default=None, description="What the reviewer decided (Product Reviewed only)"
     )

@@ -1,8 +1,9 @@
 """Events for downstream services: every final record is announced on the stack's EventBridge bus.
 
 ``source`` is ``product-describer``, ``detail-type`` ``Product Described`` or ``Product Description
-Failed``, ``detail`` a ``ProductEventDetail``. The copy rides along only while the entry stays within
-EventBridge's 256 KB limit (otherwise consumers read the record); image bytes never do. Publishing
+Failed`` (``Product Reviewed`` when a person reviewed it), ``detail`` a ``ProductEventDetail``. The
+copy rides along only while the entry stays within EventBridge's 256 KB limit (otherwise consumers
+read the record); image bytes never do. Publishing
 follows the conditional write, so a run that lost its record to a newer upload announces nothing,
 and a publish that fails raises TransientError: the step is retried, rewriting the same record and
 publishing again (at least once, like EventBridge itself).
@@ -40,6 +41,7 @@ def event_detail(record: ProductRecord, with_content: bool = True) -> ProductEve
         execution_name=record.execution_name,
         updated_at=record.updated_at,
         content=record.content if with_content and record.content else None,
+        review_decision=record.review_decision,
     )
 
 
@@ -51,9 +53,17 @@ def entry_size(entry: dict[str, Any]) -> int:
     return size + sum(len(resource.encode()) for resource in entry.get("Resources", []))
 
 
-def product_event(record: ProductRecord, bus_name: str) -> dict[str, Any]:
-    """The PutEvents entry announcing ``record``: with its content when that fits, else without."""
-    detail_type = ProductEventType.DESCRIBED if record.status == Status.COMPLETED else ProductEventType.FAILED
+def product_event(
+    record: ProductRecord, bus_name: str, detail_type: ProductEventType | None = None
+) -> dict[str, Any]:
+    """The PutEvents entry announcing ``record``: with its content when that fits, else without.
+
+    ``detail_type``: by default the record's final status (Described or Failed).
+    """
+    if detail_type is None:
+        detail_type = (
+            ProductEventType.DESCRIBED if record.status == Status.COMPLETED else ProductEventType.FAILED
+        )
     for with_content in (True, False):
         entry = {
             "EventBusName": bus_name,
@@ -71,9 +81,9 @@ class ProductEvents:
         self.bus_name = bus_name
         self._client = events_client
 
-    def publish(self, record: ProductRecord) -> None:
+    def publish(self, record: ProductRecord, detail_type: ProductEventType | None = None) -> None:
         try:
-            response = self._client.put_events(Entries=[product_event(record, self.bus_name)])
+            response = self._client.put_events(Entries=[product_event(record, self.bus_name, detail_type)])
         except ClientError as error:
             if is_transient(error):
                 raise TransientError(f"EventBridge PutEvents: {client_error_code(error)}") from error

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
 
 from describer_core.contracts import ProductRecord, Status
 from describer_core.errors import TransientError, client_error_code, is_transient
@@ -60,6 +61,24 @@ def sortable_utc(timestamp: str) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class RecordVersion(BaseModel):
+    """Which version of a record a person read: its run and its last write."""
+
+    updated_at: str = Field(min_length=1)
+    order_token: str = Field(min_length=1)
+    execution_name: str = Field(min_length=1)
+
+    @classmethod
+    def of(cls, record: ProductRecord) -> RecordVersion:
+        if record.order_token is None or record.execution_name is None:
+            raise ValueError(f"record {record.product_id} has no run to be conditional on")
+        return cls(
+            updated_at=record.updated_at,
+            order_token=record.order_token,
+            execution_name=record.execution_name,
+        )
+
+
 class ResultsTable:
     def __init__(self, table_name: str, dynamodb_client: DynamoDBClient) -> None:
         self.table_name = table_name
@@ -73,6 +92,36 @@ class ResultsTable:
         """
         if record.order_token is None or record.execution_name is None:
             raise ValueError("a conditional write needs the record's order_token and execution_name")
+        condition = _CURRENT_RUN.format(same_run=_STILL_PROCESSING if still_processing else "")
+        extra_values = {":processing": {"S": Status.PROCESSING.value}} if still_processing else {}
+        return self._write(record, condition, {"#status": "status"} if still_processing else {}, extra_values)
+
+    def write_if_unchanged(self, record: ProductRecord, opened: RecordVersion) -> bool:
+        """Write ``record`` whole if the stored record is still the version ``opened``; False otherwise.
+
+        A person's change (a review) is conditional on the record they read: on its run (order token
+        and execution name) and on its last write (``updated_at``). A newer upload or another
+        reviewer's write in between makes it False, and the pipeline's own writes stay conditional
+        on the run only, so a newer upload still wins over an older review.
+        """
+        condition = (
+            "attribute_exists(#product_id) AND #updated_at = :opened_updated_at"
+            " AND #order_token = :opened_order_token AND #execution_name = :opened_execution_name"
+        )
+        values = {
+            ":opened_updated_at": {"S": opened.updated_at},
+            ":opened_order_token": {"S": opened.order_token},
+            ":opened_execution_name": {"S": opened.execution_name},
+        }
+        return self._write(record, condition, {}, values)
+
+    def _write(
+        self,
+        record: ProductRecord,
+        condition: str,
+        extra_names: dict[str, str],
+        extra_values: dict[str, Any],
+    ) -> bool:
         # DynamoDB numbers travel as Decimal (the serializer refuses floats such as a confidence).
         item = json.loads(record.model_dump_json(exclude={"product_id", _CREATED_AT}), parse_float=Decimal)
         item[REVIEW_KEY] = REVIEW_PENDING if record.needs_review else None
@@ -87,19 +136,14 @@ class ResultsTable:
         names["#created_at"] = _CREATED_AT
         if removed:
             update += " REMOVE " + ", ".join(f"#{field}" for field in removed)
-        if still_processing:
-            names["#status"] = "status"
-            values[":processing"] = {"S": Status.PROCESSING.value}
         try:
             self._client.update_item(
                 TableName=self.table_name,
                 Key={"product_id": {"S": record.product_id}},
                 UpdateExpression=update,
-                ConditionExpression=_CURRENT_RUN.format(
-                    same_run=_STILL_PROCESSING if still_processing else ""
-                ),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names | extra_names,
+                ExpressionAttributeValues=values | extra_values,
             )
         except ClientError as error:
             if client_error_code(error) == "ConditionalCheckFailedException":

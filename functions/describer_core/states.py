@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from describer_core.contracts import (
     MAX_QUESTIONS_PER_REQUEST,
+    Alternative,
     AttributeAnswer,
     ErrorCode,
     LocaleContent,
@@ -202,6 +203,9 @@ class MergedAttributes(BaseModel):
     unknown_attributes: list[str] = Field(description="Attributes whose value is outside the vocabulary")
     confidence: dict[str, float] = Field(
         default_factory=dict, description="Attribute -> calibrated confidence of its value (3 decimals)"
+    )
+    alternatives: dict[str, list[Alternative]] = Field(
+        default_factory=dict, description="Attribute -> runner-up values (the reviewer's one-click choices)"
     )
     needs_review: bool = False
     endpoint: str | None = None

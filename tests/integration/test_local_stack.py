@@ -88,6 +88,14 @@ def test_uploads_end_with_the_right_final_records(
         assert record.needs_review == any(
             value < DEFAULT_REVIEW_THRESHOLD for value in record.confidence.values()
         )
+        # The runners-up the review desk offers, as the endpoint scored them (3 decimals).
+        assert {
+            name: [a.value for a in alternatives] for name, alternatives in record.alternatives.items()
+        } == {
+            answer.attribute: [a.value for a in answer.alternatives]
+            for answer in expected
+            if answer.alternatives
+        }
         groups = group_questions(expected, DEFAULT_QUESTIONS_PER_CALL)
         source = S3ObjectRef(
             bucket=deployment.upload_bucket, key=record.source_key, version_id=record.source_version

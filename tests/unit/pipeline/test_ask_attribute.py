@@ -14,7 +14,7 @@ from botocore.stub import ANY, Stubber
 
 from describer_core.attributes import ask_attributes, merge_attributes
 from describer_core.catalogue import load_catalogue
-from describer_core.contracts import AttributeAnswer, ErrorCode, ProductRequest, S3ObjectRef
+from describer_core.contracts import Alternative, AttributeAnswer, ErrorCode, ProductRequest, S3ObjectRef
 from describer_core.endpoint_calls import ROUTING_PREFIX_BYTES
 from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
 from describer_core.errors import EndpointFailed, EndpointThrottled, EndpointUnavailable, PipelineError
@@ -215,6 +215,28 @@ def test_merge_makes_one_object_with_confidences_and_lists_unknown_attributes() 
     assert merged.endpoint_ms == 70  # the calls added up
     assert merged.endpoint_wall_ms == 50  # first start to last end: they overlapped
     assert merged.unknown_rate == pytest.approx(2 / 4)
+
+
+def test_merge_keeps_the_runners_up_rounded_for_the_review_desk() -> None:
+    unsure = AttributeAnswer(
+        attribute="Fabric",
+        value="Cotton",
+        raw="Cotton",
+        known=True,
+        confidence=0.51234,
+        alternatives=[
+            Alternative(value="Polyester", confidence=0.30116),
+            Alternative(value="Blended", confidence=0.1),
+        ],
+    )
+    output = _item(1, 5, ("Fit", "Slim Fit", True, 0.99))
+    merged = merge_attributes([output.model_copy(update={"answers": [*output.answers, unsure]})], 0.6)
+    assert merged.alternatives == {
+        "Fabric": [
+            Alternative(value="Polyester", confidence=0.301),
+            Alternative(value="Blended", confidence=0.1),
+        ]
+    }
 
 
 @pytest.mark.parametrize(

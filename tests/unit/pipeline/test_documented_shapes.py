@@ -63,6 +63,7 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
             "attributes": example["attributes"],
             "unknown_attributes": example["unknown_attributes"],
             "confidence": example["confidence"],
+            "alternatives": example["alternatives"],
             "needs_review": example["needs_review"],
             "endpoint": example["model_ids"]["attributes"],
             "endpoint_ms": example["timings_ms"]["attributes"],
