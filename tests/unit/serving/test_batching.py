@@ -5,9 +5,12 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,3 +296,16 @@ def test_a_client_that_leaves_mid_batch_does_not_break_the_others(
     status, reply = _post(address, bodies[0])
     assert status == 200
     _assert_same_answers(reply["answers"], _alone(model, category, photos[0], asked[0])[2])
+
+
+def test_the_model_dirs_code_batches_without_the_repository(model_dir: Path) -> None:
+    """As the container imports it: ``code/`` on the path, no ``training`` package anywhere."""
+    script = (
+        "import sys; sys.modules['training'] = None; sys.path.insert(0, sys.argv[1]); import inference; "
+        "settings = inference.BatchSettings.resolve({}); "
+        "print(inference.RequestBatcher.__module__, settings.max_batch)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(model_dir / "code")], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["batching", str(BatchSettings().max_batch)]
