@@ -59,9 +59,9 @@ class BatchSettings(BaseModel):
     """How long an idle collector waits for company, and how many requests one batch takes at most."""
 
     # With `make load-bench` and a batch-size microbenchmark (docs/benchmarks.md) on a shared CPU,
-    # 4 or 8 a batch and one or two workers measured within noise; under load batches fill while
-    # the previous one runs, so a short window is enough, and a lone request never waits at all. A
-    # GPU gains most from the larger batch: measure with `make gpu-bench`.
+    # 4 or 8 a batch measured within noise; two workers keep both cores busy. Under load batches
+    # fill while the previous one runs, so a short window is enough, and a lone request never
+    # waits at all. A GPU gains most from the larger batch: measure with `make gpu-bench`.
     window_ms: float = Field(default=5.0, ge=0, le=1000)
     max_batch: int = Field(default=8, ge=1, le=64)
     workers: int = Field(default=2, ge=1, le=8)
