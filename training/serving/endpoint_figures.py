@@ -31,6 +31,7 @@ class LoadLevel(BaseModel):
     products: int
     failed: int
     products_per_s: float
+    cpu_s_per_product: float = 0.0
     p50_s: float
     p95_s: float
     vision_passes: int

@@ -8,17 +8,24 @@ from training.serving.endpoint_figures import LoadFigures
 from training.serving.load_bench import LevelRun, summarise
 
 
-def _run(concurrency: int, latencies: list[float], wall_s: float, failed: int = 0) -> LevelRun:
-    return LevelRun(concurrency, True, latencies, failed, wall_s, len(latencies), 1, 2)
+def _run(
+    concurrency: int, latencies: list[float], window_s: float, failed: int = 0, in_window: int | None = None
+) -> LevelRun:
+    answered = len(latencies) if in_window is None else in_window
+    return LevelRun(
+        concurrency, True, latencies, failed, window_s, answered, 0.5 * len(latencies), len(latencies), 1, 2
+    )
 
 
-def test_turns_add_up_to_products_over_their_summed_wall_time() -> None:
-    level = summarise([_run(16, [1.0] * 16, 8.0), _run(16, [2.0] * 15 + [9.0], 8.0, failed=1)])
+def test_turns_add_up_to_products_answered_while_every_client_was_busy() -> None:
+    level = summarise([_run(16, [1.0] * 16, 8.0), _run(16, [2.0] * 15 + [9.0], 8.0, failed=1, in_window=12)])
     assert level.products == 33 and level.failed == 1
-    assert level.products_per_s == pytest.approx(32 / 16.0)  # failed products are not throughput
+    # Failed products and those answered after the first client was done are not throughput.
+    assert level.products_per_s == pytest.approx((16 + 12) / 16.0)
     assert level.p50_s == pytest.approx(1.5)
     assert level.p95_s == pytest.approx(2.0)  # the 30th of 32 sorted latencies (nearest rank)
     assert (level.vision_passes, level.vision_batches, level.decoder_batches) == (32, 2, 4)
+    assert level.cpu_s_per_product == pytest.approx(0.5)
 
 
 def test_the_gain_is_throughput_at_16_over_1() -> None:
