@@ -158,6 +158,7 @@ def _load_figures(one: float, sixteen: float) -> LoadFigures:
             products=16,
             failed=0,
             products_per_s=products_per_s,
+            cpu_s_per_product=1 / products_per_s,  # here CPU time falls as throughput rises
             p50_s=1.0,
             p95_s=1.0,
             vision_passes=16,
@@ -222,7 +223,7 @@ def test_the_usage_table_says_which_endpoint_figures_are_measured(tmp_path: Path
     text = console.export_text()
     one_at_a_time = 2 * (GPU_SECONDS_PER_CALL + 3 * GPU_SECONDS_PER_EXTRA_QUESTION)
     assert f"{one_at_a_time:.2f}" in text and f"{one_at_a_time / 2:.2f}" in text
-    assert "modelled: 0.4 s a call" in text and "measured: make load-bench, proportional config" in text
+    assert "modelled: 0.4 s a call" in text and "measured: make load-bench, CPU s per product" in text
 
 
 def test_the_price_table_names_its_endpoint_sources_and_prices_one_request_at_a_time_too(
