@@ -181,9 +181,9 @@ def summarise(runs: Sequence[LevelRun]) -> LoadLevel:
     )
 
 
-def results_table(levels: Sequence[LoadLevel], questions: int, calls: int) -> Table:
+def results_table(levels: Sequence[LoadLevel], preset: str, questions: int, calls: int) -> Table:
     table = Table(
-        title=f"The endpoint under load (proportional config; {questions} questions a product, {calls} calls)"
+        title=f"The endpoint under load ({preset} config; {questions} questions a product, {calls} calls)"
     )
     columns = (
         "concurrent",
@@ -227,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="products per client at each level and turn")
     parser.add_argument("--min-products", type=int, default=4, help="products at least per level and turn")
     parser.add_argument("--questions", type=int, default=8)
+    parser.add_argument("--preset", choices=("proportional", "tiny"), default="proportional")
     parser.add_argument("--questions-per-call", type=int, default=DEFAULT_QUESTIONS_PER_CALL)
     parser.add_argument("--window-ms", type=float, default=BatchSettings().window_ms)
     parser.add_argument("--max-batch", type=int, default=BatchSettings().max_batch)
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = [(c, True) for c in CONCURRENCY] + ([] if args.no_unbatched else [(CONCURRENCY[-1], False)])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress, tempfile.TemporaryDirectory() as work_dir:
-        model = load_proportional(Path(work_dir), answer_tokens=8)
+        model = load_proportional(Path(work_dir), answer_tokens=8, preset=args.preset)
         counted = Counted(model)
         category, questions = benchmark_questions(model.catalogue, args.questions)
         groups = group_questions(questions, args.questions_per_call)
@@ -281,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     figures = LoadFigures(
         measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        config="proportional",
+        config=args.preset,
         torch_threads=args.threads,
         load_average=" ".join(f"{value:.1f}" for value in os.getloadavg()),
         window_ms=settings.window_ms,
@@ -290,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(figures.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    console.print(results_table(levels, len(questions), len(groups)))
+    console.print(results_table(levels, args.preset, len(questions), len(groups)))
     console.print(
         f"torch threads {args.threads}, batching window {settings.window_ms:g} ms, "
         f"at most {settings.max_batch} requests a batch; load average at the end {figures.load_average}; "

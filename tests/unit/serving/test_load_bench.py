@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from training.serving.endpoint_figures import LoadFigures
-from training.serving.load_bench import LevelRun, summarise
+from training.serving.load_bench import LevelRun, main, summarise
 
 
 def _run(
@@ -43,3 +46,28 @@ def test_the_gain_is_throughput_at_16_over_1() -> None:
     assert figures.p95_ratio == pytest.approx(4.0 / 0.5)
     with pytest.raises(KeyError):
         figures.level(4)
+
+
+def test_the_bench_runs_end_to_end_over_http_and_writes_its_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole bench on the tiny preset, a few products a level: table, figures, last line."""
+    out = tmp_path / "load-bench.json"
+    arguments = ["--preset", "tiny", "--turns", "1", "--rounds", "1", "--min-products", "2"]
+    assert main([*arguments, "--out", str(out)]) == 0
+
+    figures = LoadFigures.model_validate_json(out.read_text())
+    assert [(level.concurrency, level.batching) for level in figures.levels] == [
+        (1, True),
+        (4, True),
+        (16, True),
+        (16, False),
+    ]
+    assert all(level.failed == 0 and level.vision_passes == level.products for level in figures.levels)
+    sixteen = figures.level(16)
+    assert sixteen.products == 16 and sixteen.decoder_batches < 2 * sixteen.products  # calls met in batches
+    assert figures.level(16, batching=False).decoder_batches == 2 * sixteen.products  # one per call
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"load: throughput at 16 concurrent \d+\.\dx of 1 concurrent, p95 latency \d+\.\dx", last
+    ), last
