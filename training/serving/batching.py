@@ -58,8 +58,10 @@ Result = TypeVar("Result")
 class BatchSettings(BaseModel):
     """How long an idle collector waits for company, and how many requests one batch takes at most."""
 
-    # Measured with `make load-bench` (docs/benchmarks.md): under load batches fill while the
-    # previous one runs, so a short window is enough; a lone request never waits at all.
+    # With `make load-bench` and a batch-size microbenchmark (docs/benchmarks.md) on a shared CPU,
+    # 4 or 8 a batch measured within noise; two workers keep both cores busy. Under load batches
+    # fill while the previous one runs, so a short window is enough, and a lone request never
+    # waits at all. A GPU gains most from the larger batch: measure with `make gpu-bench`.
     window_ms: float = Field(default=5.0, ge=0, le=1000)
     max_batch: int = Field(default=8, ge=1, le=64)
     workers: int = Field(default=2, ge=1, le=8)
@@ -84,7 +86,7 @@ class BatchSettings(BaseModel):
 
 
 class Collector(Generic[Item, Result]):
-    """Items from many threads, run by one worker thread in batches of at most ``max_batch``."""
+    """Items from many threads, run by ``workers`` threads in batches of at most ``max_batch``."""
 
     def __init__(
         self,

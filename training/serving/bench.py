@@ -361,10 +361,11 @@ def compute_split(prompt_tokens: int, answer_tokens: int) -> ComputeSplit:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def load_proportional(work_dir: Path, answer_tokens: int) -> DescriberModel:
+def load_proportional(work_dir: Path, answer_tokens: int, preset: str = "proportional") -> DescriberModel:
+    """The preset (default ``proportional``) with random weights, the catalogue, a fixed answer length."""
     from training.tiny import build_base_model_dir
 
-    model_dir = build_base_model_dir("proportional", work_dir / "proportional")
+    model_dir = build_base_model_dir(preset, work_dir / preset)
     shutil.copyfile(DEFAULT_CATALOGUE_PATH, model_dir / CATALOGUE_FILE)
     model = DescriberModel.load(model_dir, max_new_tokens=answer_tokens)
     # Random weights would end every answer at once; a trained model writes "Attribute: Value".

@@ -10,7 +10,12 @@ proportions scaled down, random weights), every product a fresh photo. A last le
 with batching off (the same threads, each request's passes alone), to show what batching adds to
 plain concurrency.
 
-Table: products/s, p50 and p95 latency per product (first call sent to last answer), vision passes
+Throughput is counted while all C clients are busy (up to the first client's last answer), so a
+level's tail, when fewer products are left than clients, does not count as its load.
+
+Table: products/s, this process's CPU seconds per product (on a shared machine the fairer
+measure of what batching saves: throughput also depends on how much of the cores the scheduler
+gives the bench's threads), p50 and p95 latency per product (first call sent to last answer), vision passes
 and their batches, decoder (scoring) batches, failed products. The figures go to
 ``.cache/load-bench.json``, which ``make cost`` reads. Last line:
 ``load: throughput at 16 concurrent N.Nx of 1 concurrent, p95 latency M.Mx``. Exit status 1 if a
@@ -100,7 +105,7 @@ def run_level(
     task = progress.add_task(
         f"{concurrency:>2} concurrent, batching {'on' if batching else 'off'}", total=len(images)
     )
-    latencies: list[float] = []
+    answered: list[tuple[float, float]] = []  # (started, ended) of each product answered
     failed = 0
 
     def product(image: S3ObjectRef) -> None:
@@ -113,18 +118,28 @@ def run_level(
         except Exception:  # counted, and the level goes on: every product is asked
             failed += 1
         else:
-            latencies.append(time.perf_counter() - started)
+            answered.append((started, time.perf_counter()))
         progress.advance(task)
 
-    started = time.perf_counter()
+    def client(share: list[S3ObjectRef]) -> float:
+        for image in share:
+            product(image)
+        return time.perf_counter()
+
+    started, cpu_started = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(concurrency) as clients:
-        list(clients.map(product, images))
+        finished = list(clients.map(client, [images[index::concurrency] for index in range(concurrency)]))
+    # Throughput while every client is busy: up to the first client's last answer. After it, fewer
+    # than C products are in flight and the level's tail would be measured instead of its load.
+    window_end = min(finished)
     return LevelRun(
         concurrency=concurrency,
         batching=batching,
-        latencies=latencies,
+        latencies=[ended - began for began, ended in answered],
         failed=failed,
-        wall_s=time.perf_counter() - started,
+        window_s=window_end - started,
+        window_products=sum(1 for _, ended in answered if ended <= window_end),
+        cpu_s=time.process_time() - cpu_started,
         vision_passes=model.cache.computations,
         vision_batches=counted.vision_batches - vision_before,
         decoder_batches=counted.decoder_batches - decoder_before,
@@ -139,21 +154,25 @@ class LevelRun:
     batching: bool
     latencies: list[float]
     failed: int
-    wall_s: float
+    window_s: float  # from the start until the first client is done
+    window_products: int  # answered within it
+    cpu_s: float  # this process's CPU time (every thread, moto's S3 included) over the whole level
     vision_passes: int
     vision_batches: int
     decoder_batches: int
 
 
 def summarise(runs: Sequence[LevelRun]) -> LoadLevel:
-    """A level's turns together: products over their summed wall time, percentiles of all latencies."""
+    """A level's turns together: products answered while every client was busy over that time,
+    percentiles of all latencies."""
     ordered = sorted(latency for run in runs for latency in run.latencies) or [float("nan")]
     return LoadLevel(
         concurrency=runs[0].concurrency,
         batching=runs[0].batching,
         products=sum(len(run.latencies) + run.failed for run in runs),
         failed=sum(run.failed for run in runs),
-        products_per_s=sum(len(run.latencies) for run in runs) / sum(run.wall_s for run in runs),
+        products_per_s=sum(run.window_products for run in runs) / sum(run.window_s for run in runs),
+        cpu_s_per_product=sum(run.cpu_s for run in runs) / max(1, sum(len(run.latencies) for run in runs)),
         p50_s=statistics.median(ordered),
         p95_s=ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
         vision_passes=sum(run.vision_passes for run in runs),
@@ -162,15 +181,16 @@ def summarise(runs: Sequence[LevelRun]) -> LoadLevel:
     )
 
 
-def results_table(levels: Sequence[LoadLevel], questions: int, calls: int) -> Table:
+def results_table(levels: Sequence[LoadLevel], preset: str, questions: int, calls: int) -> Table:
     table = Table(
-        title=f"The endpoint under load (proportional config; {questions} questions a product, {calls} calls)"
+        title=f"The endpoint under load ({preset} config; {questions} questions a product, {calls} calls)"
     )
     columns = (
         "concurrent",
         "batching",
         "products",
         "products / s",
+        "CPU s / product",
         "p50 s / product",
         "p95 s / product",
         "vision passes",
@@ -186,6 +206,7 @@ def results_table(levels: Sequence[LoadLevel], questions: int, calls: int) -> Ta
             "on" if level.batching else "off",
             str(level.products),
             f"{level.products_per_s:.2f}",
+            f"{level.cpu_s_per_product:.2f}",
             f"{level.p50_s:.2f}",
             f"{level.p95_s:.2f}",
             str(level.vision_passes),
@@ -203,9 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--turns", type=int, default=2, help="times the levels take turns (load hits all alike)"
     )
-    parser.add_argument("--rounds", type=int, default=1, help="products per client at each level and turn")
+    parser.add_argument("--rounds", type=int, default=2, help="products per client at each level and turn")
     parser.add_argument("--min-products", type=int, default=4, help="products at least per level and turn")
     parser.add_argument("--questions", type=int, default=8)
+    parser.add_argument("--preset", choices=("proportional", "tiny"), default="proportional")
     parser.add_argument("--questions-per-call", type=int, default=DEFAULT_QUESTIONS_PER_CALL)
     parser.add_argument("--window-ms", type=float, default=BatchSettings().window_ms)
     parser.add_argument("--max-batch", type=int, default=BatchSettings().max_batch)
@@ -221,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = [(c, True) for c in CONCURRENCY] + ([] if args.no_unbatched else [(CONCURRENCY[-1], False)])
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress, tempfile.TemporaryDirectory() as work_dir:
-        model = load_proportional(Path(work_dir), answer_tokens=8)
+        model = load_proportional(Path(work_dir), answer_tokens=8, preset=args.preset)
         counted = Counted(model)
         category, questions = benchmark_questions(model.catalogue, args.questions)
         groups = group_questions(questions, args.questions_per_call)
@@ -260,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     figures = LoadFigures(
         measured_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        config="proportional",
+        config=args.preset,
         torch_threads=args.threads,
         load_average=" ".join(f"{value:.1f}" for value in os.getloadavg()),
         window_ms=settings.window_ms,
@@ -269,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(figures.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    console.print(results_table(levels, len(questions), len(groups)))
+    console.print(results_table(levels, args.preset, len(questions), len(groups)))
     console.print(
         f"torch threads {args.threads}, batching window {settings.window_ms:g} ms, "
         f"at most {settings.max_batch} requests a batch; load average at the end {figures.load_average}; "

@@ -158,6 +158,7 @@ def _load_figures(one: float, sixteen: float) -> LoadFigures:
             products=16,
             failed=0,
             products_per_s=products_per_s,
+            cpu_s_per_product=1 / products_per_s,  # here CPU time falls as throughput rises
             p50_s=1.0,
             p95_s=1.0,
             vision_passes=16,
@@ -222,4 +223,36 @@ def test_the_usage_table_says_which_endpoint_figures_are_measured(tmp_path: Path
     text = console.export_text()
     one_at_a_time = 2 * (GPU_SECONDS_PER_CALL + 3 * GPU_SECONDS_PER_EXTRA_QUESTION)
     assert f"{one_at_a_time:.2f}" in text and f"{one_at_a_time / 2:.2f}" in text
-    assert "modelled: 0.4 s a call" in text and "measured: make load-bench, proportional config" in text
+    assert "modelled: 0.4 s a call" in text and "measured: make load-bench, CPU s per product" in text
+
+
+def test_the_price_table_names_its_endpoint_sources_and_prices_one_request_at_a_time_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from describer.local import cost_meter
+    from describer.local.stack import LocalSettings
+
+    load_file = tmp_path / "load-bench.json"
+    load_file.write_text(_load_figures(one=1.0, sixteen=2.0).model_dump_json())
+    timing = endpoint_timing(load_file, tmp_path / "none.json")
+    usage = _usage(
+        endpoint_calls=2,
+        endpoint_questions=8,
+        locales={"en-US": WriterCalls(calls=1, input_tokens=1000, output_tokens=200)},
+    )
+    monkeypatch.setattr(cost_meter.Deployment, "local", staticmethod(lambda state_dir: None))
+    monkeypatch.setattr(cost_meter, "meter", lambda *args: usage)
+    monkeypatch.setattr(cost_meter, "endpoint_timing", lambda: timing)
+    console = Console(width=400, record=True)
+
+    assert cost_meter.run_cost(LocalSettings(state_dir=tmp_path), 1, 1.0, console) == 0
+
+    text = console.export_text()
+    assert "batching gain 2.00x: measured: make load-bench" in text
+    assert "SageMaker endpoint seconds: modelled" in text
+    default, _ = scenarios(PRICES)
+    batched = sum(cost_per_thousand(usage, PRICES, default, timing).values())
+    alone = sum(cost_per_thousand(usage, PRICES, default).values())
+    assert "DEFAULT, one request at a time on the endpoint (no batching gain)" in text
+    assert f"{alone:.2f}" in text and alone > batched
+    assert text.strip().splitlines()[-1] == f"cost per 1000 images: ${batched:.2f}"

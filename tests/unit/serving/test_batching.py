@@ -5,9 +5,12 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +21,7 @@ from describer.local.model_host import MAX_BODY_BYTES, InferenceModel, ModelHost
 from describer_core.contracts import Question
 from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
 from training.serving import inference
-from training.serving.batching import MAX_BATCH_ENV, WINDOW_ENV, BatchSettings
+from training.serving.batching import MAX_BATCH_ENV, WINDOW_ENV, BatchSettings, Collector
 from training.serving.bench import benchmark_questions, product_photo
 from training.serving.inference import CandidateScores, DescriberModel
 
@@ -84,10 +87,13 @@ def test_batched_answers_equal_the_answers_each_request_gets_alone(loaded_model:
         _alone(single, category, photo, questions) for photo, questions in zip(photos, asked, strict=True)
     ]
 
+    scoring_together = threading.Barrier(REQUESTS)  # they all reach scoring at once, however busy the machine
+
     def request(photo: bytes, questions: list[Question]) -> tuple[Any, ...]:
         assert batched.batcher is not None
         with batched.batcher.request():
             _, features = batched.image_features(photo)
+            scoring_together.wait()
             answers, scores = batched.score_and_answer(features, questions, category)
         return features, scores, [answer.model_dump() for answer in answers]
 
@@ -128,11 +134,14 @@ def test_a_batch_that_fails_is_answered_one_request_at_a_time(
 
     monkeypatch.setattr(DescriberModel, "score_candidates", score)
 
+    scoring_together = threading.Barrier(REQUESTS)
+
     def request(index: int) -> list[dict[str, Any]] | str:
         assert batched.batcher is not None
         with batched.batcher.request():
             try:
                 _, features = batched.image_features(photos[index])
+                scoring_together.wait()
                 answers, _ = batched.score_and_answer(features, asked[index], category)
             except RuntimeError as error:
                 return str(error)
@@ -147,6 +156,35 @@ def test_a_batch_that_fails_is_answered_one_request_at_a_time(
             assert isinstance(result, list)
             _assert_same_answers(result, _alone(batched, category, photos[index], asked[index])[2])
     assert batched.batcher is not None and batched.batcher.stats()["scoring"]["fallbacks"] >= 1
+
+
+def test_a_collector_answers_each_item_of_a_failed_batch_alone() -> None:
+    """The collector itself, no model: one batch of every item, then each alone after it fails."""
+    items = list(range(REQUESTS))
+    runs: list[list[int]] = []
+
+    def run_batch(batch: list[int]) -> list[int]:
+        runs.append(batch)
+        if 3 in batch:
+            raise ValueError(f"item 3 in a batch of {len(batch)}")
+        return [item * 10 for item in batch]
+
+    # Waits for company until every item is queued, so the first batch holds them all.
+    collector = Collector(
+        "test", run_batch, BatchSettings(window_ms=1000, workers=2), lambda queued: queued < REQUESTS
+    )
+
+    def submit(item: int) -> int | str:
+        try:
+            return collector.submit(item)
+        except ValueError as error:
+            return str(error)
+
+    results = _together([lambda i=item: submit(i) for item in items])
+
+    assert results == [0, 10, 20, "item 3 in a batch of 1", 40, 50]
+    assert sorted(runs[0]) == items and sorted(map(len, runs[1:])) == [1] * REQUESTS
+    assert (collector.batches, collector.largest, collector.fallbacks) == (1, REQUESTS, 1)
 
 
 def test_settings_come_from_the_model_dir_and_the_environment_overrides_them() -> None:
@@ -293,3 +331,16 @@ def test_a_client_that_leaves_mid_batch_does_not_break_the_others(
     status, reply = _post(address, bodies[0])
     assert status == 200
     _assert_same_answers(reply["answers"], _alone(model, category, photos[0], asked[0])[2])
+
+
+def test_the_model_dirs_code_batches_without_the_repository(model_dir: Path) -> None:
+    """As the container imports it: ``code/`` on the path, no ``training`` package anywhere."""
+    script = (
+        "import sys; sys.modules['training'] = None; sys.path.insert(0, sys.argv[1]); import inference; "
+        "settings = inference.BatchSettings.resolve({}); "
+        "print(inference.RequestBatcher.__module__, settings.max_batch)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(model_dir / "code")], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["batching", str(BatchSettings().max_batch)]
