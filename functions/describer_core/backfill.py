@@ -43,6 +43,7 @@ PERMANENT_ERRORS = frozenset(
         ErrorCode.IMAGE_TOO_LARGE,
         ErrorCode.IMAGE_TOO_MANY_PIXELS,
         ErrorCode.IMAGE_UNDECODABLE,
+        ErrorCode.NO_VALID_IMAGE,
     }
 )
 # A version that failed transiently this many times (its first run and redrives) is left FAILED for

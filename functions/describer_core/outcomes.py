@@ -53,6 +53,7 @@ def completed_record(request: SaveInput) -> ProductRecord:
         attributes=request.merged.attributes,
         unknown_attributes=request.merged.unknown_attributes,
         confidence=request.merged.confidence,
+        photos_agreed=request.merged.photos_agreed,
         needs_review=request.merged.needs_review,
         description=request.description.text,
         content=request.description.content,
