@@ -168,3 +168,9 @@ catalogue: $(VENV)/.installed
 	$(BIN)/describer dataset catalogue --kaggle-dir .cache/catalogue-source --min-support 20 \
 		--out functions/describer_core/catalogue.json \
 		--source "describer dataset catalogue (make catalogue): 10,284 synthetic Shirts/Tshirts with the real Kaggle value frequencies"
+
+# Several photos per product (not a test): a tiny model trained on front/back/detail views of synthetic
+# products (training/views.py), then front photo alone against all three fused, on held-out products.
+.PHONY: multi-photo-bench
+multi-photo-bench: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/python -m training.multi_photo_bench
