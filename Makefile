@@ -169,8 +169,8 @@ catalogue: $(VENV)/.installed
 		--out functions/describer_core/catalogue.json \
 		--source "describer dataset catalogue (make catalogue): 10,284 synthetic Shirts/Tshirts with the real Kaggle value frequencies"
 
-# Several photos per product (not a test): a tiny model trained on front/back/detail views of synthetic
-# products (training/views.py), then front photo alone against all three fused, on held-out products.
+# Several photos per product (not a test): the demo model fine-tuned on front/back/detail views of
+# synthetic products (training/views.py), then front photo alone against all three fused, held out.
 .PHONY: multi-photo-bench
-multi-photo-bench: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(BIN)/python -m training.multi_photo_bench
+multi-photo-bench: $(VENV)/.installed demo-model
+	OMP_NUM_THREADS=1 $(BIN)/python -m training.multi_photo_bench --start-from $(DEMO_MODEL_DIR)

@@ -6,6 +6,7 @@ ASL's ``Parameters`` blocks build the inputs, the handlers return the outputs.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,6 +31,8 @@ from describer_core.records import sortable_utc, utc_now
 _SEQUENCER_WIDTH = 32
 # An order token's redrive part: "#r0001" for the first redrive of an upload.
 _REDRIVE_MARK = "#r"
+# How a product folder's run is named (``keys.photo_set_execution_name``).
+PHOTO_SET_RUN = re.compile(r"(^|-)set-[0-9a-f]{40}$")
 
 
 def redrive_count_of(order_token: str) -> int:
@@ -134,6 +137,18 @@ class WorkflowInput(BaseModel):
         event_time, _, rest = record.order_token.partition("#")
         sequencer = rest.split("#", 1)[0]
         version = None if record.source_version == "null" else record.source_version
+        if PHOTO_SET_RUN.search(record.execution_name or ""):  # a product folder: the same photo set
+            key = record.source_key
+            folder = key if key.endswith("/") else key.rsplit("/", 1)[0] + "/"
+            photos = [PhotoVersion(key=i.key, version_id=i.version, size=i.bytes) for i in record.images]
+            return cls(
+                bucket=record.source_bucket,
+                key=folder,
+                event_time=event_time,
+                sequencer=sequencer,
+                photos=photos,
+                redrive_count=redrive_count_of(record.order_token) + 1,
+            )
         return cls(
             bucket=record.source_bucket,
             key=record.source_key,

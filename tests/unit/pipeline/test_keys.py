@@ -193,3 +193,25 @@ def test_a_redrive_is_built_from_the_failed_record_alone() -> None:
         )
     )
     assert second.redrive_count == 2 and second.order_token > first.order_token
+
+
+def test_a_redrive_of_a_product_folder_runs_the_same_photo_set_again() -> None:
+    from describer_core.contracts import ImageStatus, ProductImage
+    from describer_core.states import PhotoVersion
+
+    photos = [PhotoVersion(key=f"incoming/Shirts/P/{n}.jpg", version_id=f"v{n}", size=9) for n in (1, 2)]
+    upload = WorkflowInput(
+        bucket="b", key="incoming/Shirts/P/", event_time="2026-12-01T10:17:10Z", sequencer="2", photos=photos
+    )
+    images = [ProductImage(key=p.key, version=p.version_id, bytes=9, status=ImageStatus.USED) for p in photos]
+    identity = ProductIdentity(
+        product_id="P",
+        category="Shirts",
+        source=S3ObjectRef(bucket="b", key=photos[0].key, version_id="v1"),
+        order_token=upload.order_token,
+        images=images,
+    )
+    redrive = WorkflowInput.redrive_of(identity.record(Status.FAILED, upload.execution_name))
+    assert (redrive.key, redrive.photos, redrive.redrive_count) == ("incoming/Shirts/P/", photos, 1)
+    assert redrive.order_token == upload.order_token + "#r0001"
+    assert redrive.execution_name != upload.execution_name and "-set-" in redrive.execution_name
