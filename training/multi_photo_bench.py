@@ -32,6 +32,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from describer_core.catalogue import load_catalogue
+from describer_core.confidence import softmax
 from describer_core.contracts import Question
 from describer_core.fusion import FusionCalibration, fuse_scores
 from describer_core.model_files import METADATA_FILE
@@ -155,6 +156,19 @@ def _answers(
     return answers
 
 
+def averaged_answers(products: list[ProductScores], temperature: float) -> list[tuple[str, float, bool]]:
+    """The alternative rule, for comparison: the photos' calibrated probabilities averaged."""
+    answers = []
+    for product in products:
+        for attribute, views in product.views.items():
+            per_photo = [softmax(scores, temperature) for scores in views]
+            mean = [sum(column) / len(per_photo) for column in zip(*per_photo, strict=True)]
+            best = max(range(len(mean)), key=mean.__getitem__)
+            correct = product.values[attribute][best] == product.truth[attribute]
+            answers.append((attribute, mean[best], correct))
+    return answers
+
+
 def fit_fusion(products: list[ProductScores], temperature: float) -> FusionCalibration:
     """The fusion temperature with the least negative log-likelihood of the true values."""
 
@@ -211,9 +225,18 @@ def main(argv: list[str] | None = None) -> None:
         f"per-photo temperature {temperature:.3f}; "
         f"fusion temperature {fusion.temperature:.3f} (fitted on {FIT_PRODUCTS} other products)"
     )
-    for name, answers in (("front only", front), ("all photos", fused)):
+    unscaled = _answers(test, temperature, FusionCalibration(), front_only=False)
+    averaged = averaged_answers(test, temperature)
+    rules = (
+        ("front only", front),
+        ("all photos: summed log-probabilities, fitted fusion temperature (shipped)", fused),
+        ("all photos: summed log-probabilities, fusion temperature 1", unscaled),
+        ("all photos: averaged probabilities", averaged),
+    )
+    for name, answers in rules:
+        by_attribute = accuracy_by_attribute(answers)
         ece = expected_calibration_error([a[1] for a in answers], [a[2] for a in answers])
-        print(f"expected calibration error, {name}: {ece:.3f}")
+        print(f"{name}: macro accuracy {sum(by_attribute.values()) / len(by_attribute):.3f}, ECE {ece:.3f}")
     print(
         f"multi-photo: {args.test_products} products, accuracy {macro_fused:.3f} (all photos) vs "
         f"{macro_front:.3f} (front only), endpoint time per product {all_s:.3f}s vs {front_s:.3f}s"
