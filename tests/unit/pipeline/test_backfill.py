@@ -256,9 +256,11 @@ def test_backfill_role_reads_only_the_catalogue_and_writes_only_results() -> Non
     planner = template_resource("PlanBackfillItemFunction")["Policies"][0]["Statement"]
     assert {json.dumps(s["Action"]) for s in planner} == {
         '["s3:GetObject", "s3:GetObjectVersion"]',
-        '"s3:ListBucket"',
+        '["s3:ListBucket", "s3:ListBucketVersions"]',  # a product folder's photo set
         '"dynamodb:GetItem"',
     }
+    listing = next(s for s in planner if "s3:ListBucketVersions" in s["Action"])
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${BackfillPrefix}*"}}}
 
 
 def test_a_product_folder_is_planned_once_as_its_photo_set(aws: Aws) -> None:
