@@ -64,7 +64,7 @@ class AdmissionOutcome(BaseModel):
     malformed: list[str] = []
     failed: list[str] = []
     # Product folders: settle requests sent (or sent again, not settled yet), and deletions of
-    # one-photo uploads, which describe nothing.
+    # one-photo uploads and product folders' folder markers, which describe nothing.
     settling: list[str] = []
     ignored: list[str] = []
 
@@ -152,6 +152,8 @@ def _photo_set_step(
             return message
         return settled
     folder = photo_sets.folder_of(message) if photo_sets is not None else None
+    if folder is not None and message.detail.object.key.endswith("/"):
+        return None  # a folder marker (the console's "Create folder"): no photo, nothing changed
     if photo_sets is not None and folder is not None:
         photo_sets.schedule(folder, photo_sets.settle_seconds)
         return folder

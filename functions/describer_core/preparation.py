@@ -269,7 +269,11 @@ def prepare_photo_set(
         update={"images": images, "photos": refs, **({"source": refs[0]} if refs else {})}
     )
     if not used:
-        reason = f"none of the {len(photos)} photos is usable" if photos else "every photo was deleted"
+        reason = (
+            f"none of the {len(photos)} photos is usable"
+            if photos
+            else "no photo in the product folder: every photo was deleted"
+        )
         failure = CaughtError(error="InvalidInput", cause=f"{ErrorCode.NO_VALID_IMAGE.value}: {reason}")
         output = PrepareOutput(
             claimed=True,

@@ -281,6 +281,12 @@ def test_photos_of_a_product_folder_start_one_run_once_the_folder_has_settled(
     assert later[0].order_token > workflow.order_token
 
 
+def test_a_product_folder_s_folder_marker_starts_nothing(aws: Aws, state_machine: str) -> None:
+    outcome = _admit(state_machine, _photo_sets(_Clock()), event_bridge_event("incoming/Shirts/P-4/", "v1"))
+    assert (outcome.ignored, outcome.settling, outcome.started) == (["m0"], [], [])
+    assert _queued() == []
+
+
 def test_deleting_a_one_photo_upload_starts_nothing(aws: Aws, state_machine: str) -> None:
     deleted = {**event_bridge_event("incoming/Shirts/15970.jpg", "dm"), "detail-type": "Object Deleted"}
     outcome = _admit(state_machine, _photo_sets(_Clock()), deleted)
