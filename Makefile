@@ -195,3 +195,9 @@ catalogue: $(VENV)/.installed
 	$(BIN)/describer dataset catalogue --kaggle-dir .cache/catalogue-source --min-support 20 \
 		--out functions/describer_core/catalogue.json \
 		--source "describer dataset catalogue (make catalogue): 10,284 synthetic Shirts/Tshirts with the real Kaggle value frequencies"
+
+# Several photos per product (not a test): the demo model fine-tuned on front/back/detail views of
+# synthetic products (training/views.py), then front photo alone against all three fused, held out.
+.PHONY: multi-photo-bench
+multi-photo-bench: $(VENV)/.installed demo-model
+	OMP_NUM_THREADS=1 $(BIN)/python -m training.multi_photo_bench --start-from $(DEMO_MODEL_DIR)

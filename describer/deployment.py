@@ -7,7 +7,7 @@ Everything is found from the stack's outputs (``UploadBucketName``, ``UploadPref
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -179,6 +179,23 @@ class UploadRef:
             return record.source_version == self.version
         # Without a version (an event that names none), only the time tells uploads apart.
         return record.updated_at >= self.uploaded_at
+
+
+@dataclass(frozen=True)
+class PhotoSetRef(UploadRef):
+    """The photos of a product folder as uploaded (key -> version): its final record lists exactly them."""
+
+    photos: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, responses: Mapping[str, Mapping[str, Any]], uploaded_at: str) -> PhotoSetRef:
+        """From the PutObject responses of a folder's current photos, by full key."""
+        photos = tuple(sorted((key, str(r.get("VersionId") or "null")) for key, r in responses.items()))
+        return cls(version=photos[0][1] if photos else "null", uploaded_at=uploaded_at, photos=photos)
+
+    def is_final_record_of(self, record: ProductRecord) -> bool:
+        listed = tuple(sorted((image.key, image.version or "null") for image in record.images))
+        return record.status in FINAL_STATUSES and listed == self.photos
 
 
 def fetch_records(deployment: Deployment, product_ids: Iterable[str]) -> dict[str, ProductRecord]:

@@ -28,7 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from describer.deployment import Deployment, UploadRef, fetch_records, wait_for_final_records
-from describer.local.samples import SampleFile, synthetic_photos
+from describer.local.chaos_photos import FolderUpload, FolderVerdict, add_photo, judge_folders, upload_folder
+from describer.local.samples import SampleFile, photo_folders, synthetic_photos
 from describer.local.stack import LocalSettings, injected_faults
 from describer_core.contracts import ProductRecord
 from describer_core.records import utc_now
@@ -74,6 +75,9 @@ class ChaosResult:
     task_failures: Counter[str]  # error name -> failed task attempts (retried, or caught)
     elapsed_s: float
     outcomes: dict[int, str] = field(default_factory=dict)  # index in uploads -> completed/failed/stuck
+    # Products with several photos: each photo set uploaded, and their verdict.
+    folder_uploads: list[FolderUpload] = field(default_factory=list)
+    folders: FolderVerdict = field(default_factory=lambda: FolderVerdict([], 0, []))
 
     def latest(self) -> dict[str, Upload]:
         return {upload.sample.product_id: upload for upload in self.uploads}
@@ -94,26 +98,34 @@ class ChaosResult:
 
     @property
     def duplicate_executions(self) -> int:
-        return sum(max(0, len(runs) - 1) for runs in self.executions.values())
+        return sum(max(0, len(runs) - 1) for runs in self.executions.values()) + self.folders.duplicates
 
     def wrong_versions(self) -> list[str]:
         return sorted(
-            product_id
-            for product_id, upload in self.latest().items()
-            if (record := self.records.get(product_id)) is None or record.source_version != upload.ref.version
+            [
+                product_id
+                for product_id, upload in self.latest().items()
+                if (record := self.records.get(product_id)) is None
+                or record.source_version != upload.ref.version
+            ]
+            + self.folders.wrong
         )
 
+    def _counts(self) -> Counter[str]:
+        return Counter(list(self.outcomes.values()) + self.folders.outcomes)
+
     def summary(self) -> str:
-        counts = Counter(self.outcomes.values())
+        counts = self._counts()
+        uploads = len(self.uploads) + len(self.folders.outcomes)
         return (
-            f"chaos: {len(self.uploads)} uploads, {counts['completed']} completed, "
+            f"chaos: {uploads} uploads, {counts['completed']} completed, "
             f"{counts['failed']} failed, {counts['stuck']} stuck, "
             f"{self.duplicate_executions} duplicate executions, {len(self.wrong_versions())} wrong versions"
         )
 
     @property
     def clean(self) -> bool:
-        counts = Counter(self.outcomes.values())
+        counts = self._counts()
         return not (counts["failed"] or counts["stuck"] or self.duplicate_executions or self.wrong_versions())
 
 
@@ -125,6 +137,7 @@ class EventCapture:
         self.events = deployment.client("events")
         self.sqs = deployment.client("sqs")
         self.queue_url = ""
+        self.others: list[str] = []  # events of keys that are no upload's (product folders' photos)
 
     def __enter__(self) -> EventCapture:
         self.queue_url = self.sqs.create_queue(QueueName=CAPTURE_NAME)["QueueUrl"]
@@ -152,8 +165,9 @@ class EventCapture:
         key (by order token: event time, then sequencer) is that key's n-th upload.
         """
         events: dict[str, list[tuple[str, str]]] = {}  # key -> (order token, message)
+        wanted = {self.deployment.upload_prefix + upload.sample.key for upload in uploads}
         deadline = time.monotonic() + timeout_s
-        while sum(map(len, events.values())) < len(uploads) and time.monotonic() < deadline:
+        while sum(len(events.get(key, [])) for key in wanted) < len(uploads) and time.monotonic() < deadline:
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
             ).get("Messages", [])
@@ -161,6 +175,7 @@ class EventCapture:
                 workflow = WorkflowInput.from_event(ObjectCreatedEvent.model_validate_json(message["Body"]))
                 events.setdefault(workflow.key, []).append((workflow.order_token, message["Body"]))
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        self.others = [message for key, found in events.items() if key not in wanted for _, message in found]
         for key, found in events.items():
             mine = [u for u in uploads if self.deployment.upload_prefix + u.sample.key == key]
             for upload, (_, message) in zip(mine, sorted(found), strict=False):
@@ -175,6 +190,14 @@ def _upload(deployment: Deployment, sample: SampleFile, key_of: SampleFile | Non
     uploaded_at = utc_now()
     response = deployment.upload(sample.path, target.key)
     return Upload(target, UploadRef.from_response(response, uploaded_at))
+
+
+def send_again(deployment: Deployment, messages: list[str]) -> None:
+    """Captured upload events onto the admission queue once more, byte for byte."""
+    for message in messages:
+        deployment.client("sqs").send_message(
+            QueueUrl=deployment.outputs["AdmissionQueueUrl"], MessageBody=message
+        )
 
 
 def redeliver(deployment: Deployment, uploads: list[Upload]) -> None:
@@ -228,7 +251,12 @@ def wait_until_settled(deployment: Deployment, uploads: list[Upload], timeout_s:
     while time.monotonic() < deadline:
         attributes = sqs.get_queue_attributes(
             QueueUrl=queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            # Delayed: product folders' settle requests.
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
         )["Attributes"]
         queued = sum(int(value) for value in attributes.values())
         runs = [run for runs in executions_by_upload(deployment, uploads).values() for run in runs]
@@ -244,6 +272,7 @@ def run_chaos(
     redeliveries: int,
     timeout_s: float,
     console: Console,
+    photo_products: int = 0,
 ) -> ChaosResult:
     started = time.monotonic()
     deployment = Deployment.local(settings.state_dir)
@@ -257,14 +286,23 @@ def run_chaos(
             for sample in originals:
                 uploads.append(_upload(deployment, sample))
                 progress.advance(sent)
+            folders = photo_folders(Path(scratch) / "folders", photo_products, seed=CHAOS_SEED)
+            folder_uploads = [upload_folder(deployment, folder) for folder in folders]
             # Other bytes under the same keys while the first runs are under way: newer versions.
             for other, original in zip(others, originals, strict=False):
                 uploads.append(_upload(deployment, other, key_of=original))
                 progress.advance(sent)
+            if folder_uploads:  # a photo added to a folder while its first run may be under way
+                folder_uploads.append(
+                    add_photo(deployment, folder_uploads[0], folders[0].photos["2-back.jpg"])
+                )
             capture.collect(uploads)
             duplicated = uploads[:: max(1, len(uploads) // max(1, redeliveries))][:redeliveries]
             redeliver(deployment, duplicated)
-            latest = {upload.sample.product_id: upload.ref for upload in uploads}
+            resent = capture.others[:: max(1, len(capture.others) // max(1, photo_products))][:photo_products]
+            send_again(deployment, resent)
+            latest: dict[str, UploadRef] = {upload.sample.product_id: upload.ref for upload in uploads}
+            latest |= {upload.folder.product_id: upload.ref for upload in folder_uploads}
             final = progress.add_task("Final records", total=len(latest))
             try:
                 wait_for_final_records(
@@ -276,6 +314,7 @@ def run_chaos(
             wait_until_settled(deployment, uploads, settle_s)
             # Late duplicates, after every run ended: they must start nothing and change nothing.
             redeliver(deployment, duplicated)
+            send_again(deployment, resent)
             wait_until_settled(deployment, uploads, settle_s)
     executions = executions_by_upload(deployment, uploads)
     result = ChaosResult(
@@ -285,7 +324,9 @@ def run_chaos(
         faults=injected_faults(settings),
         task_failures=task_failures(deployment, (run for runs in executions.values() for run in runs)),
         elapsed_s=time.monotonic() - started,
+        folder_uploads=folder_uploads,
     )
+    result.folders = judge_folders(deployment, folder_uploads, result.records)
     result.judge()
     return result
 
@@ -314,6 +355,17 @@ def chaos_table(result: ChaosResult) -> Table:
             ", ".join(run["status"] for run in runs) or "none",
             f"[{colour}]{outcome}[/]" + (" (superseded)" if superseded else ""),
             shown,
+        )
+    for folder_upload, outcome in zip(result.folder_uploads, result.folders.outcomes, strict=True):
+        colour = {"completed": "green", "failed": "red"}.get(outcome, "yellow")
+        table.add_row(
+            folder_upload.folder.product_id,
+            f"photo set of {len(folder_upload.ref.photos)}",
+            "",
+            "",
+            "",
+            f"[{colour}]{outcome}[/]" + (" (superseded)" if folder_upload.superseded else ""),
+            "",
         )
     return table
 

@@ -89,6 +89,12 @@ def register(subparsers: Any) -> None:
     chaos.add_argument("--products", type=int, default=30, help="products uploaded once")
     chaos.add_argument("--reuploads", type=int, default=10, help="of those, uploaded again (other bytes)")
     chaos.add_argument("--redeliveries", type=int, default=10, help="upload events delivered again")
+    chaos.add_argument(
+        "--photo-products",
+        type=int,
+        default=3,
+        help="products with several photos (product folders) among the uploads; one gets a photo more",
+    )
     chaos.add_argument("--timeout", type=float, default=1200, help="seconds to wait for final records")
     chaos.set_defaults(handler=_clean_errors(_chaos))
 
@@ -390,7 +396,15 @@ def _chaos(args: argparse.Namespace) -> int:
 
     settings = bring_up(args)
     try:
-        result = run_chaos(settings, args.products, args.reuploads, args.redeliveries, args.timeout, _console)
+        result = run_chaos(
+            settings,
+            args.products,
+            args.reuploads,
+            args.redeliveries,
+            args.timeout,
+            _console,
+            args.photo_products,
+        )
     finally:
         local_stack.set_faults(settings, FaultSpec())  # the stack serves cleanly again
     _console.print(chaos_table(result))

@@ -26,6 +26,7 @@ from describer.deployment import (
     wait_for_final_records,
 )
 from describer.local.gallery import GalleryItem, write_gallery
+from describer.local.photo_demo import run_photo_demo
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings
 from describer_core.catalogue import load_catalogue
@@ -191,11 +192,13 @@ def run_demo(settings: LocalSettings, per_category: int, timeout_s: float, conso
     records = upload_and_wait(deployment, samples, timeout_s, console)
     console.print(results_table(samples, records))
     correct, asked = attribute_accuracy(samples, records)
-    items = [GalleryItem(records[s.product_id], s.path, s.truth) for s in samples]
+    # Products with several photos (issue 16): product folders, then a photo added later.
+    several = run_photo_demo(deployment, settings.state_dir / "demo", timeout_s, console)
+    items = several.items + [GalleryItem(records[s.product_id], s.path, s.truth) for s in samples]
     gallery = write_gallery(
         items, settings.state_dir / "gallery" / "index.html", "Product Describer: local demo"
     )
-    problems = [s.key for s in samples if _verdict(s, records[s.product_id])]
+    problems = [s.key for s in samples if _verdict(s, records[s.product_id])] + several.problems
     console.print(
         f"{len(samples)} uploads, {sum(r.status == Status.COMPLETED for r in records.values())} completed, "
         f"{sum(r.status == Status.FAILED for r in records.values())} failed, "

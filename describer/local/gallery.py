@@ -1,5 +1,7 @@
 """A self-contained HTML gallery of product records: photo, attributes with their confidence, copy
-per locale, status, a "needs review" badge, error.
+per locale, status, a "needs review" badge, error. A product with several photos shows every one
+(the record's ``images``), a skipped photo marked with its reason, and how many photos agreed on
+each attribute.
 
 The copy (title, description, bullets, keywords) of every locale is on the page; a locale switch at
 the top shows one locale at a time (a few lines of inline script, no network).
@@ -26,6 +28,7 @@ class GalleryItem:
     record: ProductRecord
     photo: Path | None = None
     expected: Mapping[str, str] | None = None  # the known truth, where there is one
+    photos: Mapping[str, Path] | None = None  # several photos: the local file of each image key
 
 
 def thumbnail_data_uri(path: Path) -> str | None:
@@ -62,6 +65,25 @@ def _attributes_html(record: ProductRecord, expected: Mapping[str, str] | None) 
     return f"<table>{header}{''.join(rows)}</table>"
 
 
+def _photos_html(item: GalleryItem) -> str:
+    """Every photo of a product with several: thumbnail, file name, and a skipped one's reason."""
+    images = item.record.images
+    if len(images) < 2 and not item.photos:
+        return ""
+    figures = []
+    for image in images:
+        path = (item.photos or {}).get(image.key)
+        uri = thumbnail_data_uri(path) if path else None
+        name = html.escape(image.key.rsplit("/", 1)[-1])
+        picture = f'<img src="{uri}" alt="{name}">' if uri else '<div class="nophoto">no preview</div>'
+        reason = f"<br><b>{html.escape((image.reason or '').split(':')[0])}</b>" if image.reason else ""
+        figures.append(
+            f'<figure class="{image.status.value}" title="{html.escape(image.reason or image.status.value)}">'
+            f"{picture}<figcaption>{name}{reason}</figcaption></figure>"
+        )
+    return f'<div class="photos">{"".join(figures)}</div>'
+
+
 def _copy_html(locale: str, copy: LocaleContent) -> str:
     bullets = "".join(f"<li>{html.escape(bullet)}</li>" for bullet in copy.bullets)
     keywords = "".join(f'<span class="keyword">{html.escape(keyword)}</span>' for keyword in copy.keywords)
@@ -91,13 +113,17 @@ def _confidence_cell(record: ProductRecord, name: str) -> str:
     if name in record.unknown_attributes:
         return "<td class='confidence unknown'>unknown</td>"
     confidence = record.confidence.get(name)
-    return f"<td class='confidence'>{'' if confidence is None else f'{confidence:.2f}'}</td>"
+    agreed = record.photos_agreed.get(name)
+    used = sum(1 for image in record.images if image.status.value == "used")
+    votes = f" <span class='agreed'>{agreed}/{used} photos</span>" if agreed is not None else ""
+    return f"<td class='confidence'>{'' if confidence is None else f'{confidence:.2f}'}{votes}</td>"
 
 
 def _card(item: GalleryItem) -> str:
     record = item.record
-    uri = thumbnail_data_uri(item.photo) if item.photo else None
-    name = html.escape(item.photo.name if item.photo else record.source_key)
+    primary = (item.photos or {}).get(record.primary_image or "") or item.photo
+    uri = thumbnail_data_uri(primary) if primary else None
+    name = html.escape(primary.name if primary else record.source_key)
     photo = f'<img src="{uri}" alt="{name}">' if uri else f'<div class="nophoto">{name}<br>(no preview)</div>'
     error = (
         f'<p class="error"><b>{record.error_code.value}</b> {html.escape(record.error_message or "")}</p>'
@@ -118,7 +144,8 @@ def _card(item: GalleryItem) -> str:
         f'<span class="category">{html.escape(record.category)}</span></h2>'
         f'<span class="status">{record.status.value}</span>{review}'
         f'<p class="meta">{html.escape(record.source_key)}{"<br>written by " + model if model else ""}</p>'
-        f"</div></div>{_attributes_html(record, item.expected)}{description}{error}</article>"
+        f"</div></div>{_photos_html(item)}{_attributes_html(record, item.expected)}{description}{error}"
+        "</article>"
     )
 
 
@@ -146,6 +173,11 @@ td.confidence { color: #888; text-align: right; } td.confidence.unknown { color:
           margin-left: 4px; }
 .description { margin: 4px 0; font-size: 12px; } .error { color: #9d2a23; margin: 4px 0; }
 .meta { color: #999; font-size: 11px; }
+.photos { display: flex; flex-wrap: wrap; gap: 6px; margin-bottom: 6px; }
+.photos figure { margin: 0; width: 64px; font-size: 10px; color: #666; text-align: center; }
+.photos img, .photos .nophoto { width: 64px; height: 64px; }
+.photos figure.skipped img, .photos figure.skipped .nophoto { opacity: .35; outline: 2px solid #d2453d; }
+.photos figure.skipped { color: #9d2a23; } .agreed { color: #aaa; font-size: 10px; }
 .copy h3 { font-size: 13px; margin: 6px 0 2px; }
 .locale { color: #999; font-weight: normal; font-size: 11px; }
 .copy ul { margin: 2px 0; padding-left: 18px; font-size: 12px; }

@@ -21,7 +21,8 @@ from PIL import Image
 
 from describer_core.contracts import ErrorCode
 from describer_core.settings import ImageSettings
-from training.synth import write_synthetic_catalogue
+from training.synth import sample_product, write_synthetic_catalogue
+from training.views import View, render_views
 
 SAMPLE_SEED = 20261121
 SAMPLE_FIRST_ID = 900_000
@@ -116,3 +117,51 @@ def bad_files(out_dir: Path, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> 
             target.write_bytes(content)
         files.append(SampleFile(target, key, product_id, category, expected_error=code))
     return files
+
+
+# --- several photos per product -----------------------------------------------------------------------
+
+PHOTO_SET_FIRST_ID = 950_000
+# File names of a product folder's views: key order puts the front photo first (the primary image).
+VIEW_FILE_NAMES = {View.FRONT: "1-front.jpg", View.BACK: "2-back.jpg", View.DETAIL: "3-detail.jpg"}
+
+
+@dataclass(frozen=True)
+class PhotoFolder:
+    """One product photographed from every view, under ``<Category>/<product id>/`` (after the prefix)."""
+
+    folder: str
+    product_id: str
+    category: str
+    photos: dict[str, Path]  # file name -> file
+    truth: dict[str, str]
+
+    def files(self) -> list[tuple[Path, str]]:
+        """(file, key after the upload prefix) of every photo."""
+        return [(path, f"{self.folder}{name}") for name, path in sorted(self.photos.items())]
+
+
+def photo_folders(out_dir: Path, count: int, seed: int = SAMPLE_SEED) -> list[PhotoFolder]:
+    """``count`` held-out products, each drawn front, back and detail (``training.views``)."""
+    rng = random.Random(seed + 1)
+    folders = []
+    for index in range(count):
+        product = sample_product(PHOTO_SET_FIRST_ID + index, rng)
+        folder = f"{product.article_type}/{product.product_id}/"
+        photos = {}
+        for view, image in render_views(product, rng).items():
+            target = out_dir / folder / VIEW_FILE_NAMES[view]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image.save(target, quality=92)
+            photos[VIEW_FILE_NAMES[view]] = target
+        truth = {**product.attributes, "Colour": product.colour}
+        folders.append(PhotoFolder(folder, str(product.product_id), product.article_type, photos, truth))
+    return folders
+
+
+def truncated_jpeg(target: Path) -> Path:
+    """A JPEG cut short: recognised by its magic bytes, undecodable (IMAGE_UNDECODABLE)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    photo = _jpeg(seed=3)
+    target.write_bytes(photo[: len(photo) // 2])
+    return target

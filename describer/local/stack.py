@@ -41,6 +41,9 @@ LOCAL_LOCALES = ("en-US", "es-ES")
 # The pipeline's endpoint read timeout on the local stack (AWS: the template's 65 s default), so that
 # an injected slow reply (this plus a few seconds) costs a run seconds rather than minutes.
 LOCAL_ENDPOINT_READ_TIMEOUT_S = 20
+# Photos of a product folder settle for this long before the product is described (AWS default: 10 s):
+# the local uploads of one folder take well under a second.
+LOCAL_PHOTO_SETTLE_S = 3
 SLOW_REPLY_S = LOCAL_ENDPOINT_READ_TIMEOUT_S + 5
 
 
@@ -103,6 +106,7 @@ def deploy_parameters(settings: LocalSettings) -> dict[str, str]:
         "BackfillMaxConcurrency": str(LOCAL_BACKFILL_CONCURRENCY),
         "Locales": ",".join(LOCAL_LOCALES),
         "EndpointReadTimeoutSeconds": str(LOCAL_ENDPOINT_READ_TIMEOUT_S),
+        "PhotoSettleSeconds": str(LOCAL_PHOTO_SETTLE_S),
     }
 
 

@@ -9,6 +9,10 @@ receive, so a backlog drains as soon as runs finish rather than in steps of the 
 timeout. The limit is soft: two concurrent batches may overshoot it by at most one batch.
 A message that is not an S3 "Object Created" event cannot start anything: it is moved to the
 dead-letter queue at once (where the queue's alarm shows it), or retried if even that fails.
+
+A photo of a product folder (and its "Object Deleted" event) starts nothing by itself: it becomes a
+settle request for the folder, and a settled folder one run over its photo set
+(``describer_core.photo_sets``). An "Object Deleted" event of a one-photo upload changes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from describer_core.errors import client_error_code
 from describer_core.observability import logger
+from describer_core.photo_sets import PhotoSets, SettleMessage, SettleRequest
 from describer_core.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
 
 if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
@@ -58,6 +63,10 @@ class AdmissionOutcome(BaseModel):
     deferred: list[str] = []
     malformed: list[str] = []
     failed: list[str] = []
+    # Product folders: settle requests sent (or sent again, not settled yet), and deletions of
+    # one-photo uploads and product folders' folder markers, which describe nothing.
+    settling: list[str] = []
+    ignored: list[str] = []
 
     def batch_response(self) -> dict[str, list[dict[str, str]]]:
         """The ReportBatchItemFailures answer: these messages come back later."""
@@ -117,28 +126,81 @@ def park_malformed(sqs_client: SQSClient, dead_letter_queue_url: str, records: l
     return [records[int(failed["Id"])].messageId for failed in response.get("Failed", [])]
 
 
-def workflow_input(record: SqsRecord) -> WorkflowInput:
-    """The run a message asks for: an S3 upload event's, or a redrive's (``describer redrive``)."""
+def parse_message(record: SqsRecord) -> WorkflowInput | SettleRequest | ObjectCreatedEvent:
+    """What a message asks for: a redrive's run (``describer redrive``), a product folder's settle
+    check, or an S3 event."""
     body = json.loads(record.body)
     if isinstance(body, dict) and "redrive" in body:
         return RedriveMessage.model_validate(body).redrive
-    return WorkflowInput.from_event(ObjectCreatedEvent.model_validate(body))
+    if isinstance(body, dict) and "settle" in body:
+        return SettleMessage.model_validate(body).settle
+    return ObjectCreatedEvent.model_validate(body)
+
+
+def _photo_set_step(
+    message: WorkflowInput | SettleRequest | ObjectCreatedEvent, photo_sets: PhotoSets | None
+) -> WorkflowInput | SettleRequest | None:
+    """A run to start now, a settle request to send (after the window), or None: nothing to do."""
+    if isinstance(message, WorkflowInput):
+        return message
+    if isinstance(message, SettleRequest):
+        if photo_sets is None:
+            raise ValueError("settle request without product folder support")
+        settled = photo_sets.settled(message)
+        if isinstance(settled, int):
+            photo_sets.schedule(message, settled)
+            return message
+        return settled
+    folder = photo_sets.folder_of(message) if photo_sets is not None else None
+    if folder is not None and message.detail.object.key.endswith("/"):
+        return None  # a folder marker (the console's "Create folder"): no photo, nothing changed
+    if photo_sets is not None and folder is not None:
+        photo_sets.schedule(folder, photo_sets.settle_seconds)
+        return folder
+    return None if message.deleted else WorkflowInput.from_event(message)
 
 
 def admit(
-    records: list[SqsRecord], sfn_client: SFNClient, state_machine_arn: str, max_running: int
+    records: list[SqsRecord],
+    sfn_client: SFNClient,
+    state_machine_arn: str,
+    max_running: int,
+    photo_sets: PhotoSets | None = None,
 ) -> AdmissionOutcome:
     outcome = AdmissionOutcome()
     capacity = max_running - running_executions(sfn_client, state_machine_arn, max_running)
     names_in_batch: set[str] = set()
     for record in records:
         try:
-            workflow = workflow_input(record)
+            message = parse_message(record)
         except (ValueError, ValidationError):
             # Retrying cannot fix a message that is not an S3 event: it goes to the dead-letter queue.
             logger.error("not an upload event or redrive", extra={"message_id": record.messageId})
             outcome.malformed.append(record.messageId)
             continue
+        if capacity <= 0 and isinstance(message, SettleRequest):
+            outcome.deferred.append(record.messageId)  # listed again when there is room
+            continue
+        try:
+            step = _photo_set_step(message, photo_sets)
+        except ValueError:
+            logger.error("settle request without product folders", extra={"message_id": record.messageId})
+            outcome.malformed.append(record.messageId)
+            continue
+        except ClientError as error:
+            logger.warning(
+                "product folder step failed",
+                extra={"message_id": record.messageId, "error": client_error_code(error)},
+            )
+            outcome.failed.append(record.messageId)
+            continue
+        if step is None:
+            outcome.ignored.append(record.messageId)
+            continue
+        if isinstance(step, SettleRequest):
+            outcome.settling.append(record.messageId)
+            continue
+        workflow = step
         if workflow.execution_name in names_in_batch:
             outcome.duplicates.append(record.messageId)
             continue

@@ -47,7 +47,10 @@ def ask_attributes(
     request: AskInput, runtime_client: SageMakerRuntimeClient, endpoint_name: str, catalogue: Catalogue
 ) -> AskOutput:
     """One endpoint call for a group of questions, routed to the instance holding the image."""
-    body = ProductRequest(image_s3=request.image, questions=request.questions, category=request.category)
+    others = [photo for photo in request.images if photo != request.image]
+    body = ProductRequest(
+        image_s3=request.image, images_s3=others, questions=request.questions, category=request.category
+    )
     started_ms = int(time.time() * 1000)
     started = time.monotonic()
     try:
@@ -132,11 +135,15 @@ def merge_attributes(outputs: list[AskOutput], review_threshold: float) -> Merge
         for answer in answers
         if answer.alternatives
     }
+    agreed = {
+        answer.attribute: answer.photos_agreed for answer in answers if answer.photos_agreed is not None
+    }
     return MergedAttributes(
         attributes=attributes,
         unknown_attributes=unknown,
         confidence=confidence,
         alternatives=alternatives,
+        photos_agreed=agreed,
         needs_review=needs_review(confidence, unknown, review_threshold),
         endpoint=outputs[0].endpoint if outputs else None,
         endpoint_ms=sum(output.endpoint_ms for output in outputs),

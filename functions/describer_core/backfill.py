@@ -12,6 +12,10 @@ same ``WorkflowInput`` an upload event would, and decides:
 - otherwise: run it under the name admission gives an upload of this version, so two backfills of
   one prefix (or a redelivered item) start one execution, not two.
 
+A key in a product folder (``keys.product_folder``) plans the folder's photo set, as a settled
+upload would: the same listing, input and name for every photo of the folder, so the folder runs
+once (the other items find it done, or its name taken).
+
 The run itself is the DescribeProduct workflow (``states:startExecution.sync:2``): a backfilled
 product goes through exactly the steps, checks and records of an uploaded one.
 """
@@ -26,8 +30,10 @@ from pydantic import BaseModel, Field
 from describer_core.catalogue import Catalogue
 from describer_core.contracts import ErrorCode, ProductRecord, Status
 from describer_core.errors import InvalidInput
+from describer_core.keys import product_folder
 from describer_core.outcomes import product_or_stand_in
-from describer_core.preparation import SourceObject
+from describer_core.photo_sets import SettleRequest, list_folder, set_workflow
+from describer_core.preparation import SourceObject, known_category
 from describer_core.records import ResultsTable
 from describer_core.states import WorkflowInput, redrive_count_of
 
@@ -43,6 +49,7 @@ PERMANENT_ERRORS = frozenset(
         ErrorCode.IMAGE_TOO_LARGE,
         ErrorCode.IMAGE_TOO_MANY_PIXELS,
         ErrorCode.IMAGE_UNDECODABLE,
+        ErrorCode.NO_VALID_IMAGE,
     }
 )
 # A version that failed transiently this many times (its first run and redrives) is left FAILED for
@@ -85,7 +92,27 @@ def listed_workflow(s3_client: S3Client, request: PlanInput) -> tuple[WorkflowIn
     return pending.model_copy(update=update), source
 
 
+def listed_photo_set(
+    s3_client: S3Client, request: PlanInput, folder: str
+) -> tuple[WorkflowInput, SourceObject | None]:
+    """The run over a product folder's current photos, with its first photo (whose metadata counts)."""
+    listing = list_folder(s3_client, request.bucket, folder)
+    workflow = set_workflow(SettleRequest(bucket=request.bucket, folder=folder), listing)
+    workflow = workflow.model_copy(update={"category": request.category})
+    for photo in listing.photos:
+        pinned = workflow.model_copy(
+            update={"key": photo.key, "version_id": photo.version_id, "photos": None}
+        )
+        try:
+            return workflow, SourceObject.locate(s3_client, pinned)
+        except InvalidInput:
+            continue
+    return workflow, None
+
+
 def _is_this_version(record: ProductRecord, workflow: WorkflowInput) -> bool:
+    if workflow.photos is not None:  # a photo set: the listing's order token, before any redrive mark
+        return (record.order_token or "").split("#r")[0] == workflow.order_token
     return (record.source_bucket, record.source_key, record.source_version) == (
         workflow.bucket,
         workflow.key,
@@ -117,7 +144,11 @@ def plan_item(
     catalogue: Catalogue,
     prefixes: tuple[str, ...],
 ) -> PlanOutput:
-    workflow, source = listed_workflow(s3_client, request)
+    folder = product_folder(request.key, prefixes, known_category(catalogue))
+    if folder is None:
+        workflow, source = listed_workflow(s3_client, request)
+    else:
+        workflow, source = listed_photo_set(s3_client, request, folder)
     product = product_or_stand_in(source, workflow, prefixes, catalogue)
     plan, redrive_count = decide(table.get(product.product_id), workflow)
     workflow = workflow.model_copy(update={"redrive_count": redrive_count})

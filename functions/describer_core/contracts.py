@@ -11,6 +11,8 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 MAX_QUESTIONS_PER_REQUEST = 16
+# The most photos of one product a request (and so ``MaxPhotosPerProduct``) may name.
+MAX_PHOTOS_PER_REQUEST = 20
 
 
 class Status(StrEnum):
@@ -28,6 +30,8 @@ class ErrorCode(StrEnum):
     IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
     IMAGE_TOO_MANY_PIXELS = "IMAGE_TOO_MANY_PIXELS"
     IMAGE_UNDECODABLE = "IMAGE_UNDECODABLE"
+    # Several photos of one product: none of them usable (each photo's reason is in ``images``).
+    NO_VALID_IMAGE = "NO_VALID_IMAGE"
     ENDPOINT_UNAVAILABLE = "ENDPOINT_UNAVAILABLE"
     ENDPOINT_ERROR = "ENDPOINT_ERROR"
     DESCRIPTION_UNAVAILABLE = "DESCRIPTION_UNAVAILABLE"
@@ -52,6 +56,13 @@ class CategorySource(StrEnum):
 class ImageStatus(StrEnum):
     USED = "used"
     SKIPPED = "skipped"
+
+
+class PhotoSkipped(StrEnum):
+    """Why a product folder's photo was skipped though it may be a fine image (beside the image codes)."""
+
+    TOO_MANY_PHOTOS = "TOO_MANY_PHOTOS"  # past MaxPhotosPerProduct, in key order
+    NESTED_FOLDER = "NESTED_FOLDER"  # in a sub-folder of the product folder
 
 
 class ReviewStatus(StrEnum):
@@ -92,6 +103,9 @@ class AttributeAnswer(BaseModel):
     alternatives: list[Alternative] = Field(
         default_factory=list, description="The runner-up values, most probable first"
     )
+    photos_agreed: int | None = Field(
+        default=None, ge=0, description="Of several photos: how many gave this value on their own"
+    )
 
 
 # --- Endpoint wire format (SageMaker InvokeEndpoint, application/json) -----------------------------
@@ -105,16 +119,32 @@ class ReferenceRequest(BaseModel):
 
 
 class ProductRequest(BaseModel):
-    """Several questions about one image, read from S3 by the endpoint."""
+    """Several questions about one product's photos, read from S3 by the endpoint.
+
+    ``image_s3`` is the product's (first) photo; ``images_s3`` its other photos, if any: every
+    answer is then one value fused from all of them.
+    """
 
     image_s3: S3ObjectRef
+    images_s3: list[S3ObjectRef] = Field(
+        default_factory=list,
+        max_length=MAX_PHOTOS_PER_REQUEST - 1,
+        description="The product's other photos; the answers are fused from every photo",
+    )
     questions: list[Question] = Field(min_length=1, max_length=MAX_QUESTIONS_PER_REQUEST)
     category: str | None = None
+
+    @property
+    def photos(self) -> list[S3ObjectRef]:
+        return [self.image_s3, *self.images_s3]
 
 
 class ProductResponse(BaseModel):
     answers: list[AttributeAnswer]
-    image_digest: str = Field(description="sha256 of the image bytes the answers are about")
+    image_digest: str = Field(description="sha256 of the (first) image's bytes the answers are about")
+    image_digests: list[str] = Field(
+        default_factory=list, description="sha256 of every photo's bytes, in request order (several photos)"
+    )
     model_id: str
 
 
@@ -150,7 +180,10 @@ class ProductImage(BaseModel):
     width: int | None = Field(default=None, ge=0)
     height: int | None = Field(default=None, ge=0)
     status: ImageStatus
-    reason: str | None = Field(default=None, description="Why a skipped photo was skipped (an ErrorCode)")
+    reason: str | None = Field(
+        default=None,
+        description="Why a skipped photo was skipped: 'CODE: detail', an image ErrorCode or a PhotoSkipped",
+    )
 
 
 class ReviewChange(BaseModel):

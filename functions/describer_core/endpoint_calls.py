@@ -63,6 +63,8 @@ def prefix_aware_id(image: S3ObjectRef) -> str:
 def product_request_body(request: ProductRequest) -> bytes:
     """The request as JSON whose first ``ROUTING_PREFIX_BYTES`` bytes depend on the image only."""
     head = '{"image_s3":' + request.image_s3.model_dump_json(exclude_none=True)
-    rest = request.model_dump_json(exclude_none=True, exclude={"image_s3"})
+    # One photo: the body as before several photos existed (no empty "images_s3").
+    skipped = {"image_s3"} if request.images_s3 else {"image_s3", "images_s3"}
+    rest = request.model_dump_json(exclude_none=True, exclude=skipped)
     padding = " " * max(0, ROUTING_PREFIX_BYTES - len(head.encode()))
     return f"{head}{padding},{rest[1:]}".encode()

@@ -54,6 +54,7 @@ def completed_record(request: SaveInput) -> ProductRecord:
         unknown_attributes=request.merged.unknown_attributes,
         confidence=request.merged.confidence,
         alternatives=request.merged.alternatives,
+        photos_agreed=request.merged.photos_agreed,
         needs_review=request.merged.needs_review,
         description=request.description.text,
         content=request.description.content,

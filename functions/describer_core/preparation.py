@@ -3,17 +3,33 @@ and group them into endpoint calls.
 
 The claim comes before the image checks so that a broken upload still ends as a FAILED record the
 product team can see; a claim that loses to a newer upload stops the run before any model call.
+
+A product folder's run (``WorkflowInput.photos``) checks every photo of its settled set the same
+way: a broken, oversized or vanished photo is skipped with its reason, as are photos in a sub-folder
+(``NESTED_FOLDER``) and those past ``max_photos_per_product`` (``TOO_MANY_PHOTOS``, in key order);
+the product is described from the rest. With no usable photo (all deleted included) Prepare still
+returns the claimed product with its ``images``, and a ``failure`` the workflow hands RecordFailure:
+``NO_VALID_IMAGE``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from describer_core.catalogue import Catalogue
-from describer_core.contracts import ErrorCode, Question, S3ObjectRef, Status
+from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
+from describer_core.contracts import (
+    ErrorCode,
+    ImageStatus,
+    PhotoSkipped,
+    ProductImage,
+    Question,
+    S3ObjectRef,
+    Status,
+)
 from describer_core.endpoint_calls import group_questions
 from describer_core.errors import (
     InvalidInput,
@@ -23,10 +39,17 @@ from describer_core.errors import (
     is_transient,
 )
 from describer_core.images import ImageFacts, check_size, inspect_image
-from describer_core.keys import identify, key_candidates
+from describer_core.keys import identify, is_nested, key_candidates
 from describer_core.records import ResultsTable
 from describer_core.settings import PrepareSettings
-from describer_core.states import PrepareInput, PrepareOutput, ProductIdentity, WorkflowInput
+from describer_core.states import (
+    CaughtError,
+    PhotoVersion,
+    PrepareInput,
+    PrepareOutput,
+    ProductIdentity,
+    WorkflowInput,
+)
 
 if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
     from mypy_boto3_s3 import S3Client
@@ -115,13 +138,18 @@ def identify_product(
         metadata: dict[str, str] = {}
     else:
         ref, metadata = source.ref, source.metadata
-    parts = identify(ref.key, key_prefixes, metadata, workflow.category)
+    parts = identify(ref.key, key_prefixes, metadata, workflow.category, known_category(catalogue))
     return ProductIdentity(
         product_id=parts.product_id,
         category=catalogue.category(parts.category_hint).name,
         source=ref,
         order_token=workflow.order_token,
     )
+
+
+def known_category(catalogue: Catalogue) -> Callable[[str], bool]:
+    """Whether a folder name is one of the catalogue's categories (``keys.product_folder``)."""
+    return lambda name: catalogue.category(name).name != GENERIC_CATEGORY
 
 
 def prepare(
@@ -132,6 +160,8 @@ def prepare(
     settings: PrepareSettings,
 ) -> tuple[PrepareOutput, ImageFacts | None]:
     started = time.monotonic()
+    if request.workflow.photos is not None:
+        return prepare_photo_set(request, request.workflow.photos, s3_client, table, catalogue, settings)
     source = SourceObject.locate(s3_client, request.workflow)
     product = identify_product(source, request.workflow, settings.key_prefixes, catalogue)
     if not table.write_if_current(product.record(Status.PROCESSING, request.execution_name)):
@@ -140,18 +170,117 @@ def prepare(
     facts = inspect_image(
         source.read(settings.max_image_bytes), settings.max_image_bytes, settings.max_image_pixels
     )
+    image = _used(source.ref, facts)
+    product = product.model_copy(update={"images": [image], "photos": [source.ref]})
+    return _asking(product, catalogue, settings, started), facts
+
+
+def _used(ref: S3ObjectRef, facts: ImageFacts) -> ProductImage:
+    return ProductImage(
+        key=ref.key,
+        version=ref.version_id,
+        bytes=facts.bytes,
+        width=facts.width,
+        height=facts.height,
+        status=ImageStatus.USED,
+    )
+
+
+def _skipped(photo: PhotoVersion, code: ErrorCode | PhotoSkipped, detail: str) -> ProductImage:
+    return ProductImage(
+        key=photo.key,
+        version=photo.version_id,
+        bytes=photo.size,
+        status=ImageStatus.SKIPPED,
+        reason=f"{code.value}: {detail}",
+    )
+
+
+def _asking(
+    product: ProductIdentity, catalogue: Catalogue, settings: PrepareSettings, started: float
+) -> PrepareOutput:
+    """The claimed product's questions, grouped into endpoint calls."""
     questions = [
         Question(attribute=attribute, question=question)
         for attribute, question in catalogue.questions(product.category)
     ]
-    groups = group_questions(questions, settings.questions_per_call)
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    output = PrepareOutput(
+    return PrepareOutput(
         claimed=True,
         product=product,
         questions=questions,
-        question_groups=groups,
-        prepare_ms=elapsed_ms,
+        question_groups=group_questions(questions, settings.questions_per_call),
+        prepare_ms=int((time.monotonic() - started) * 1000),
         map_concurrency=settings.map_concurrency,
     )
-    return output, facts
+
+
+def prepare_photo_set(
+    request: PrepareInput,
+    photos: list[PhotoVersion],
+    s3_client: S3Client,
+    table: ResultsTable,
+    catalogue: Catalogue,
+    settings: PrepareSettings,
+) -> tuple[PrepareOutput, ImageFacts | None]:
+    """Every photo of a settled product folder checked; the usable ones (at most the limit) asked."""
+    started = time.monotonic()
+    workflow, folder = request.workflow, request.workflow.key
+    verdicts: dict[str, ProductImage] = {}
+    sources: list[tuple[PhotoVersion, SourceObject]] = []
+    for photo in photos:
+        if is_nested(photo.key, folder):
+            verdicts[photo.key] = _skipped(
+                photo, PhotoSkipped.NESTED_FOLDER, "in a sub-folder of the product"
+            )
+        elif len(sources) >= settings.max_photos_per_product:
+            limit = settings.max_photos_per_product
+            verdicts[photo.key] = _skipped(
+                photo, PhotoSkipped.TOO_MANY_PHOTOS, f"over the {limit}-photo limit"
+            )
+        else:
+            pinned = workflow.model_copy(
+                update={"key": photo.key, "version_id": photo.version_id, "photos": None}
+            )
+            try:
+                sources.append((photo, SourceObject.locate(s3_client, pinned)))
+            except InvalidInput as gone:
+                verdicts[photo.key] = _skipped(photo, gone.code, gone.detail)
+    first = sources[0][1] if sources else None
+    product = identify_product(first, workflow, settings.key_prefixes, catalogue)
+    if first is None:
+        product = product.model_copy(update={"source": S3ObjectRef(bucket=workflow.bucket, key=folder)})
+    if not table.write_if_current(product.record(Status.PROCESSING, request.execution_name)):
+        return PrepareOutput(claimed=False, product=product, map_concurrency=settings.map_concurrency), None
+    used: list[tuple[SourceObject, ImageFacts]] = []
+    for photo, source in sources:
+        try:
+            check_size(source.size, settings.max_image_bytes)
+            facts = inspect_image(
+                source.read(settings.max_image_bytes), settings.max_image_bytes, settings.max_image_pixels
+            )
+        except InvalidInput as rejected:
+            verdicts[photo.key] = _skipped(photo, rejected.code, rejected.detail)
+            continue
+        verdicts[photo.key] = _used(source.ref, facts)
+        used.append((source, facts))
+    images = [verdicts[photo.key] for photo in photos]
+    refs = [source.ref for source, _ in used]
+    product = product.model_copy(
+        update={"images": images, "photos": refs, **({"source": refs[0]} if refs else {})}
+    )
+    if not used:
+        reason = (
+            f"none of the {len(photos)} photos is usable"
+            if photos
+            else "no photo in the product folder: every photo was deleted"
+        )
+        failure = CaughtError(error="InvalidInput", cause=f"{ErrorCode.NO_VALID_IMAGE.value}: {reason}")
+        output = PrepareOutput(
+            claimed=True,
+            product=product,
+            prepare_ms=int((time.monotonic() - started) * 1000),
+            map_concurrency=settings.map_concurrency,
+            failure=failure,
+        )
+        return output, None
+    return _asking(product, catalogue, settings, started), used[0][1]

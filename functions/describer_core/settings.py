@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 
-from describer_core.contracts import MAX_QUESTIONS_PER_REQUEST
+from describer_core.contracts import MAX_PHOTOS_PER_REQUEST, MAX_QUESTIONS_PER_REQUEST
 from describer_core.locales import DEFAULT_LOCALE, parse_locales
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
@@ -73,7 +73,19 @@ class MapSettings(BaseModel):
     )
 
 
-class PrepareSettings(TableSettings, ImageSettings, UploadSettings, QuestionSettings, MapSettings):
+# Template MaxPhotosPerProduct: photos of one product described together; more are listed, skipped.
+DEFAULT_MAX_PHOTOS_PER_PRODUCT = 10
+
+
+class PhotoSettings(BaseModel):
+    max_photos_per_product: int = Field(
+        default=DEFAULT_MAX_PHOTOS_PER_PRODUCT, ge=1, le=MAX_PHOTOS_PER_REQUEST
+    )
+
+
+class PrepareSettings(
+    TableSettings, ImageSettings, UploadSettings, QuestionSettings, MapSettings, PhotoSettings
+):
     pass
 
 
@@ -127,7 +139,14 @@ class BackfillSettings(TableSettings, UploadSettings):
     pass
 
 
-class StarterSettings(BaseModel):
+# Template PhotoSettleSeconds: a product folder is described once no photo arrived for this long.
+# Photos of one product uploaded together (a sync of a folder, a phone app's batch) land within a few
+# seconds of each other; 10 s covers that with room and keeps a product's latency near 10 s.
+DEFAULT_PHOTO_SETTLE_SECONDS = 10
+
+
+class StarterSettings(UploadSettings):
+    photo_settle_seconds: int = Field(default=DEFAULT_PHOTO_SETTLE_SECONDS, ge=0, le=900)
     state_machine_arn: str = Field(min_length=1)
     max_running_executions: int = Field(default=20, ge=1)
     admission_queue_url: str = Field(min_length=1)

@@ -6,6 +6,7 @@ ASL's ``Parameters`` blocks build the inputs, the handlers return the outputs.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,20 +16,24 @@ from describer_core.contracts import (
     Alternative,
     AttributeAnswer,
     ErrorCode,
+    ImageStatus,
     LocaleContent,
+    ProductImage,
     ProductRecord,
     Question,
     S3ObjectRef,
     Status,
     TokenUsage,
 )
-from describer_core.keys import execution_name
+from describer_core.keys import execution_name, photo_set_execution_name
 from describer_core.records import sortable_utc, utc_now
 
 # S3 sequencers only compare once left-padded to one length (S3 event notification docs).
 _SEQUENCER_WIDTH = 32
 # An order token's redrive part: "#r0001" for the first redrive of an upload.
 _REDRIVE_MARK = "#r"
+# How a product folder's run is named (``keys.photo_set_execution_name``).
+PHOTO_SET_RUN = re.compile(r"(^|-)set-[0-9a-f]{40}$")
 
 
 def redrive_count_of(order_token: str) -> int:
@@ -56,15 +61,27 @@ class _ObjectCreatedDetail(BaseModel):
 
 
 class ObjectCreatedEvent(BaseModel):
-    """The EventBridge event S3 sends for "Object Created" (the fields the pipeline uses)."""
+    """The EventBridge event S3 sends for "Object Created" or "Object Deleted" (the fields used)."""
 
     model_config = ConfigDict(populate_by_name=True)
 
     id: str
     source: Literal["aws.s3"]
-    detail_type: Literal["Object Created"] = Field(alias="detail-type")
+    detail_type: Literal["Object Created", "Object Deleted"] = Field(alias="detail-type")
     time: str
     detail: _ObjectCreatedDetail
+
+    @property
+    def deleted(self) -> bool:
+        return self.detail_type == "Object Deleted"
+
+
+class PhotoVersion(BaseModel):
+    """One photo of a product folder as the settled listing saw it (its newest version)."""
+
+    key: str
+    version_id: str | None = None
+    size: int | None = None
 
 
 class WorkflowInput(BaseModel):
@@ -80,6 +97,10 @@ class WorkflowInput(BaseModel):
     redrive_count: int = Field(default=0, ge=0, description="0: the upload's own run; n: its n-th redrive")
     # A backfill's run: the category its operator named (object metadata still wins).
     category: str | None = None
+    # A product folder's run (``key`` is the folder): its photo set once settled, listed in key
+    # order; empty when every photo was deleted. ``event_time`` is then the listing's newest change
+    # and ``sequencer`` its count of versions and delete markers, so a later set orders later.
+    photos: list[PhotoVersion] | None = None
 
     @classmethod
     def from_event(cls, event: ObjectCreatedEvent) -> WorkflowInput:
@@ -103,6 +124,9 @@ class WorkflowInput(BaseModel):
 
     @property
     def execution_name(self) -> str:
+        if self.photos is not None:
+            listed = [(photo.key, photo.version_id or "null") for photo in self.photos]
+            return photo_set_execution_name(self.bucket, self.key, listed, self.order_token)
         return execution_name(self.bucket, self.key, self.version_id or self.sequencer, self.redrive_count)
 
     @classmethod
@@ -114,6 +138,18 @@ class WorkflowInput(BaseModel):
         event_time, _, rest = record.order_token.partition("#")
         sequencer = rest.split("#", 1)[0]
         version = None if record.source_version == "null" else record.source_version
+        if PHOTO_SET_RUN.search(record.execution_name or ""):  # a product folder: the same photo set
+            key = record.source_key
+            folder = key if key.endswith("/") else key.rsplit("/", 1)[0] + "/"
+            photos = [PhotoVersion(key=i.key, version_id=i.version, size=i.bytes) for i in record.images]
+            return cls(
+                bucket=record.source_bucket,
+                key=folder,
+                event_time=event_time,
+                sequencer=sequencer,
+                photos=photos,
+                redrive_count=redrive_count_of(record.order_token) + 1,
+            )
         return cls(
             bucket=record.source_bucket,
             key=record.source_key,
@@ -135,10 +171,14 @@ class ProductIdentity(BaseModel):
     category: str = Field(description="The catalogue category whose questions are asked")
     source: S3ObjectRef = Field(description="The decoded key and the exact version read")
     order_token: str
+    # Several photos: every photo listed, used or skipped; ``source`` is then the first used one.
+    images: list[ProductImage] = Field(default_factory=list)
+    photos: list[S3ObjectRef] = Field(default_factory=list, description="The used photos, source first")
 
     def record(self, status: Status, execution_name: str, **outcome: Any) -> ProductRecord:
         """This product's record as the run ``execution_name`` writes it, stamped now."""
         now = utc_now()
+        used = [image for image in self.images if image.status == ImageStatus.USED]
         return ProductRecord(
             product_id=self.product_id,
             category=self.category,
@@ -146,6 +186,8 @@ class ProductIdentity(BaseModel):
             source_bucket=self.source.bucket,
             source_key=self.source.key,
             source_version=self.source.version_id or "null",
+            images=self.images,
+            primary_image=used[0].key if used else None,
             execution_name=execution_name,
             order_token=self.order_token,
             created_at=now,
@@ -169,12 +211,18 @@ class PrepareOutput(BaseModel):
     )
     prepare_ms: int = 0
     map_concurrency: int = Field(ge=1, description="The AskAttributes Map's MaxConcurrencyPath reads it")
+    failure: CaughtError | None = Field(
+        default=None, description="Claimed, but nothing to ask (no usable photo): RecordFailure's error"
+    )
 
 
 class AskInput(BaseModel):
-    """One Map item: a group of questions about one image, asked in one endpoint call."""
+    """One Map item: a group of questions about one product's photos, asked in one endpoint call."""
 
     image: S3ObjectRef
+    images: list[S3ObjectRef] = Field(
+        default_factory=list, description="Every used photo, ``image`` first; empty: ``image`` alone"
+    )
     category: str
     questions: list[Question] = Field(min_length=1, max_length=MAX_QUESTIONS_PER_REQUEST)
 
@@ -208,6 +256,9 @@ class MergedAttributes(BaseModel):
         default_factory=dict, description="Attribute -> runner-up values (the reviewer's one-click choices)"
     )
     needs_review: bool = False
+    photos_agreed: dict[str, int] = Field(
+        default_factory=dict, description="Several photos: attribute -> photos that gave the value alone"
+    )
     endpoint: str | None = None
     endpoint_ms: int = Field(default=0, description="The endpoint calls' durations added up")
     endpoint_wall_ms: int = Field(default=0, description="First call's start to last call's end")
@@ -278,3 +329,6 @@ class FailureOutput(BaseModel):
     error_code: ErrorCode
     error_message: str
     recorded: bool = Field(description="False when no record could be, or should be, written")
+
+
+PrepareOutput.model_rebuild()

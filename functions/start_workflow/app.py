@@ -10,22 +10,34 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from describer_core.admission import SqsRecord, admit, park_malformed, reoffer_soon
+from describer_core.catalogue import load_catalogue
 from describer_core.observability import logger, metrics, tracer
+from describer_core.photo_sets import PhotoSets
+from describer_core.preparation import known_category
 from describer_core.settings import StarterSettings, load_settings
 
 
 @cache
-def _dependencies() -> tuple[StarterSettings, Any, Any]:
-    return load_settings(StarterSettings), boto3.client("stepfunctions"), boto3.client("sqs")
+def _dependencies() -> tuple[StarterSettings, Any, Any, PhotoSets]:
+    settings, sqs = load_settings(StarterSettings), boto3.client("sqs")
+    photo_sets = PhotoSets(
+        boto3.client("s3"),
+        sqs,
+        settings.admission_queue_url,
+        settings.photo_settle_seconds,
+        settings.key_prefixes,
+        known_category(load_catalogue()),
+    )
+    return settings, boto3.client("stepfunctions"), sqs, photo_sets
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings, sfn, sqs = _dependencies()
+    settings, sfn, sqs, photo_sets = _dependencies()
     records = [SqsRecord.model_validate(record) for record in event.get("Records", [])]
-    outcome = admit(records, sfn, settings.state_machine_arn, settings.max_running_executions)
+    outcome = admit(records, sfn, settings.state_machine_arn, settings.max_running_executions, photo_sets)
     reoffer_soon(sqs, settings.admission_queue_url, [r for r in records if r.messageId in outcome.deferred])
     malformed = [r for r in records if r.messageId in outcome.malformed]
     outcome.failed += park_malformed(sqs, settings.admission_dead_letter_queue_url, malformed)

@@ -26,13 +26,14 @@ def test_faults_reuploads_and_duplicate_deliveries_lose_nothing(local_settings: 
             redeliveries=2,
             timeout_s=400,
             console=Console(quiet=True),
+            photo_products=1,  # a product folder, which gets one more photo: two photo sets
         )
     finally:
         set_faults(local_settings, FaultSpec())
 
     assert result.clean, result.summary()
     assert result.summary() == (
-        "chaos: 4 uploads, 4 completed, 0 failed, 0 stuck, 0 duplicate executions, 0 wrong versions"
+        "chaos: 6 uploads, 6 completed, 0 failed, 0 stuck, 0 duplicate executions, 0 wrong versions"
     )
     # The faults did happen, and each redelivered event was sent twice (during the run and late).
     assert sum(result.faults["injected"].values()) > 0

@@ -82,6 +82,7 @@ from describer_core.contracts import (
 )
 from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
 from describer_core.errors import InvalidInput
+from describer_core.fusion import FusionCalibration, fuse_answers
 from describer_core.images import inspect_image
 from describer_core.model_files import CATALOGUE_FILE, METADATA_FILE
 from describer_core.settings import ImageSettings
@@ -288,6 +289,7 @@ class DescriberModel:
         cache: VisionFeatureCache | None = None,
         calibration: Calibration | None = None,
         batching: BatchSettings | None = None,
+        fusion: FusionCalibration | None = None,
     ) -> None:
         if not model.language_model.config.is_encoder_decoder:
             raise ValueError("the endpoint serves BLIP-2 with an encoder-decoder (Flan-T5) language model")
@@ -298,6 +300,7 @@ class DescriberModel:
         self.max_new_tokens = max_new_tokens
         self.cache = cache if cache is not None else VisionFeatureCache()
         self.calibration = calibration or Calibration()
+        self.fusion = fusion or FusionCalibration()
         # S3 object versions never change: a version seen once names the same bytes (and digest) again.
         self._version_digests: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._s3_client: Any = None
@@ -319,6 +322,7 @@ class DescriberModel:
         model_id = str(metadata.get("model_id") or root.name)
         try:
             calibration = Calibration.model_validate(metadata.get("calibration") or {})
+            fusion = FusionCalibration.model_validate(metadata.get("fusion") or {})
         except ValidationError as error:
             raise ValueError(f"{metadata_path}: calibration: {_validation_message(error)}") from None
         logger.info(
@@ -326,7 +330,14 @@ class DescriberModel:
         )
         batching = BatchSettings.resolve(metadata)
         return cls(
-            model, processor, catalogue, model_id, calibration=calibration, batching=batching, **options
+            model,
+            processor,
+            catalogue,
+            model_id,
+            calibration=calibration,
+            fusion=fusion,
+            batching=batching,
+            **options,
         )
 
     @property
@@ -454,8 +465,23 @@ class DescriberModel:
 
     def answer_product(self, request: ProductRequest) -> ProductResponse:
         started = time.perf_counter()
+        if request.images_s3:
+            return self.answer_photos(request)
         digest, features = self.s3_image_features(request.image_s3)
         return self._respond(started, digest, features, request.questions, request.category)
+
+    def answer_photos(self, request: ProductRequest) -> ProductResponse:
+        """Several photos of one product: each photo's vision pass once (cached), every attribute
+        scored on every photo and fused into one answer (``describer_core.fusion``)."""
+        digests, per_photo = [], []
+        for ref in request.photos:
+            digest, features = self.s3_image_features(ref)
+            digests.append(digest)
+            per_photo.append(self.score_and_answer(features, request.questions, request.category))
+        answers = fuse_answers(per_photo, self.calibration.temperature, self.fusion)
+        return ProductResponse(
+            answers=answers, image_digest=digests[0], image_digests=digests, model_id=self.model_id
+        )
 
     def s3_image_features(self, ref: S3ObjectRef) -> tuple[str, torch.Tensor]:
         """(sha256, features) of an S3 image; a version whose features are cached is not read again.

@@ -7,7 +7,7 @@ from moto import mock_aws
 from PIL import Image
 from rich.console import Console
 
-from describer.deployment import Deployment, UploadRef, fetch_records, files_to_upload
+from describer.deployment import Deployment, PhotoSetRef, UploadRef, fetch_records, files_to_upload
 from describer.local.gallery import GalleryItem, write_gallery
 from describer_core.contracts import ErrorCode, LocaleContent, ProductRecord, Status
 from describer_core.records import ResultsTable
@@ -221,3 +221,49 @@ def test_records_needing_review_are_listed_from_the_sparse_index() -> None:
     newer = _record(Status.COMPLETED, confidence={"Fit": 0.95}, order_token="t09", execution_name="run-1b")
     assert table.write_if_current(newer.model_copy(update={"product_id": "1"}))
     assert [record.product_id for record in deployment.records_needing_review()] == ["3"]
+
+
+def _images(*entries: tuple[str, str, str | None]) -> list[dict[str, object]]:
+    return [
+        {"key": key, "version": version, "status": "skipped" if reason else "used", "reason": reason}
+        for key, version, reason in entries
+    ]
+
+
+def test_a_photo_set_is_final_only_when_its_record_lists_exactly_those_photos() -> None:
+    keys = {"incoming/Shirts/P/a.jpg": {"VersionId": "1"}, "incoming/Shirts/P/b.jpg": {"VersionId": "2"}}
+    upload = PhotoSetRef.of(keys, "2026-01-01T00:00:05.000Z")
+    both = _images(
+        ("incoming/Shirts/P/b.jpg", "2", "IMAGE_UNDECODABLE: x"), ("incoming/Shirts/P/a.jpg", "1", None)
+    )
+    assert upload.is_final_record_of(_record(Status.COMPLETED, images=both))
+    assert not upload.is_final_record_of(_record(Status.PROCESSING, images=both))
+    assert not upload.is_final_record_of(_record(Status.COMPLETED, images=both[:1]))
+    assert PhotoSetRef.of({}, "t").is_final_record_of(
+        _record(Status.FAILED, error_code=ErrorCode.NO_VALID_IMAGE)
+    )
+
+
+def test_the_gallery_shows_every_photo_of_a_product_and_why_one_was_skipped(tmp_path: Path) -> None:
+    front, broken = tmp_path / "front.jpg", tmp_path / "broken.jpg"
+    Image.new("RGB", (64, 64), (20, 40, 200)).save(front)
+    broken.write_bytes(b"\xff\xd8\xff broken")
+    images = _images(
+        ("incoming/Shirts/P/front.jpg", "1", None),
+        ("incoming/Shirts/P/broken.jpg", "2", "IMAGE_UNDECODABLE: cut"),
+    )
+    record = _record(
+        Status.COMPLETED,
+        images=images,
+        primary_image="incoming/Shirts/P/front.jpg",
+        attributes={"Fit": "Slim Fit"},
+        confidence={"Fit": 0.9},
+        photos_agreed={"Fit": 1},
+    )
+    photos = {"incoming/Shirts/P/front.jpg": front, "incoming/Shirts/P/broken.jpg": broken}
+    page = write_gallery([GalleryItem(record, photos=photos)], tmp_path / "index.html").read_text()
+    assert page.count("<figure ") == 2
+    assert '<figure class="skipped" title="IMAGE_UNDECODABLE: cut">' in page
+    assert "broken.jpg<br><b>IMAGE_UNDECODABLE</b>" in page
+    assert page.count("data:image/jpeg;base64,") == 2  # the primary photo, and its thumbnail in the strip
+    assert "<span class='agreed'>1/1 photos</span>" in page

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 from start_workflow import app as starter_app
 
+from describer_core.admission import SqsRecord, admit
+from describer_core.catalogue import load_catalogue
+from describer_core.photo_sets import MAX_DELAY_S, PhotoSets
+from describer_core.preparation import known_category
 from describer_core.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
 
-from .conftest import REPO, Aws, FakeLambdaContext, event_bridge_event
+from .conftest import BUCKET, REPO, Aws, FakeLambdaContext, event_bridge_event
 
 CONTEXT = FakeLambdaContext()
 
@@ -177,3 +182,147 @@ def test_a_redrive_message_starts_the_next_run_of_the_same_upload(state_machine:
     assert starter_app.handler(_sqs(message, message), CONTEXT) == {"batchItemFailures": []}
     [execution] = _running(state_machine)
     assert execution["name"] == redrive.execution_name != upload.execution_name
+
+
+# --- product folders: settle, then one run per photo set ---------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _photo_sets(clock: _Clock, settle_seconds: int = 10) -> PhotoSets:
+    return PhotoSets(
+        boto3.client("s3"),
+        boto3.client("sqs"),
+        os.environ["ADMISSION_QUEUE_URL"],
+        settle_seconds,
+        ("incoming/", "catalogue/"),
+        known_category(load_catalogue()),
+        clock,
+    )
+
+
+def _admit(state_machine: str, photo_sets: PhotoSets, *bodies: dict[str, Any]) -> Any:
+    records = [SqsRecord.model_validate(record) for record in _sqs(*bodies)["Records"]]
+    return admit(records, boto3.client("stepfunctions"), state_machine, 20, photo_sets)
+
+
+def _queued() -> list[tuple[dict[str, Any], str]]:
+    """(body, DelaySeconds) of what the starter sent to the admission queue, drained."""
+    url = os.environ["ADMISSION_QUEUE_URL"]
+    # moto keeps delayed messages invisible: read its store instead of waiting the delay out.
+    from moto.core.utils import unix_time_millis
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends["123456789012"]["us-east-1"].queues[url.rsplit("/", 1)[-1]]
+    now_ms = unix_time_millis()
+    sent = [
+        (json.loads(message.body), str(round(max(0, message.delayed_until - now_ms) / 1000)))
+        for message in queue._messages
+    ]
+    queue._messages.clear()
+    return sent
+
+
+def test_photos_of_a_product_folder_start_one_run_once_the_folder_has_settled(
+    aws: Aws, state_machine: str
+) -> None:
+    clock = _Clock()
+    photo_sets = _photo_sets(clock)
+    folder = "incoming/Shirts/P-1/"
+    versions = {name: aws.upload(f"{folder}{name}", b"x") for name in ("front.jpg", "back.jpg", "detail.jpg")}
+    events = [event_bridge_event(f"{folder}{name}", version) for name, version in versions.items()]
+
+    outcome = _admit(state_machine, photo_sets, *events)
+    assert (len(outcome.settling), outcome.started) == (3, [])
+    settle = {"settle": {"bucket": BUCKET, "folder": folder}}
+    assert _queued() == [(settle, "10")] * 3
+
+    # Too early: the newest photo is 4 s old, so the request comes back in the remaining 6 s.
+    clock.now = datetime.now(UTC) + timedelta(seconds=4)
+    assert len(_admit(state_machine, photo_sets, settle).settling) == 1
+    [(_, delay)] = _queued()
+    assert 5 <= int(delay) <= 7
+    assert _running(state_machine) == []
+
+    # Settled: the three requests of the burst (and a redelivery) start one run over the three photos.
+    clock.now = datetime.now(UTC) + timedelta(seconds=11)
+    outcome = _admit(state_machine, photo_sets, settle, settle, settle)
+    assert (len(outcome.started), len(outcome.duplicates)) == (1, 2)
+    _admit(state_machine, photo_sets, settle)  # a running twin: StartExecution is idempotent
+    [execution] = _running(state_machine)
+    described = aws.sfn.describe_execution(executionArn=execution["executionArn"])
+    workflow = WorkflowInput.model_validate_json(described["input"])
+    assert execution["name"] == workflow.execution_name and execution["name"].startswith("P-1-set-")
+    assert workflow.key == folder
+    assert [(photo.key, photo.version_id) for photo in workflow.photos or []] == sorted(
+        (f"{folder}{name}", version) for name, version in versions.items()
+    )
+
+    # A photo deleted later: a new set, a new run that orders after the first.
+    aws.s3.delete_object(Bucket=BUCKET, Key=f"{folder}back.jpg")
+    deleted = {**event_bridge_event(f"{folder}back.jpg", "dm"), "detail-type": "Object Deleted"}
+    assert len(_admit(state_machine, photo_sets, deleted).settling) == 1
+    clock.now = datetime.now(UTC) + timedelta(seconds=11)
+    assert len(_admit(state_machine, photo_sets, settle).started) == 1
+    later = [
+        WorkflowInput.model_validate_json(
+            aws.sfn.describe_execution(executionArn=run["executionArn"])["input"]
+        )
+        for run in _running(state_machine)
+        if run["name"] != execution["name"]
+    ]
+    assert [len(run.photos or []) for run in later] == [2]
+    assert later[0].order_token > workflow.order_token
+
+
+def test_a_product_folder_s_folder_marker_starts_nothing(aws: Aws, state_machine: str) -> None:
+    outcome = _admit(state_machine, _photo_sets(_Clock()), event_bridge_event("incoming/Shirts/P-4/", "v1"))
+    assert (outcome.ignored, outcome.settling, outcome.started) == (["m0"], [], [])
+    assert _queued() == []
+
+
+def test_deleting_a_one_photo_upload_starts_nothing(aws: Aws, state_machine: str) -> None:
+    deleted = {**event_bridge_event("incoming/Shirts/15970.jpg", "dm"), "detail-type": "Object Deleted"}
+    outcome = _admit(state_machine, _photo_sets(_Clock()), deleted)
+    assert (outcome.ignored, outcome.started, outcome.malformed) == (["m0"], [], [])
+    assert _running(state_machine) == []
+
+
+def test_a_one_photo_upload_in_a_category_folder_is_not_a_product_folder(
+    aws: Aws, state_machine: str
+) -> None:
+    outcome = _admit(
+        state_machine, _photo_sets(_Clock()), event_bridge_event("incoming/brand/Shirts/1.jpg", "v1")
+    )
+    assert len(outcome.started) == 1 and outcome.settling == []
+
+
+def test_the_starter_lambda_sends_product_folder_photos_to_settle(aws: Aws, state_machine: str) -> None:
+    version = aws.upload("incoming/Tshirts/T-9/a.jpg", b"x")
+    response = starter_app.handler(_sqs(event_bridge_event("incoming/Tshirts/T-9/a.jpg", version)), CONTEXT)
+    assert response == {"batchItemFailures": []}
+    assert _queued() == [({"settle": {"bucket": BUCKET, "folder": "incoming/Tshirts/T-9/"}}, "10")]
+
+
+def test_the_template_s_photo_parameters_match_the_code() -> None:
+    from cfnlint.decode import decode
+
+    from describer_core.contracts import MAX_PHOTOS_PER_REQUEST
+    from describer_core.settings import DEFAULT_MAX_PHOTOS_PER_PRODUCT, DEFAULT_PHOTO_SETTLE_SECONDS
+
+    template, _ = decode(str(REPO / "template.yaml"))
+    assert template is not None
+    settle, photos = (
+        template["Parameters"]["PhotoSettleSeconds"],
+        template["Parameters"]["MaxPhotosPerProduct"],
+    )
+    assert (settle["Default"], settle["MaxValue"]) == (DEFAULT_PHOTO_SETTLE_SECONDS, MAX_DELAY_S)
+    assert (photos["Default"], photos["MaxValue"]) == (DEFAULT_MAX_PHOTOS_PER_PRODUCT, MAX_PHOTOS_PER_REQUEST)
+    rule = template["Resources"]["UploadCreatedRule"]["Properties"]["EventPattern"]
+    assert rule["detail-type"] == ["Object Created", "Object Deleted"]

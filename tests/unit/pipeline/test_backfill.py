@@ -271,6 +271,34 @@ def test_backfill_role_reads_only_the_catalogue_and_writes_only_results() -> Non
     planner = template_resource("PlanBackfillItemFunction")["Policies"][0]["Statement"]
     assert {json.dumps(s["Action"]) for s in planner} == {
         '["s3:GetObject", "s3:GetObjectVersion"]',
-        '"s3:ListBucket"',
+        '["s3:ListBucket", "s3:ListBucketVersions"]',  # a product folder's photo set
         '"dynamodb:GetItem"',
     }
+    listing = next(s for s in planner if "s3:ListBucketVersions" in s["Action"])
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${BackfillPrefix}*"}}}
+
+
+def test_a_product_folder_is_planned_once_as_its_photo_set(aws: Aws) -> None:
+    versions = {
+        name: aws.upload(f"catalogue/Shirts/F-3/{name}", image_bytes()) for name in ("a.jpg", "b.jpg")
+    }
+    plans = [_plan(aws, f"catalogue/Shirts/F-3/{name}") for name in versions]
+    assert {plan.execution_name for plan in plans} == {plans[0].execution_name}
+    planned = plans[0]
+    assert (planned.start, planned.plan, planned.product_id) == (True, ItemPlan.DESCRIBE, "F-3")
+    assert planned.workflow.key == "catalogue/Shirts/F-3/"
+    assert [(photo.key, photo.version_id) for photo in planned.workflow.photos or []] == [
+        (f"catalogue/Shirts/F-3/{name}", version) for name, version in versions.items()
+    ]
+    # Its run claims the record under the listing's order token: a later backfill finds it in hand.
+    assert _run_prepare(aws, planned.workflow)
+    table = ResultsTable(TABLE, aws.dynamodb)
+    record = table.get("F-3")
+    assert record is not None
+    table.write_if_current(record.model_copy(update={"status": Status.COMPLETED}))
+    assert _plan(aws, "catalogue/Shirts/F-3/b.jpg").plan == ItemPlan.DONE
+    # A photo added since: a new set, described again.
+    aws.upload("catalogue/Shirts/F-3/c.jpg", image_bytes())
+    again = _plan(aws, "catalogue/Shirts/F-3/a.jpg")
+    assert (again.plan, len(again.workflow.photos or [])) == (ItemPlan.DESCRIBE, 3)
+    assert again.execution_name != planned.execution_name

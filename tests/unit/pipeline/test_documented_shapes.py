@@ -57,6 +57,12 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
             "category": example["category"],
             "source": source,
             "order_token": example["order_token"],
+            "images": example["images"],
+            "photos": [
+                {"bucket": BUCKET, "key": image["key"], "version_id": image["version"]}
+                for image in example["images"]
+                if image["status"] == "used"
+            ],
         },
         "prepare_ms": example["timings_ms"]["prepare"],
         "merged": {
@@ -64,6 +70,7 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
             "unknown_attributes": example["unknown_attributes"],
             "confidence": example["confidence"],
             "alternatives": example["alternatives"],
+            "photos_agreed": example["photos_agreed"],
             "needs_review": example["needs_review"],
             "endpoint": example["model_ids"]["attributes"],
             "endpoint_ms": example["timings_ms"]["attributes"],

@@ -79,6 +79,17 @@ def test_every_group_of_an_image_shares_the_routing_prefix_and_id() -> None:
     assert len(prefix_aware_id(IMAGE)) == 64  # the header's maximum
 
 
+def test_the_groups_of_a_product_with_several_photos_share_the_prefix_and_name_every_photo() -> None:
+    others = [IMAGE.model_copy(update={"key": f"incoming/Shirts/P/{n}.jpg"}) for n in range(3)]
+    groups = group_questions(load_catalogue().questions("Shirts"), 3)
+    requests = [_request(group).model_copy(update={"images_s3": others}) for group in groups]
+    first, second = (product_request_body(request) for request in requests)
+    assert first[:ROUTING_PREFIX_BYTES] == second[:ROUTING_PREFIX_BYTES]
+    assert [ProductRequest.model_validate_json(body) for body in (first, second)] == requests
+    # One photo: no "images_s3" at all, the body an endpoint without several photos reads.
+    assert b"images_s3" not in product_request_body(_request(groups[0]))
+
+
 def test_an_image_reference_longer_than_the_prefix_is_not_padded() -> None:
     long_key = IMAGE.model_copy(update={"key": "incoming/Shirts/" + "x" * 1100 + ".jpg"})
     body = product_request_body(

@@ -6,7 +6,13 @@ import pytest
 
 from describer_core.contracts import ErrorCode, S3ObjectRef, Status
 from describer_core.errors import InvalidInput
-from describer_core.keys import identify, key_candidates
+from describer_core.keys import (
+    identify,
+    is_nested,
+    key_candidates,
+    photo_set_execution_name,
+    product_folder,
+)
 from describer_core.states import ProductIdentity, WorkflowInput, redrive_count_of
 
 
@@ -47,8 +53,69 @@ def test_percent_encoding_that_is_not_utf8_is_an_invalid_key() -> None:
 def test_product_id_and_category_follow_the_key_convention_with_metadata_first(
     key: str, metadata: dict[str, str], product_id: str, category: str | None
 ) -> None:
-    parts = identify(key, "incoming/", metadata)
+    parts = identify(key, "incoming/", metadata, is_category=_known)
     assert (parts.product_id, parts.category_hint) == (product_id, category)
+
+
+def _known(name: str) -> bool:
+    return name in {"Shirts", "Tshirts"}
+
+
+@pytest.mark.parametrize(
+    ("key", "folder"),
+    [
+        ("incoming/Shirts/15970/front.jpg", "incoming/Shirts/15970/"),
+        ("incoming/Shirts/15970/", "incoming/Shirts/15970/"),
+        ("incoming/Jeans/J-1/a b.png", "incoming/Jeans/J-1/"),
+        ("incoming/Shirts/15970/old/x.jpg", "incoming/Shirts/15970/"),
+        ("incoming/Shirts/15970.jpg", None),
+        ("incoming/15970.jpg", None),
+        ("incoming/brand/Tshirts/tee 1.webp", None),  # the folder above the file is a category
+        ("incoming/Shirts//x.jpg", None),
+    ],
+)
+def test_a_product_folder_is_two_folders_down_unless_the_last_is_a_category(
+    key: str, folder: str | None
+) -> None:
+    assert product_folder(key, "incoming/", _known) == folder
+
+
+@pytest.mark.parametrize(
+    ("key", "metadata", "product_id", "category"),
+    [
+        ("incoming/Shirts/15970/front.jpg", {}, "15970", "Shirts"),
+        ("incoming/Shirts/15970/", {}, "15970", "Shirts"),
+        ("incoming/Shirts/15970/back.jpg", {"product-id": "SKU-9"}, "SKU-9", "Shirts"),
+        ("incoming/Shirts/15970/back.jpg", {"category": "Tshirts"}, "15970", "Tshirts"),
+        ("catalogue/Tshirts/T-7/detail.webp", {}, "T-7", "Tshirts"),
+    ],
+)
+def test_a_product_folder_names_the_product_with_metadata_first(
+    key: str, metadata: dict[str, str], product_id: str, category: str
+) -> None:
+    parts = identify(key, ("incoming/", "catalogue/"), metadata, is_category=_known)
+    assert (parts.product_id, parts.category_hint) == (product_id, category)
+
+
+def test_a_photo_in_a_sub_folder_is_nested() -> None:
+    assert is_nested("incoming/Shirts/15970/old/x.jpg", "incoming/Shirts/15970/")
+    assert not is_nested("incoming/Shirts/15970/x.jpg", "incoming/Shirts/15970/")
+
+
+def test_a_photo_set_is_named_by_its_keys_versions_and_listing() -> None:
+    photos = [("incoming/Shirts/1/a.jpg", "v1"), ("incoming/Shirts/1/b.jpg", "v2")]
+    name = photo_set_execution_name("b", "incoming/Shirts/1/", photos, "t1")
+    assert name == photo_set_execution_name("b", "incoming/Shirts/1/", list(reversed(photos)), "t1")
+    assert name.startswith("1-set-") and len(name) <= 80 and re.fullmatch(r"[A-Za-z0-9_-]+", name)
+    others = {
+        photo_set_execution_name("b", "incoming/Shirts/1/", photos[:1], "t1"),
+        photo_set_execution_name("b", "incoming/Shirts/1/", [(photos[0][0], "v9"), photos[1]], "t1"),
+        photo_set_execution_name("b", "incoming/Shirts/1/", photos, "t2"),
+        photo_set_execution_name("b", "incoming/Shirts/1/", [], "t1"),
+    }
+    assert name not in others and len(others) == 4
+    long = photo_set_execution_name("b", "incoming/Shirts/" + "x" * 200 + "/", [], "t")
+    assert len(long) <= 80
 
 
 @pytest.mark.parametrize("key", ["incoming/Shirts/", "elsewhere/15970.jpg", "incoming/Shirts/\x07.jpg"])
@@ -126,3 +193,25 @@ def test_a_redrive_is_built_from_the_failed_record_alone() -> None:
         )
     )
     assert second.redrive_count == 2 and second.order_token > first.order_token
+
+
+def test_a_redrive_of_a_product_folder_runs_the_same_photo_set_again() -> None:
+    from describer_core.contracts import ImageStatus, ProductImage
+    from describer_core.states import PhotoVersion
+
+    photos = [PhotoVersion(key=f"incoming/Shirts/P/{n}.jpg", version_id=f"v{n}", size=9) for n in (1, 2)]
+    upload = WorkflowInput(
+        bucket="b", key="incoming/Shirts/P/", event_time="2026-12-01T10:17:10Z", sequencer="2", photos=photos
+    )
+    images = [ProductImage(key=p.key, version=p.version_id, bytes=9, status=ImageStatus.USED) for p in photos]
+    identity = ProductIdentity(
+        product_id="P",
+        category="Shirts",
+        source=S3ObjectRef(bucket="b", key=photos[0].key, version_id="v1"),
+        order_token=upload.order_token,
+        images=images,
+    )
+    redrive = WorkflowInput.redrive_of(identity.record(Status.FAILED, upload.execution_name))
+    assert (redrive.key, redrive.photos, redrive.redrive_count) == ("incoming/Shirts/P/", photos, 1)
+    assert redrive.order_token == upload.order_token + "#r0001"
+    assert redrive.execution_name != upload.execution_name and "-set-" in redrive.execution_name

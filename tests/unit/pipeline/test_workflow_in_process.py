@@ -23,7 +23,7 @@ from describer_core.endpoint_calls import group_questions, prefix_aware_id
 from describer_core.errors import PipelineError
 from describer_core.records import ResultsTable
 from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
-from describer_core.states import WorkflowInput
+from describer_core.states import PhotoVersion, WorkflowInput
 
 from .conftest import BUCKET, Aws, FakeLambdaContext, image_bytes
 from .test_statemachine import substituted_definition
@@ -79,6 +79,12 @@ def _with_result(data: dict[str, Any], result_path: str | None, result: Any) -> 
     return {**data, result_path.removeprefix("$."): result}
 
 
+def _holds(choice: dict[str, Any], value: Any) -> bool:
+    if "BooleanEquals" in choice:
+        return bool(value == choice["BooleanEquals"])
+    return (value is None) == choice["IsNull"]
+
+
 def run_workflow(definition: dict[str, Any], workflow: dict[str, Any], name: str) -> tuple[str, Any]:
     """(final state type, output) of a run; Lambda ARNs resolve to the in-process handlers."""
     context: dict[str, Any] = {
@@ -109,11 +115,11 @@ def run_workflow(definition: dict[str, Any], workflow: dict[str, Any], name: str
                     )
                 data = _with_result(data, state["ResultPath"], results)
             elif state["Type"] == "Choice":
-                chosen = [
-                    c for c in state["Choices"] if _path(data, c["Variable"], context) == c["BooleanEquals"]
-                ]
+                chosen = [c for c in state["Choices"] if _holds(c, _path(data, c["Variable"], context))]
                 current = chosen[0]["Next"] if chosen else state["Default"]
                 continue
+            elif state["Type"] == "Pass":
+                data = _parameters(state["Parameters"], data, context) if "Parameters" in state else data
             else:
                 return state["Type"], data
         except PipelineError as error:
@@ -294,3 +300,127 @@ def test_request_bodies_name_the_claimed_image_version(aws: Aws, models: tuple[S
     # The key as uploaded: "+" decodes to a space, which does not exist, so Prepare kept the key as sent.
     assert {request.image_s3.key for request in seen} == {"incoming/generic/g+1.jpg"}
     assert {request.image_s3.version_id for request in seen} == {workflow["version_id"]}
+
+
+# --- several photos of one product ------------------------------------------------------------------
+
+
+def _photo_set(aws: Aws, folder: str, photos: dict[str, bytes]) -> tuple[dict[str, Any], str]:
+    listed = [
+        PhotoVersion(key=f"{folder}{name}", version_id=aws.upload(f"{folder}{name}", body), size=len(body))
+        for name, body in sorted(photos.items())
+    ]
+    workflow = WorkflowInput(
+        bucket=BUCKET,
+        key=folder,
+        event_time="2026-11-21T03:00:05Z",
+        sequencer=str(len(listed)),
+        photos=listed,
+    )
+    return workflow.model_dump(), workflow.execution_name
+
+
+def test_a_product_folder_is_described_from_every_usable_photo(
+    aws: Aws, models: tuple[Stubber, Stubber], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_PHOTOS_PER_PRODUCT", "4")
+    sagemaker, bedrock = models
+    truncated = image_bytes()[:-40]
+    workflow, name = _photo_set(
+        aws,
+        "incoming/Shirts/P-7/",
+        {
+            "a-front.jpg": image_bytes(),
+            "b-back.png": image_bytes("PNG"),
+            "c-broken.jpg": truncated,
+            "d-detail.jpg": image_bytes(size=(80, 60)),
+            "e-extra.jpg": image_bytes(),
+            "old/f.jpg": image_bytes(),
+        },
+    )
+    seen: list[ProductRequest] = []
+
+    class Capture:
+        def __eq__(self, body: object) -> bool:
+            seen.append(ProductRequest.model_validate_json(body))  # type: ignore[arg-type]
+            return True
+
+    from describer_core.catalogue import load_catalogue
+
+    questions = load_catalogue().questions("Shirts")
+    values = {
+        "Sleeve Length": "Long Sleeves",
+        "Pattern": "Solid",
+        "Fit": "Regular Fit",
+        "Fabric": "Linen",
+        "Collar": "Spread Collar",
+        "Colour": "Blue",
+    }
+    for group in group_questions([attribute for attribute, _ in questions], DEFAULT_QUESTIONS_PER_CALL):
+        reply = {
+            "answers": [
+                {
+                    "attribute": a,
+                    "value": values[a],
+                    "raw": values[a],
+                    "known": True,
+                    "confidence": 0.8,
+                    "photos_agreed": 2,
+                }
+                for a in group
+            ],
+            "image_digest": "0" * 64,
+            "model_id": "m",
+        }
+        body = json.dumps(reply).encode()
+        sagemaker.add_response(
+            "invoke_endpoint",
+            {"Body": StreamingBody(io.BytesIO(body), len(body))},
+            {"EndpointName": ANY, "ContentType": ANY, "Accept": ANY, "PrefixAwareId": ANY, "Body": Capture()},
+        )
+    bedrock.add_response("converse", _converse_reply(COPY))
+    with sagemaker, bedrock:
+        end, _ = run_workflow(json.loads(substituted_definition()), workflow, name)
+    assert end == "Succeed"
+    record = ResultsTable("results-test", aws.dynamodb).get("P-7")
+    assert record is not None and record.status == "COMPLETED" and record.category == "Shirts"
+    statuses = {
+        image.key.rsplit("/", 1)[-1]: (image.status, (image.reason or "").split(":")[0])
+        for image in record.images
+    }
+    assert statuses == {
+        "a-front.jpg": ("used", ""),
+        "b-back.png": ("used", ""),
+        "c-broken.jpg": ("skipped", "IMAGE_UNDECODABLE"),
+        "d-detail.jpg": ("used", ""),
+        "e-extra.jpg": ("skipped", "TOO_MANY_PHOTOS"),
+        "f.jpg": ("skipped", "NESTED_FOLDER"),
+    }
+    used = [image for image in record.images if image.status == "used"]
+    assert (used[2].width, used[2].height) == (80, 60) and all(image.version for image in record.images)
+    assert record.primary_image == "incoming/Shirts/P-7/a-front.jpg" == record.source_key
+    assert record.photos_agreed == dict.fromkeys(values, 2)
+    # Every call names every used photo, the primary first: one routing id per product.
+    assert {request.image_s3.key for request in seen} == {"incoming/Shirts/P-7/a-front.jpg"}
+    assert {tuple(photo.key for photo in request.images_s3) for request in seen} == {
+        ("incoming/Shirts/P-7/b-back.png", "incoming/Shirts/P-7/d-detail.jpg")
+    }
+
+
+@pytest.mark.parametrize(
+    ("photos", "message"),
+    [({}, "every photo was deleted"), ({"a.gif": image_bytes("GIF"), "b.jpg": b""}, "none of the 2 photos")],
+)
+def test_a_product_folder_without_a_usable_photo_fails_with_every_reason(
+    aws: Aws, models: tuple[Stubber, Stubber], photos: dict[str, bytes], message: str
+) -> None:
+    workflow, name = _photo_set(aws, "incoming/Tshirts/T-1/", photos)
+    end, output = run_workflow(json.loads(substituted_definition()), workflow, name)
+    assert (end, output["error_code"]) == ("Fail", "NO_VALID_IMAGE")
+    record = ResultsTable("results-test", aws.dynamodb).get("T-1")
+    assert record is not None and (record.status, record.error_code) == ("FAILED", "NO_VALID_IMAGE")
+    assert message in (record.error_message or "")
+    assert [(image.status, (image.reason or "").split(":")[0]) for image in record.images] == [
+        ("skipped", "NOT_AN_IMAGE")
+    ] * len(photos)
+    assert record.primary_image is None
