@@ -76,7 +76,10 @@ def derived_describe_timeout_s() -> int:
             [task] = state["ItemProcessor"]["States"].values()
             total += rounds * worst_case_task_s(task, _function_timeout(template, task["Resource"]))
         else:
-            assert state["Type"] in ("Choice", "Succeed", "Fail"), (name, "a state the bound does not cover")
+            assert state["Type"] in ("Choice", "Pass", "Succeed", "Fail"), (
+                name,
+                "a state the bound does not cover",
+            )
     return math.ceil(total / ROUNDING_S) * ROUNDING_S
 
 
