@@ -161,10 +161,9 @@ demo-model: $(VENV)/.installed
 eval: demo-model
 	$(BIN)/describer evaluate --model $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 
-# Regenerates functions/describer_core/catalogue.json: derived (support >= 20) from 10,284 synthetic
-# Shirts/Tshirts drawn with the real Kaggle value frequencies (metadata only, no images).
+# Rebuilds functions/describer_core/catalogue.json from the dataset's metadata (styles/<id>.json of the
+# Fashion Product Images dataset; the full 44,441 are in aerospike-examples/retail-demo, data/styles):
+# `make catalogue STYLES_DIR=path/to/styles` (docs/training.md, "The catalogue").
 catalogue: $(VENV)/.installed
-	$(BIN)/describer dataset synth --out .cache/catalogue-source --products 10284 --no-images
-	$(BIN)/describer dataset catalogue --kaggle-dir .cache/catalogue-source --min-support 20 \
-		--out functions/describer_core/catalogue.json \
-		--source "describer dataset catalogue (make catalogue): 10,284 synthetic Shirts/Tshirts with the real Kaggle value frequencies"
+	test -n "$(STYLES_DIR)" || { echo "usage: make catalogue STYLES_DIR=path/to/styles"; exit 2; }
+	$(BIN)/describer catalogue build --styles $(STYLES_DIR)

@@ -125,7 +125,8 @@ def test_catalogue_folds_variants_drops_unknown_rare_values_and_one_value_attrib
         _product(101, Fit="Loose Cut"),
         _product(102, Fit="regular fit"),
     ]
-    catalogue, folds, drops = derive_catalogue(products, min_support=5, source="test")
+    derived = derive_catalogue(products, min_support=5, source="test")
+    catalogue, folds, drops = derived.catalogue, derived.folds, derived.drops
     tshirts = catalogue.category("Tshirts")
     fit = tshirts.attribute("Fit")
     assert fit.values == {"Slim Fit": 20, "Regular Fit": 22}
