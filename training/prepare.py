@@ -30,6 +30,8 @@ from tqdm import tqdm
 
 from describer_core.answers import format_answer
 from describer_core.catalogue import (
+    ARTICLE_TYPE_ATTRIBUTE,
+    ARTICLE_TYPE_QUESTION,
     GENERIC_CATEGORY,
     AttributeSpec,
     Catalogue,
@@ -51,8 +53,6 @@ STYLES_COLUMNS = (
 )
 MISSING_MARKERS = {"", "na", "n/a", "nan", "null", "none", "-"}
 COLOUR_ATTRIBUTE = "Colour"
-ARTICLE_TYPE_ATTRIBUTE = "Article Type"
-ARTICLE_TYPE_QUESTION = "What type of product is in this picture?"
 # Asked of any product whose category the catalogue does not know (when every category has them).
 GENERIC_ATTRIBUTES = ("Pattern", COLOUR_ATTRIBUTE)
 # Questions come in this order; attributes not listed follow alphabetically.

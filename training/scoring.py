@@ -3,7 +3,7 @@
 Each product image goes through ``DescriberModel.image_features`` once and its questions through
 ``DescriberModel.score_and_answer``, the code that serves product requests, so evaluation measures
 exactly what is served and calibration fits the scores the endpoint computes
-(``calibrate_model_dir``: the validation split's scores -> one temperature in the model dir).
+(``calibrate_model_dir``: the validation split's scores -> a temperature per attribute in the model dir).
 """
 
 from __future__ import annotations
@@ -36,7 +36,11 @@ class RowAnswer:
         """The scores with the true value's position, when the true value was a candidate."""
         if self.candidates is None or self.row["value"] not in self.candidates.values:
             return None
-        return ScoredQuestion(tuple(self.candidates.scores), self.candidates.values.index(self.row["value"]))
+        return ScoredQuestion(
+            tuple(self.candidates.scores),
+            self.candidates.values.index(self.row["value"]),
+            attribute=self.candidates.attribute,
+        )
 
 
 def answer_rows(

@@ -53,7 +53,7 @@ def completed_record(request: SaveInput) -> ProductRecord:
         attributes=request.merged.attributes,
         unknown_attributes=request.merged.unknown_attributes,
         confidence=request.merged.confidence,
-        needs_review=request.merged.needs_review,
+        needs_review=request.merged.needs_review or request.product.category_review,
         description=request.description.text,
         content=request.description.content,
         token_usage=request.description.token_usage,

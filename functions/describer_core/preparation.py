@@ -8,12 +8,14 @@ product team can see; a claim that loses to a newer upload stops the run before 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from describer_core.catalogue import Catalogue
-from describer_core.contracts import ErrorCode, Question, S3ObjectRef, Status
+from describer_core.catalogue import ARTICLE_TYPE_ATTRIBUTE, GENERIC_CATEGORY, Catalogue
+from describer_core.confidence import rounded
+from describer_core.contracts import AttributeAnswer, CategorySource, ErrorCode, Question, S3ObjectRef, Status
 from describer_core.endpoint_calls import group_questions
 from describer_core.errors import (
     InvalidInput,
@@ -33,6 +35,8 @@ if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import th
 
 
 _MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound"})
+# Asks the model one question about the image (``attributes.ask_one``): how Prepare chooses a category.
+CategoryAsker = Callable[[S3ObjectRef, Question], AttributeAnswer]
 
 
 class SourceObject:
@@ -116,11 +120,43 @@ def identify_product(
     else:
         ref, metadata = source.ref, source.metadata
     parts = identify(ref.key, key_prefixes, metadata, workflow.category)
+    # A category the catalogue does not know is no category: the model is asked (``choose_category``).
+    known = catalogue.known_category(parts.category_hint)
     return ProductIdentity(
         product_id=parts.product_id,
-        category=catalogue.category(parts.category_hint).name,
+        category=known.name if known else GENERIC_CATEGORY,
+        category_source=parts.category_source if known else None,
         source=ref,
         order_token=workflow.order_token,
+    )
+
+
+def category_question(catalogue: Catalogue) -> Question | None:
+    """The article-type question, whose vocabulary is the catalogue's categories (None without one)."""
+    generic = catalogue.category(GENERIC_CATEGORY)
+    try:
+        spec = generic.attribute(ARTICLE_TYPE_ATTRIBUTE)
+    except KeyError:
+        return None
+    return Question(attribute=spec.name, question=generic.question_for(spec))
+
+
+def choose_category(
+    product: ProductIdentity, answer: AttributeAnswer, catalogue: Catalogue, review_threshold: float
+) -> ProductIdentity:
+    """The product with the category the model chose; an answer outside the catalogue keeps generic.
+
+    A confidence below ``review_threshold`` (or none, or no usable answer) flags the product for review.
+    """
+    chosen = catalogue.known_category(answer.value) if answer.known else None
+    confidence = rounded(answer.confidence) if answer.confidence is not None and chosen else None
+    return product.model_copy(
+        update={
+            "category": chosen.name if chosen else GENERIC_CATEGORY,
+            "category_source": CategorySource.MODEL,
+            "category_confidence": confidence,
+            "category_review": confidence is None or confidence < review_threshold,
+        }
     )
 
 
@@ -130,7 +166,10 @@ def prepare(
     table: ResultsTable,
     catalogue: Catalogue,
     settings: PrepareSettings,
+    ask_category: CategoryAsker | None = None,
 ) -> tuple[PrepareOutput, ImageFacts | None]:
+    """``ask_category``: how a product whose key and metadata name no known category gets one (one
+    endpoint call before the Map; without it such a product gets the generic questions)."""
     started = time.monotonic()
     source = SourceObject.locate(s3_client, request.workflow)
     product = identify_product(source, request.workflow, settings.key_prefixes, catalogue)
@@ -140,6 +179,10 @@ def prepare(
     facts = inspect_image(
         source.read(settings.max_image_bytes), settings.max_image_bytes, settings.max_image_pixels
     )
+    question = category_question(catalogue)
+    if product.category_source is None and ask_category is not None and question is not None:
+        answer = ask_category(product.source, question)
+        product = choose_category(product, answer, catalogue, settings.review_threshold)
     questions = [
         Question(attribute=attribute, question=question)
         for attribute, question in catalogue.questions(product.category)

@@ -73,8 +73,12 @@ class MapSettings(BaseModel):
     )
 
 
-class PrepareSettings(TableSettings, ImageSettings, UploadSettings, QuestionSettings, MapSettings):
-    pass
+class PrepareSettings(
+    TableSettings, ImageSettings, UploadSettings, QuestionSettings, MapSettings, ReviewSettings
+):
+    # The endpoint that chooses a category no key or metadata names; unset: the generic questions.
+    endpoint_name: str | None = None
+    endpoint_read_timeout_s: float = Field(default=65, gt=0, le=65)
 
 
 class FailureSettings(FinalRecordSettings, UploadSettings):

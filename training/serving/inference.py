@@ -514,7 +514,7 @@ class DescriberModel:
         self, attribute: str, values: Sequence[str], scores: Sequence[float]
     ) -> AttributeAnswer:
         """The most probable value at the calibrated temperature, with its runners-up."""
-        probabilities = softmax(scores, self.calibration.temperature)
+        probabilities = softmax(scores, self.calibration.temperature_for(attribute))
         ranked = sorted(zip(probabilities, values, strict=True), key=lambda pair: -pair[0])
         (confidence, value), runners_up = ranked[0], ranked[1 : 1 + MAX_ALTERNATIVES]
         return AttributeAnswer(

@@ -78,7 +78,8 @@ def test_prepare_counts_missing_and_unreadable_images_and_never_splits_a_product
     assert not split_ids["train"] & split_ids["test"]
     assert not split_ids["val"] & split_ids["test"]
     assert images[0].stem not in set().union(*split_ids.values())
-    assert sum(report.products.values()) == report.products_used == 58
+    assert sum(report.products.values()) == report.products_used
+    assert report.products_used + report.products_out_of_catalogue == 58  # every readable product
 
 
 def test_prepared_rows_use_the_catalogue_questions_and_reference_answers(
@@ -107,8 +108,8 @@ def test_prepared_rows_use_the_catalogue_questions_and_reference_answers(
         )
         assert row["value"] == expected
         assert parse_answer(row["answer"], spec).value == row["value"]
-    shirt_questions = {row["question"] for row in rows if row["article_type"] == "Shirts"}
-    assert "What is the sleeve length of the shirt in this picture?" in shirt_questions
+    tshirt_questions = {row["question"] for row in rows if row["article_type"] == "Tshirts"}
+    assert "What is the pattern of the t-shirt in this picture?" in tshirt_questions
 
 
 def _product(product_id: int, article_type: str = "Tshirts", **attributes: str) -> Product:
