@@ -167,3 +167,10 @@ eval: demo-model
 catalogue: $(VENV)/.installed
 	test -n "$(STYLES_DIR)" || { echo "usage: make catalogue STYLES_DIR=path/to/styles"; exit 2; }
 	$(BIN)/describer catalogue build --styles $(STYLES_DIR)
+
+# An upload whose key and metadata name no known category (not a test): the second round Prepare
+# makes (the article type, then that category's questions) against one pass asking every category's
+# questions, in process on the demo model; the last line compares the two per product.
+.PHONY: category-bench
+category-bench: $(VENV)/.installed demo-model
+	$(BIN)/python -m training.category_bench --model-dir $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)

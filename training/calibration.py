@@ -3,12 +3,13 @@
 ``fit_temperature`` finds the temperature that minimises the negative log-likelihood of the true
 values over the validation split's scored questions (temperature scaling, Guo et al. 2017): it
 changes no answer, only how sure the answers say they are. ``calibration_from`` fits one over all
-questions and one per attribute, each shrunk toward the global one in log space by the weight
-n / (n + SHRINKAGE_QUESTIONS) of its n validation answers: an attribute seen rarely keeps close to
-the global temperature, a well-sampled one gets its own. ``calibrate_model_dir`` runs the
-endpoint's own scoring (``DescriberModel.answer_questions``) on a prepared data dir's ``vqa_val.csv``
-and stores the result in the model dir's ``describer_model.json``; training and the demo model
-call it, and evaluation measures on the test split what it achieved.
+questions and one per attribute of a category ('Jeans/Waist Rise'), each shrunk toward the global
+one in log space by the weight n / (n + SHRINKAGE_QUESTIONS) of its n validation answers: an
+attribute seen rarely keeps close to the global temperature, a well-sampled one gets its own.
+``calibrate_model_dir`` runs the endpoint's own scoring (``DescriberModel.answer_questions``) on a
+prepared data dir's ``vqa_val.csv`` and stores the result in the model dir's
+``describer_model.json``; training and the demo model call it, and evaluation measures on the test
+split what it achieved.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class ScoredQuestion:
 
     scores: tuple[float, ...]
     truth: int
-    attribute: str = ""
+    key: str = ""  # calibration_key(category, attribute): its own temperature is fitted by this key
 
 
 def mean_nll(questions: Sequence[ScoredQuestion], temperature: float) -> float:
@@ -84,13 +85,13 @@ def shrunk_temperature(own: float, questions: int, global_temperature: float) ->
 
 def calibration_from(questions: Sequence[ScoredQuestion], split: str) -> Calibration:
     temperature = fit_temperature(questions)
-    by_attribute: dict[str, list[ScoredQuestion]] = {}
+    by_key: dict[str, list[ScoredQuestion]] = {}
     for question in questions:
-        if question.attribute:
-            by_attribute.setdefault(question.attribute, []).append(question)
+        if question.key:
+            by_key.setdefault(question.key, []).append(question)
     temperatures = {
-        attribute: shrunk_temperature(fit_temperature(members), len(members), temperature)
-        for attribute, members in sorted(by_attribute.items())
+        key: shrunk_temperature(fit_temperature(members), len(members), temperature)
+        for key, members in sorted(by_key.items())
     }
     calibration = Calibration(temperature=temperature, temperatures=temperatures, split=split)
     return calibration.model_copy(
@@ -106,7 +107,7 @@ def calibrated_nll(questions: Sequence[ScoredQuestion], calibration: Calibration
     """Mean negative log-likelihood with each question's own attribute temperature."""
     total = 0.0
     for question in questions:
-        temperature = calibration.temperature_for(question.attribute)
+        temperature = calibration.temperatures.get(question.key, calibration.temperature)
         total -= math.log(max(softmax(question.scores, temperature)[question.truth], 1e-300))
     return total / len(questions)
 

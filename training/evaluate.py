@@ -35,8 +35,8 @@ from training.calibration import (
     threshold_for_review_share,
 )
 from training.model_dir import read_metadata
-from training.prepare import ARTICLE_TYPE_ATTRIBUTE, read_qa_rows
-from training.scoring import RowAnswer, answer_rows
+from training.prepare import read_qa_rows
+from training.scoring import RowAnswer, answer_rows, asked_category
 from training.serving.inference import DescriberModel
 from training.tiny import build_base_model_dir, catalogue_texts
 
@@ -150,8 +150,7 @@ def load_served_model(source: Path | str, catalogue: Catalogue, calibration: Cal
 
 def _majority_key(row: dict[str, str]) -> tuple[str, str]:
     # The article type is what the Article Type question asks, so its baseline cannot know it.
-    category = GENERIC_CATEGORY if row["attribute"] == ARTICLE_TYPE_ATTRIBUTE else row["article_type"]
-    return (category, row["attribute"])
+    return (asked_category(row), row["attribute"])
 
 
 def majority_answers(train_rows: Sequence[dict[str, str]]) -> dict[tuple[str, str], str]:

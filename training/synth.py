@@ -275,10 +275,10 @@ def _sleeves(
 
 def _draw_fabric(draw: ImageDraw.ImageDraw, fabric: str, base: tuple[int, int, int], size: int) -> None:
     # Bold grains (an 8 px period, 3-4 px marks): still 4 px / 2 px at the tiny model's 64 px input.
-    grain = _shade(base, 55 if sum(base) < 330 else -55)
+    grain = _shade(base, 70 if sum(base) < 330 else -70)
     if fabric == "Polyester":  # a vertical rib
         for x in range(0, size, 8):
-            draw.rectangle((x, 0, x + 2, size), fill=grain)
+            draw.rectangle((x, 0, x + 3, size), fill=grain)
     elif fabric == "Synthetic":  # a mesh of dots
         for y in range(0, size, 8):
             for x in range(0, size, 8):
@@ -307,11 +307,11 @@ def _draw_pattern(
         for position in range(0, size, 16):
             draw.rectangle((position, 0, position + 4, size), fill=accent)
             draw.rectangle((0, position, size, position + 4), fill=accent)
-    elif pattern == "Printed":
-        y = top + 36 + rng.randint(-2, 2)
-        radius = 18 + rng.randint(-2, 2)
+    elif pattern == "Printed":  # a large chest print: a disc with a square inside
+        y = top + 38 + rng.randint(-2, 2)
+        radius = 22 + rng.randint(-2, 2)
         draw.ellipse((centre - radius, y - radius, centre + radius, y + radius), fill=accent)
-        draw.rectangle((centre - 5, y - 5, centre + 5, y + 5), fill=_contrast(accent))
+        draw.rectangle((centre - 8, y - 8, centre + 8, y + 8), fill=_contrast(accent))
 
 
 def _draw_neck(
@@ -384,8 +384,8 @@ def _jeans(
         side = -1 if number % 2 == 0 else 1
         x = centre + side * (10 + rng.randint(0, 6))
         y = crotch - 6 + 12 * (number // 2) + rng.randint(-2, 2)
-        draw.rectangle((x - 6, y - 3, x + 6, y + 3), fill=light)
-        draw.line((x - 5, y, x + 5, y), fill=BACKGROUND, width=1)
+        draw.rectangle((x - 7, y - 4, x + 7, y + 4), fill=light)
+        draw.line((x - 6, y, x + 6, y), fill=BACKGROUND, width=2)
 
 
 def _dress(
@@ -431,10 +431,10 @@ def _dress(
             )
 
     def paint(texture: ImageDraw.ImageDraw, size: int) -> None:
-        if attributes["Pattern"] == "Printed":  # polka dots all over
-            for y in range(4, size, 14):
-                for x in range(4 + (y // 14 % 2) * 7, size, 14):
-                    texture.ellipse((x - 3, y - 3, x + 3, y + 3), fill=accent)
+        if attributes["Pattern"] == "Printed":  # large polka dots all over
+            for y in range(6, size, 18):
+                for x in range(6 + (y // 18 % 2) * 9, size, 18):
+                    texture.ellipse((x - 5, y - 5, x + 5, y + 5), fill=accent)
 
     _textured(image, outline, base, paint)
     draw.line((centre - waist_half, waist, centre + waist_half, waist), fill=OUTLINE, width=2)
@@ -470,19 +470,22 @@ def _shoe(
     sole = BACKGROUND if sum(base) < 600 else (90, 90, 90)
     draw.rectangle((left - 2, sole_top, right + 2, sole_top + 10), fill=sole, outline=OUTLINE)
     fastening = attributes["Fastening"]
-    if fastening == "Lace-Ups":
+    if fastening == "Lace-Ups":  # a row of bold crossed laces down the instep
+        lace = BACKGROUND if sum(base) < 450 else OUTLINE
         for step in range(4):
-            x = back + 36 + step * 8
-            y = collar + 6 + step * 8
-            draw.line((x - 6, y - 4, x + 6, y + 4), fill=accent, width=2)
-            draw.line((x - 6, y + 4, x + 6, y - 4), fill=accent, width=2)
-    elif fastening == "Velcro":
+            x = back + 38 + step * 9
+            y = collar + 8 + step * 8
+            draw.line((x - 8, y - 5, x + 8, y + 5), fill=lace, width=3)
+            draw.line((x - 8, y + 5, x + 8, y - 5), fill=lace, width=3)
+    elif fastening == "Velcro":  # two wide straps across
         for step in range(2):
-            y = sole_top - 30 + step * 14
-            draw.rectangle((back + 22, y, back + 70, y + 7), fill=accent, outline=OUTLINE)
-    else:  # Slip-On: an elastic gusset at the instep
+            y = sole_top - 32 + step * 15
+            draw.rectangle((back + 20, y, back + 72, y + 10), fill=accent, outline=OUTLINE)
+    else:  # Slip-On: a wide dark elastic gusset at the instep
         draw.polygon(
-            [(back + 30, collar), (back + 42, collar), (back + 36, collar + 20)], fill=accent, outline=OUTLINE
+            [(back + 26, collar), (back + 50, collar), (back + 38, collar + 26)],
+            fill=OUTLINE,
+            outline=OUTLINE,
         )
 
 

@@ -6,6 +6,7 @@ again, so the demo only waits for what is new.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -30,7 +31,7 @@ from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings
 from describer_core.catalogue import load_catalogue
 from describer_core.content_rules import violations
-from describer_core.contracts import ProductRecord, Status
+from describer_core.contracts import CategorySource, ProductRecord, Status
 from describer_core.description import CopyWriter
 from describer_core.records import utc_now
 from describer_core.settings import DescriptionSettings
@@ -55,7 +56,20 @@ def demo_samples(sample_dir: Path, per_category: int) -> list[SampleFile]:
         photos = synthetic_photos(sample_dir / "photos", per_category)
         items = [{**sample.__dict__, "path": str(sample.path)} for sample in photos]
         manifest.write_text(json.dumps({"per_category": per_category, "photos": items}, indent=1))
-    return photos + bad_files(sample_dir / "bad")
+    return without_category_folder(photos) + bad_files(sample_dir / "bad")
+
+
+# The demo's product whose key names no category: the model chooses it (category_source "model").
+UNFILED_CATEGORY = "Jeans"
+
+
+def without_category_folder(photos: list[SampleFile]) -> list[SampleFile]:
+    """The photos, the first of ``UNFILED_CATEGORY`` uploaded without its category folder."""
+    unfiled = next((photo for photo in photos if photo.category == UNFILED_CATEGORY), None)
+    return [
+        dataclasses.replace(photo, key=photo.key.rsplit("/", 1)[-1]) if photo is unfiled else photo
+        for photo in photos
+    ]
 
 
 def _already_done(deployment: Deployment, samples: list[SampleFile]) -> dict[str, UploadRef]:
@@ -108,6 +122,10 @@ def _verdict(sample: SampleFile, record: ProductRecord) -> str | None:
         return None
     if record.status != Status.COMPLETED:
         return "expected COMPLETED"
+    if record.category != sample.category:
+        return f"expected category {sample.category}"
+    if "/" not in sample.key and record.category_source != CategorySource.MODEL:
+        return "expected the model to choose the category"
     without = sorted(set(record.attributes) - set(record.confidence) - set(record.unknown_attributes))
     if without:
         return f"no confidence for {', '.join(without)}"
@@ -146,6 +164,7 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
         names += [name for name in records[sample.product_id].attributes if name not in names]
     table = Table(title="Demo results: predicted attributes (confidence; [red]wrong[/] ≠ truth)")
     table.add_column("product", no_wrap=True)
+    table.add_column("category", no_wrap=True)
     table.add_column("status", no_wrap=True)
     for name in names:
         table.add_column(name, overflow="fold")
@@ -163,6 +182,7 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
         colour = "green" if record.status == Status.COMPLETED else "red"
         table.add_row(
             sample.key,
+            category_cell(record),
             f"[{colour}]{record.status.value}[/]"
             + (" [yellow]review[/]" if record.needs_review else "")
             + (f" [bold red]{problem}[/]" if problem else ""),
@@ -170,6 +190,14 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
             record.error_code.value if record.error_code else "",
         )
     return table
+
+
+def category_cell(record: ProductRecord) -> str:
+    """The category and where it came from: "Jeans (model 0.97)", "Shirts (key)"."""
+    source = record.category_source.value if record.category_source else "-"
+    if record.category_confidence is not None:
+        source += f" {record.category_confidence:.2f}"
+    return f"{record.category} ({source})"
 
 
 def attribute_accuracy(samples: list[SampleFile], records: dict[str, ProductRecord]) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from PIL import Image
 
 from describer_core.contracts import ErrorCode
 from describer_core.settings import ImageSettings
-from training.synth import write_synthetic_catalogue
+from training.synth import DRAWN, write_synthetic_catalogue
 
 SAMPLE_SEED = 20261121
 SAMPLE_FIRST_ID = 900_000
@@ -41,10 +41,15 @@ class SampleFile:
 
 
 def synthetic_photos(out_dir: Path, per_category: int, seed: int = SAMPLE_SEED) -> list[SampleFile]:
-    """``per_category`` held-out Shirts and Tshirts photos in ``out_dir/<Category>/<id>.jpg``."""
+    """``per_category`` held-out photos of each synthetic category in ``out_dir/<Category>/<id>.jpg``."""
     with tempfile.TemporaryDirectory() as scratch:
+        # Categories are drawn at random: enough products that each gets its share.
         products = write_synthetic_catalogue(
-            Path(scratch), products=per_category * 6, seed=seed, first_id=SAMPLE_FIRST_ID, progress=False
+            Path(scratch),
+            products=per_category * len(DRAWN) * 3 + 20,
+            seed=seed,
+            first_id=SAMPLE_FIRST_ID,
+            progress=False,
         )
         samples: list[SampleFile] = []
         taken: dict[str, int] = {}

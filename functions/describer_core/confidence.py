@@ -25,7 +25,8 @@ class Calibration(BaseModel):
     temperature: float = Field(default=1.0, gt=0.0, description="Scores are divided by it before the softmax")
     temperatures: dict[str, float] = Field(
         default_factory=dict,
-        description="Attribute -> its own temperature, shrunk toward `temperature`; others use `temperature`",
+        description="'<Category>/<Attribute>' -> its own temperature, shrunk toward `temperature`; "
+        "an attribute not listed uses `temperature`",
     )
     split: str | None = Field(default=None, description="The split it was fitted on")
     questions: int = Field(default=0, ge=0, description="Scored questions it was fitted on")
@@ -36,8 +37,13 @@ class Calibration(BaseModel):
         default=None, description="Mean negative log-likelihood at the fitted one"
     )
 
-    def temperature_for(self, attribute: str) -> float:
-        return self.temperatures.get(attribute, self.temperature)
+    def temperature_for(self, attribute: str, category: str | None = None) -> float:
+        return self.temperatures.get(calibration_key(category, attribute), self.temperature)
+
+
+def calibration_key(category: str | None, attribute: str) -> str:
+    """How ``Calibration.temperatures`` names an attribute of a category: 'Jeans/Waist Rise'."""
+    return f"{category or ''}/{attribute}"
 
 
 def softmax(scores: Sequence[float], temperature: float = 1.0) -> list[float]:

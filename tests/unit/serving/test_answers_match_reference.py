@@ -95,7 +95,7 @@ def test_an_attribute_with_its_own_temperature_uses_it(endpoint: DescriberModel)
     first = questions[0].attribute
     calibration = endpoint.calibration
     endpoint.calibration = calibration.model_copy(
-        update={"temperatures": {first: calibration.temperature * 4}}
+        update={"temperatures": {f"{category}/{first}": calibration.temperature * 4}}
     )
     after, _ = endpoint.score_and_answer(features, questions, category)
     endpoint.calibration = calibration
