@@ -138,7 +138,10 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _catalogue_build(args: argparse.Namespace) -> int:
-    from training.prepare import build_catalogue
+    import json
+    from collections import Counter
+
+    from training.prepare import build_catalogue, load_styles, question_answer_rows
 
     catalogue, report = build_catalogue(
         args.styles,
@@ -148,15 +151,29 @@ def _catalogue_build(args: argparse.Namespace) -> int:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(catalogue.to_json(), encoding="utf-8")
+    # The Q/A pairs preparation makes of the same metadata against the new catalogue, per category.
+    qa_pairs: Counter[str] = Counter()
+    qa_dropped = 0
+    for product in load_styles(args.styles, progress=False)[0]:
+        rows, dropped = question_answer_rows(product, catalogue)
+        qa_pairs.update(row["article_type"] for row in rows)
+        qa_dropped += dropped
     if args.report:
-        args.report.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        written = {**report.model_dump(mode="json"), "qa_pairs": dict(qa_pairs), "qa_dropped": qa_dropped}
+        args.report.write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
     table = Table(title=f"{len(report.categories)} categories in {args.out}")
     table.add_column("category")
     table.add_column("products", justify="right")
+    table.add_column("Q/A pairs", justify="right")
     table.add_column("attributes (values)")
     for category in catalogue.categories:
         attributes = ", ".join(f"{spec.name} ({len(spec.values)})" for spec in category.attributes)
-        table.add_row(category.name, str(report.categories.get(category.name, "")), attributes)
+        table.add_row(
+            category.name,
+            str(report.categories.get(category.name, "")),
+            str(qa_pairs.get(category.name, "")),
+            attributes,
+        )
     Console().print(table)
     for article_type, why in report.excluded_types.items():
         print(f"not a category: {article_type} ({why})")
@@ -172,6 +189,10 @@ def _catalogue_build(args: argparse.Namespace) -> int:
         f"{report.article_types} article types, {report.types_with_enough_products} with >= "
         f"{report.min_products} products, {len(report.categories)} categories; {report.folded_values} rare "
         f"values folded, {dropped} outside every vocabulary dropped ({dropped_products} answers)"
+    )
+    print(
+        f"{sum(qa_pairs.values())} Q/A pairs from the metadata (dataset prepare), {qa_dropped} answers "
+        "outside the vocabulary not asked"
     )
     print(f"catalogue written to {args.out}")
     return 0

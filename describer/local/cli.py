@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
 
     demo = actions.add_parser("demo", help="up, upload sample photos and bad files, wait, table + gallery")
     _add_up_arguments(demo)
-    demo.add_argument("--photos-per-category", type=int, default=4)
+    demo.add_argument("--photos-per-category", type=int, default=2)
     demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for final records")
     demo.set_defaults(handler=_clean_errors(_demo))
 

@@ -103,6 +103,9 @@ def test_the_command_writes_a_catalogue_the_pipeline_loads(styles: Path, tmp_pat
     assert [c.name for c in load_catalogue(out).categories] == ["Jeans", "Watches", GENERIC_CATEGORY]
     printed = capsys.readouterr().out
     assert "1 unreadable, 1 without an article type" in printed
+    # Jeans: Fabric, Colour, Waist Rise + the article type; watches: Colour + the article type.
+    assert json.loads(report.read_text())["qa_pairs"] == {"Jeans": 12 * 4 - 1, "Watches": 10 * 2}
+    assert "67 Q/A pairs from the metadata" in printed and "1 answers outside the vocabulary" in printed
     assert json.loads(report.read_text())["dropped_values"]["Jeans/Fabric"] == {"Lycra Blend": 1}
 
 
