@@ -23,6 +23,7 @@ from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
 from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
 from describer.local.faults import FaultSpec
+from describer.local.gallery import category_label
 from describer_core.contracts import ProductRecord, Status
 from describer_core.locales import parse_locales
 
@@ -325,7 +326,7 @@ def records_table(records: list[ProductRecord], title: str = "Products", locale:
             )
         table.add_row(
             record.product_id,
-            record.category,
+            category_label(record),
             f"[{colour}]{record.status.value}[/]{review}",
             "\n".join(_attribute_line(record, name) for name in record.attributes),
             copy.title if copy else "",

@@ -26,7 +26,7 @@ from describer.deployment import (
     fetch_records,
     wait_for_final_records,
 )
-from describer.local.gallery import GalleryItem, write_gallery
+from describer.local.gallery import GalleryItem, category_label, write_gallery
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings
 from describer_core.catalogue import load_catalogue
@@ -182,7 +182,7 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
         colour = "green" if record.status == Status.COMPLETED else "red"
         table.add_row(
             sample.key,
-            category_cell(record),
+            category_label(record),
             f"[{colour}]{record.status.value}[/]"
             + (" [yellow]review[/]" if record.needs_review else "")
             + (f" [bold red]{problem}[/]" if problem else ""),
@@ -190,14 +190,6 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
             record.error_code.value if record.error_code else "",
         )
     return table
-
-
-def category_cell(record: ProductRecord) -> str:
-    """The category and where it came from: "Jeans (model 0.97)", "Shirts (key)"."""
-    source = record.category_source.value if record.category_source else "-"
-    if record.category_confidence is not None:
-        source += f" {record.category_confidence:.2f}"
-    return f"{record.category} ({source})"
 
 
 def attribute_accuracy(samples: list[SampleFile], records: dict[str, ProductRecord]) -> tuple[int, int]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from describer.local.demo import UNFILED_CATEGORY, category_cell, demo_samples
+from describer.local.demo import UNFILED_CATEGORY, demo_samples
+from describer.local.gallery import category_label
 from describer_core.contracts import CategorySource, ProductRecord, Status
 from describer_core.keys import identify
 from training.synth import DRAWN
@@ -37,8 +38,8 @@ def test_the_results_table_says_where_the_category_came_from() -> None:
         created_at="2026-12-03T00:00:00.000Z",
         updated_at="2026-12-03T00:00:00.000Z",
     )
-    assert category_cell(record) == "Jeans (model 0.97)"
+    assert category_label(record) == "Jeans (model 0.97)"
     filed = record.model_copy(
         update={"category": "Shirts", "category_source": CategorySource.KEY, "category_confidence": None}
     )
-    assert category_cell(filed) == "Shirts (key)"
+    assert category_label(filed) == "Shirts (key)"
