@@ -274,18 +274,18 @@ def _sleeves(
 
 
 def _draw_fabric(draw: ImageDraw.ImageDraw, fabric: str, base: tuple[int, int, int], size: int) -> None:
-    # Bold grains (an 8 px period, 3-4 px marks): still 4 px / 2 px at the tiny model's 64 px input.
-    grain = _shade(base, 70 if sum(base) < 330 else -70)
+    # Bold grains (a 12 px period, 5 px marks): still 6 px / 2-3 px at the tiny model's 64 px input.
+    grain = _shade(base, 75 if sum(base) < 330 else -75)
     if fabric == "Polyester":  # a vertical rib
-        for x in range(0, size, 8):
-            draw.rectangle((x, 0, x + 3, size), fill=grain)
+        for x in range(0, size, 12):
+            draw.rectangle((x, 0, x + 4, size), fill=grain)
     elif fabric == "Synthetic":  # a mesh of dots
-        for y in range(0, size, 8):
-            for x in range(0, size, 8):
-                draw.rectangle((x, y, x + 3, y + 3), fill=grain)
+        for y in range(0, size, 12):
+            for x in range(0, size, 12):
+                draw.rectangle((x, y, x + 5, y + 5), fill=grain)
     elif fabric == "Blended":  # a diagonal twill
-        for offset in range(-size, size, 8):
-            draw.line((offset, 0, offset + size, size), fill=grain, width=3)
+        for offset in range(-size, size, 12):
+            draw.line((offset, 0, offset + size, size), fill=grain, width=5)
     # Cotton: a plain weave, no visible grain.
 
 
@@ -520,10 +520,10 @@ def _handbag(
 
     def paint(texture: ImageDraw.ImageDraw, size: int) -> None:
         if attributes["Pattern"] == "Self Design":  # an embossed diamond lattice
-            shade = _shade(base, -50 if sum(base) > 200 else 60)
-            for offset in range(-size, size, 12):
-                texture.line((offset, 0, offset + size, size), fill=shade, width=2)
-                texture.line((offset + size, 0, offset, size), fill=shade, width=2)
+            shade = _shade(base, -70 if sum(base) > 200 else 75)
+            for offset in range(-size, size, 14):
+                texture.line((offset, 0, offset + size, size), fill=shade, width=3)
+                texture.line((offset + size, 0, offset, size), fill=shade, width=3)
 
     _textured(image, body, base, paint)
     top_y = min(y for _, y in body)
