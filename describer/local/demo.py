@@ -158,26 +158,27 @@ def copy_problems(record: ProductRecord) -> list[str]:
 
 
 def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) -> Table:
-    """One row per upload, one column per attribute: the prediction, and the truth where it differs."""
-    names: list[str] = []
-    for sample in samples:
-        names += [name for name in records[sample.product_id].attributes if name not in names]
-    table = Table(title="Demo results: predicted attributes (confidence; [red]wrong[/] ≠ truth)")
+    """One row per upload: category and where it came from, status, each attribute on its own line
+    with its confidence (and the truth where it differs), error code."""
+    table = Table(
+        title="Demo results: predicted attributes (confidence; [red]wrong[/] ≠ truth)", show_lines=True
+    )
     table.add_column("product", no_wrap=True)
     table.add_column("category", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    for name in names:
-        table.add_column(name, overflow="fold")
+    table.add_column("attributes", overflow="fold")
     table.add_column("error", no_wrap=True)
     for sample in samples:
         record = records[sample.product_id]
-        cells = []
-        for name in names:
-            value = record.attributes.get(name, "")
+        lines = []
+        for name, value in record.attributes.items():
             truth = (sample.truth or {}).get(name)
             shown = value if truth in (None, value) else f"[red]{value}[/] ≠ {truth}"
             confidence = record.confidence.get(name)
-            cells.append(shown if confidence is None else f"{shown} ({confidence:.2f})")
+            unknown = " [yellow](unknown)[/]" if name in record.unknown_attributes else ""
+            lines.append(
+                f"{name}: {shown}" + ("" if confidence is None else f" ({confidence:.2f})") + unknown
+            )
         problem = _verdict(sample, record)
         colour = "green" if record.status == Status.COMPLETED else "red"
         table.add_row(
@@ -186,7 +187,7 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
             f"[{colour}]{record.status.value}[/]"
             + (" [yellow]review[/]" if record.needs_review else "")
             + (f" [bold red]{problem}[/]" if problem else ""),
-            *cells,
+            "\n".join(lines),
             record.error_code.value if record.error_code else "",
         )
     return table

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from describer.local.demo import UNFILED_CATEGORY, demo_samples
+from rich.console import Console
+
+from describer.local.demo import UNFILED_CATEGORY, demo_samples, results_table
 from describer.local.gallery import category_label
+from describer.local.samples import SampleFile
 from describer_core.contracts import CategorySource, ProductRecord, Status
 from describer_core.keys import identify
 from training.synth import DRAWN
@@ -43,3 +46,30 @@ def test_the_results_table_says_where_the_category_came_from() -> None:
         update={"category": "Shirts", "category_source": CategorySource.KEY, "category_confidence": None}
     )
     assert category_label(filed) == "Shirts (key)"
+
+
+def test_the_results_table_lists_each_attribute_with_its_confidence_and_the_truth() -> None:
+    record = ProductRecord(
+        product_id="7",
+        category="Jeans",
+        category_source=CategorySource.MODEL,
+        category_confidence=0.999,
+        status=Status.COMPLETED,
+        source_bucket="b",
+        source_key="incoming/7.jpg",
+        source_version="v",
+        execution_name="e",
+        order_token="t",
+        created_at="2026-12-03T00:00:00.000Z",
+        updated_at="2026-12-03T00:00:00.000Z",
+        attributes={"Waist Rise": "Mid-Rise", "Fit": "Slim Fit"},
+        confidence={"Waist Rise": 0.91, "Fit": 0.55},
+    )
+    sample = SampleFile(
+        Path("7.jpg"), "7.jpg", "7", "Jeans", truth={"Waist Rise": "Mid-Rise", "Fit": "Skinny Fit"}
+    )
+    console = Console(record=True, width=200)
+    console.print(results_table([sample], {"7": record}))
+    text = console.export_text()
+    assert "Jeans (model 1.00)" in text
+    assert "Waist Rise: Mid-Rise (0.91)" in text and "Fit: Slim Fit ≠ Skinny Fit (0.55)" in text
