@@ -303,10 +303,10 @@ def _draw_pattern(
     if pattern == "Striped":
         for y in range(0, size, 16):
             draw.rectangle((0, y, size, y + 7), fill=accent)
-    elif pattern == "Checked":
+    elif pattern == "Checked":  # a bold grid: as many vertical bars as horizontal ones
         for position in range(0, size, 16):
-            draw.rectangle((position, 0, position + 4, size), fill=accent)
-            draw.rectangle((0, position, size, position + 4), fill=accent)
+            draw.rectangle((position, 0, position + 6, size), fill=accent)
+            draw.rectangle((0, position, size, position + 6), fill=accent)
     elif pattern == "Printed":  # a large chest print: a disc with a square inside
         y = top + 38 + rng.randint(-2, 2)
         radius = 22 + rng.randint(-2, 2)
