@@ -156,8 +156,8 @@ DEMO_DATA_DIR ?= .cache/demo-data
 demo-model: $(VENV)/.installed
 	$(BIN)/python -m training.demo --out $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 
-# Evaluates the demo model on its held-out synthetic products; the last two lines are
-# `macro accuracy: 0.NN` and `expected calibration error: 0.0NN`.
+# Evaluates the demo model on its held-out synthetic products; the last lines are `categories: N`,
+# `macro accuracy: 0.NN`, `expected calibration error: 0.0NN`, `worst attribute ECE: 0.0NN (<Category>/<Attr>)`.
 eval: demo-model
 	$(BIN)/describer evaluate --model $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 
