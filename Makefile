@@ -183,18 +183,24 @@ DEMO_DATA_DIR ?= .cache/demo-data
 demo-model: $(VENV)/.installed
 	$(BIN)/python -m training.demo --out $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 
-# Evaluates the demo model on its held-out synthetic products; the last two lines are
-# `macro accuracy: 0.NN` and `expected calibration error: 0.0NN`.
+# Evaluates the demo model on its held-out synthetic products; the last lines are `categories: N`,
+# `macro accuracy: 0.NN`, `expected calibration error: 0.0NN`, `worst attribute ECE: 0.0NN (<Category>/<Attr>)`.
 eval: demo-model
 	$(BIN)/describer evaluate --model $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 
-# Regenerates functions/describer_core/catalogue.json: derived (support >= 20) from 10,284 synthetic
-# Shirts/Tshirts drawn with the real Kaggle value frequencies (metadata only, no images).
+# Rebuilds functions/describer_core/catalogue.json from the dataset's metadata (styles/<id>.json of the
+# Fashion Product Images dataset; the full 44,441 are in aerospike-examples/retail-demo, data/styles):
+# `make catalogue STYLES_DIR=path/to/styles` (docs/training.md, "The catalogue").
 catalogue: $(VENV)/.installed
-	$(BIN)/describer dataset synth --out .cache/catalogue-source --products 10284 --no-images
-	$(BIN)/describer dataset catalogue --kaggle-dir .cache/catalogue-source --min-support 20 \
-		--out functions/describer_core/catalogue.json \
-		--source "describer dataset catalogue (make catalogue): 10,284 synthetic Shirts/Tshirts with the real Kaggle value frequencies"
+	test -n "$(STYLES_DIR)" || { echo "usage: make catalogue STYLES_DIR=path/to/styles"; exit 2; }
+	$(BIN)/describer catalogue build --styles $(STYLES_DIR)
+
+# An upload whose key and metadata name no known category (not a test): the second round Prepare
+# makes (the article type, then that category's questions) against one pass asking every category's
+# questions, in process on the demo model; the last line compares the two per product.
+.PHONY: category-bench
+category-bench: $(VENV)/.installed demo-model
+	$(BIN)/python -m training.category_bench --model-dir $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 
 # Several photos per product (not a test): the demo model fine-tuned on front/back/detail views of
 # synthetic products (training/views.py), then front photo alone against all three fused, held out.

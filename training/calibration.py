@@ -1,11 +1,15 @@
 """Calibration of the endpoint's confidences, and the measures of how well they are calibrated.
 
-``fit_temperature`` finds the one temperature that minimises the negative log-likelihood of the
-true values over the validation split's scored questions (temperature scaling, Guo et al. 2017):
-it changes no answer, only how sure the answers say they are. ``calibrate_model_dir`` runs the
-endpoint's own scoring (``DescriberModel.answer_questions``) on a prepared data dir's ``vqa_val.csv``
-and stores the result in the model dir's ``describer_model.json``; training and the demo model
-call it, and evaluation measures on the test split what it achieved.
+``fit_temperature`` finds the temperature that minimises the negative log-likelihood of the true
+values over the validation split's scored questions (temperature scaling, Guo et al. 2017): it
+changes no answer, only how sure the answers say they are. ``calibration_from`` fits one over all
+questions and one per attribute of a category ('Jeans/Waist Rise'), each shrunk toward the global
+one in log space by the weight n / (n + SHRINKAGE_QUESTIONS) of its n validation answers: an
+attribute seen rarely keeps close to the global temperature, a well-sampled one gets its own.
+``calibrate_model_dir`` runs the endpoint's own scoring (``DescriberModel.answer_questions``) on a
+prepared data dir's ``vqa_val.csv`` and stores the result in the model dir's
+``describer_model.json``; training and the demo model call it, and evaluation measures on the test
+split what it achieved.
 """
 
 from __future__ import annotations
@@ -28,12 +32,17 @@ CALIBRATION_SPLIT = "val"
 _MIN_INVERSE, _MAX_INVERSE = 1e-3, 1e3
 
 
+# Validation answers at which an attribute's own temperature and the global one weigh the same.
+SHRINKAGE_QUESTIONS = 50
+
+
 @dataclass(frozen=True)
 class ScoredQuestion:
     """The candidate scores of one question and which candidate is the true value."""
 
     scores: tuple[float, ...]
     truth: int
+    key: str = ""  # calibration_key(category, attribute): its own temperature is fitted by this key
 
 
 def mean_nll(questions: Sequence[ScoredQuestion], temperature: float) -> float:
@@ -68,15 +77,39 @@ def fit_temperature(questions: Sequence[ScoredQuestion], iterations: int = 80) -
     return 1.0 / math.exp((low + high) / 2)
 
 
+def shrunk_temperature(own: float, questions: int, global_temperature: float) -> float:
+    """``own`` pulled toward ``global_temperature`` (geometric mean weighted n : SHRINKAGE_QUESTIONS)."""
+    weight = questions / (questions + SHRINKAGE_QUESTIONS)
+    return math.exp(weight * math.log(own) + (1 - weight) * math.log(global_temperature))
+
+
 def calibration_from(questions: Sequence[ScoredQuestion], split: str) -> Calibration:
     temperature = fit_temperature(questions)
-    return Calibration(
-        temperature=temperature,
-        split=split,
-        questions=len(questions),
-        nll_before=mean_nll(questions, 1.0),
-        nll_after=mean_nll(questions, temperature),
+    by_key: dict[str, list[ScoredQuestion]] = {}
+    for question in questions:
+        if question.key:
+            by_key.setdefault(question.key, []).append(question)
+    temperatures = {
+        key: shrunk_temperature(fit_temperature(members), len(members), temperature)
+        for key, members in sorted(by_key.items())
+    }
+    calibration = Calibration(temperature=temperature, temperatures=temperatures, split=split)
+    return calibration.model_copy(
+        update={
+            "questions": len(questions),
+            "nll_before": mean_nll(questions, 1.0),
+            "nll_after": calibrated_nll(questions, calibration),
+        }
     )
+
+
+def calibrated_nll(questions: Sequence[ScoredQuestion], calibration: Calibration) -> float:
+    """Mean negative log-likelihood with each question's own attribute temperature."""
+    total = 0.0
+    for question in questions:
+        temperature = calibration.temperatures.get(question.key, calibration.temperature)
+        total -= math.log(max(softmax(question.scores, temperature)[question.truth], 1e-300))
+    return total / len(questions)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from describer_core.catalogue import DEFAULT_CATALOGUE_PATH
+from training.prepare import CATALOGUE_MIN_COVERAGE, CATALOGUE_MIN_PRODUCTS, CATALOGUE_MIN_SUPPORT
+
 
 def register(subparsers: Any) -> None:
     dataset = subparsers.add_parser("dataset", help="synthesise or prepare training data")
@@ -40,13 +43,18 @@ def register(subparsers: Any) -> None:
     )
     prepare.set_defaults(handler=_prepare)
 
-    catalogue = dataset_commands.add_parser("catalogue", help="derive only the catalogue (images not needed)")
-    catalogue.add_argument("--kaggle-dir", type=Path, required=True)
-    catalogue.add_argument("--out", type=Path, required=True, help="catalogue.json to write")
-    catalogue.add_argument("--min-support", type=int, default=20)
-    catalogue.add_argument("--min-coverage", type=float, default=0.5)
-    catalogue.add_argument("--source", default=None, help="text for the catalogue's 'source' field")
-    catalogue.set_defaults(handler=_catalogue)
+    catalogue = subparsers.add_parser("catalogue", help="the attribute catalogue")
+    catalogue_commands = catalogue.add_subparsers(dest="catalogue_command", required=True)
+    build = catalogue_commands.add_parser(
+        "build", help="build catalogue.json from the dataset's styles/*.json (metadata only)"
+    )
+    build.add_argument("--styles", type=Path, required=True, help="the dataset's styles/ folder")
+    build.add_argument("--out", type=Path, default=DEFAULT_CATALOGUE_PATH, help="catalogue.json to write")
+    build.add_argument("--min-products", type=int, default=CATALOGUE_MIN_PRODUCTS)
+    build.add_argument("--min-support", type=int, default=CATALOGUE_MIN_SUPPORT)
+    build.add_argument("--min-coverage", type=float, default=CATALOGUE_MIN_COVERAGE)
+    build.add_argument("--report", type=Path, default=None, help="also write the report as JSON here")
+    build.set_defaults(handler=_catalogue_build)
 
     from training.train_config import add_train_arguments
 
@@ -129,19 +137,63 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _catalogue(args: argparse.Namespace) -> int:
-    from training.prepare import derive_catalogue, load_products
+def _catalogue_build(args: argparse.Namespace) -> int:
+    import json
+    from collections import Counter
 
-    products, _ = load_products(args.kaggle_dir, require_images=False)
-    source = args.source or f"describer dataset catalogue: {len(products)} products of {args.kaggle_dir.name}"
-    catalogue, folds, drops = derive_catalogue(
-        products, min_support=args.min_support, min_coverage=args.min_coverage, source=source
+    from training.prepare import build_catalogue, load_styles, question_answer_rows
+
+    catalogue, report = build_catalogue(
+        args.styles,
+        min_products=args.min_products,
+        min_support=args.min_support,
+        min_coverage=args.min_coverage,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(catalogue.to_json(), encoding="utf-8")
+    # The Q/A pairs preparation makes of the same metadata against the new catalogue, per category.
+    qa_pairs: Counter[str] = Counter()
+    qa_dropped = 0
+    for product in load_styles(args.styles, progress=False)[0]:
+        rows, dropped = question_answer_rows(product, catalogue)
+        qa_pairs.update(row["article_type"] for row in rows)
+        qa_dropped += dropped
+    if args.report:
+        written = {**report.model_dump(mode="json"), "qa_pairs": dict(qa_pairs), "qa_dropped": qa_dropped}
+        args.report.write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
+    table = Table(title=f"{len(report.categories)} categories in {args.out}")
+    table.add_column("category")
+    table.add_column("products", justify="right")
+    table.add_column("Q/A pairs", justify="right")
+    table.add_column("attributes (values)")
     for category in catalogue.categories:
-        print(f"{category.name}: {', '.join(spec.name for spec in category.attributes)}")
-    print(f"folded {sum(map(len, folds.values()))} and dropped {sum(map(len, drops.values()))} rare values")
+        attributes = ", ".join(f"{spec.name} ({len(spec.values)})" for spec in category.attributes)
+        table.add_row(
+            category.name,
+            str(report.categories.get(category.name, "")),
+            str(qa_pairs.get(category.name, "")),
+            attributes,
+        )
+    Console().print(table)
+    for article_type, why in report.excluded_types.items():
+        print(f"not a category: {article_type} ({why})")
+    styles = report.styles
+    dropped = sum(map(len, report.dropped_values.values()))
+    dropped_products = sum(n for values in report.dropped_values.values() for n in values.values())
+    print(
+        f"{styles.files} styles files ({len(styles.unreadable)} unreadable, "
+        f"{len(styles.no_article_type)} without an article type, {styles.csv_only} products from "
+        f"styles.csv only), {styles.na_values} NA values"
+    )
+    print(
+        f"{report.article_types} article types, {report.types_with_enough_products} with >= "
+        f"{report.min_products} products, {len(report.categories)} categories; {report.folded_values} rare "
+        f"values folded, {dropped} outside every vocabulary dropped ({dropped_products} answers)"
+    )
+    print(
+        f"{sum(qa_pairs.values())} Q/A pairs from the metadata (dataset prepare), {qa_dropped} answers "
+        "outside the vocabulary not asked"
+    )
     print(f"catalogue written to {args.out}")
     return 0
 

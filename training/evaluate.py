@@ -1,13 +1,14 @@
 """Evaluation of a model directory on held-out products, through the endpoint's own answering code.
 
 Every answer is the one the endpoint serves (``training.scoring``: scored over the vocabulary, with
-the model's calibrated confidence). Reported per attribute: accuracy, their macro average, the
+the model's calibrated confidence). Reported per (category, attribute): accuracy, their macro average, the
 expected calibration error (10 bins) and the accuracy that remains when the least confident 5, 10
 or 20 % of the answers go to review; the most common confusions; two baselines: always answering the
 training split's most frequent value (per category and attribute), and the un-fine-tuned base model
 behind the same code. Writes ``evaluation.json``, ``evaluation.png`` (accuracy) and
-``reliability.png`` (the reliability diagram); ``print_report`` prints the tables and ends with
-``macro accuracy: 0.NN`` and ``expected calibration error: 0.0NN``.
+``reliability.png`` (the reliability diagram); ``print_report`` prints the tables (per category and
+attribute, per category) and ends with ``categories: N``, ``macro accuracy: 0.NN``, ``expected
+calibration error: 0.0NN`` and ``worst attribute ECE: 0.0NN (<Category>/<Attr>)``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from training.calibration import (
     threshold_for_review_share,
 )
 from training.model_dir import read_metadata
-from training.prepare import ARTICLE_TYPE_ATTRIBUTE, read_qa_rows
-from training.scoring import RowAnswer, answer_rows
+from training.prepare import read_qa_rows
+from training.scoring import RowAnswer, answer_rows, asked_category
 from training.serving.inference import DescriberModel
 from training.tiny import build_base_model_dir, catalogue_texts
 
@@ -58,6 +59,7 @@ class ThresholdPoint(BaseModel):
 
 
 class AttributeScore(BaseModel):
+    category: str = Field(description="The category asked (generic for the article-type question)")
     attribute: str
     questions: int
     accuracy: float
@@ -65,6 +67,15 @@ class AttributeScore(BaseModel):
     base_model: float | None
     expected_calibration_error: float | None = Field(description="10 bins; None when nothing was scored")
     coverage: list[CoveragePoint] = Field(default_factory=list)
+
+
+class CategoryScore(BaseModel):
+    category: str
+    products: int
+    questions: int
+    macro_accuracy: float = Field(description="Mean of the category's attribute accuracies")
+    majority_baseline: float
+    expected_calibration_error: float | None
 
 
 class Confusion(BaseModel):
@@ -79,8 +90,9 @@ class EvaluationReport(BaseModel):
     split: str
     products: int
     questions: int
-    attributes: list[AttributeScore]
-    macro_accuracy: float
+    attributes: list[AttributeScore] = Field(description="Per (category, attribute)")
+    categories: list[CategoryScore] = Field(default_factory=list)
+    macro_accuracy: float = Field(description="Mean over every (category, attribute) of its accuracy")
     majority_macro_accuracy: float
     base_macro_accuracy: float | None
     top_confusions: list[Confusion]
@@ -138,8 +150,7 @@ def load_served_model(source: Path | str, catalogue: Catalogue, calibration: Cal
 
 def _majority_key(row: dict[str, str]) -> tuple[str, str]:
     # The article type is what the Article Type question asks, so its baseline cannot know it.
-    category = GENERIC_CATEGORY if row["attribute"] == ARTICLE_TYPE_ATTRIBUTE else row["article_type"]
-    return (category, row["attribute"])
+    return (asked_category(row), row["attribute"])
 
 
 def majority_answers(train_rows: Sequence[dict[str, str]]) -> dict[tuple[str, str], str]:
@@ -150,10 +161,10 @@ def majority_answers(train_rows: Sequence[dict[str, str]]) -> dict[tuple[str, st
     return {key: counter.most_common(1)[0][0] for key, counter in counts.items()}
 
 
-def _hits_by_attribute(answers: Sequence[RowAnswer]) -> dict[str, list[bool]]:
-    hits: dict[str, list[bool]] = defaultdict(list)
+def _hits_by_attribute(answers: Sequence[RowAnswer]) -> dict[tuple[str, str], list[bool]]:
+    hits: dict[tuple[str, str], list[bool]] = defaultdict(list)
     for answer in answers:
-        hits[answer.row["attribute"]].append(answer.correct)
+        hits[_majority_key(answer.row)].append(answer.correct)
     return hits
 
 
@@ -195,11 +206,11 @@ def evaluate(
     scored = [answer for answer in answers if answer.answer.confidence is not None]
 
     majority = majority_answers(read_qa_rows(data_dir / "vqa_train.csv"))
-    majority_hits: dict[str, list[bool]] = defaultdict(list)
+    majority_hits: dict[tuple[str, str], list[bool]] = defaultdict(list)
     for row in rows:
-        majority_hits[row["attribute"]].append(majority.get(_majority_key(row)) == row["value"])
+        majority_hits[_majority_key(row)].append(majority.get(_majority_key(row)) == row["value"])
 
-    base_hits: dict[str, list[bool]] | None = None
+    base_hits: dict[tuple[str, str], list[bool]] | None = None
     if compare_base:
         with tempfile.TemporaryDirectory(prefix="describer-eval-") as work:
             source = base_model_source(model_dir, model.catalogue, Path(work))
@@ -207,17 +218,19 @@ def evaluate(
             base_hits = _hits_by_attribute(answer_rows(base, rows, data_dir, progress))
 
     scores = []
-    for name in hits:
-        attribute_scored = [answer for answer in scored if answer.row["attribute"] == name]
+    for key in sorted(hits):
+        category, name = key
+        attribute_scored = [answer for answer in scored if _majority_key(answer.row) == key]
         confidences = [answer.answer.confidence or 0.0 for answer in attribute_scored]
         correct = [answer.correct for answer in attribute_scored]
         scores.append(
             AttributeScore(
+                category=category,
                 attribute=name,
-                questions=len(hits[name]),
-                accuracy=_mean(hits[name]),
-                majority_baseline=_mean(majority_hits[name]),
-                base_model=_mean(base_hits[name]) if base_hits is not None else None,
+                questions=len(hits[key]),
+                accuracy=_mean(hits[key]),
+                majority_baseline=_mean(majority_hits[key]),
+                base_model=_mean(base_hits[key]) if base_hits is not None else None,
                 expected_calibration_error=expected_calibration_error(confidences, correct)
                 if attribute_scored
                 else None,
@@ -232,6 +245,7 @@ def evaluate(
         products=len({row["id"] for row in rows}),
         questions=len(rows),
         attributes=scores,
+        categories=_category_scores(rows, scores, scored),
         macro_accuracy=_mean([score.accuracy for score in scores]),
         majority_macro_accuracy=_mean([score.majority_baseline for score in scores]),
         base_macro_accuracy=_mean([s.base_model or 0.0 for s in scores]) if base_hits is not None else None,
@@ -251,6 +265,37 @@ def evaluate(
     return report
 
 
+def _category_scores(
+    rows: Sequence[dict[str, str]], scores: Sequence[AttributeScore], scored: Sequence[RowAnswer]
+) -> list[CategoryScore]:
+    """Per category of the products (the article-type question counts under generic)."""
+    result = []
+    for category in sorted({score.category for score in scores}):
+        members = [score for score in scores if score.category == category]
+        answers = [answer for answer in scored if _majority_key(answer.row)[0] == category]
+        result.append(
+            CategoryScore(
+                category=category,
+                products=len({row["id"] for row in rows if _majority_key(row)[0] == category}),
+                questions=sum(score.questions for score in members),
+                macro_accuracy=_mean([score.accuracy for score in members]),
+                majority_baseline=_mean([score.majority_baseline for score in members]),
+                expected_calibration_error=expected_calibration_error(
+                    [answer.answer.confidence or 0.0 for answer in answers], [a.correct for a in answers]
+                )
+                if answers
+                else None,
+            )
+        )
+    return result
+
+
+def worst_attribute(report: EvaluationReport) -> AttributeScore | None:
+    """The (category, attribute) with the largest expected calibration error."""
+    calibrated = [score for score in report.attributes if score.expected_calibration_error is not None]
+    return max(calibrated, key=lambda score: score.expected_calibration_error or 0.0, default=None)
+
+
 def write_report(report: EvaluationReport, out_dir: Path) -> None:
     """``evaluation.json``, the accuracy chart ``evaluation.png`` and ``reliability.png`` (headless)."""
     import matplotlib
@@ -260,18 +305,20 @@ def write_report(report: EvaluationReport, out_dir: Path) -> None:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    names = [score.attribute for score in report.attributes] + ["macro"]
+    names = [f"{score.category}/{score.attribute}" for score in report.attributes] + ["macro"]
     series: dict[str, list[float]] = {
         "fine-tuned": [s.accuracy for s in report.attributes] + [report.macro_accuracy],
         "majority class": [s.majority_baseline for s in report.attributes] + [report.majority_macro_accuracy],
     }
     if report.base_macro_accuracy is not None:
         series["base model"] = [s.base_model or 0.0 for s in report.attributes] + [report.base_macro_accuracy]
-    figure, axes = plt.subplots(figsize=(10, 4.5))
+    figure, axes = plt.subplots(figsize=(max(10, len(names) * 0.45), 5))
     width = 0.8 / len(series)
     for offset, (label, values) in enumerate(series.items()):
         axes.bar([i + offset * width for i in range(len(names))], values, width, label=label)
-    axes.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(names))], names, rotation=20)
+    axes.set_xticks(
+        [i + width * (len(series) - 1) / 2 for i in range(len(names))], names, rotation=60, ha="right"
+    )
     axes.set_ylim(0, 1)
     axes.set_ylabel("accuracy")
     axes.set_title(f"{report.model_id}: {report.split} split, {report.products} products")
@@ -333,6 +380,7 @@ def print_report(report: EvaluationReport, console: Any = None) -> None:
     table = Table(title=f"{report.model_id} on {report.products} held-out products ({report.split})")
     review_columns = [f"acc. {point:.0%} to review" for point in REVIEW_SHARES]
     for column in (
+        "category",
         "attribute",
         "questions",
         "fine-tuned",
@@ -341,9 +389,10 @@ def print_report(report: EvaluationReport, console: Any = None) -> None:
         "ECE",
         *review_columns,
     ):
-        table.add_column(column, justify="left" if column == "attribute" else "right")
+        table.add_column(column, justify="left" if column in ("category", "attribute") else "right")
     for score in report.attributes:
         table.add_row(
+            score.category,
             score.attribute,
             str(score.questions),
             f"{score.accuracy:.3f}",
@@ -354,6 +403,7 @@ def print_report(report: EvaluationReport, console: Any = None) -> None:
         )
     table.add_row(
         "all" if report.coverage else "macro",
+        "",
         str(report.questions),
         f"{report.macro_accuracy:.3f} (macro)",
         f"{report.majority_macro_accuracy:.3f}",
@@ -363,6 +413,19 @@ def print_report(report: EvaluationReport, console: Any = None) -> None:
         style="bold",
     )
     console.print(table)
+    categories = Table(title="per category")
+    for column in ("category", "products", "questions", "macro accuracy", "majority class", "ECE"):
+        categories.add_column(column, justify="left" if column == "category" else "right")
+    for category in report.categories:
+        categories.add_row(
+            category.category,
+            str(category.products),
+            str(category.questions),
+            f"{category.macro_accuracy:.3f}",
+            f"{category.majority_baseline:.3f}",
+            _number(category.expected_calibration_error),
+        )
+    console.print(categories)
     held_out = (
         "" if report.calibration_held_out else " (NOT held out: the temperature was fitted on this split)"
     )
@@ -388,8 +451,13 @@ def print_report(report: EvaluationReport, console: Any = None) -> None:
         for item in report.top_confusions[:5]:
             confusions.add_row(item.attribute, item.expected, item.predicted, str(item.count))
         console.print(confusions)
+    worst = worst_attribute(report)
+    print(f"categories: {sum(1 for c in report.categories if c.category != GENERIC_CATEGORY)}")
     print(f"macro accuracy: {report.macro_accuracy:.2f}")
     print(f"expected calibration error: {report.expected_calibration_error:.3f}")
+    if worst is not None:
+        ece = worst.expected_calibration_error or 0.0
+        print(f"worst attribute ECE: {ece:.3f} ({worst.category}/{worst.attribute})")
 
 
 def _number(value: float | None) -> str:

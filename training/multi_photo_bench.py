@@ -44,7 +44,7 @@ from training.serving.inference import DescriberModel
 from training.synth import STYLES_HEADER, SyntheticProduct, sample_product, style_json, styles_csv_row
 from training.train import parse_args, train
 from training.train_config import PRESET_TRAINABLE_MODULES
-from training.views import View, render_views
+from training.views import View, render_views, view_catalogue
 
 TRAIN_PRODUCTS = 700
 FIT_PRODUCTS = 80
@@ -65,7 +65,7 @@ def write_view_catalogue(out_dir: Path, products: int, seed: int) -> None:
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rows = [STYLES_HEADER]
     for index in tqdm(range(products), desc="drawing 3 views", unit="product"):
-        product = sample_product(10000 + index, rng)
+        product = sample_product(10000 + index, rng, view_catalogue())
         for number, (view, image) in enumerate(render_views(product, rng).items()):
             shot = SyntheticProduct(
                 product.product_id * 10 + number,
@@ -113,10 +113,10 @@ def score_products(
     model: DescriberModel, products: int, seed: int
 ) -> tuple[list[ProductScores], float, float]:
     """Every held-out product's scores per view; seconds per product front only and all views."""
-    catalogue, rng = model.catalogue, random.Random(seed)
+    catalogue, rng, tops = model.catalogue, random.Random(seed), view_catalogue()
     results, front_s, all_s = [], 0.0, 0.0
     for index in tqdm(range(products), desc="scoring held-out products", unit="product"):
-        product = sample_product(90000 + index, rng)
+        product = sample_product(90000 + index, rng, tops)
         questions = [Question(attribute=a, question=q) for a, q in catalogue.questions(product.article_type)]
         truth = {**product.attributes, "Colour": product.colour}
         scores = ProductScores()

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -29,6 +30,8 @@ from tqdm import tqdm
 
 from describer_core.answers import format_answer
 from describer_core.catalogue import (
+    ARTICLE_TYPE_ATTRIBUTE,
+    ARTICLE_TYPE_QUESTION,
     GENERIC_CATEGORY,
     AttributeSpec,
     Catalogue,
@@ -50,42 +53,102 @@ STYLES_COLUMNS = (
 )
 MISSING_MARKERS = {"", "na", "n/a", "nan", "null", "none", "-"}
 COLOUR_ATTRIBUTE = "Colour"
-ARTICLE_TYPE_ATTRIBUTE = "Article Type"
-ARTICLE_TYPE_QUESTION = "What type of product is in this picture?"
 # Asked of any product whose category the catalogue does not know (when every category has them).
 GENERIC_ATTRIBUTES = ("Pattern", COLOUR_ATTRIBUTE)
 # Questions come in this order; attributes not listed follow alphabetically.
 ATTRIBUTE_ORDER = ("Sleeve Length", "Pattern", "Fit", "Fabric", "Collar", "Neck", COLOUR_ATTRIBUTE)
-# Facts a photo cannot show (size charts, care, marketing tags): never asked.
-NON_VISUAL_ATTRIBUTES = frozenset(
-    {
-        "Body or Garment Size",
-        "Brand Fit Name",
-        "Wash Care",
-        "Occasion",
-        "Main Trend",
-        "Multipack Set",
-        "Number of Components",
-        "Number of Pockets",
-        "Technology",
-        "Sport",
-        "Sport Team",
-        "Players",
-        "Processing Time",
-        "Business Unit",
-        "Brick",
-        "Class",
-        "Family",
-        "Segment",
-        "Character",
-        "Transparency",
-        "Length",
-        "Weave Pattern",
-        "Fabric 2",
-        "Fabric 3",
-    }
-)
-NOUNS = {"shirts": "shirt", "tshirts": "t-shirt", "tops": "top", "kurtas": "kurta", "dresses": "dress"}
+# Which attributes a photo can show. Everything the metadata names is asked unless one rule excludes it:
+# size and measurement (incl. counts: "Number of ..."), tax and catalogue administration, occasion-like
+# (what it is for, not what it looks like), brand-like (names and marketing), facts only a label or a
+# spec sheet knows (care, technology, warranty), and the numbered duplicates "Fabric 2", "Features 3"
+# (the second fabric of a blend). ``non_visual_reason`` applies them.
+NON_VISUAL_ATTRIBUTES: dict[str, frozenset[str]] = {
+    "size": frozenset(
+        {"Body or Garment Size", "Size", "Shoe Width", "Laptop Size", "Multipack Set", "Assorted", "Distance"}
+    ),
+    "tax": frozenset(
+        {
+            "taxMaterial",
+            "Business Unit",
+            "Brick",
+            "Class",
+            "Family",
+            "Segment",
+            "Processing Time",
+            "Minimum Shelf Life in Months",
+            "Total Shelf Life in Months",
+        }
+    ),
+    "occasion": frozenset(
+        {
+            "Occasion",
+            "Sport",
+            "Main Trend",
+            "Micro Trend",
+            "Trends",
+            "Face Shape",
+            "Running Type",
+            "Surface Type",
+            "Pronation for Running Shoes",
+            "Arch Type",
+            "Stitch",
+        }
+    ),
+    "brand": frozenset(
+        {"Brand", "Brand Fit Name", "Colour Shade Name", "Character", "Players", "Sport Team", "Make"}
+    ),
+    "label": frozenset(
+        {
+            "Wash Care",
+            "Technology",
+            "Warranty",
+            "Water Resistance",
+            "Movement",
+            "Power Source",
+            "Features",
+            "Scratch Resistance",
+            "Cushioning",
+            "Fabric Purity",
+            "Weave Type",
+            "Insole",
+            "Tablet Sleeve",
+            "Add-Ons",
+            "Fragrance",
+            "Feature",
+            "Wiring",
+        }
+    ),
+}
+COUNT_PREFIX = "number of "
+_NUMBERED_DUPLICATE = re.compile(r"^(?P<base>.*\S)\s+\d+$")
+# A value that names no look ("Other", "Other Sunglasses") cannot be learnt from a photo: dropped.
+_CATCH_ALL_VALUE = re.compile(r"^other\b", re.IGNORECASE)
+
+
+def non_visual_reason(name: str) -> str | None:
+    """Why ``name`` is never asked ("size", "tax", "occasion", "brand", "label", "count",
+    "numbered duplicate"), or None when a photo can show it."""
+    if _NUMBERED_DUPLICATE.match(name):
+        return "numbered duplicate"
+    if name.casefold().startswith(COUNT_PREFIX):
+        return "count"
+    for reason, names in NON_VISUAL_ATTRIBUTES.items():
+        if name in names:
+            return reason
+    return None
+
+
+# How a question names a product of the type (the type's name, lower-cased, when not listed).
+NOUNS = {
+    "shirts": "shirt", "tshirts": "t-shirt", "tops": "top", "kurtas": "kurta", "dresses": "dress",
+    "casualshoes": "shoe", "sportsshoes": "sports shoe", "formalshoes": "shoe", "watches": "watch",
+    "handbags": "handbag", "heels": "heel", "wallets": "wallet", "flipflops": "flip-flop",
+    "sandals": "sandal", "belts": "belt", "backpacks": "backpack", "flats": "flat", "sarees": "saree",
+    "earrings": "earring", "trousers": "trousers", "shorts": "shorts", "jeans": "jeans",
+    "trackpants": "track pants", "perfumeandbodymist": "perfume", "deodorant": "deodorant",
+    "nailpolish": "nail polish", "lipstick": "lipstick", "sunglasses": "sunglasses", "socks": "socks",
+    "briefs": "briefs", "bra": "bra", "jackets": "jacket", "sweatshirts": "sweatshirt",
+}  # fmt: skip
 SPLITS = ("train", "val", "test")
 QA_COLUMNS = ("id", "image", "article_type", "attribute", "question", "answer", "value")
 
@@ -240,6 +303,99 @@ def load_products(
     return products, stats
 
 
+class StylesReport(BaseModel):
+    """What ``load_styles`` read, and what it could not use (never dropped silently)."""
+
+    files: int
+    unreadable: list[str]
+    no_article_type: list[str]
+    styles_csv_rows: int = 0
+    csv_only: int = 0
+    na_values: int = 0
+    products: int
+
+
+def _style_attributes(data: dict[str, object], stats: LoadStats) -> dict[str, str]:
+    attributes: dict[str, str] = {}
+    raw = data.get("articleAttributes") or {}
+    if not isinstance(raw, dict):
+        return attributes
+    for name, value in raw.items():
+        if is_missing(value):
+            stats.na_values += 1
+        else:
+            attributes[str(name).strip()] = " ".join(str(value).split())
+    return attributes
+
+
+def load_styles(styles_dir: Path, progress: bool = True) -> tuple[list[Product], StylesReport]:
+    """Every product the dataset's ``styles/<id>.json`` files describe (metadata only, no images).
+
+    A ``styles.csv`` beside the folder adds the products it lists without a JSON file (article type
+    and colour only). A file that does not parse, or a product without an article type, is counted
+    and named in the report.
+    """
+    styles_dir = Path(styles_dir)
+    if not styles_dir.is_dir():
+        raise FileNotFoundError(f"{styles_dir}: no such folder (expected the dataset's styles/<id>.json)")
+    stats = LoadStats()
+    products: list[Product] = []
+    unreadable: list[str] = []
+    no_type: list[str] = []
+    paths = sorted(styles_dir.glob("*.json"))
+    for path in tqdm(paths, desc="reading styles", unit="file", disable=not progress):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            data = document.get("data")
+            if not isinstance(data, dict):
+                raise ValueError("no data object")
+            article_type = (data.get("articleType") or {}).get("typeName")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            unreadable.append(path.name)
+            continue
+        if is_missing(article_type):
+            no_type.append(path.stem)
+            continue
+        colour = data.get("baseColour")
+        products.append(
+            Product(
+                str(data.get("id") or path.stem),
+                str(article_type).strip(),
+                None if is_missing(colour) else str(colour).strip(),
+                _style_attributes(data, stats),
+                Path("images") / f"{path.stem}.jpg",
+            )
+        )
+    csv_rows = csv_only = 0
+    styles_csv = styles_dir.parent / "styles.csv"
+    if styles_csv.is_file():
+        table = read_styles_csv(styles_csv)
+        csv_rows = len(table.rows)
+        seen = {product.product_id for product in products} | {name.split(".")[0] for name in unreadable}
+        for row in table.rows:
+            product_id = str(row["id"])
+            if product_id in seen:
+                continue
+            if is_missing(row["articleType"]):
+                no_type.append(product_id)
+                continue
+            csv_only += 1
+            colour = row["baseColour"]
+            products.append(
+                Product(product_id, str(row["articleType"]), colour, {}, Path("images") / f"{product_id}.jpg")
+            )
+    report = StylesReport(
+        files=len(paths),
+        unreadable=unreadable,
+        no_article_type=no_type,
+        styles_csv_rows=csv_rows,
+        csv_only=csv_only,
+        na_values=stats.na_values,
+        products=len(products),
+    )
+    return products, report
+
+
 def product_values(product: Product) -> dict[str, str]:
     """Every attribute a product answers, base colour included."""
     values = dict(product.attributes)
@@ -269,29 +425,47 @@ def _attribute_order(name: str) -> tuple[int, str]:
     return (ATTRIBUTE_ORDER.index(name) if name in ATTRIBUTE_ORDER else len(ATTRIBUTE_ORDER), name)
 
 
+@dataclass
+class DerivedCatalogue:
+    """A derived catalogue and everything its rules left out, for the build report."""
+
+    catalogue: Catalogue
+    folds: dict[str, dict[str, str]]  # "Type/Attribute" -> {rare value: canonical value}
+    drops: dict[str, dict[str, int]]  # "Type/Attribute" -> {dropped value: products}
+    excluded_attributes: dict[str, dict[str, str]]  # type -> {attribute: why not asked}
+    excluded_types: dict[str, str]  # article type (with enough products) -> why not a category
+    type_counts: dict[str, int]
+
+
 def derive_catalogue(
     products: Sequence[Product],
     *,
     min_support: int,
+    min_products: int | None = None,
     min_coverage: float = 0.5,
     source: str,
-) -> tuple[Catalogue, dict[str, dict[str, str]], dict[str, dict[str, int]]]:
+) -> DerivedCatalogue:
     """Attributes per article type with vocabularies and counts; rare values folded or dropped.
 
-    An article type becomes a category when it has at least ``min_support`` products. An attribute is
-    kept for a category when at least ``min_coverage`` of its products have it and at least two values
-    reach ``min_support`` (a one-value attribute teaches nothing).
-    Returns the catalogue, the folds ({attribute: {rare: canonical}}) and the drops ({attr: {value: n}}).
+    An article type becomes a category when it has at least ``min_products`` products (default
+    ``min_support``) and at least one attribute. An attribute is kept for a category when a photo
+    can show it (``non_visual_reason``), at least ``min_coverage`` of the type's products name it and
+    at least two values reach ``min_support`` (a one-value attribute teaches nothing). A rarer value
+    folds into the frequent value it names (``fold_target``) or is dropped (counted), as is a
+    catch-all value ("Other ...").
     """
+    min_products = min_support if min_products is None else min_products
     by_type: dict[str, list[Product]] = defaultdict(list)
     for product in products:
         by_type[product.article_type].append(product)
     categories: list[CategorySpec] = []
     folds: dict[str, dict[str, str]] = defaultdict(dict)
     drops: dict[str, dict[str, int]] = defaultdict(dict)
+    excluded_attributes: dict[str, dict[str, str]] = defaultdict(dict)
+    excluded_types: dict[str, str] = {}
     for article_type in sorted(by_type, key=lambda name: (-len(by_type[name]), name)):
         members = by_type[article_type]
-        if len(members) < min_support:
+        if len(members) < min_products:
             continue
         counts: dict[str, Counter[str]] = defaultdict(Counter)
         for product in members:
@@ -300,17 +474,26 @@ def derive_catalogue(
         specs: list[AttributeSpec] = []
         for name in sorted(counts, key=_attribute_order):
             value_counts = counts[name]
-            if name in NON_VISUAL_ATTRIBUTES or sum(value_counts.values()) < min_coverage * len(members):
-                continue
-            frequent = {value: n for value, n in value_counts.most_common() if n >= min_support}
-            if len(frequent) < 2:
+            reason = non_visual_reason(name)
+            named = sum(value_counts.values())
+            frequent = {
+                value: n
+                for value, n in value_counts.most_common()
+                if n >= min_support and not _CATCH_ALL_VALUE.match(value)
+            }
+            if reason is None and named < min_coverage * len(members):
+                reason = f"named by {named} of {len(members)} products (< {min_coverage:.0%})"
+            elif reason is None and len(frequent) < 2:
+                reason = f"fewer than 2 values on >= {min_support} products"
+            if reason is not None:
+                excluded_attributes[article_type][name] = reason
                 continue
             values = dict(frequent)
             aliases: dict[str, str] = {}
             for value, n in value_counts.items():
                 if value in frequent:
                     continue
-                target = fold_target(value, list(frequent))
+                target = None if _CATCH_ALL_VALUE.match(value) else fold_target(value, list(frequent))
                 if target is None:
                     drops[f"{article_type}/{name}"][value] = n
                 else:
@@ -321,9 +504,18 @@ def derive_catalogue(
         if specs:
             noun = NOUNS.get(normalise_token(article_type).replace(" ", ""), normalise_token(article_type))
             categories.append(CategorySpec(name=article_type, noun=noun, attributes=specs))
+        else:
+            excluded_types[article_type] = "no attribute a photo can show passes the rules"
     categories.append(_generic_category(categories, {c.name: len(by_type[c.name]) for c in categories}))
     catalogue = Catalogue(source=source, min_support=min_support, categories=categories)
-    return catalogue, dict(folds), dict(drops)
+    return DerivedCatalogue(
+        catalogue=catalogue,
+        folds=dict(folds),
+        drops=dict(drops),
+        excluded_attributes=dict(excluded_attributes),
+        excluded_types=excluded_types,
+        type_counts={name: len(members) for name, members in by_type.items()},
+    )
 
 
 def _generic_category(categories: Sequence[CategorySpec], sizes: dict[str, int]) -> CategorySpec:
@@ -447,12 +639,13 @@ def prepare_dataset(
     folds: dict[str, dict[str, str]] = {}
     drops: dict[str, dict[str, int]] = {}
     if catalogue is None:
-        catalogue, folds, drops = derive_catalogue(
+        derived = derive_catalogue(
             products,
             min_support=min_support,
             min_coverage=min_coverage,
             source=f"describer dataset prepare: {len(products)} products of {kaggle_dir.name}",
         )
+        catalogue, folds, drops = derived.catalogue, derived.folds, derived.drops
     known = {normalise_token(category.name) for category in catalogue.categories}
     in_catalogue = [p for p in products if normalise_token(p.article_type) in known]
     splits = split_products(in_catalogue, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
@@ -497,3 +690,65 @@ def attribute_spec(catalogue: Catalogue, row: dict[str, str]) -> AttributeSpec:
     """The vocabulary a Q/A row's answer is normalised with (Article Type is the generic category's)."""
     category = GENERIC_CATEGORY if row["attribute"] == ARTICLE_TYPE_ATTRIBUTE else row["article_type"]
     return catalogue.category(category).attribute(row["attribute"])
+
+
+# The packaged catalogue's rules (``describer catalogue build``): an article type needs this many
+# products in the whole dataset, a value this many products of its type, an attribute this share.
+CATALOGUE_MIN_PRODUCTS = 300
+CATALOGUE_MIN_SUPPORT = 20
+CATALOGUE_MIN_COVERAGE = 0.25
+
+
+class CatalogueBuildReport(BaseModel):
+    """What ``build_catalogue`` read, admitted and left out; ``describer catalogue build`` prints it."""
+
+    styles: StylesReport
+    article_types: int
+    types_with_enough_products: int
+    categories: dict[str, int]  # category -> products
+    excluded_types: dict[str, str]
+    excluded_attributes: dict[str, dict[str, str]]
+    folded_values: int
+    dropped_values: dict[str, dict[str, int]]
+    min_products: int
+    min_support: int
+    min_coverage: float
+
+
+def build_catalogue(
+    styles_dir: Path,
+    *,
+    min_products: int = CATALOGUE_MIN_PRODUCTS,
+    min_support: int = CATALOGUE_MIN_SUPPORT,
+    min_coverage: float = CATALOGUE_MIN_COVERAGE,
+    progress: bool = True,
+) -> tuple[Catalogue, CatalogueBuildReport]:
+    """The catalogue of a dataset's ``styles/*.json`` (the packaged one is this on the full metadata)."""
+    products, styles = load_styles(styles_dir, progress=progress)
+    derived = derive_catalogue(
+        products,
+        min_support=min_support,
+        min_products=min_products,
+        min_coverage=min_coverage,
+        source=(
+            f"describer catalogue build: {styles.products} products ({styles.files} styles files) of "
+            f"the Fashion Product Images metadata; types with >= {min_products} products, values on "
+            f">= {min_support}, attributes named by >= {min_coverage:.0%} of a type's products"
+        ),
+    )
+    sizes = derived.type_counts
+    categories = {c.name: sizes[c.name] for c in derived.catalogue.categories if c.name in sizes}
+    report = CatalogueBuildReport(
+        styles=styles,
+        article_types=len(sizes),
+        types_with_enough_products=sum(1 for n in sizes.values() if n >= min_products),
+        categories=categories,
+        excluded_types=derived.excluded_types,
+        excluded_attributes={t: a for t, a in derived.excluded_attributes.items() if t in categories},
+        folded_values=sum(map(len, derived.folds.values())),
+        dropped_values=derived.drops,
+        min_products=min_products,
+        min_support=min_support,
+        min_coverage=min_coverage,
+    )
+    return derived.catalogue, report

@@ -3,7 +3,7 @@
 Each product image goes through ``DescriberModel.image_features`` once and its questions through
 ``DescriberModel.score_and_answer``, the code that serves product requests, so evaluation measures
 exactly what is served and calibration fits the scores the endpoint computes
-(``calibrate_model_dir``: the validation split's scores -> one temperature in the model dir).
+(``calibrate_model_dir``: the validation split's scores -> a temperature per attribute in the model dir).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from describer_core.confidence import Calibration
+from describer_core.catalogue import ARTICLE_TYPE_ATTRIBUTE, GENERIC_CATEGORY
+from describer_core.confidence import Calibration, calibration_key
 from describer_core.contracts import AttributeAnswer, Question
 from training.calibration import CALIBRATION_SPLIT, ScoredQuestion, calibration_from, write_calibration
 from training.modeling import group_by_image
@@ -36,7 +37,11 @@ class RowAnswer:
         """The scores with the true value's position, when the true value was a candidate."""
         if self.candidates is None or self.row["value"] not in self.candidates.values:
             return None
-        return ScoredQuestion(tuple(self.candidates.scores), self.candidates.values.index(self.row["value"]))
+        return ScoredQuestion(
+            tuple(self.candidates.scores),
+            self.candidates.values.index(self.row["value"]),
+            key=calibration_key(asked_category(self.row), self.candidates.attribute),
+        )
 
 
 def answer_rows(
@@ -47,13 +52,21 @@ def answer_rows(
     positions = {id(row): index for index, row in enumerate(rows)}
     items = group_by_image(rows, data_dir)
     for item in tqdm(items, desc="answering", unit="product", disable=not progress):
-        category = item.rows[0]["article_type"]  # the category whose questions the pipeline asks
-        questions = [Question(attribute=row["attribute"], question=row["question"]) for row in item.rows]
         _, features = model.image_features(item.image.read_bytes())
-        answers, candidates = model.score_and_answer(features, questions, category)
-        for row, answer, scores in zip(item.rows, answers, candidates, strict=True):
-            by_row[positions[id(row)]] = RowAnswer(row, answer, scores)
+        # Asked as the pipeline asks: the article type of the generic category (Prepare), the
+        # rest of the product's category (the Map); the second call finds the features cached.
+        for category in dict.fromkeys(asked_category(row) for row in item.rows):
+            rows_asked = [row for row in item.rows if asked_category(row) == category]
+            questions = [Question(attribute=row["attribute"], question=row["question"]) for row in rows_asked]
+            answers, candidates = model.score_and_answer(features, questions, category)
+            for row, answer, scores in zip(rows_asked, answers, candidates, strict=True):
+                by_row[positions[id(row)]] = RowAnswer(row, answer, scores)
     return [by_row[index] for index in range(len(rows))]
+
+
+def asked_category(row: dict[str, str]) -> str:
+    """The category a Q/A row's question is asked with (the article type: generic's)."""
+    return GENERIC_CATEGORY if row["attribute"] == ARTICLE_TYPE_ATTRIBUTE else row["article_type"]
 
 
 def scored_questions(answers: Sequence[RowAnswer]) -> list[ScoredQuestion]:

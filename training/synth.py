@@ -1,10 +1,13 @@
 """A synthetic fashion catalogue in the Kaggle "Fashion Product Images" layout.
 
-Shirts and T-shirts whose pictures visibly encode every attribute the real catalogue asks about:
-colour (the garment's colour), pattern (solid / stripes / checks / a print on the chest), sleeve
-length (sleeve polygons), neck or collar (the cut-out or the flaps at the top), fit (silhouette
-width) and fabric (the grain of the cloth). Value frequencies follow the real counts over the
-10,284 Shirts and Tshirts of the dataset, so rare values stay rare.
+Six visibly different categories whose pictures encode every attribute the demo catalogue asks
+about (``DRAWN``): T-shirts and shirts (sleeve length, pattern, fit, fabric grain, neck or collar),
+jeans (waist rise, leg width for the fit, distress patches), dresses (sleeves, pattern, neckline,
+hem length, silhouette), casual shoes (ankle height, fastening) and handbags (bag type, embossed
+pattern), each in its colour. The demo catalogue is the packaged catalogue restricted by code to
+what is drawn here (``demo_catalogue``): the same questions, values and spellings, so the pipeline
+asks the demo model exactly what it may know. Values are drawn with weights the square root of the
+packaged catalogue's support (rare values stay rarer, but are seen often enough to be learnt).
 
 Written exactly like the dataset: ``styles.csv`` unquoted (names with commas yield extra fields),
 ``styles/<id>.json`` with ``data.articleAttributes``, ``data.articleType.typeName`` and
@@ -14,6 +17,7 @@ Written exactly like the dataset: ``styles.csv`` unquoted (names with commas yie
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,46 +26,124 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from describer_core.catalogue import (
+    ARTICLE_TYPE_ATTRIBUTE,
+    GENERIC_CATEGORY,
+    AttributeSpec,
+    Catalogue,
+    CategorySpec,
+    load_catalogue,
+)
+
 IMAGE_SIZE = 128
 BACKGROUND = (250, 250, 250)
 OUTLINE = (60, 60, 60)
 STYLES_HEADER = (
     "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
 )
-
-# Real value counts of the dataset; the rare tail ("+3 rare" etc.) is left out.
-ARTICLE_TYPES = {"Tshirts": 7067, "Shirts": 3217}
-SHARED_ATTRIBUTES: dict[str, dict[str, int]] = {
-    "Sleeve Length": {
-        "Short Sleeves": 6570,
-        "Long Sleeves": 2439,
-        "Sleeveless": 153,
-        "Three-Quarter Sleeves": 62,
+COLOUR_ATTRIBUTE = "Colour"
+# What the renderer draws: category -> attribute -> the values a picture shows (all of them values of
+# the packaged catalogue; a unit test keeps it so). Colour is drawn for every category (``PALETTE``).
+DRAWN: dict[str, dict[str, tuple[str, ...]]] = {
+    "Tshirts": {
+        "Sleeve Length": ("Short Sleeves", "Long Sleeves", "Sleeveless"),
+        "Pattern": ("Printed", "Solid", "Striped"),
+        "Fit": ("Regular Fit", "Slim Fit"),
+        "Fabric": ("Cotton", "Synthetic", "Polyester", "Blended"),
+        "Neck": ("Round Neck", "Polo Collar", "V-Neck"),
     },
-    "Pattern": {"Printed": 3980, "Solid": 2050, "Striped": 1563, "Checked": 1404},
-    "Fit": {"Regular Fit": 7796, "Slim Fit": 1281},
-    "Fabric": {"Cotton": 7455, "Polyester": 477, "Synthetic": 470, "Blended": 177},
+    "Shirts": {
+        "Sleeve Length": ("Long Sleeves", "Short Sleeves", "Three-Quarter Sleeves"),
+        "Pattern": ("Checked", "Striped", "Solid", "Printed"),
+        "Fit": ("Regular Fit", "Slim Fit"),
+        "Fabric": ("Cotton", "Polyester"),
+        "Collar": ("Spread Collar", "Mandarin Collar"),
+    },
+    "Jeans": {
+        "Fit": ("Slim Fit", "Skinny Fit", "Regular Fit"),
+        "Distress": ("Low Distress", "Clean Look", "Mildly Distressed"),
+        "Waist Rise": ("Mid-Rise", "Low-Rise", "High-Rise"),
+    },
+    "Dresses": {
+        "Sleeve Length": ("Sleeveless", "Short Sleeves"),
+        "Pattern": ("Printed", "Solid"),
+        "Neck": ("Round Neck", "V-Neck", "Strapless"),
+        "Length": ("Knee Length", "Above Knee", "Mini"),
+        "Shape": ("Fit and Flare", "A-Line"),
+    },
+    "Casual Shoes": {
+        "Ankle Height": ("Regular", "Mid-Top", "High-Top"),
+        "Fastening": ("Lace-Ups", "Slip-On", "Velcro"),
+    },
+    "Handbags": {
+        "Pattern": ("Self Design", "Solid"),
+        "Type": ("Shoulder Bag", "Sling Bag", "Handheld Bag", "Tote Bag"),
+    },
 }
-NECK_OR_COLLAR: dict[str, tuple[str, dict[str, int]]] = {
-    "Tshirts": ("Neck", {"Round Neck": 4415, "Polo Collar": 1377, "V-Neck": 235}),
-    "Shirts": ("Collar", {"Spread Collar": 2822, "Mandarin Collar": 42}),
-}
-# The six most frequent of the 36 base colours, with their real counts.
-COLOURS: dict[str, tuple[int, tuple[int, int, int]]] = {
-    "Blue": (1831, (40, 90, 205)),
-    "White": (1645, (244, 244, 244)),
-    "Black": (1352, (25, 25, 25)),
-    "Red": (871, (205, 35, 35)),
-    "Green": (838, (40, 150, 60)),
-    "Grey": (813, (128, 128, 128)),
+# Colours the renderer paints; a category gets those its packaged Colour vocabulary holds.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "Blue": (40, 90, 205),
+    "White": (244, 244, 244),
+    "Black": (25, 25, 25),
+    "Red": (205, 35, 35),
+    "Green": (40, 150, 60),
+    "Grey": (128, 128, 128),
 }
 BRANDS = ("Roadster", "Wrangler", "Puma", "Nike", "Flying Machine", "Peter England", "Locomotive", "Myntra")
+NAMES = {
+    "Tshirts": "T-shirt",
+    "Shirts": "Shirt",
+    "Jeans": "Jeans",
+    "Dresses": "Dress",
+    "Casual Shoes": "Casual Shoes",
+    "Handbags": "Handbag",
+}
 # Real product names with commas, which the unquoted styles.csv splits into extra fields.
 COMMA_PHRASES = (
     "Yes, its all about me",
     "Take my advice, I don't use it anyway",
     "Be Reasonable,Do It My Way",
 )
+
+
+def _restricted(spec: AttributeSpec, keep: Sequence[str]) -> AttributeSpec:
+    missing = [value for value in keep if value not in spec.values]
+    if missing:
+        raise ValueError(f"{spec.name}: drawn values {missing} are not in the packaged catalogue")
+    values = {value: count for value, count in spec.values.items() if value in keep}
+    aliases = {alias: value for alias, value in spec.aliases.items() if value in values}
+    return spec.model_copy(update={"values": values, "aliases": aliases})
+
+
+def demo_catalogue(packaged: Catalogue | None = None) -> Catalogue:
+    """The packaged catalogue restricted to what ``DRAWN`` and ``PALETTE`` draw (order and support kept)."""
+    packaged = packaged or load_catalogue()
+    categories: list[CategorySpec] = []
+    for spec in packaged.categories:
+        drawn = DRAWN.get(spec.name)
+        if drawn is None:
+            continue
+        attributes = []
+        for attribute in spec.attributes:
+            if attribute.name == COLOUR_ATTRIBUTE:
+                attributes.append(_restricted(attribute, [c for c in PALETTE if c in attribute.values]))
+            elif attribute.name in drawn:
+                attributes.append(_restricted(attribute, drawn[attribute.name]))
+        categories.append(spec.model_copy(update={"attributes": attributes}))
+    generic = packaged.category(GENERIC_CATEGORY)
+    names = [category.name for category in categories]
+    colours = sorted({c for category in categories for c in category.attribute(COLOUR_ATTRIBUTE).values})
+    generic_attributes = [
+        _restricted(attribute, names if attribute.name == ARTICLE_TYPE_ATTRIBUTE else colours)
+        for attribute in generic.attributes
+        if attribute.name in (ARTICLE_TYPE_ATTRIBUTE, COLOUR_ATTRIBUTE)
+    ]
+    categories.append(generic.model_copy(update={"attributes": generic_attributes}))
+    return Catalogue(
+        source=f"the demo subset (training/synth.py draws it) of: {packaged.source}",
+        min_support=packaged.min_support,
+        categories=categories,
+    )
 
 
 @dataclass(frozen=True)
@@ -76,25 +158,29 @@ class SyntheticProduct:
 
 
 def _draw(choices: dict[str, int], rng: random.Random) -> str:
-    return rng.choices(list(choices), weights=list(choices.values()))[0]
+    return rng.choices(list(choices), weights=[math.sqrt(n) for n in choices.values()])[0]
 
 
-def sample_product(product_id: int, rng: random.Random, comma_name_rate: float = 0.01) -> SyntheticProduct:
-    article_type = _draw(ARTICLE_TYPES, rng)
-    attributes = {name: _draw(values, rng) for name, values in SHARED_ATTRIBUTES.items()}
-    neck_name, neck_values = NECK_OR_COLLAR[article_type]
-    attributes[neck_name] = _draw(neck_values, rng)
-    colour = _draw({name: count for name, (count, _) in COLOURS.items()}, rng)
-    noun = "T-shirt" if article_type == "Tshirts" else "Shirt"
+def sample_product(
+    product_id: int, rng: random.Random, catalogue: Catalogue, comma_name_rate: float = 0.01
+) -> SyntheticProduct:
+    """One product of ``catalogue`` (a demo catalogue): a category at random, its values by support."""
+    categories = [c for c in catalogue.categories if c.name != GENERIC_CATEGORY]
+    category = categories[rng.randrange(len(categories))]
+    attributes = {spec.name: _draw(spec.values, rng) for spec in category.attributes}
+    colour = attributes.pop(COLOUR_ATTRIBUTE)
+    if attributes.get("Neck") == "Strapless":
+        attributes["Sleeve Length"] = "Sleeveless"  # a strapless dress has no sleeves
+    noun = NAMES.get(category.name, category.name)
     brand = rng.choice(BRANDS)
-    pattern = attributes["Pattern"]
+    gender = "Women" if category.name in ("Dresses", "Handbags") else "Men"
     if rng.random() < comma_name_rate:
-        name = f"{brand} Men's {rng.choice(COMMA_PHRASES)} {colour} {noun}"
+        name = f"{brand} {gender}'s {rng.choice(COMMA_PHRASES)} {colour} {noun}"
     else:
-        name = f"{brand} Men {colour} {pattern} {noun}"
+        name = f"{brand} {gender} {colour} {noun}"
     # As in the real JSON: placeholders the preparation must ignore.
     extra = {"Body or Garment Size": "Garment Measurements in", "Fabric 2": "NA"}
-    return SyntheticProduct(product_id, article_type, colour, attributes, name, extra_attributes=extra)
+    return SyntheticProduct(product_id, category.name, colour, attributes, name, gender, extra)
 
 
 def _shade(rgb: tuple[int, int, int], amount: int) -> tuple[int, int, int]:
@@ -107,12 +193,38 @@ def _contrast(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def render_product(product: SyntheticProduct, rng: random.Random) -> Image.Image:
-    """Draw the garment front-on; every attribute is visible, with jitter in placement and shade."""
+    """Draw the product front-on (shoes from the side); every attribute is visible, with jitter."""
+    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), BACKGROUND)
+    base = _shade(PALETTE[product.colour], rng.randint(-12, 12))
+    painter = _PAINTERS[product.article_type]
+    painter(image, product, base, _contrast(base), rng)
+    return image
+
+
+def _textured(
+    image: Image.Image, outline: list[tuple[int, int]], base: tuple[int, int, int], paint: object
+) -> None:
+    """Fill ``outline`` with ``base`` and whatever ``paint(draw)`` adds, clipped to the outline."""
+    size = image.size[0]
+    mask = Image.new("L", image.size, 0)
+    ImageDraw.Draw(mask).polygon(outline, fill=255)
+    texture = Image.new("RGB", image.size, base)
+    if callable(paint):
+        paint(ImageDraw.Draw(texture), size)
+    image.paste(texture, (0, 0), mask)
+    ImageDraw.Draw(image).polygon(outline, outline=OUTLINE)
+
+
+def _top(
+    image: Image.Image,
+    product: SyntheticProduct,
+    base: tuple[int, int, int],
+    accent: tuple[int, int, int],
+    rng: random.Random,
+) -> None:
+    """T-shirts and shirts: body, sleeves, neck or collar, pattern, fabric grain, shirts' placket."""
     size = IMAGE_SIZE
-    image = Image.new("RGB", (size, size), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    base = _shade(COLOURS[product.colour][1], rng.randint(-12, 12))
-    accent = _contrast(base)
     attributes = product.attributes
     centre = size // 2 + rng.randint(-2, 2)
     top = 22 + rng.randint(-2, 2)
@@ -120,21 +232,7 @@ def render_product(product: SyntheticProduct, rng: random.Random) -> Image.Image
     half = (30 if attributes["Fit"] == "Regular Fit" else 20) + rng.randint(-1, 1)
     shoulder = half + 4
     left, right = centre - half, centre + half
-
-    # Sleeves first, so the body covers their roots.
-    sleeve_drop = {"Sleeveless": 0, "Short Sleeves": 24, "Three-Quarter Sleeves": 50, "Long Sleeves": 80}
-    drop = sleeve_drop[attributes["Sleeve Length"]]
-    if drop:
-        for side in (-1, 1):
-            root = centre + side * shoulder
-            tip_out = root + side * (10 + drop // 5)
-            polygon = [
-                (root, top),
-                (tip_out, top + drop),
-                (tip_out - side * 12, top + drop + 4),
-                (root, top + 22),
-            ]
-            draw.polygon(polygon, fill=base, outline=OUTLINE)
+    _sleeves(draw, attributes["Sleeve Length"], centre, shoulder, top, base)
     body = [
         (centre - shoulder, top),
         (centre + shoulder, top),
@@ -143,36 +241,51 @@ def render_product(product: SyntheticProduct, rng: random.Random) -> Image.Image
         (left, bottom),
         (left, top + 20),
     ]
-    draw.polygon(body, fill=base, outline=OUTLINE)
 
-    mask = Image.new("L", (size, size), 0)
-    ImageDraw.Draw(mask).polygon(body, fill=255)
-    texture = Image.new("RGB", (size, size), base)
-    texture_draw = ImageDraw.Draw(texture)
-    _draw_fabric(texture_draw, attributes["Fabric"], base, size)
-    _draw_pattern(texture_draw, attributes["Pattern"], accent, centre, top, size, rng)
-    image.paste(texture, (0, 0), mask)
-    draw.polygon(body, outline=OUTLINE)
-    _draw_neck(draw, product, centre, top, base, accent)
+    def paint(texture: ImageDraw.ImageDraw, size: int) -> None:
+        _draw_fabric(texture, attributes.get("Fabric", "Cotton"), base, size)
+        _draw_pattern(texture, attributes["Pattern"], accent, centre, top, size, rng)
+
+    _textured(image, body, base, paint)
+    _draw_neck(draw, attributes.get("Neck") or attributes.get("Collar"), centre, top, base, accent)
     if product.article_type == "Shirts":
         for y in range(top + 14, bottom - 4, 12):
             draw.ellipse((centre - 2, y - 2, centre + 2, y + 2), fill=accent)
         draw.line((centre, top + 8, centre, bottom), fill=OUTLINE)
-    return image
+
+
+def _sleeves(
+    draw: ImageDraw.ImageDraw, length: str, centre: int, shoulder: int, top: int, base: tuple[int, int, int]
+) -> None:
+    # Drawn first, so the body covers their roots.
+    drop = {"Sleeveless": 0, "Short Sleeves": 24, "Three-Quarter Sleeves": 50, "Long Sleeves": 80}[length]
+    if not drop:
+        return
+    for side in (-1, 1):
+        root = centre + side * shoulder
+        tip_out = root + side * (10 + drop // 5)
+        polygon = [
+            (root, top),
+            (tip_out, top + drop),
+            (tip_out - side * 12, top + drop + 4),
+            (root, top + 22),
+        ]
+        draw.polygon(polygon, fill=base, outline=OUTLINE)
 
 
 def _draw_fabric(draw: ImageDraw.ImageDraw, fabric: str, base: tuple[int, int, int], size: int) -> None:
-    grain = _shade(base, 38 if sum(base) < 330 else -38)
-    if fabric == "Polyester":  # a fine horizontal rib
-        for y in range(0, size, 4):
-            draw.line((0, y, size, y), fill=grain)
+    # Bold grains (a 12 px period, 5 px marks): still 6 px / 2-3 px at the tiny model's 64 px input.
+    grain = _shade(base, 75 if sum(base) < 330 else -75)
+    if fabric == "Polyester":  # a vertical rib
+        for x in range(0, size, 12):
+            draw.rectangle((x, 0, x + 4, size), fill=grain)
     elif fabric == "Synthetic":  # a mesh of dots
-        for y in range(0, size, 5):
-            for x in range(0, size, 5):
-                draw.rectangle((x, y, x + 1, y + 1), fill=grain)
+        for y in range(0, size, 12):
+            for x in range(0, size, 12):
+                draw.rectangle((x, y, x + 5, y + 5), fill=grain)
     elif fabric == "Blended":  # a diagonal twill
-        for offset in range(-size, size, 5):
-            draw.line((offset, 0, offset + size, size), fill=grain)
+        for offset in range(-size, size, 12):
+            draw.line((offset, 0, offset + size, size), fill=grain, width=5)
     # Cotton: a plain weave, no visible grain.
 
 
@@ -190,26 +303,25 @@ def _draw_pattern(
     if pattern == "Striped":
         for y in range(0, size, 16):
             draw.rectangle((0, y, size, y + 7), fill=accent)
-    elif pattern == "Checked":
+    elif pattern == "Checked":  # a bold grid: as many vertical bars as horizontal ones
         for position in range(0, size, 16):
-            draw.rectangle((position, 0, position + 4, size), fill=accent)
-            draw.rectangle((0, position, size, position + 4), fill=accent)
-    elif pattern == "Printed":
-        y = top + 36 + rng.randint(-2, 2)
-        radius = 18 + rng.randint(-2, 2)
+            draw.rectangle((position, 0, position + 6, size), fill=accent)
+            draw.rectangle((0, position, size, position + 6), fill=accent)
+    elif pattern == "Printed":  # a large chest print: a disc with a square inside
+        y = top + 38 + rng.randint(-2, 2)
+        radius = 22 + rng.randint(-2, 2)
         draw.ellipse((centre - radius, y - radius, centre + radius, y + radius), fill=accent)
-        draw.rectangle((centre - 5, y - 5, centre + 5, y + 5), fill=_contrast(accent))
+        draw.rectangle((centre - 8, y - 8, centre + 8, y + 8), fill=_contrast(accent))
 
 
 def _draw_neck(
     draw: ImageDraw.ImageDraw,
-    product: SyntheticProduct,
+    style: str | None,
     centre: int,
     top: int,
     base: tuple[int, int, int],
     accent: tuple[int, int, int],
 ) -> None:
-    style = product.attributes.get("Neck") or product.attributes.get("Collar")
     flap = _shade(base, -45 if sum(base) > 200 else 60)
     if style == "Round Neck":
         draw.chord((centre - 14, top - 14, centre + 14, top + 14), 0, 180, fill=BACKGROUND, outline=OUTLINE)
@@ -234,6 +346,198 @@ def _draw_neck(
         )
     elif style == "Mandarin Collar":
         draw.rectangle((centre - 12, top - 5, centre + 12, top + 2), fill=flap, outline=OUTLINE)
+
+
+def _jeans(
+    image: Image.Image,
+    product: SyntheticProduct,
+    base: tuple[int, int, int],
+    accent: tuple[int, int, int],
+    rng: random.Random,
+) -> None:
+    """Two legs below a waistband: its height is the rise, the legs' width the fit, patches the distress."""
+    attributes = product.attributes
+    draw = ImageDraw.Draw(image)
+    centre = IMAGE_SIZE // 2 + rng.randint(-2, 2)
+    waist = {"High-Rise": 12, "Mid-Rise": 28, "Low-Rise": 44}[attributes["Waist Rise"]] + rng.randint(-2, 2)
+    hip = 30
+    leg = {"Regular Fit": 17, "Slim Fit": 12, "Skinny Fit": 7}[attributes["Fit"]] + rng.randint(-1, 1)
+    crotch, hem = 66, IMAGE_SIZE - 6
+    outline = [
+        (centre - hip, waist),
+        (centre + hip, waist),
+        (centre + hip, crotch),
+        (centre + 2 + 2 * leg, hem),
+        (centre + 2, hem),
+        (centre, crotch + 4),
+        (centre - 2, hem),
+        (centre - 2 - 2 * leg, hem),
+        (centre - hip, crotch),
+    ]
+    _textured(image, outline, base, None)
+    draw.rectangle((centre - hip, waist, centre + hip, waist + 7), fill=accent, outline=OUTLINE)
+    for x in (centre - hip + 8, centre, centre + hip - 8):
+        draw.rectangle((x - 1, waist, x + 1, waist + 10), fill=OUTLINE)
+    light = _shade(base, 90)
+    patches = {"Clean Look": 0, "Low Distress": 2, "Mildly Distressed": 5}[attributes["Distress"]]
+    for number in range(patches):
+        side = -1 if number % 2 == 0 else 1
+        x = centre + side * (10 + rng.randint(0, 6))
+        y = crotch - 6 + 12 * (number // 2) + rng.randint(-2, 2)
+        draw.rectangle((x - 7, y - 4, x + 7, y + 4), fill=light)
+        draw.line((x - 6, y, x + 6, y), fill=BACKGROUND, width=2)
+
+
+def _dress(
+    image: Image.Image,
+    product: SyntheticProduct,
+    base: tuple[int, int, int],
+    accent: tuple[int, int, int],
+    rng: random.Random,
+) -> None:
+    """Bodice and skirt: the hem's height is the length, the skirt's flare the shape."""
+    attributes = product.attributes
+    draw = ImageDraw.Draw(image)
+    centre = IMAGE_SIZE // 2 + rng.randint(-2, 2)
+    strapless = attributes["Neck"] == "Strapless"
+    top = (34 if strapless else 16) + rng.randint(-2, 2)
+    shoulder, waist_half, waist = 20, 13, 52
+    hem = {"Mini": 78, "Above Knee": 98, "Knee Length": 120}[attributes["Length"]] + rng.randint(-2, 2)
+    if attributes["Shape"] == "Fit and Flare":
+        flare = 46  # a narrow waist, then a wide skirt
+        outline = [
+            (centre - shoulder, top),
+            (centre + shoulder, top),
+            (centre + waist_half, waist),
+            (centre + flare, hem),
+            (centre - flare, hem),
+            (centre - waist_half, waist),
+        ]
+    else:  # A-Line: straight sides widening evenly from the shoulders
+        flare = 34
+        outline = [
+            (centre - shoulder, top),
+            (centre + shoulder, top),
+            (centre + flare, hem),
+            (centre - flare, hem),
+        ]
+    if not strapless and attributes["Sleeve Length"] == "Short Sleeves":
+        for side in (-1, 1):
+            root = centre + side * shoulder
+            draw.polygon(
+                [(root, top), (root + side * 14, top + 16), (root + side * 4, top + 22), (root, top + 14)],
+                fill=base,
+                outline=OUTLINE,
+            )
+
+    def paint(texture: ImageDraw.ImageDraw, size: int) -> None:
+        if attributes["Pattern"] == "Printed":  # large polka dots all over
+            for y in range(6, size, 18):
+                for x in range(6 + (y // 18 % 2) * 9, size, 18):
+                    texture.ellipse((x - 5, y - 5, x + 5, y + 5), fill=accent)
+
+    _textured(image, outline, base, paint)
+    draw.line((centre - waist_half, waist, centre + waist_half, waist), fill=OUTLINE, width=2)
+    if not strapless:
+        _draw_neck(draw, attributes["Neck"], centre, top, base, accent)
+    else:
+        draw.rectangle((centre - shoulder, top, centre + shoulder, top + 3), fill=accent)
+
+
+def _shoe(
+    image: Image.Image,
+    product: SyntheticProduct,
+    base: tuple[int, int, int],
+    accent: tuple[int, int, int],
+    rng: random.Random,
+) -> None:
+    """A shoe from the side: the collar's height is the ankle height; laces, a gusset or straps."""
+    attributes = product.attributes
+    draw = ImageDraw.Draw(image)
+    left, right = 14 + rng.randint(-2, 2), 114 + rng.randint(-2, 2)
+    sole_top = 92 + rng.randint(-2, 2)
+    collar = {"Regular": 64, "Mid-Top": 44, "High-Top": 22}[attributes["Ankle Height"]]
+    back = left + 6
+    upper = [
+        (back, collar),
+        (back + 34, collar),
+        (back + 46, sole_top - 26),
+        (right - 6, sole_top - 16),
+        (right, sole_top),
+        (left, sole_top),
+    ]
+    _textured(image, upper, base, None)
+    sole = BACKGROUND if sum(base) < 600 else (90, 90, 90)
+    draw.rectangle((left - 2, sole_top, right + 2, sole_top + 10), fill=sole, outline=OUTLINE)
+    fastening = attributes["Fastening"]
+    if fastening == "Lace-Ups":  # a row of bold crossed laces down the instep
+        lace = BACKGROUND if sum(base) < 450 else OUTLINE
+        for step in range(4):
+            x = back + 38 + step * 9
+            y = collar + 8 + step * 8
+            draw.line((x - 8, y - 5, x + 8, y + 5), fill=lace, width=3)
+            draw.line((x - 8, y + 5, x + 8, y - 5), fill=lace, width=3)
+    elif fastening == "Velcro":  # two wide straps across
+        for step in range(2):
+            y = sole_top - 32 + step * 15
+            draw.rectangle((back + 20, y, back + 72, y + 10), fill=accent, outline=OUTLINE)
+    else:  # Slip-On: a wide dark elastic gusset at the instep
+        draw.polygon(
+            [(back + 26, collar), (back + 50, collar), (back + 38, collar + 26)],
+            fill=OUTLINE,
+            outline=OUTLINE,
+        )
+
+
+def _handbag(
+    image: Image.Image,
+    product: SyntheticProduct,
+    base: tuple[int, int, int],
+    accent: tuple[int, int, int],
+    rng: random.Random,
+) -> None:
+    """A bag: body size and strap or handles name the type; an embossed lattice is a self design."""
+    attributes = product.attributes
+    draw = ImageDraw.Draw(image)
+    centre = IMAGE_SIZE // 2 + rng.randint(-2, 2)
+    kind = attributes["Type"]
+    if kind == "Tote Bag":
+        body = [(centre - 40, 50), (centre + 40, 50), (centre + 44, 118), (centre - 44, 118)]
+        for side in (-1, 1):
+            draw.arc(
+                (centre + side * 20 - 12, 22, centre + side * 20 + 12, 70), 180, 360, fill=OUTLINE, width=4
+            )
+    elif kind == "Shoulder Bag":
+        body = [(centre - 30, 62), (centre + 30, 62), (centre + 38, 112), (centre - 38, 112)]
+        draw.arc((centre - 28, 8, centre + 28, 100), 180, 360, fill=OUTLINE, width=4)
+    elif kind == "Sling Bag":
+        body = [(centre - 16, 84), (centre + 22, 84), (centre + 22, 114), (centre - 16, 114)]
+        draw.line((centre - 10, 84, centre - 50, 6), fill=OUTLINE, width=3)
+        draw.line((centre + 16, 84, centre + 50, 6), fill=OUTLINE, width=3)
+    else:  # Handheld Bag: a small body with one short handle
+        body = [(centre - 26, 70), (centre + 26, 70), (centre + 26, 108), (centre - 26, 108)]
+        draw.arc((centre - 12, 52, centre + 12, 88), 180, 360, fill=OUTLINE, width=5)
+
+    def paint(texture: ImageDraw.ImageDraw, size: int) -> None:
+        if attributes["Pattern"] == "Self Design":  # an embossed diamond lattice
+            shade = _shade(base, -70 if sum(base) > 200 else 75)
+            for offset in range(-size, size, 14):
+                texture.line((offset, 0, offset + size, size), fill=shade, width=3)
+                texture.line((offset + size, 0, offset, size), fill=shade, width=3)
+
+    _textured(image, body, base, paint)
+    top_y = min(y for _, y in body)
+    draw.line((body[0][0] + 4, top_y + 8, body[1][0] - 4, top_y + 8), fill=accent, width=2)
+
+
+_PAINTERS = {
+    "Tshirts": _top,
+    "Shirts": _top,
+    "Jeans": _jeans,
+    "Dresses": _dress,
+    "Casual Shoes": _shoe,
+    "Handbags": _handbag,
+}
 
 
 def styles_csv_row(product: SyntheticProduct, year: int) -> str:
@@ -263,7 +567,7 @@ def style_json(product: SyntheticProduct) -> dict[str, object]:
             "baseColour": product.colour,
             "gender": product.gender,
             "articleType": {
-                "id": 90 if product.article_type == "Tshirts" else 91,
+                "id": 90 + list(DRAWN).index(product.article_type),
                 "typeName": product.article_type,
             },
             "articleAttributes": attributes,
@@ -280,24 +584,27 @@ def write_synthetic_catalogue(
     images: bool = True,
     first_id: int = 10000,
     progress: bool = True,
+    catalogue: Catalogue | None = None,
 ) -> list[SyntheticProduct]:
-    """Write ``products`` synthetic products in the Kaggle layout under ``out_dir``."""
+    """Write ``products`` synthetic products of ``catalogue`` (the demo catalogue by default) in the
+    Kaggle layout under ``out_dir``."""
     rng = random.Random(seed)
+    vocabulary = catalogue or demo_catalogue()
     out_dir = Path(out_dir)
     (out_dir / "styles").mkdir(parents=True, exist_ok=True)
     if images:
         (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    catalogue: list[SyntheticProduct] = []
+    written: list[SyntheticProduct] = []
     rows = [STYLES_HEADER]
     for index in tqdm(range(products), desc="synthesising products", unit="product", disable=not progress):
-        product = sample_product(first_id + index, rng)
-        catalogue.append(product)
+        product = sample_product(first_id + index, rng, vocabulary)
+        written.append(product)
         rows.append(styles_csv_row(product, year=2011 + index % 6))
         (out_dir / "styles" / f"{product.product_id}.json").write_text(json.dumps(style_json(product)))
         if images:
             render_product(product, rng).save(out_dir / "images" / f"{product.product_id}.jpg", quality=92)
     (out_dir / "styles.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return catalogue
+    return written
 
 
 def value_counts(products: Sequence[SyntheticProduct]) -> dict[str, dict[str, int]]:

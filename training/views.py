@@ -23,7 +23,11 @@ from enum import StrEnum
 
 from PIL import Image
 
-from training.synth import IMAGE_SIZE, SyntheticProduct, render_product
+from describer_core.catalogue import Catalogue
+from training.synth import IMAGE_SIZE, SyntheticProduct, demo_catalogue, render_product
+
+# The views are drawn for tops: a folded front, a back on a hanger and a cloth close-up tell them apart.
+VIEW_CATEGORIES = ("Shirts", "Tshirts")
 
 # What a view cannot show is drawn as this plain value.
 PLAIN_FABRIC = "Cotton"  # synth draws cotton without visible grain
@@ -31,6 +35,12 @@ NO_SLEEVES = "Sleeveless"
 NO_PRINT = {"Printed": "Solid"}
 # The detail view: this square of the front rendering (the lower body, right of the placket), enlarged.
 DETAIL_BOX = (IMAGE_SIZE // 2 + 4, IMAGE_SIZE - 44, IMAGE_SIZE // 2 + 18, IMAGE_SIZE - 30)
+
+
+def view_catalogue() -> Catalogue:
+    """The demo catalogue's categories that have three views (``VIEW_CATEGORIES``)."""
+    demo = demo_catalogue()
+    return demo.model_copy(update={"categories": [c for c in demo.categories if c.name in VIEW_CATEGORIES]})
 
 
 class View(StrEnum):

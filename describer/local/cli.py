@@ -23,6 +23,7 @@ from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
 from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
 from describer.local.faults import FaultSpec
+from describer.local.gallery import category_label
 from describer_core.contracts import ProductRecord, Status
 from describer_core.locales import parse_locales
 
@@ -49,7 +50,7 @@ def register(subparsers: Any) -> None:
 
     demo = actions.add_parser("demo", help="up, upload sample photos and bad files, wait, table + gallery")
     _add_up_arguments(demo)
-    demo.add_argument("--photos-per-category", type=int, default=4)
+    demo.add_argument("--photos-per-category", type=int, default=2)
     demo.add_argument("--timeout", type=float, default=300, help="seconds to wait for final records")
     demo.set_defaults(handler=_clean_errors(_demo))
 
@@ -331,7 +332,7 @@ def records_table(records: list[ProductRecord], title: str = "Products", locale:
             )
         table.add_row(
             record.product_id,
-            record.category,
+            category_label(record),
             f"[{colour}]{record.status.value}[/]{review}",
             "\n".join(_attribute_line(record, name) for name in record.attributes),
             copy.title if copy else "",

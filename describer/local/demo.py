@@ -6,6 +6,7 @@ again, so the demo only waits for what is new.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -25,13 +26,13 @@ from describer.deployment import (
     fetch_records,
     wait_for_final_records,
 )
-from describer.local.gallery import GalleryItem, write_gallery
+from describer.local.gallery import GalleryItem, category_label, write_gallery
 from describer.local.photo_demo import run_photo_demo
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings
 from describer_core.catalogue import load_catalogue
 from describer_core.content_rules import violations
-from describer_core.contracts import ProductRecord, Status
+from describer_core.contracts import CategorySource, ProductRecord, Status
 from describer_core.description import CopyWriter
 from describer_core.records import utc_now
 from describer_core.settings import DescriptionSettings
@@ -56,7 +57,20 @@ def demo_samples(sample_dir: Path, per_category: int) -> list[SampleFile]:
         photos = synthetic_photos(sample_dir / "photos", per_category)
         items = [{**sample.__dict__, "path": str(sample.path)} for sample in photos]
         manifest.write_text(json.dumps({"per_category": per_category, "photos": items}, indent=1))
-    return photos + bad_files(sample_dir / "bad")
+    return without_category_folder(photos) + bad_files(sample_dir / "bad")
+
+
+# The demo's product whose key names no category: the model chooses it (category_source "model").
+UNFILED_CATEGORY = "Jeans"
+
+
+def without_category_folder(photos: list[SampleFile]) -> list[SampleFile]:
+    """The photos, the first of ``UNFILED_CATEGORY`` uploaded without its category folder."""
+    unfiled = next((photo for photo in photos if photo.category == UNFILED_CATEGORY), None)
+    return [
+        dataclasses.replace(photo, key=photo.key.rsplit("/", 1)[-1]) if photo is unfiled else photo
+        for photo in photos
+    ]
 
 
 def _already_done(deployment: Deployment, samples: list[SampleFile]) -> dict[str, UploadRef]:
@@ -109,6 +123,10 @@ def _verdict(sample: SampleFile, record: ProductRecord) -> str | None:
         return None
     if record.status != Status.COMPLETED:
         return "expected COMPLETED"
+    if record.category != sample.category:
+        return f"expected category {sample.category}"
+    if "/" not in sample.key and record.category_source != CategorySource.MODEL:
+        return "expected the model to choose the category"
     without = sorted(set(record.attributes) - set(record.confidence) - set(record.unknown_attributes))
     if without:
         return f"no confidence for {', '.join(without)}"
@@ -141,33 +159,36 @@ def copy_problems(record: ProductRecord) -> list[str]:
 
 
 def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) -> Table:
-    """One row per upload, one column per attribute: the prediction, and the truth where it differs."""
-    names: list[str] = []
-    for sample in samples:
-        names += [name for name in records[sample.product_id].attributes if name not in names]
-    table = Table(title="Demo results: predicted attributes (confidence; [red]wrong[/] ≠ truth)")
+    """One row per upload: category and where it came from, status, each attribute on its own line
+    with its confidence (and the truth where it differs), error code."""
+    table = Table(
+        title="Demo results: predicted attributes (confidence; [red]wrong[/] ≠ truth)", show_lines=True
+    )
     table.add_column("product", no_wrap=True)
+    table.add_column("category", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    for name in names:
-        table.add_column(name, overflow="fold")
+    table.add_column("attributes", overflow="fold")
     table.add_column("error", no_wrap=True)
     for sample in samples:
         record = records[sample.product_id]
-        cells = []
-        for name in names:
-            value = record.attributes.get(name, "")
+        lines = []
+        for name, value in record.attributes.items():
             truth = (sample.truth or {}).get(name)
             shown = value if truth in (None, value) else f"[red]{value}[/] ≠ {truth}"
             confidence = record.confidence.get(name)
-            cells.append(shown if confidence is None else f"{shown} ({confidence:.2f})")
+            unknown = " [yellow](unknown)[/]" if name in record.unknown_attributes else ""
+            lines.append(
+                f"{name}: {shown}" + ("" if confidence is None else f" ({confidence:.2f})") + unknown
+            )
         problem = _verdict(sample, record)
         colour = "green" if record.status == Status.COMPLETED else "red"
         table.add_row(
             sample.key,
+            category_label(record),
             f"[{colour}]{record.status.value}[/]"
             + (" [yellow]review[/]" if record.needs_review else "")
             + (f" [bold red]{problem}[/]" if problem else ""),
-            *cells,
+            "\n".join(lines),
             record.error_code.value if record.error_code else "",
         )
     return table

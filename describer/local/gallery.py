@@ -141,7 +141,7 @@ def _card(item: GalleryItem) -> str:
     return (
         f'<article class="{record.status.value.lower()}"><div class="top">{photo}<div>'
         f"<h2>{html.escape(record.product_id)} "
-        f'<span class="category">{html.escape(record.category)}</span></h2>'
+        f'<span class="category">{html.escape(category_label(record))}</span></h2>'
         f'<span class="status">{record.status.value}</span>{review}'
         f'<p class="meta">{html.escape(record.source_key)}{"<br>written by " + model if model else ""}</p>'
         f"</div></div>{_photos_html(item)}{_attributes_html(record, item.expected)}{description}{error}"
@@ -201,3 +201,11 @@ def write_gallery(items: Sequence[GalleryItem], out_file: Path, title: str = "Pr
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(page, encoding="utf-8")
     return out_file
+
+
+def category_label(record: ProductRecord) -> str:
+    """The category and where it came from: "Jeans (model 0.97)", "Shirts (key)"."""
+    source = record.category_source.value if record.category_source else "-"
+    if record.category_confidence is not None:
+        source += f" {record.category_confidence:.2f}"
+    return f"{record.category} ({source})"

@@ -169,7 +169,8 @@ def write_description(
         sentences.append(choose(feel).format(value=fabric.lower()))
     if fit:
         sentences.append(choose(_FIT_NOTE).format(value=fit.lower()))
-    rest = [f"{name.lower()} {value.lower()}" for name, value in attributes.items() if name not in used]
+    # The values alone: an attribute's name can read as another value ("print or pattern type").
+    rest = [value.lower() for name, value in attributes.items() if name not in used]
     if rest:
         sentences.append("Details: " + ", ".join(rest) + ".")
     sentences.append(choose(_CLOSINGS))

@@ -21,8 +21,8 @@ from PIL import Image
 
 from describer_core.contracts import ErrorCode
 from describer_core.settings import ImageSettings
-from training.synth import sample_product, write_synthetic_catalogue
-from training.views import View, render_views
+from training.synth import DRAWN, sample_product, write_synthetic_catalogue
+from training.views import View, render_views, view_catalogue
 
 SAMPLE_SEED = 20261121
 SAMPLE_FIRST_ID = 900_000
@@ -42,10 +42,15 @@ class SampleFile:
 
 
 def synthetic_photos(out_dir: Path, per_category: int, seed: int = SAMPLE_SEED) -> list[SampleFile]:
-    """``per_category`` held-out Shirts and Tshirts photos in ``out_dir/<Category>/<id>.jpg``."""
+    """``per_category`` held-out photos of each synthetic category in ``out_dir/<Category>/<id>.jpg``."""
     with tempfile.TemporaryDirectory() as scratch:
+        # Categories are drawn at random: enough products that each gets its share.
         products = write_synthetic_catalogue(
-            Path(scratch), products=per_category * 6, seed=seed, first_id=SAMPLE_FIRST_ID, progress=False
+            Path(scratch),
+            products=per_category * len(DRAWN) * 3 + 20,
+            seed=seed,
+            first_id=SAMPLE_FIRST_ID,
+            progress=False,
         )
         samples: list[SampleFile] = []
         taken: dict[str, int] = {}
@@ -143,10 +148,10 @@ class PhotoFolder:
 
 def photo_folders(out_dir: Path, count: int, seed: int = SAMPLE_SEED) -> list[PhotoFolder]:
     """``count`` held-out products, each drawn front, back and detail (``training.views``)."""
-    rng = random.Random(seed + 1)
+    rng, catalogue = random.Random(seed + 1), view_catalogue()
     folders = []
     for index in range(count):
-        product = sample_product(PHOTO_SET_FIRST_ID + index, rng)
+        product = sample_product(PHOTO_SET_FIRST_ID + index, rng, catalogue)
         folder = f"{product.article_type}/{product.product_id}/"
         photos = {}
         for view, image in render_views(product, rng).items():

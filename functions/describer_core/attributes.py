@@ -19,7 +19,14 @@ from pydantic import ValidationError
 from describer_core.answers import parse_answer
 from describer_core.catalogue import AttributeSpec, Catalogue
 from describer_core.confidence import needs_review, rounded
-from describer_core.contracts import Alternative, AttributeAnswer, ProductRequest, ProductResponse
+from describer_core.contracts import (
+    Alternative,
+    AttributeAnswer,
+    ProductRequest,
+    ProductResponse,
+    Question,
+    S3ObjectRef,
+)
 from describer_core.endpoint_calls import prefix_aware_id, product_request_body
 from describer_core.endpoint_errors import EndpointErrorBody
 from describer_core.errors import (
@@ -69,6 +76,19 @@ def ask_attributes(
     elapsed_ms = int((time.monotonic() - started) * 1000)
     answers = _answers_for(payload, request, catalogue)
     return AskOutput(answers=answers, endpoint=endpoint_name, endpoint_ms=elapsed_ms, started_ms=started_ms)
+
+
+def ask_one(
+    image: S3ObjectRef,
+    question: Question,
+    category: str,
+    runtime_client: SageMakerRuntimeClient,
+    endpoint_name: str,
+    catalogue: Catalogue,
+) -> AttributeAnswer:
+    """One question about one image (Prepare's article-type question), answered like the Map's."""
+    request = AskInput(image=image, category=category, questions=[question])
+    return ask_attributes(request, runtime_client, endpoint_name, catalogue).answers[0]
 
 
 def _endpoint_error(error: ClientError) -> Exception:

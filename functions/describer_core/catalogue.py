@@ -15,6 +15,9 @@ from pydantic import BaseModel, Field, field_validator
 
 DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("catalogue.json")
 GENERIC_CATEGORY = "generic"
+# The generic category's first question: which of the catalogue's categories a product is.
+ARTICLE_TYPE_ATTRIBUTE = "Article Type"
+ARTICLE_TYPE_QUESTION = "What type of product is in this picture?"
 
 
 def normalise_token(text: str) -> str:
@@ -78,6 +81,14 @@ class Catalogue(BaseModel):
     source: str = Field(description="Where the vocabularies and their support come from")
     min_support: int = Field(description="Values seen on fewer products were folded or dropped")
     categories: list[CategorySpec]
+
+    def known_category(self, name: str | None) -> CategorySpec | None:
+        """The category called ``name`` (any case), or None when the catalogue does not know it."""
+        key = normalise_token(name or "")
+        for spec in self.categories:
+            if spec.name != GENERIC_CATEGORY and normalise_token(spec.name) == key:
+                return spec
+        return None
 
     def category(self, name: str | None) -> CategorySpec:
         """The category called ``name`` (any case), else the generic fallback."""

@@ -19,9 +19,15 @@ MAX_ALTERNATIVES = 2
 
 
 class Calibration(BaseModel):
-    """One temperature per model, fitted on the validation split (``training.calibration``)."""
+    """A temperature per attribute and one for the rest, fitted on the validation split
+    (``training.calibration``)."""
 
     temperature: float = Field(default=1.0, gt=0.0, description="Scores are divided by it before the softmax")
+    temperatures: dict[str, float] = Field(
+        default_factory=dict,
+        description="'<Category>/<Attribute>' -> its own temperature, shrunk toward `temperature`; "
+        "an attribute not listed uses `temperature`",
+    )
     split: str | None = Field(default=None, description="The split it was fitted on")
     questions: int = Field(default=0, ge=0, description="Scored questions it was fitted on")
     nll_before: float | None = Field(
@@ -30,6 +36,14 @@ class Calibration(BaseModel):
     nll_after: float | None = Field(
         default=None, description="Mean negative log-likelihood at the fitted one"
     )
+
+    def temperature_for(self, attribute: str, category: str | None = None) -> float:
+        return self.temperatures.get(calibration_key(category, attribute), self.temperature)
+
+
+def calibration_key(category: str | None, attribute: str) -> str:
+    """How ``Calibration.temperatures`` names an attribute of a category: 'Jeans/Waist Rise'."""
+    return f"{category or ''}/{attribute}"
 
 
 def softmax(scores: Sequence[float], temperature: float = 1.0) -> list[float]:

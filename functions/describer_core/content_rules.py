@@ -34,6 +34,25 @@ META_DESCRIPTION_MAX_CHARS = 160
 _MARKUP = re.compile(r"</?\s*[a-z_]+\s*>|system prompt|\battributes\s*>|\bas an ai\b|```|[{}]", re.IGNORECASE)
 # Spellings the stem rule below cannot derive.
 _OTHER_PHRASES = {"tshirts": ("t shirt", "tee"), "three quarter sleeves": ("3 4 sleeves",)}
+# One-word values that are everyday words ("a regular wash", "other colours"): the copy claims them
+# only next to the attribute's name ("regular ankle height"). So is a one-word value that is also a
+# word of another attribute's value in the same category ("Solid" pattern, "Solid" print type).
+_EVERYDAY_VALUES = frozenset(
+    {
+        "regular",
+        "other",
+        "none",
+        "normal",
+        "standard",
+        "basic",
+        "classic",
+        "everyday",
+        "patterned",
+        "washed",
+        "skin",
+        "multi",
+    }
+)
 _SUFFIXES = "(?:s|es|e|ed|d|ing)?"
 
 
@@ -230,7 +249,7 @@ def attribute_contradicted(content: LocaleContent, rules: CopyRules) -> list[Vio
     found = []
     for name, value in rules.attributes.items():
         for other in _other_values(rules.category, name, value):
-            if _spans(text, _phrases(rules.category, name, other)):
+            if _spans(text, _claims(rules.category, name, other)):
                 found.append(
                     Violation(Rule.ATTRIBUTE_CONTRADICTED, f"{name} is {value!r} but the copy says {other!r}")
                 )
@@ -244,7 +263,7 @@ def uncertain_attribute_claimed(content: LocaleContent, rules: CopyRules) -> lis
     found = []
     for name, value in rules.uncertain.items():
         for candidate in {value, *_other_values(rules.category, name, value)}:
-            if _spans(text, _phrases(rules.category, name, candidate)):
+            if _spans(text, _claims(rules.category, name, candidate)):
                 found.append(
                     Violation(
                         Rule.UNCERTAIN_ATTRIBUTE_CLAIMED,
@@ -342,6 +361,25 @@ def _phrases(category: CategorySpec, attribute: str, value: str) -> list[str]:
         pass
     phrases += _OTHER_PHRASES.get(normalise_token(value), ())
     return phrases
+
+
+def _claims(category: CategorySpec, attribute: str, value: str) -> list[str]:
+    """The phrases that claim ``value``: ``_phrases``, except that an ambiguous one-word value
+    (``_EVERYDAY_VALUES``, or a word of another attribute's value) counts only beside the attribute."""
+    key = normalise_token(value)
+    if " " in key:
+        return _phrases(category, attribute, value)
+    elsewhere = {
+        word
+        for spec in category.attributes
+        if normalise_token(spec.name) != normalise_token(attribute)
+        for other in spec.values
+        for word in normalise_token(other).split()
+    }
+    if key not in _EVERYDAY_VALUES and key not in elsewhere:
+        return _phrases(category, attribute, value)
+    name = normalise_token(attribute)
+    return [f"{value} {name}", f"{name} {value}", f"{name} is {value}"]
 
 
 def _other_values(category: CategorySpec, attribute: str, value: str) -> list[str]:

@@ -26,7 +26,7 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel
 
-from describer_core.contracts import ErrorCode
+from describer_core.contracts import CategorySource, ErrorCode
 from describer_core.errors import InvalidInput
 
 PRODUCT_ID_METADATA = "product-id"
@@ -39,6 +39,7 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 class KeyParts(BaseModel):
     product_id: str
     category_hint: str | None
+    category_source: CategorySource | None = None  # where category_hint came from
 
 
 def _no_category(_: str) -> bool:
@@ -121,9 +122,14 @@ def identify(
         return KeyParts(product_id=checked_product_id(product_id), category_hint=category)
     folders, _, file_name = key[len(prefix) :].rpartition("/")
     stem = file_name.rsplit(".", 1)[0] if "." in file_name[1:] else file_name
-    category = metadata.get(CATEGORY_METADATA) or category or folders.rsplit("/", 1)[-1] or None
+    folder = folders.rsplit("/", 1)[-1] or None
+    # Named with the upload (its metadata, or by whoever started the run) before the key's folder.
+    named = metadata.get(CATEGORY_METADATA) or category
+    source = CategorySource.METADATA if named else CategorySource.KEY if folder else None
     product_id = metadata.get(PRODUCT_ID_METADATA) or stem
-    return KeyParts(product_id=checked_product_id(product_id), category_hint=category)
+    return KeyParts(
+        product_id=checked_product_id(product_id), category_hint=named or folder, category_source=source
+    )
 
 
 def checked_product_id(candidate: str) -> str:

@@ -55,7 +55,7 @@ def completed_record(request: SaveInput) -> ProductRecord:
         confidence=request.merged.confidence,
         alternatives=request.merged.alternatives,
         photos_agreed=request.merged.photos_agreed,
-        needs_review=request.merged.needs_review,
+        needs_review=request.merged.needs_review or request.product.category_review,
         description=request.description.text,
         content=request.description.content,
         token_usage=request.description.token_usage,

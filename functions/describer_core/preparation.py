@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
+from describer_core.catalogue import ARTICLE_TYPE_ATTRIBUTE, GENERIC_CATEGORY, Catalogue
+from describer_core.confidence import rounded
 from describer_core.contracts import (
+    AttributeAnswer,
+    CategorySource,
     ErrorCode,
     ImageStatus,
     PhotoSkipped,
@@ -56,6 +59,8 @@ if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import th
 
 
 _MISSING = frozenset({"404", "NoSuchKey", "NoSuchVersion", "NotFound"})
+# Asks the model one question about the image (``attributes.ask_one``): how Prepare chooses a category.
+CategoryAsker = Callable[[S3ObjectRef, Question], AttributeAnswer]
 
 
 class SourceObject:
@@ -139,9 +144,12 @@ def identify_product(
     else:
         ref, metadata = source.ref, source.metadata
     parts = identify(ref.key, key_prefixes, metadata, workflow.category, known_category(catalogue))
+    # A category the catalogue does not know is no category: the model is asked (``choose_category``).
+    known = catalogue.known_category(parts.category_hint)
     return ProductIdentity(
         product_id=parts.product_id,
-        category=catalogue.category(parts.category_hint).name,
+        category=known.name if known else GENERIC_CATEGORY,
+        category_source=parts.category_source if known else None,
         source=ref,
         order_token=workflow.order_token,
     )
@@ -149,7 +157,36 @@ def identify_product(
 
 def known_category(catalogue: Catalogue) -> Callable[[str], bool]:
     """Whether a folder name is one of the catalogue's categories (``keys.product_folder``)."""
-    return lambda name: catalogue.category(name).name != GENERIC_CATEGORY
+    return lambda name: catalogue.known_category(name) is not None
+
+
+def category_question(catalogue: Catalogue) -> Question | None:
+    """The article-type question, whose vocabulary is the catalogue's categories (None without one)."""
+    generic = catalogue.category(GENERIC_CATEGORY)
+    try:
+        spec = generic.attribute(ARTICLE_TYPE_ATTRIBUTE)
+    except KeyError:
+        return None
+    return Question(attribute=spec.name, question=generic.question_for(spec))
+
+
+def choose_category(
+    product: ProductIdentity, answer: AttributeAnswer, catalogue: Catalogue, review_threshold: float
+) -> ProductIdentity:
+    """The product with the category the model chose; an answer outside the catalogue keeps generic.
+
+    A confidence below ``review_threshold`` (or none, or no usable answer) flags the product for review.
+    """
+    chosen = catalogue.known_category(answer.value) if answer.known else None
+    confidence = rounded(answer.confidence) if answer.confidence is not None and chosen else None
+    return product.model_copy(
+        update={
+            "category": chosen.name if chosen else GENERIC_CATEGORY,
+            "category_source": CategorySource.MODEL,
+            "category_confidence": confidence,
+            "category_review": confidence is None or confidence < review_threshold,
+        }
+    )
 
 
 def prepare(
@@ -158,10 +195,15 @@ def prepare(
     table: ResultsTable,
     catalogue: Catalogue,
     settings: PrepareSettings,
+    ask_category: CategoryAsker | None = None,
 ) -> tuple[PrepareOutput, ImageFacts | None]:
+    """``ask_category``: how a product whose key and metadata name no known category gets one (one
+    endpoint call before the Map; without it such a product gets the generic questions)."""
     started = time.monotonic()
     if request.workflow.photos is not None:
-        return prepare_photo_set(request, request.workflow.photos, s3_client, table, catalogue, settings)
+        return prepare_photo_set(
+            request, request.workflow.photos, s3_client, table, catalogue, settings, ask_category
+        )
     source = SourceObject.locate(s3_client, request.workflow)
     product = identify_product(source, request.workflow, settings.key_prefixes, catalogue)
     if not table.write_if_current(product.record(Status.PROCESSING, request.execution_name)):
@@ -172,7 +214,7 @@ def prepare(
     )
     image = _used(source.ref, facts)
     product = product.model_copy(update={"images": [image], "photos": [source.ref]})
-    return _asking(product, catalogue, settings, started), facts
+    return _asking(product, catalogue, settings, started, ask_category), facts
 
 
 def _used(ref: S3ObjectRef, facts: ImageFacts) -> ProductImage:
@@ -197,9 +239,18 @@ def _skipped(photo: PhotoVersion, code: ErrorCode | PhotoSkipped, detail: str) -
 
 
 def _asking(
-    product: ProductIdentity, catalogue: Catalogue, settings: PrepareSettings, started: float
+    product: ProductIdentity,
+    catalogue: Catalogue,
+    settings: PrepareSettings,
+    started: float,
+    ask_category: CategoryAsker | None,
 ) -> PrepareOutput:
-    """The claimed product's questions, grouped into endpoint calls."""
+    """The claimed product's questions, grouped into endpoint calls; a product whose key and metadata
+    name no known category first gets one from the model, asked about its primary photo."""
+    question = category_question(catalogue)
+    if product.category_source is None and ask_category is not None and question is not None:
+        answer = ask_category(product.source, question)
+        product = choose_category(product, answer, catalogue, settings.review_threshold)
     questions = [
         Question(attribute=attribute, question=question)
         for attribute, question in catalogue.questions(product.category)
@@ -221,6 +272,7 @@ def prepare_photo_set(
     table: ResultsTable,
     catalogue: Catalogue,
     settings: PrepareSettings,
+    ask_category: CategoryAsker | None = None,
 ) -> tuple[PrepareOutput, ImageFacts | None]:
     """Every photo of a settled product folder checked; the usable ones (at most the limit) asked."""
     started = time.monotonic()
@@ -283,4 +335,4 @@ def prepare_photo_set(
             failure=failure,
         )
         return output, None
-    return _asking(product, catalogue, settings, started), used[0][1]
+    return _asking(product, catalogue, settings, started, ask_category), used[0][1]

@@ -84,9 +84,11 @@ class PhotoSettings(BaseModel):
 
 
 class PrepareSettings(
-    TableSettings, ImageSettings, UploadSettings, QuestionSettings, MapSettings, PhotoSettings
+    TableSettings, ImageSettings, UploadSettings, QuestionSettings, MapSettings, ReviewSettings, PhotoSettings
 ):
-    pass
+    # The endpoint that chooses a category no key or metadata names; unset: the generic questions.
+    endpoint_name: str | None = None
+    endpoint_read_timeout_s: float = Field(default=65, gt=0, le=65)
 
 
 class FailureSettings(FinalRecordSettings, UploadSettings):

@@ -15,6 +15,7 @@ from describer_core.contracts import (
     MAX_QUESTIONS_PER_REQUEST,
     Alternative,
     AttributeAnswer,
+    CategorySource,
     ErrorCode,
     ImageStatus,
     LocaleContent,
@@ -169,6 +170,15 @@ class RedriveMessage(BaseModel):
 class ProductIdentity(BaseModel):
     product_id: str
     category: str = Field(description="The catalogue category whose questions are asked")
+    category_source: CategorySource | None = Field(
+        default=None, description="key, metadata or model; None while the model is still to be asked"
+    )
+    category_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Calibrated probability of a category the model chose"
+    )
+    category_review: bool = Field(
+        default=False, description="The model's category is uncertain (below the review threshold)"
+    )
     source: S3ObjectRef = Field(description="The decoded key and the exact version read")
     order_token: str
     # Several photos: every photo listed, used or skipped; ``source`` is then the first used one.
@@ -182,6 +192,8 @@ class ProductIdentity(BaseModel):
         return ProductRecord(
             product_id=self.product_id,
             category=self.category,
+            category_source=self.category_source,
+            category_confidence=self.category_confidence,
             status=status,
             source_bucket=self.source.bucket,
             source_key=self.source.key,

@@ -7,32 +7,58 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
-from describer_core.catalogue import load_catalogue
+from describer_core.attributes import ask_one
+from describer_core.catalogue import GENERIC_CATEGORY, load_catalogue
+from describer_core.contracts import AttributeAnswer, Question, S3ObjectRef
+from describer_core.errors import SDK_RETRIES
 from describer_core.observability import logger, tracer
-from describer_core.preparation import prepare
+from describer_core.preparation import CategoryAsker, prepare
 from describer_core.records import ResultsTable
 from describer_core.settings import PrepareSettings, load_settings
 from describer_core.states import PrepareInput
 
 
 @cache
-def _dependencies() -> tuple[PrepareSettings, Any, ResultsTable]:
+def _dependencies() -> tuple[PrepareSettings, Any, ResultsTable, CategoryAsker | None]:
     settings = load_settings(PrepareSettings)
-    return settings, boto3.client("s3"), ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
+    table = ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
+    return settings, boto3.client("s3"), table, _category_asker(settings)
+
+
+def _runtime(settings: PrepareSettings) -> Any:
+    config = Config(retries=SDK_RETRIES, read_timeout=settings.endpoint_read_timeout_s, connect_timeout=5)
+    return boto3.client("sagemaker-runtime", config=config)
+
+
+def _category_asker(settings: PrepareSettings) -> CategoryAsker | None:
+    """The article-type question to the endpoint, for a product no key or metadata categorises."""
+    endpoint_name = settings.endpoint_name
+    if not endpoint_name:
+        return None
+    runtime = _runtime(settings)
+
+    def ask(image: S3ObjectRef, question: Question) -> AttributeAnswer:
+        return ask_one(image, question, GENERIC_CATEGORY, runtime, endpoint_name, load_catalogue())
+
+    return ask
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings, s3, table = _dependencies()
-    output, facts = prepare(PrepareInput.model_validate(event), s3, table, load_catalogue(), settings)
+    settings, s3, table, ask_category = _dependencies()
+    request = PrepareInput.model_validate(event)
+    output, facts = prepare(request, s3, table, load_catalogue(), settings, ask_category)
     logger.append_keys(product_id=output.product.product_id)
     if output.claimed and facts is not None:
         logger.info(
             "prepared",
             extra={
                 "category": output.product.category,
+                "category_source": output.product.category_source,
+                "category_confidence": output.product.category_confidence,
                 "questions": len(output.questions),
                 "image": facts.model_dump(),
             },

@@ -549,7 +549,7 @@ class DescriberModel:
             scores = score(features, [questions[index].question for index in scored], texts)
             for index, options, option_scores in zip(scored, values, scores, strict=True):
                 candidates[index] = CandidateScores(specs[index].name, options, option_scores)
-                answers[index] = self.scored_answer(specs[index].name, options, option_scores)
+                answers[index] = self.scored_answer(specs[index].name, options, option_scores, category)
         if generated:
             raws = self.generate_answers(features, [questions[index].question for index in generated])
             for index, raw in zip(generated, raws, strict=True):
@@ -557,10 +557,10 @@ class DescriberModel:
         return [answers[index] for index in range(len(questions))], candidates
 
     def scored_answer(
-        self, attribute: str, values: Sequence[str], scores: Sequence[float]
+        self, attribute: str, values: Sequence[str], scores: Sequence[float], category: str | None = None
     ) -> AttributeAnswer:
-        """The most probable value at the calibrated temperature, with its runners-up."""
-        probabilities = softmax(scores, self.calibration.temperature)
+        """The most probable value at the attribute's calibrated temperature, with its runners-up."""
+        probabilities = softmax(scores, self.calibration.temperature_for(attribute, category))
         ranked = sorted(zip(probabilities, values, strict=True), key=lambda pair: -pair[0])
         (confidence, value), runners_up = ranked[0], ranked[1 : 1 + MAX_ALTERNATIVES]
         return AttributeAnswer(

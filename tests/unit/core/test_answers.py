@@ -25,7 +25,8 @@ def test_every_answer_form_normalises_to_the_vocabulary(raw: object) -> None:
 
 
 def test_hyphen_and_case_variants_match_the_canonical_value() -> None:
-    assert parse_answer("three quarter sleeves", SLEEVE).value == "Three-Quarter Sleeves"
+    shirt_sleeve = CATALOGUE.category("Shirts").attribute("Sleeve Length")
+    assert parse_answer("three quarter sleeves", shirt_sleeve).value == "Three-Quarter Sleeves"
     assert parse_answer("Neck: v neck", NECK).value == "V-Neck"
 
 

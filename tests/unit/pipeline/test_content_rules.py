@@ -158,3 +158,27 @@ def test_replies_that_do_not_fit_the_schema(reply: str, stop_reason: str, rule: 
 def test_a_tool_call_input_is_checked_like_json_text() -> None:
     content, broken = check_reply(GOOD, "tool_use", RULES_FOR_SHIRT)
     assert content == LocaleContent.model_validate(GOOD) and broken == []
+
+
+def _claims(category: str, attributes: dict[str, str], sentence: str) -> list[str]:
+    rules = CopyRules(category=load_catalogue().category(category), attributes=attributes)
+    content = LocaleContent.model_validate({**GOOD, "description": GOOD["description"] + " " + sentence})
+    return [v.detail for v in violations(content, rules) if v.rule == Rule.ATTRIBUTE_CONTRADICTED]
+
+
+def test_contradictions_in_every_categorys_vocabulary() -> None:
+    jeans = {"Waist Rise": "Mid-Rise", "Fit": "Slim Fit"}
+    assert _claims("Jeans", jeans, "A mid-rise slim fit pair.") == []
+    assert _claims("Jeans", jeans, "A low-rise pair.") == [
+        "Waist Rise is 'Mid-Rise' but the copy says 'Low-Rise'"
+    ]
+    dress = {"Length": "Knee Length"}
+    assert _claims("Dresses", dress, "A mini dress.") == ["Length is 'Knee Length' but the copy says 'Mini'"]
+
+
+def test_an_everyday_word_is_a_claim_only_beside_its_attribute() -> None:
+    shoe = {"Ankle Height": "High-Top", "Fastening": "Lace-Ups"}
+    assert _claims("Casual Shoes", shoe, "High-top lace-ups with regular laces.") == []
+    assert _claims("Casual Shoes", shoe, "Lace-ups with a regular ankle height.") == [
+        "Ankle Height is 'High-Top' but the copy says 'Regular'"
+    ]

@@ -8,9 +8,10 @@ import pytest
 from prepare import app as prepare_app
 
 from describer_core.catalogue import load_catalogue
-from describer_core.contracts import ErrorCode
+from describer_core.contracts import AttributeAnswer, CategorySource, ErrorCode, S3ObjectRef, Status
 from describer_core.errors import InvalidInput
-from describer_core.states import WorkflowInput
+from describer_core.preparation import category_question, choose_category, identify_product
+from describer_core.states import ProductIdentity, WorkflowInput
 
 from .conftest import BUCKET, Aws, FakeLambdaContext, image_bytes
 
@@ -52,11 +53,66 @@ def test_a_good_upload_is_claimed_with_its_category_questions(aws: Aws) -> None:
     )
 
 
-def test_unknown_category_folder_gets_the_generic_questions(aws: Aws) -> None:
+def test_without_an_endpoint_an_unknown_category_folder_gets_the_generic_questions(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ENDPOINT_NAME")
     version = aws.upload("incoming/Hats/h1.png", image_bytes("PNG"))
     output = _run("incoming/Hats/h1.png", version)
     assert output["product"]["category"] == "generic"
+    assert output["product"]["category_source"] is None
     assert [q["attribute"] for q in output["questions"]] == [a for a, _ in load_catalogue().questions(None)]
+
+
+def _answer(value: str, confidence: float | None, known: bool = True) -> AttributeAnswer:
+    return AttributeAnswer(
+        attribute="Article Type", value=value, raw=value, known=known, confidence=confidence
+    )
+
+
+def _identity(
+    key: str, metadata: dict[str, str] | None = None, category: str | None = None
+) -> ProductIdentity:
+    workflow = WorkflowInput(
+        bucket=BUCKET, key=key, version_id="v1", event_time="t", sequencer="0A", category=category
+    )
+    return (
+        identify_product(None, workflow, "incoming/", load_catalogue())
+        if metadata is None
+        else identify_product(_Source(key, metadata), workflow, "incoming/", load_catalogue())
+    )
+
+
+class _Source:
+    def __init__(self, key: str, metadata: dict[str, str]) -> None:
+        self.ref = S3ObjectRef(bucket=BUCKET, key=key, version_id="v1")
+        self.metadata = metadata
+
+
+def test_where_the_category_came_from() -> None:
+    assert _identity("incoming/Jeans/j1.jpg").category_source == CategorySource.KEY
+    named = _identity("incoming/j1.jpg", {"category": "casual shoes"})
+    assert (named.category, named.category_source) == ("Casual Shoes", CategorySource.METADATA)
+    assert _identity("incoming/j1.jpg", category="Dresses").category_source == CategorySource.METADATA
+    # Unknown to the catalogue, wherever it is named: no category yet, the model is to be asked.
+    for unknown in (_identity("incoming/Hats/h1.jpg"), _identity("incoming/h1.jpg", {"category": "Hats"})):
+        assert (unknown.category, unknown.category_source) == ("generic", None)
+
+
+def test_the_model_chooses_among_the_catalogues_categories() -> None:
+    catalogue = load_catalogue()
+    question = category_question(catalogue)
+    assert question is not None and question.question == "What type of product is in this picture?"
+    product = _identity("incoming/h1.jpg")
+    chosen = choose_category(product, _answer("Jeans", 0.876), catalogue, review_threshold=0.7)
+    assert (chosen.category, chosen.category_source, chosen.category_confidence) == ("Jeans", "model", 0.876)
+    assert not chosen.category_review
+    assert choose_category(product, _answer("Jeans", 0.55), catalogue, review_threshold=0.7).category_review
+    # An answer outside the vocabulary (generated, not scored) keeps the generic questions, for review.
+    odd = choose_category(product, _answer("Space Suit", None, known=False), catalogue, review_threshold=0.7)
+    assert (odd.category, odd.category_confidence, odd.category_review) == ("generic", None, True)
+    record = chosen.record(Status.PROCESSING, "run-1")
+    assert (record.category_source, record.category_confidence) == ("model", 0.876)
 
 
 def test_url_encoded_event_key_finds_the_object(aws: Aws) -> None:

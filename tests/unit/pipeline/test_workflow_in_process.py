@@ -48,6 +48,23 @@ COPY = {
     "meta_description": "A solid blue linen shirt with long sleeves and a spread collar.",
 }
 
+TSHIRT_COPY = {
+    "title": "Blue Solid Regular Fit Cotton T-shirt",
+    "description": (
+        "A regular fit blue t-shirt in soft solid cotton that stays comfortable from morning to night. "
+        "Short sleeves and a round neck keep it easy to wear on its own or under a jacket."
+    ),
+    "bullets": ["Regular fit", "Soft cotton", "Round neck", "Short sleeves"],
+    "keywords": [
+        "blue t-shirt",
+        "cotton t-shirt",
+        "solid t-shirt",
+        "regular fit t-shirt",
+        "round neck t-shirt",
+    ],
+    "meta_description": "A solid blue cotton t-shirt with short sleeves and a round neck.",
+}
+
 
 def _converse_reply(copy: dict[str, Any]) -> dict[str, Any]:
     return {
@@ -176,11 +193,13 @@ class _AsksAbout:
 def models(monkeypatch: pytest.MonkeyPatch) -> tuple[Stubber, Stubber]:
     sagemaker = boto3.client("sagemaker-runtime", region_name="us-east-1")
     bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
-    ask, write = (
+    ask, write, prepare = (
         importlib.import_module("ask_attribute.app"),
         importlib.import_module("write_description.app"),
+        importlib.import_module("prepare.app"),
     )
     monkeypatch.setattr(ask, "_dependencies", lambda: (ask.load_settings(ask.EndpointSettings), sagemaker))
+    monkeypatch.setattr(prepare, "_runtime", lambda settings: sagemaker)
     monkeypatch.setattr(
         write, "_dependencies", lambda: (write.load_settings(write.DescriptionSettings), bedrock, None)
     )
@@ -233,6 +252,74 @@ def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, S
     assert record.content["en-US"].title == COPY["title"]
     assert record.token_usage["en-US"].model_dump() == {"input": 400, "output": 80}
     assert record.execution_name == name
+
+
+def _category_stub(stubber: Stubber, answer: str, confidence: float) -> None:
+    reply = {
+        "answers": [
+            {
+                "attribute": "Article Type",
+                "value": answer,
+                "raw": answer,
+                "known": True,
+                "confidence": confidence,
+            }
+        ],
+        "image_digest": "0" * 64,
+        "model_id": "m",
+    }
+    body = json.dumps(reply).encode()
+    expected = {
+        "EndpointName": "describer-endpoint",
+        "ContentType": ANY,
+        "Accept": ANY,
+        "PrefixAwareId": ANY,
+        "Body": _AsksAbout(["Article Type"]),
+    }
+    stubber.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(body), len(body))}, expected)
+
+
+@pytest.mark.parametrize(("confidence", "review"), [(0.95, False), (0.41, True)])
+def test_a_photo_without_a_category_gets_the_one_the_model_chose(
+    aws: Aws, models: tuple[Stubber, Stubber], confidence: float, review: bool
+) -> None:
+    sagemaker, bedrock = models
+    # The metadata names a category the catalogue does not know: asked of the model, not FAILED.
+    version = aws.upload("incoming/15971.jpg", image_bytes(), {"category": "Space Suits"})
+    workflow = WorkflowInput(
+        bucket=BUCKET,
+        key="incoming/15971.jpg",
+        version_id=version,
+        event_time="2026-11-21T03:00:00Z",
+        sequencer="0A",
+    )
+    image = S3ObjectRef(bucket=BUCKET, key=workflow.key, version_id=version)
+    _category_stub(sagemaker, "Article Type: Tshirts", confidence)
+    answers = {
+        "Sleeve Length": "Sleeve Length: Short Sleeves",
+        "Pattern": "Pattern: Solid",
+        "Fit": "Fit: Regular Fit",
+        "Fabric": "Fabric: Cotton",
+        "Neck": "Neck: Round Neck",
+        "Colour": "Colour: Blue",
+    }
+    _endpoint_stub(sagemaker, image, answers)
+    bedrock.add_response("converse", _converse_reply(TSHIRT_COPY))
+    with sagemaker, bedrock:
+        end, _ = run_workflow(
+            json.loads(substituted_definition()), workflow.model_dump(), workflow.execution_name
+        )
+        sagemaker.assert_no_pending_responses()
+    assert end == "Succeed"
+    record = ResultsTable("results-test", aws.dynamodb).get("15971")
+    assert record is not None and record.status == "COMPLETED"
+    assert (record.category, record.category_source, record.category_confidence) == (
+        "Tshirts",
+        "model",
+        confidence,
+    )
+    assert set(record.attributes) == set(answers)  # the T-shirt questions, after the category's
+    assert record.needs_review is review  # every attribute is 0.9 and known: only the category decides
 
 
 def test_a_gif_upload_becomes_a_failed_record(aws: Aws, models: tuple[Stubber, Stubber]) -> None:

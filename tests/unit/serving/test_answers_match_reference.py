@@ -88,6 +88,25 @@ def test_the_temperature_changes_confidence_not_the_answer(endpoint: DescriberMo
     assert all((s.confidence or 0) > (f.confidence or 0) for s, f in zip(sharp, soft, strict=True))
 
 
+def test_an_attribute_with_its_own_temperature_uses_it(endpoint: DescriberModel) -> None:
+    category, questions = benchmark_questions(endpoint.catalogue, 6)
+    _, features = endpoint.image_features(product_photo(5, SMALL_PHOTO))
+    before, _ = endpoint.score_and_answer(features, questions, category)
+    first = questions[0].attribute
+    calibration = endpoint.calibration
+    endpoint.calibration = calibration.model_copy(
+        update={"temperatures": {f"{category}/{first}": calibration.temperature * 4}}
+    )
+    after, _ = endpoint.score_and_answer(features, questions, category)
+    endpoint.calibration = calibration
+
+    assert (after[0].value, (after[0].confidence or 0) < (before[0].confidence or 0)) == (
+        before[0].value,
+        True,
+    )
+    assert [a.confidence for a in after[1:]] == [b.confidence for b in before[1:]]  # the others: global
+
+
 def test_a_question_outside_the_catalogue_is_generated_and_flagged_unknown(endpoint: DescriberModel) -> None:
     photo = product_photo(6, SMALL_PHOTO)
     questions = [

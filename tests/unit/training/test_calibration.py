@@ -24,14 +24,16 @@ from training.calibration import (
 from training.model_dir import METADATA_FILE, ModelMetadata, read_metadata
 
 
-def _questions_drawn_at(temperature: float, count: int = 3000, seed: int = 0) -> list[ScoredQuestion]:
+def _questions_drawn_at(
+    temperature: float, count: int = 3000, seed: int = 0, key: str = ""
+) -> list[ScoredQuestion]:
     """Scores whose truth is drawn from softmax(scores / temperature): that temperature is the right one."""
     rng = random.Random(seed)
     questions = []
     for _ in range(count):
         scores = tuple(rng.gauss(0.0, 3.0) for _ in range(rng.choice((2, 4, 6))))
         truth = rng.choices(range(len(scores)), weights=softmax(scores, temperature))[0]
-        questions.append(ScoredQuestion(scores, truth))
+        questions.append(ScoredQuestion(scores, truth, key))
     return questions
 
 
@@ -101,3 +103,25 @@ def test_softmax_at_a_temperature() -> None:
     assert softmax([math.log(3), 0.0]) == pytest.approx([0.75, 0.25])
     assert softmax([2 * math.log(3), 0.0], temperature=2.0) == pytest.approx([0.75, 0.25])
     assert softmax([-1000.0, -1001.0]) == pytest.approx([1 / (1 + math.exp(-1)), 1 - 1 / (1 + math.exp(-1))])
+
+
+def test_each_attribute_gets_its_own_temperature_shrunk_toward_the_global_one() -> None:
+    questions = (
+        _questions_drawn_at(0.5, count=2000, seed=1, key="Jeans/Fit")
+        + _questions_drawn_at(2.5, count=2000, seed=2, key="Tshirts/Fit")
+        + _questions_drawn_at(4.0, count=10, seed=3, key="Shirts/Collar")
+    )
+    calibration = calibration_from(questions, "val")
+    assert set(calibration.temperatures) == {"Jeans/Fit", "Tshirts/Fit", "Shirts/Collar"}
+    # Well-sampled attributes get (about) the temperature their truths were drawn at ...
+    assert calibration.temperatures["Jeans/Fit"] == pytest.approx(0.5, rel=0.15)
+    assert calibration.temperature_for("Fit", "Tshirts") == pytest.approx(2.5, rel=0.15)
+    # ... ten answers weigh 10 : 50 against the global temperature.
+    own = fit_temperature(questions[-10:])
+    assert calibration.temperatures["Shirts/Collar"] == pytest.approx(
+        math.exp((10 * math.log(own) + 50 * math.log(calibration.temperature)) / 60)
+    )
+    assert calibration.temperature_for("Fit", "Dresses") == calibration.temperature  # not fitted: global
+    assert calibration.nll_after is not None and calibration.nll_after < mean_nll(
+        questions, calibration.temperature
+    )

@@ -78,7 +78,8 @@ def test_prepare_counts_missing_and_unreadable_images_and_never_splits_a_product
     assert not split_ids["train"] & split_ids["test"]
     assert not split_ids["val"] & split_ids["test"]
     assert images[0].stem not in set().union(*split_ids.values())
-    assert sum(report.products.values()) == report.products_used == 58
+    assert sum(report.products.values()) == report.products_used
+    assert report.products_used + report.products_out_of_catalogue == 58  # every readable product
 
 
 def test_prepared_rows_use_the_catalogue_questions_and_reference_answers(
@@ -107,8 +108,8 @@ def test_prepared_rows_use_the_catalogue_questions_and_reference_answers(
         )
         assert row["value"] == expected
         assert parse_answer(row["answer"], spec).value == row["value"]
-    shirt_questions = {row["question"] for row in rows if row["article_type"] == "Shirts"}
-    assert "What is the sleeve length of the shirt in this picture?" in shirt_questions
+    tshirt_questions = {row["question"] for row in rows if row["article_type"] == "Tshirts"}
+    assert "What is the pattern of the t-shirt in this picture?" in tshirt_questions
 
 
 def _product(product_id: int, article_type: str = "Tshirts", **attributes: str) -> Product:
@@ -125,7 +126,8 @@ def test_catalogue_folds_variants_drops_unknown_rare_values_and_one_value_attrib
         _product(101, Fit="Loose Cut"),
         _product(102, Fit="regular fit"),
     ]
-    catalogue, folds, drops = derive_catalogue(products, min_support=5, source="test")
+    derived = derive_catalogue(products, min_support=5, source="test")
+    catalogue, folds, drops = derived.catalogue, derived.folds, derived.drops
     tshirts = catalogue.category("Tshirts")
     fit = tshirts.attribute("Fit")
     assert fit.values == {"Slim Fit": 20, "Regular Fit": 22}

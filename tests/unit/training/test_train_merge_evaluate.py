@@ -112,11 +112,19 @@ def test_evaluation_table_ends_with_the_macro_and_calibration_lines(
     config = parse_args(_args(prepared, tmp_path, "--epochs", "1"), env={})
     report = evaluate(train(config), prepared, compare_base=False, progress=False)
     print_report(report)
-    last_lines = capsys.readouterr().out.strip().splitlines()[-2:]
+    last_lines = capsys.readouterr().out.strip().splitlines()[-4:]
+    worst = max(
+        (score for score in report.attributes if score.expected_calibration_error is not None),
+        key=lambda score: score.expected_calibration_error or 0.0,
+    )
+    categories = {score.category for score in report.attributes} - {"generic"}
     assert last_lines == [
+        f"categories: {len(categories)}",
         f"macro accuracy: {report.macro_accuracy:.2f}",
         f"expected calibration error: {report.expected_calibration_error:.3f}",
+        f"worst attribute ECE: {worst.expected_calibration_error:.3f} ({worst.category}/{worst.attribute})",
     ]
+    assert len(categories) >= 2 and {c.category for c in report.categories} == categories | {"generic"}
 
 
 def test_nan_loss_stops_training_and_saves_nothing(
