@@ -114,21 +114,21 @@ def identify(
     the catalogue's category names, which tell the two conventions apart (``product_folder``).
     """
     prefix = _convention_start(key, prefixes)
-    folder = product_folder(key, prefixes, is_category)
-    if folder is not None:
-        category_folder, product_folder_name = folder[len(prefix) :].split("/")[:2]
-        category = metadata.get(CATEGORY_METADATA) or category or category_folder
-        product_id = metadata.get(PRODUCT_ID_METADATA) or product_folder_name
-        return KeyParts(product_id=checked_product_id(product_id), category_hint=category)
-    folders, _, file_name = key[len(prefix) :].rpartition("/")
-    stem = file_name.rsplit(".", 1)[0] if "." in file_name[1:] else file_name
-    folder = folders.rsplit("/", 1)[-1] or None
     # Named with the upload (its metadata, or by whoever started the run) before the key's folder.
     named = metadata.get(CATEGORY_METADATA) or category
+    product_dir = product_folder(key, prefixes, is_category)
+    if product_dir is not None:
+        folder, stem = product_dir[len(prefix) :].split("/")[:2]
+    else:
+        folders, _, file_name = key[len(prefix) :].rpartition("/")
+        stem = file_name.rsplit(".", 1)[0] if "." in file_name[1:] else file_name
+        folder = folders.rsplit("/", 1)[-1]
     source = CategorySource.METADATA if named else CategorySource.KEY if folder else None
     product_id = metadata.get(PRODUCT_ID_METADATA) or stem
     return KeyParts(
-        product_id=checked_product_id(product_id), category_hint=named or folder, category_source=source
+        product_id=checked_product_id(product_id),
+        category_hint=named or folder or None,
+        category_source=source,
     )
 
 

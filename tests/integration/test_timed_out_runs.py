@@ -1,7 +1,7 @@
 """A run that outlasts the workflow's TimeoutSeconds ends its record FAILED EXECUTION_TIMED_OUT.
 
 The deployed DescribeProduct definition is given a short TimeoutSeconds for the test (the template's
-is 8,700 s, tests/unit/pipeline/test_bounded_runs.py) and every endpoint call hangs, so the run is
+is 12,300 s, tests/unit/pipeline/test_bounded_runs.py) and every endpoint call hangs, so the run is
 still waiting for the endpoint when its time is up. The emulator times it out (emulator_patch) and
 publishes the status-change event; the template's rule sends it to RecordStopped, which writes the
 record. The definition and the faults are put back afterwards.

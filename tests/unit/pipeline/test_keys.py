@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from describer_core.contracts import ErrorCode, S3ObjectRef, Status
+from describer_core.contracts import CategorySource, ErrorCode, S3ObjectRef, Status
 from describer_core.errors import InvalidInput
 from describer_core.keys import (
     identify,
@@ -81,20 +81,26 @@ def test_a_product_folder_is_two_folders_down_unless_the_last_is_a_category(
 
 
 @pytest.mark.parametrize(
-    ("key", "metadata", "product_id", "category"),
+    ("key", "metadata", "product_id", "category", "source"),
     [
-        ("incoming/Shirts/15970/front.jpg", {}, "15970", "Shirts"),
-        ("incoming/Shirts/15970/", {}, "15970", "Shirts"),
-        ("incoming/Shirts/15970/back.jpg", {"product-id": "SKU-9"}, "SKU-9", "Shirts"),
-        ("incoming/Shirts/15970/back.jpg", {"category": "Tshirts"}, "15970", "Tshirts"),
-        ("catalogue/Tshirts/T-7/detail.webp", {}, "T-7", "Tshirts"),
+        ("incoming/Shirts/15970/front.jpg", {}, "15970", "Shirts", CategorySource.KEY),
+        ("incoming/Shirts/15970/", {}, "15970", "Shirts", CategorySource.KEY),
+        ("incoming/Shirts/15970/back.jpg", {"product-id": "SKU-9"}, "SKU-9", "Shirts", CategorySource.KEY),
+        (
+            "incoming/Shirts/15970/back.jpg",
+            {"category": "Tshirts"},
+            "15970",
+            "Tshirts",
+            CategorySource.METADATA,
+        ),
+        ("catalogue/Tshirts/T-7/detail.webp", {}, "T-7", "Tshirts", CategorySource.KEY),
     ],
 )
 def test_a_product_folder_names_the_product_with_metadata_first(
-    key: str, metadata: dict[str, str], product_id: str, category: str
+    key: str, metadata: dict[str, str], product_id: str, category: str, source: CategorySource
 ) -> None:
     parts = identify(key, ("incoming/", "catalogue/"), metadata, is_category=_known)
-    assert (parts.product_id, parts.category_hint) == (product_id, category)
+    assert (parts.product_id, parts.category_hint, parts.category_source) == (product_id, category, source)
 
 
 def test_a_photo_in_a_sub_folder_is_nested() -> None:

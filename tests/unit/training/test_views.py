@@ -8,12 +8,12 @@ from dataclasses import replace
 from PIL import Image, ImageChops
 
 from training.synth import IMAGE_SIZE, SyntheticProduct, sample_product
-from training.views import View, render_view, render_views
+from training.views import View, render_view, render_views, view_catalogue
 
 
 def _product(**attributes: str) -> SyntheticProduct:
     rng = random.Random(5)
-    product = sample_product(1, rng)
+    product = sample_product(1, rng, view_catalogue())
     return replace(product, attributes={**product.attributes, **attributes})
 
 
