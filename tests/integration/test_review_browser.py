@@ -56,7 +56,9 @@ def _unsure_photo(model_dir: Path, out_dir: Path) -> tuple[SampleFile, list[str]
         unsure = [
             answer.attribute
             for answer in response.answers
-            if answer.confidence is not None and answer.confidence < DEFAULT_REVIEW_THRESHOLD
+            if answer.confidence is not None
+            and answer.confidence < DEFAULT_REVIEW_THRESHOLD
+            and answer.attribute in (sample.truth or {})  # drawn, so the truth is known
         ]
         if unsure:
             return sample, unsure

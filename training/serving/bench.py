@@ -121,10 +121,15 @@ def product_photo(seed: int, size: tuple[int, int] = PHOTO_SIZE) -> bytes:
 
 
 def benchmark_questions(catalogue: Catalogue, count: int) -> tuple[str, list[Question]]:
-    """A category and ``count`` distinct attributes: its own, then other categories' until enough."""
+    """A category and ``count`` distinct attributes: its own, then other categories' until enough.
+
+    Questions drawn from several categories are asked as of an uncategorised (generic) product, for
+    which the endpoint scores each attribute with its own category's vocabulary.
+    """
     questions: list[Question] = []
     seen: set[str] = set()
     ordered = sorted(catalogue.categories, key=lambda category: category.name == GENERIC_CATEGORY)
+    first = {attribute for attribute, _ in catalogue.questions(ordered[0].name)}
     for category in ordered:
         for attribute, question in catalogue.questions(category.name):
             if attribute not in seen and len(questions) < count:
@@ -132,7 +137,7 @@ def benchmark_questions(catalogue: Catalogue, count: int) -> tuple[str, list[Que
                 questions.append(Question(attribute=attribute, question=question))
     if len(questions) < count:
         raise ValueError(f"the catalogue has only {len(questions)} distinct attributes")
-    return ordered[0].name, questions
+    return (ordered[0].name if seen <= first else GENERIC_CATEGORY), questions
 
 
 @dataclass

@@ -68,7 +68,13 @@ from pydantic import BaseModel, ValidationError
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from describer_core.answers import MAX_ANSWER_TOKENS, format_answer, parse_answer
-from describer_core.catalogue import AttributeSpec, Catalogue, load_catalogue, normalise_token
+from describer_core.catalogue import (
+    GENERIC_CATEGORY,
+    AttributeSpec,
+    Catalogue,
+    load_catalogue,
+    normalise_token,
+)
 from describer_core.confidence import MAX_ALTERNATIVES, Calibration, softmax
 from describer_core.contracts import (
     MAX_QUESTIONS_PER_REQUEST,
@@ -632,11 +638,16 @@ class DescriberModel:
         return None
 
     def _attribute_spec(self, category: str | None, name: str) -> AttributeSpec:
+        spec = self.catalogue.category(category)
         try:
-            return self.catalogue.category(category).attribute(name)
+            return spec.attribute(name)
         except KeyError:
-            # Not asked of this category: any category's vocabulary for it, else none (kept raw, unknown).
-            return self._attribute_named(name) or AttributeSpec(name=name, values={})
+            unlearned = AttributeSpec(name=name, values={})  # generated, kept raw, unknown: review
+            if spec.name != GENERIC_CATEGORY:
+                # The model knows the category but never learned this attribute of it: another
+                # category's vocabulary (a handbag's Type for a shoe) would mislabel it with confidence.
+                return unlearned
+            return self._attribute_named(name) or unlearned
 
 
 # --- the SageMaker Hugging Face inference toolkit's four functions ---------------------------------
