@@ -109,7 +109,7 @@ _SPANISH = Phrasebook(
         "fit": "{value} que acompaña cada movimiento",
         "fabric": "Tejido de {value}, fácil de cuidar",
     },
-    extra_bullets=["Fácil de combinar", "Para llevar a diario"],
+    extra_bullets=["Fácil de combinar", "Para llevar a diario", "Cómoda de la mañana a la noche"],
     keyword_frames=[
         "{noun}",
         "{noun} color {colour}",
@@ -118,7 +118,13 @@ _SPANISH = Phrasebook(
         "{noun} {sleeves}",
         "{noun} {fit}",
     ],
-    extra_keywords=["ropa casual", "moda para cada día", "básicos de armario"],
+    extra_keywords=[
+        "ropa casual",
+        "moda para cada día",
+        "básicos de armario",
+        "estilo diario",
+        "moda versátil",
+    ],
     meta_closing="Versatilidad y comodidad para cada día.",
 )
 
@@ -178,9 +184,9 @@ _GERMAN = Phrasebook(
         "fit": "Passform: {value}",
         "fabric": "Material: {value}, pflegeleicht",
     },
-    extra_bullets=["Leicht zu kombinieren", "Für jeden Tag"],
+    extra_bullets=["Leicht zu kombinieren", "Für jeden Tag", "Angenehm vom Morgen bis zum Abend"],
     keyword_frames=["{noun}", "{noun} {colour}", "{noun} {pattern}", "{noun} {fabric}", "{noun} {fit}"],
-    extra_keywords=["Freizeitmode", "Alltagsmode", "Basics"],
+    extra_keywords=["Freizeitmode", "Alltagsmode", "Basics", "Lässiger Stil", "Vielseitige Mode"],
     meta_closing="Bequem, vielseitig und leicht zu kombinieren.",
 )
 
@@ -235,7 +241,7 @@ _FRENCH = Phrasebook(
         "fit": "Coupe {value}",
         "fabric": "Matière en {value}, facile d'entretien",
     },
-    extra_bullets=["Facile à associer", "Pour tous les jours"],
+    extra_bullets=["Facile à associer", "Pour tous les jours", "Confortable du matin au soir"],
     keyword_frames=[
         "{noun}",
         "{noun} coloris {colour}",
@@ -244,7 +250,7 @@ _FRENCH = Phrasebook(
         "{noun} {sleeves}",
         "{noun} coupe {fit}",
     ],
-    extra_keywords=["mode casual", "mode au quotidien", "basiques"],
+    extra_keywords=["mode casual", "mode au quotidien", "basiques", "style décontracté", "mode polyvalente"],
     meta_closing="Confort et style au quotidien.",
 )
 

@@ -149,7 +149,10 @@ def test_a_reviewer_corrects_a_flagged_product_in_the_browser(
         uploads[product_id] = UploadRef.from_response(deployment.upload(sample.path, key), uploaded_at)
     records = wait_for_final_records(deployment, uploads, timeout_s=300)
     flagged = records[sample.product_id]
-    assert flagged.needs_review and records[HOSTILE].needs_review, records
+    assert flagged.needs_review and records[HOSTILE].needs_review, {
+        product_id: (r.status, r.error_message, r.attributes, r.unknown_attributes)
+        for product_id, r in records.items()
+    }
     queue_url = _listen_for_reviews(deployment)
 
     # Without the token or its session: refused; the printed link opens a session.

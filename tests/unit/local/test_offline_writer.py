@@ -105,3 +105,10 @@ def test_the_languages_read_as_their_own() -> None:
     copies = {locale: write_copy(TSHIRT, "t-shirt", locale)["description"] for locale in OFFLINE_LOCALES}
     assert "rayas" in copies["es-ES"] and "gestreift" in copies["de-DE"] and "rayures" in copies["fr-FR"]
     assert "Polyester" in copies["de-DE"] and "poliéster" in copies["es-ES"]
+
+
+@pytest.mark.parametrize("locale", OFFLINE_LOCALES)
+def test_a_product_with_nothing_claimable_still_gets_valid_copy(locale: str) -> None:
+    """Every attribute unsure or unknown (left out of the copy): the generic lines fill the minimums."""
+    copy = LocaleContent.model_validate(write_copy({}, "shoe", locale))
+    assert violations(copy, _rules("Casual Shoes", {}, locale)) == []
