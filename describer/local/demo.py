@@ -128,8 +128,8 @@ def _verdict(sample: SampleFile, record: ProductRecord) -> str | None:
     if "/" not in sample.key and record.category_source != CategorySource.MODEL:
         return "expected the model to choose the category"
     without = sorted(set(record.attributes) - set(record.confidence) - set(record.unknown_attributes))
-    if without:
-        return f"no confidence for {', '.join(without)}"
+    if without and not record.needs_review:  # an answer without a confidence must send it to review
+        return f"no confidence for {', '.join(without)}, not flagged for review"
     missing = [locale for locale in LOCAL_LOCALES if locale not in record.content]
     if missing:
         return f"no content in {', '.join(missing)}"

@@ -155,6 +155,7 @@ def merge_attributes(outputs: list[AskOutput], review_threshold: float) -> Merge
         for answer in answers
         if answer.alternatives
     }
+    unscored = sorted(set(attributes) - set(confidence) - set(unknown))
     agreed = {
         answer.attribute: answer.photos_agreed for answer in answers if answer.photos_agreed is not None
     }
@@ -164,7 +165,7 @@ def merge_attributes(outputs: list[AskOutput], review_threshold: float) -> Merge
         confidence=confidence,
         alternatives=alternatives,
         photos_agreed=agreed,
-        needs_review=needs_review(confidence, unknown, review_threshold),
+        needs_review=needs_review(confidence, unknown, review_threshold, unscored),
         endpoint=outputs[0].endpoint if outputs else None,
         endpoint_ms=sum(output.endpoint_ms for output in outputs),
         endpoint_wall_ms=_wall_ms(outputs),

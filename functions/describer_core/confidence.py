@@ -60,7 +60,15 @@ def rounded(confidence: float) -> float:
 
 
 def needs_review(
-    confidence: Mapping[str, float], unknown_attributes: Sequence[str], threshold: float
+    confidence: Mapping[str, float],
+    unknown_attributes: Sequence[str],
+    threshold: float,
+    unscored_attributes: Sequence[str] = (),
 ) -> bool:
-    """True when a value is outside the vocabulary or an attribute's confidence is below ``threshold``."""
-    return bool(unknown_attributes) or any(value < threshold for value in confidence.values())
+    """True when a value is outside the vocabulary, an attribute's confidence is below ``threshold``, or
+    an answer has no calibrated confidence at all (generated: the model was not trained to score it)."""
+    return (
+        bool(unknown_attributes)
+        or bool(unscored_attributes)
+        or any(value < threshold for value in confidence.values())
+    )

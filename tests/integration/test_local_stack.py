@@ -86,8 +86,9 @@ def test_uploads_end_with_the_right_final_records(
         assert record.confidence == pytest.approx(
             {a.attribute: a.confidence for a in expected if a.confidence is not None}, abs=2e-3
         )
+        unscored = set(record.attributes) - set(record.confidence) - set(record.unknown_attributes)
         assert record.needs_review == (
-            bool(record.unknown_attributes)
+            bool(record.unknown_attributes or unscored)
             or any(value < DEFAULT_REVIEW_THRESHOLD for value in record.confidence.values())
         )
         # The runners-up the review desk offers, as the endpoint scored them (3 decimals).

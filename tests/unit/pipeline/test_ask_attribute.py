@@ -250,3 +250,13 @@ def test_a_product_needs_review_when_a_confidence_is_below_the_threshold(
         review_threshold=threshold,
     )
     assert merged.needs_review is needs_review
+
+
+def test_an_answer_without_a_confidence_sends_the_product_to_review() -> None:
+    """A generated answer that names a vocabulary value (the model was not trained to score that
+    attribute) is known but uncalibrated: the product goes to review whatever the threshold."""
+    merged = merge_attributes(
+        [_item(1, 5, ("Fit", "Slim Fit", True, 0.99), ("Fabric", "Cotton", True, None))], review_threshold=0.0
+    )
+    assert merged.attributes["Fabric"] == "Cotton" and "Fabric" not in merged.confidence
+    assert merged.unknown_attributes == [] and merged.needs_review
