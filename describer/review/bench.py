@@ -119,7 +119,9 @@ def synthetic_photos(out_dir: Path, products: int, seed: int, first_id: int) -> 
 
 def answer_all(model_dir: Path, photos: Sequence[Photo], label: str) -> list[Answered]:
     model = InferenceModel(model_dir)
-    catalogue = load_catalogue()
+    # The questions the model was trained on (its own catalogue): a reviewer's correction can only
+    # teach an attribute whose truth the synthetic photo shows.
+    catalogue = model.model.catalogue
     answered = []
     for photo in tqdm(photos, desc=label, unit="product"):
         questions = [Question(attribute=a, question=q) for a, q in catalogue.questions(photo.category)]
