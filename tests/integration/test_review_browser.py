@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from describer.deployment import Deployment, UploadRef, fetch_records, wait_for_final_records
@@ -237,10 +237,24 @@ def _click_and_wait(browser: webdriver.Chrome, element: WebElement) -> None:
     """Click what leads to another page, and wait until that page replaced this one."""
     page = browser.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(browser, 180).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 180).until(lambda _: _replaced(page))
     WebDriverWait(browser, 30).until(
         lambda driver: driver.execute_script("return document.readyState") == "complete"
     )
+
+
+def _replaced(page: WebElement) -> bool:
+    """Whether ``page`` belongs to a document that another one replaced."""
+    try:
+        page.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as error:
+        # Mid-navigation chromedriver may say so in its own words instead of "stale element".
+        if "does not belong to the document" in str(error):
+            return True
+        raise
+    return False
 
 
 def deployment_record(deployment: Deployment, product_id: str) -> ProductRecord:
