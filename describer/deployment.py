@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,20 @@ class Deployment:
             Bucket=self.upload_bucket, Key=self.upload_prefix + key, Body=path.read_bytes()
         )
         return response
+
+    def photo_set_runs(self, product_id: str, since: datetime) -> list[dict[str, Any]]:
+        """The product folder's runs (named ``<product id>-set-...``) started since ``since``."""
+        pages = (
+            self.client("stepfunctions")
+            .get_paginator("list_executions")
+            .paginate(stateMachineArn=self.outputs["StateMachineArn"])
+        )
+        return [
+            run
+            for page in pages
+            for run in page["executions"]
+            if run["name"].startswith(f"{product_id}-set-") and run["startDate"] >= since
+        ]
 
     def records(self, status: Status | None = None) -> list[ProductRecord]:
         """Every record of the results table (``status``: only those), ordered by product id."""

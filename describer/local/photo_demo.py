@@ -57,19 +57,6 @@ def _upload(deployment: Deployment, files: dict[str, Path]) -> dict[str, dict[st
     return {key: deployment.upload(path, key[len(prefix) :]) for key, path in files.items()}
 
 
-def _runs_since(deployment: Deployment, product_id: str, since: datetime) -> list[dict[str, Any]]:
-    sfn = deployment.client("stepfunctions")
-    pages = sfn.get_paginator("list_executions").paginate(
-        stateMachineArn=deployment.outputs["StateMachineArn"]
-    )
-    return [
-        run
-        for page in pages
-        for run in page["executions"]
-        if run["name"].startswith(f"{product_id}-set-") and run["startDate"] >= since
-    ]
-
-
 def _problem(record: ProductRecord, files: dict[str, Path], broken: set[str]) -> str | None:
     if record.status != Status.COMPLETED:
         return f"expected COMPLETED, got {record.status.value} {record.error_code or ''}"
@@ -121,7 +108,7 @@ def run_photo_demo(
     records[first.product_id] = later[first.product_id]
     if problem := _problem(records[first.product_id], files[first.product_id], set()):
         problems.append(f"{first.folder} after a photo was added: {problem}")
-    runs = _runs_since(deployment, first.product_id, started)
+    runs = deployment.photo_set_runs(first.product_id, started)
     if len(runs) != 2:
         problems.append(f"{first.folder}: {len(runs)} executions for 2 photo sets (duplicates)")
 

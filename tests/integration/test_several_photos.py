@@ -24,20 +24,6 @@ def _upload(deployment: Deployment, files: list[tuple[Path, str]]) -> dict[str, 
     return {deployment.upload_prefix + key: deployment.upload(path, key) for path, key in files}
 
 
-def _executions(deployment: Deployment, product_id: str, since: datetime) -> list[dict]:
-    """The product's photo-set runs started since ``since`` (other tests on the stack reuse its ids)."""
-    sfn = deployment.client("stepfunctions")
-    pages = sfn.get_paginator("list_executions").paginate(
-        stateMachineArn=deployment.outputs["StateMachineArn"]
-    )
-    return [
-        run
-        for page in pages
-        for run in page["executions"]
-        if run["name"].startswith(f"{product_id}-set-") and run["startDate"] >= since
-    ]
-
-
 def test_product_folders_are_described_once_from_all_their_photos(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -101,7 +87,7 @@ def test_product_folders_are_described_once_from_all_their_photos(
     expected = ProductResponse.model_validate_json(body).answers
     assert record.attributes == {answer.attribute: answer.value for answer in expected}
     assert record.photos_agreed == {answer.attribute: answer.photos_agreed for answer in expected}
-    assert len(_executions(deployment, good.product_id, started)) == 1
+    assert len(deployment.photo_set_runs(good.product_id, started)) == 1
 
     # A photo added later: described again from four photos, by one more run (no duplicate).
     extra = tmp_path / "4-side.jpg"
@@ -112,7 +98,7 @@ def test_product_folders_are_described_once_from_all_their_photos(
         deployment, {good.product_id: PhotoSetRef.of(current, utc_now())}, timeout_s=120
     )
     assert len(later[good.product_id].images) == 4 and later[good.product_id].status == Status.COMPLETED
-    runs = _executions(deployment, good.product_id, started)
+    runs = deployment.photo_set_runs(good.product_id, started)
     assert len(runs) == 2 and {run["status"] for run in runs} == {"SUCCEEDED"}
 
     # Every photo deleted: the record says so, nothing is left PROCESSING.
