@@ -21,9 +21,9 @@ from rich.table import Table
 from describer import redrive
 from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local import stack as local_stack
-from describer.local.chaos import CHAOS_SEED, DEFAULT_FAULTS
-from describer.local.faults import FaultSpec
-from describer.local.gallery import category_label
+from describer.local.benchmarks.chaos import CHAOS_SEED, DEFAULT_FAULTS
+from describer.local.demo.gallery import category_label
+from describer.local.model_host.faults import FaultSpec
 from describer_core.contracts import ProductRecord, Status
 from describer_core.locales import parse_locales
 
@@ -365,27 +365,27 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from describer.local.demo import run_demo
+    from describer.local.demo.run import run_demo
 
     return run_demo(bring_up(args), args.photos_per_category, args.timeout, _console)
 
 
 def _backfill_bench(args: argparse.Namespace) -> int:
-    from describer.local.backfill_bench import run_backfill_bench
+    from describer.local.benchmarks.backfill_bench import run_backfill_bench
 
     local_stack.down(args.state_dir.resolve())  # a fresh stack: no records from earlier runs
     return run_backfill_bench(bring_up(args), args.objects, args.uploads, args.timeout, _console)
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from describer.local.cost_meter import run_cost
+    from describer.local.benchmarks.cost_meter import run_cost
 
     local_stack.down(args.state_dir.resolve())  # a fresh stack: its logs and histories are this run's
     return run_cost(bring_up(args), args.products, args.timeout, _console)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from describer.local.bench import run_bench
+    from describer.local.benchmarks.upload_latency import run_bench
 
     # A fresh stack, so that the first upload meets cold Lambda workers.
     local_stack.down(args.state_dir.resolve())
@@ -393,7 +393,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _chaos(args: argparse.Namespace) -> int:
-    from describer.local.chaos import chaos_table, faults_table, run_chaos
+    from describer.local.benchmarks.chaos import chaos_table, faults_table, run_chaos
 
     settings = bring_up(args)
     try:

@@ -24,8 +24,8 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from describer.local import emulator
-from describer.local.faults import FaultSpec
-from describer.local.offline_writer import OFFLINE_MODEL_ID
+from describer.local.model_host.faults import FaultSpec
+from describer.local.offline_writer.description import OFFLINE_MODEL_ID
 from describer.local.processes import BackgroundService
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
