@@ -47,6 +47,11 @@ LOCAL_PHOTO_SETTLE_S = 3
 SLOW_REPLY_S = LOCAL_ENDPOINT_READ_TIMEOUT_S + 5
 
 
+def default_state_dir() -> Path:
+    """The state directory the commands use unless told otherwise: ``$DESCRIBER_LOCAL_DIR`` or ``.local/``."""
+    return Path(os.environ.get("DESCRIBER_LOCAL_DIR", PROJECT_ROOT / ".local"))
+
+
 class LocalSettings(BaseModel):
     """Where the local stack lives and how it is named; ``stack.json`` records what ``up`` used."""
 

@@ -131,7 +131,7 @@ def test_records_are_read_back_as_product_records_by_status_and_by_id() -> None:
 
 
 def test_results_can_show_one_locale() -> None:
-    from describer.local.cli import in_locale, records_table
+    from describer.deployment_cli import in_locale, records_table
 
     copies = {
         locale: LocaleContent(
