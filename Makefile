@@ -103,7 +103,7 @@ browser:
 # `review loop: needs review P1% -> P2%, accuracy A1 -> A2` on a held-out synthetic batch.
 .PHONY: review-bench
 review-bench: $(VENV)/.installed demo-model
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m describer.review.bench \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m describer.review.loop_bench \
 		--demo-model-dir $(DEMO_MODEL_DIR) --data-dir $(DEMO_DATA_DIR)
 
 # The endpoint's benchmark (not a test): the reference path (one full BLIP-2 call per question) against
@@ -130,7 +130,7 @@ gpu-bench: $(VENV)/.installed
 # locales, tokens and modelled latency on the real prompts; the last line compares them.
 .PHONY: copy-bench
 copy-bench: $(VENV)/.installed
-	$(BIN)/python -m describer.local.copy_bench --locales en-US,es-ES,de-DE,fr-FR
+	$(BIN)/python -m describer.local.benchmarks.copy_bench --locales en-US,es-ES,de-DE,fr-FR
 
 # --- The local stack: ministack + the local model host + template.yaml deployed with the SAM CLI -----
 # State, logs and emulator temp files live in .local/; `make local-down` stops every process.

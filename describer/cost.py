@@ -1,6 +1,6 @@
 """Cost per 1,000 images: what one product used, times the price table in ``prices.json``.
 
-``ProductUsage`` is what ``make cost`` meters on the local stack (``describer.local.cost_meter``),
+``ProductUsage`` is what ``make cost`` meters on the local stack (``describer.local.benchmarks.cost_meter``),
 per product: Lambda invocations and GB-seconds per function, Step Functions state transitions,
 endpoint calls and questions, Bedrock calls and tokens; plus the requests the code path makes to
 S3, DynamoDB and SQS and the X-Ray traces, counted from the code rather than metered. Endpoint time

@@ -317,13 +317,13 @@ def add_parser(
 
 def register(subparsers: Any) -> None:
     # The same target options (and local-stack default) as upload, redrive and results.
-    from describer.local import cli as local_cli
+    from describer import deployment_cli
     from describer.local.stack import LocalSettings
 
     def run(args: argparse.Namespace) -> int:
-        deployment = local_cli.deployment_from(args)
+        deployment = deployment_cli.deployment_from(args)
         local = LocalSettings.load(args.state_dir.resolve()) if deployment.endpoint_url else None
         console = Console() if sys.stdout.isatty() else Console(width=160)
         return status(args, deployment, console, local.model_host_url if local else None)
 
-    add_parser(subparsers, local_cli._add_target_arguments).set_defaults(handler=run)
+    add_parser(subparsers, deployment_cli.add_target_arguments).set_defaults(handler=run)

@@ -24,8 +24,8 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from describer.local import emulator
-from describer.local.faults import FaultSpec
-from describer.local.offline_writer import OFFLINE_MODEL_ID
+from describer.local.model_host.faults import FaultSpec
+from describer.local.offline_writer.description import OFFLINE_MODEL_ID
 from describer.local.processes import BackgroundService
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +45,11 @@ LOCAL_ENDPOINT_READ_TIMEOUT_S = 20
 # the local uploads of one folder take well under a second.
 LOCAL_PHOTO_SETTLE_S = 3
 SLOW_REPLY_S = LOCAL_ENDPOINT_READ_TIMEOUT_S + 5
+
+
+def default_state_dir() -> Path:
+    """The state directory the commands use unless told otherwise: ``$DESCRIBER_LOCAL_DIR`` or ``.local/``."""
+    return Path(os.environ.get("DESCRIBER_LOCAL_DIR", PROJECT_ROOT / ".local"))
 
 
 class LocalSettings(BaseModel):

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from describer.local.cli import _add_target_arguments, deployment_from
+from describer.deployment_cli import add_target_arguments, deployment_from
 from describer.review.corrections import CORRECTIONS_FILE, export_corrections
 from describer.review.stack import review_desk
 from describer.review.web import ReviewApp, serve
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
         default=DEFAULT_HOST,
         help=f"address to bind (default {DEFAULT_HOST}: this machine only; anything else exposes the desk)",
     )
-    _add_target_arguments(serve_parser)
+    add_target_arguments(serve_parser)
     serve_parser.set_defaults(handler=_serve)
 
     corrections = subparsers.add_parser("corrections", help="reviews as training data")
@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
     export.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="writes corrections.csv, images/"
     )
-    _add_target_arguments(export)
+    add_target_arguments(export)
     export.set_defaults(handler=_export)
 
 

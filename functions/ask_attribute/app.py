@@ -5,14 +5,12 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from describer_core import wiring
 from describer_core.attributes import ask_attributes
 from describer_core.catalogue import load_catalogue
-from describer_core.errors import SDK_RETRIES
 from describer_core.observability import logger, metrics, tracer
 from describer_core.settings import EndpointSettings, load_settings
 from describer_core.states import AskInput
@@ -21,9 +19,7 @@ from describer_core.states import AskInput
 @cache
 def _dependencies() -> tuple[EndpointSettings, Any]:
     settings = load_settings(EndpointSettings)
-    # Two attempts of (connect + read timeout) stay within the function's timeout (template).
-    config = Config(retries=SDK_RETRIES, read_timeout=settings.endpoint_read_timeout_s, connect_timeout=5)
-    return settings, boto3.client("sagemaker-runtime", config=config)
+    return settings, wiring.sagemaker_runtime(settings.endpoint_read_timeout_s)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from describer_core import wiring
 from describer_core.backfill import PlanInput, plan_item
 from describer_core.catalogue import load_catalogue
 from describer_core.observability import logger, tracer
@@ -18,7 +18,7 @@ from describer_core.settings import BackfillSettings, load_settings
 @cache
 def _dependencies() -> tuple[BackfillSettings, Any, ResultsTable]:
     settings = load_settings(BackfillSettings)
-    return settings, boto3.client("s3"), ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
+    return settings, wiring.client("s3"), wiring.results_table(settings.results_table_name)
 
 
 @logger.inject_lambda_context(log_event=False)

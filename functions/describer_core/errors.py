@@ -4,7 +4,7 @@ A Lambda that raises one of these fails its task with ``Error`` = the class name
 machine's Retry and Catch rules match on; the message always starts with the record's ErrorCode
 (``"ENDPOINT_UNAVAILABLE: ..."``) so RecordFailure can recover the code from the task's Cause even
 where the error name is lost (an unpatched ministack reports every handler error as
-``Runtime.HandlerError``; the local stack patches it: ``describer/local/emulator_patch.py``).
+``Runtime.HandlerError``; the local stack patches it: ``describer/local/emulator/patch.py``).
 Retryable classes are the ones the ASL retries; the rest are final.
 """
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from describer_core import wiring
 from describer_core.attributes import ask_one
 from describer_core.catalogue import GENERIC_CATEGORY, load_catalogue
 from describer_core.contracts import AttributeAnswer, Question, S3ObjectRef
-from describer_core.errors import SDK_RETRIES
 from describer_core.observability import logger, tracer
 from describer_core.preparation import CategoryAsker, prepare
 from describer_core.records import ResultsTable
@@ -23,13 +21,8 @@ from describer_core.states import PrepareInput
 @cache
 def _dependencies() -> tuple[PrepareSettings, Any, ResultsTable, CategoryAsker | None]:
     settings = load_settings(PrepareSettings)
-    table = ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
-    return settings, boto3.client("s3"), table, _category_asker(settings)
-
-
-def _runtime(settings: PrepareSettings) -> Any:
-    config = Config(retries=SDK_RETRIES, read_timeout=settings.endpoint_read_timeout_s, connect_timeout=5)
-    return boto3.client("sagemaker-runtime", config=config)
+    table = wiring.results_table(settings.results_table_name)
+    return settings, wiring.client("s3"), table, _category_asker(settings)
 
 
 def _category_asker(settings: PrepareSettings) -> CategoryAsker | None:
@@ -37,7 +30,7 @@ def _category_asker(settings: PrepareSettings) -> CategoryAsker | None:
     endpoint_name = settings.endpoint_name
     if not endpoint_name:
         return None
-    runtime = _runtime(settings)
+    runtime = wiring.sagemaker_runtime(settings.endpoint_read_timeout_s)
 
     def ask(image: S3ObjectRef, question: Question) -> AttributeAnswer:
         return ask_one(image, question, GENERIC_CATEGORY, runtime, endpoint_name, load_catalogue())

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from describer_core import wiring
 from describer_core.catalogue import load_catalogue
 from describer_core.notifications import ProductEvents
 from describer_core.observability import count_final_record, logger, metrics, tracer
@@ -21,8 +21,9 @@ from describer_core.states import FailureInput
 @cache
 def _dependencies() -> tuple[FailureSettings, Any, ResultsTable, ProductEvents]:
     settings = load_settings(FailureSettings)
-    table = ResultsTable(settings.results_table_name, boto3.client("dynamodb"))
-    return settings, boto3.client("s3"), table, ProductEvents(settings.event_bus_name, boto3.client("events"))
+    table = wiring.results_table(settings.results_table_name)
+    events = wiring.product_events(settings.event_bus_name)
+    return settings, wiring.client("s3"), table, events
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from describer_core import wiring
 from describer_core.notifications import ProductEvents
 from describer_core.observability import count_final_record, logger, metrics, tracer
 from describer_core.outcomes import save_result
@@ -20,10 +20,7 @@ from describer_core.states import SaveInput
 @cache
 def _dependencies() -> tuple[ResultsTable, ProductEvents]:
     settings = load_settings(FinalRecordSettings)
-    return (
-        ResultsTable(settings.results_table_name, boto3.client("dynamodb")),
-        ProductEvents(settings.event_bus_name, boto3.client("events")),
-    )
+    return wiring.results_table(settings.results_table_name), wiring.product_events(settings.event_bus_name)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from describer_core import wiring
 from describer_core.admission import SqsRecord, admit, park_malformed, reoffer_soon
 from describer_core.catalogue import load_catalogue
 from describer_core.observability import logger, metrics, tracer
@@ -19,16 +19,16 @@ from describer_core.settings import StarterSettings, load_settings
 
 @cache
 def _dependencies() -> tuple[StarterSettings, Any, Any, PhotoSets]:
-    settings, sqs = load_settings(StarterSettings), boto3.client("sqs")
+    settings, sqs = load_settings(StarterSettings), wiring.client("sqs")
     photo_sets = PhotoSets(
-        boto3.client("s3"),
+        wiring.client("s3"),
         sqs,
         settings.admission_queue_url,
         settings.photo_settle_seconds,
         settings.key_prefixes,
         known_category(load_catalogue()),
     )
-    return settings, boto3.client("stepfunctions"), sqs, photo_sets
+    return settings, wiring.client("stepfunctions"), sqs, photo_sets
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -5,27 +5,23 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from describer_core import wiring
 from describer_core.catalogue import load_catalogue
 from describer_core.description import write_description
-from describer_core.errors import SDK_RETRIES
 from describer_core.observability import logger, metrics, tracer
 from describer_core.settings import DescriptionSettings, load_settings
 from describer_core.states import DescribeInput
 from describer_core.style_guide import load_style_guide
 
-_CLIENT_CONFIG = Config(retries=SDK_RETRIES, read_timeout=60, connect_timeout=5)
-
 
 @cache
 def _dependencies() -> tuple[DescriptionSettings, Any, Any]:
     settings = load_settings(DescriptionSettings)
-    s3 = boto3.client("s3") if settings.style_guide_uri else None
-    return settings, boto3.client("bedrock-runtime", config=_CLIENT_CONFIG), s3
+    s3 = wiring.client("s3") if settings.style_guide_uri else None
+    return settings, wiring.bedrock_runtime(), s3
 
 
 @logger.inject_lambda_context(log_event=False)

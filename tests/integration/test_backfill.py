@@ -9,7 +9,7 @@ import pytest
 
 from describer import backfill
 from describer.deployment import Deployment, fetch_records
-from describer.local.backfill_bench import duplicate_runs, executions_since
+from describer.local.benchmarks.backfill_bench import duplicate_runs, executions_since
 from describer.local.samples import synthetic_photos
 from describer_core.contracts import ErrorCode, Status
 from describer_core.outcomes import UNIDENTIFIED_PRODUCT_PREFIX

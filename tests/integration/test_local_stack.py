@@ -11,7 +11,7 @@ import pytest
 
 from describer.deployment import Deployment, UploadRef, wait_for_final_records
 from describer.local import emulator
-from describer.local.demo import copy_problems
+from describer.local.demo.run import copy_problems
 from describer.local.model_host import InferenceModel
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings

@@ -15,7 +15,7 @@ import pytest
 
 from describer.cli import main
 from describer.deployment import Deployment, UploadRef, fetch_records, wait_for_final_records
-from describer.local.faults import FaultKind, FaultSpec
+from describer.local.model_host.faults import FaultKind, FaultSpec
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LocalSettings, set_faults
 from describer_core.contracts import ErrorCode, ProductRecord, Status

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from describer.deployment import Deployment, UploadRef, wait_for_final_records
-from describer.local.faults import FaultKind, FaultSpec
+from describer.local.model_host.faults import FaultKind, FaultSpec
 from describer.local.samples import synthetic_photos
 from describer.local.stack import LocalSettings, set_faults
 from describer_core.contracts import ErrorCode, Status

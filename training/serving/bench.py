@@ -177,8 +177,8 @@ def pipeline_calls_to(model: DescriberModel, runtime_config: Config | None = Non
     """moto's S3 server and a local model host serving ``model`` through ``inference.py``, on free ports."""
     from moto.server import ThreadedMotoServer
 
-    from describer.local.description_backends import OfflineWriter
     from describer.local.model_host import InferenceModel, ModelHost
+    from describer.local.model_host.description_backends import OfflineWriter
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
     s3_server = ThreadedMotoServer(port=0, verbose=False)

@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from describer import backfill
 from describer.deployment import Deployment
-from describer.local.backfill_bench import duplicate_runs
+from describer.local.benchmarks.backfill_bench import duplicate_runs
 
 BUCKET = "uploads"
 DESCRIBED = {

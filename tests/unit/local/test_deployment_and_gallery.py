@@ -8,7 +8,7 @@ from PIL import Image
 from rich.console import Console
 
 from describer.deployment import Deployment, PhotoSetRef, UploadRef, fetch_records, files_to_upload
-from describer.local.gallery import GalleryItem, write_gallery
+from describer.local.demo.gallery import GalleryItem, write_gallery
 from describer_core.contracts import ErrorCode, LocaleContent, ProductRecord, Status
 from describer_core.records import ResultsTable
 
@@ -131,7 +131,7 @@ def test_records_are_read_back_as_product_records_by_status_and_by_id() -> None:
 
 
 def test_results_can_show_one_locale() -> None:
-    from describer.local.cli import in_locale, records_table
+    from describer.deployment_cli import in_locale, records_table
 
     copies = {
         locale: LocaleContent(
@@ -157,8 +157,8 @@ def test_results_can_show_one_locale() -> None:
 
 
 def test_the_demo_checks_each_records_copy_with_the_pipelines_validator() -> None:
-    from describer.local.demo import copy_problems
-    from describer.local.offline_copy import write_copy
+    from describer.local.demo.run import copy_problems
+    from describer.local.offline_writer.product_copy import write_copy
 
     attributes = {"Sleeve Length": "Long Sleeves", "Pattern": "Checked", "Colour": "Blue"}
     content = {

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from ministack.core import lambda_runtime
 
-from describer.local import emulator_patch
-from describer.local.emulator_patch import UnsupportedEmulatorVersion
+from describer.local.emulator import patch as emulator_patch
+from describer.local.emulator.patch import UnsupportedEmulatorVersion
 
 
 def test_the_pinned_version_is_the_installed_one() -> None:

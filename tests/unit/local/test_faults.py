@@ -15,9 +15,10 @@ import pytest
 from botocore.config import Config
 
 from describer.local.cli import fault_summary
-from describer.local.description_backends import OfflineWriter
-from describer.local.faults import FaultInjector, FaultKind, FaultSpec
-from describer.local.model_host import FAULTS_PATH, InferenceModel, ModelHost
+from describer.local.model_host import InferenceModel, ModelHost
+from describer.local.model_host.description_backends import OfflineWriter
+from describer.local.model_host.faults import FaultInjector, FaultKind, FaultSpec
+from describer.local.model_host.server import FAULTS_PATH
 from describer_core.attributes import ask_attributes
 from describer_core.catalogue import load_catalogue
 from describer_core.contracts import S3ObjectRef

@@ -16,9 +16,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from describer.local.description_backends import OfflineWriter, OpenAICompatibleWriter
-from describer.local.model_host import USAGE_PATH, InferenceModel, ModelHost
-from describer.local.offline_writer import OFFLINE_MODEL_ID
+from describer.local.model_host import InferenceModel, ModelHost
+from describer.local.model_host.description_backends import OfflineWriter, OpenAICompatibleWriter
+from describer.local.model_host.server import USAGE_PATH
+from describer.local.offline_writer.description import OFFLINE_MODEL_ID
 from describer_core.catalogue import load_catalogue
 from describer_core.content_rules import check_reply
 from describer_core.contracts import ProductRequest

@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from describer.local.offline_copy import write_copy
-from describer.local.offline_writer import extract_attributes, product_noun, write_description
+from describer.local.offline_writer.description import extract_attributes, product_noun, write_description
+from describer.local.offline_writer.product_copy import write_copy
 from describer_core.catalogue import load_catalogue
 from describer_core.content_rules import CopyRules, violations
 from describer_core.contracts import LocaleContent

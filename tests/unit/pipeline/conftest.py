@@ -71,6 +71,11 @@ def _clear_handler_caches() -> None:
             cache_clear = getattr(getattr(module, attribute, None), "cache_clear", None)
             if cache_clear is not None:
                 cache_clear()
+    # The shared clients (one per process, as on a warm Lambda): the next test's belong to its moto.
+    wiring = importlib.import_module("describer_core.wiring")
+    for value in vars(wiring).values():
+        if getattr(value, "__module__", None) == wiring.__name__ and hasattr(value, "cache_clear"):
+            value.cache_clear()
 
 
 def template_resource(name: str) -> dict[str, Any]:

@@ -193,16 +193,11 @@ class _AsksAbout:
 def models(monkeypatch: pytest.MonkeyPatch) -> tuple[Stubber, Stubber]:
     sagemaker = boto3.client("sagemaker-runtime", region_name="us-east-1")
     bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
-    ask, write, prepare = (
-        importlib.import_module("ask_attribute.app"),
-        importlib.import_module("write_description.app"),
-        importlib.import_module("prepare.app"),
-    )
-    monkeypatch.setattr(ask, "_dependencies", lambda: (ask.load_settings(ask.EndpointSettings), sagemaker))
-    monkeypatch.setattr(prepare, "_runtime", lambda settings: sagemaker)
-    monkeypatch.setattr(
-        write, "_dependencies", lambda: (write.load_settings(write.DescriptionSettings), bedrock, None)
-    )
+    # Every handler's model clients come from describer_core.wiring (AskAttribute's and Prepare's
+    # endpoint client, WriteDescription's Bedrock client).
+    wiring = importlib.import_module("describer_core.wiring")
+    monkeypatch.setattr(wiring, "sagemaker_runtime", lambda read_timeout_s: sagemaker)
+    monkeypatch.setattr(wiring, "bedrock_runtime", lambda: bedrock)
     return Stubber(sagemaker), Stubber(bedrock)
 
 

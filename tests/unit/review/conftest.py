@@ -15,7 +15,7 @@ from cfnlint.decode import decode
 from moto import mock_aws
 from PIL import Image
 
-from describer.local.description_backends import ConverseRequest, OfflineWriter
+from describer.local.model_host.description_backends import ConverseRequest, OfflineWriter
 from describer.review.desk import ReviewDesk
 from describer_core.catalogue import load_catalogue
 from describer_core.contracts import (

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import torch
 
-from describer.local.description_backends import OfflineWriter
-from describer.local.model_host import MAX_BODY_BYTES, InferenceModel, ModelHost
+from describer.local.model_host import InferenceModel, ModelHost
+from describer.local.model_host.description_backends import OfflineWriter
+from describer.local.model_host.server import MAX_BODY_BYTES
 from describer_core.contracts import Question
 from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
 from training.serving import inference

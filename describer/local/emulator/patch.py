@@ -30,7 +30,7 @@ ministack`` again), else re-check that the patched places still read as :data:`W
 ``_execute_function_warm``, ``_run_execution``, ``_fail_execution`` and ``_run_distributed_map``
 expect, and move the pin here and in ``pyproject.toml`` together.
 
-Run: ``python -m describer.local.emulator_patch`` (the emulator's own environment variables apply).
+Run: ``python -m describer.local.emulator.patch`` (the emulator's own environment variables apply).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def check_version(installed: str | None = None) -> None:
     if version != PINNED_VERSION:
         raise UnsupportedEmulatorVersion(
             f"ministack {version} is installed; the local stack's error-type patch "
-            f"(describer/local/emulator_patch.py) is written for {PINNED_VERSION} only. "
+            f"(describer/local/emulator/patch.py) is written for {PINNED_VERSION} only. "
             "Install the pinned version (make install) or re-check the patch for this one."
         )
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from describer.deployment import Deployment, PhotoSetRef, UploadRef, wait_for_final_records
-from describer.local.gallery import GalleryItem
+from describer.local.demo.gallery import GalleryItem
 from describer.local.samples import PhotoFolder, photo_folders, truncated_jpeg
 from describer_core.contracts import ImageStatus, ProductRecord, Status
 from describer_core.records import utc_now

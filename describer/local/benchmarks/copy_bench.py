@@ -9,7 +9,8 @@ shipped (the locales in parallel); "one call" asks for every locale in one JSON 
 keyed by locale, and the reply validated by the same rules. The last line names the cheaper and the
 faster strategy.
 
-Run: ``python -m describer.local.copy_bench --locales en-US,es-ES,de-DE,fr-FR`` (``make copy-bench``).
+Run: ``python -m describer.local.benchmarks.copy_bench --locales en-US,es-ES,de-DE,fr-FR``
+(``make copy-bench``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from describer.local.description_backends import ConverseRequest, OfflineWriter, estimate_tokens
-from describer.local.offline_copy import write_copy
+from describer.local.model_host.description_backends import ConverseRequest, OfflineWriter, estimate_tokens
+from describer.local.offline_writer.product_copy import write_copy
 from describer_core.catalogue import load_catalogue
 from describer_core.content_rules import check_reply, content_json_schema
 from describer_core.description import CopyWriter

@@ -28,7 +28,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from describer.deployment import Deployment, UploadRef, fetch_records, wait_for_final_records
-from describer.local.chaos_photos import FolderUpload, FolderVerdict, add_photo, judge_folders, upload_folder
+from describer.local.benchmarks.chaos_photos import (
+    FolderUpload,
+    FolderVerdict,
+    add_photo,
+    judge_folders,
+    upload_folder,
+)
 from describer.local.samples import SampleFile, photo_folders, synthetic_photos
 from describer.local.stack import LocalSettings, injected_faults
 from describer_core.contracts import ProductRecord

@@ -34,8 +34,8 @@ from describer.cost import (
     writer_price_key,
 )
 from describer.deployment import Deployment, UploadRef, wait_for_final_records
-from describer.local.backfill_bench import executions_since
-from describer.local.model_host import USAGE_PATH
+from describer.local.benchmarks.backfill_bench import executions_since
+from describer.local.model_host.server import USAGE_PATH
 from describer.local.samples import synthetic_photos
 from describer.local.stack import PROJECT_ROOT, LocalSettings
 from describer_core.records import utc_now

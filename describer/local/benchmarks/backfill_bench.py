@@ -25,7 +25,7 @@ from rich.table import Table
 
 from describer import backfill
 from describer.deployment import Deployment, fetch_records
-from describer.local.bench import time_uploads
+from describer.local.benchmarks.upload_latency import time_uploads
 from describer.local.samples import SampleFile, synthetic_photos
 from describer.local.stack import LocalSettings
 from describer_core.contracts import Status

@@ -5,7 +5,7 @@ reads the attributes out of the request the pipeline sends ("Name: Value" lines 
 and writes a few fluent sentences that use every attribute value word for word. The phrasing is
 chosen by a seed derived from the attributes, so the same product always reads the same and
 different products read differently. ``write_copy`` adds the title, bullets, keywords and meta
-description, in English, Spanish, German or French (``offline_copy``), from fixed phrasings:
+description, in English, Spanish, German or French (``product_copy``), from fixed phrasings:
 deterministic and grammatical, honest about being no model (``OFFLINE_MODEL_ID``).
 """
 

@@ -27,32 +27,26 @@ Reads of ``s3://`` images go wherever ``AWS_ENDPOINT_URL`` points (the emulator,
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
-import inspect
 import json
 import logging
 import re
-import sys
-import threading
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from describer.local.description_backends import (
+from describer.local.model_host.description_backends import (
     ConverseError,
     ConverseRequest,
     DescriptionBackend,
     backend_from_environment,
 )
-from describer.local.faults import FaultInjector, FaultSpec, Route
-from describer_core.endpoint_calls import ROUTING_PREFIX_BYTES
-from describer_core.endpoint_errors import EndpointRequestError
+from describer.local.model_host.faults import FaultInjector, FaultSpec, Route
+from describer.local.model_host.inference_model import InferenceModel, ModelClientError
+from describer.local.model_host.usage import RoutingLog, Usage
 
 LOG = logging.getLogger("describer.model_host")
 ACCOUNT_ID = "000000000000"
@@ -66,124 +60,6 @@ PREFIX_AWARE_ID_HEADER = "X-Amzn-SageMaker-Prefix-Aware-Id"
 _PREFIX_AWARE_ID = re.compile(r"\A\S[\x20-\x7e]{0,63}\Z")
 _CONVERSE = re.compile(r"^/model/(.+)/converse$")
 FAULTS_PATH = "/_local/faults"
-
-
-class ModelClientError(Exception):
-    """The model rejected the request: it names the HTTP status the container answered with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class InferenceModel:
-    """The endpoint's inference code, loaded from ``<model dir>/code/`` as the container loads it."""
-
-    def __init__(self, model_dir: Path) -> None:
-        code_dir = model_dir / "code"
-        script = code_dir / "inference.py"
-        if not script.is_file():
-            raise FileNotFoundError(f"{script} not found: build the demo model first (make demo-model)")
-        sys.path.insert(0, str(code_dir))
-        spec = importlib.util.spec_from_file_location("inference", script)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {script}")
-        self.module: ModuleType = importlib.util.module_from_spec(spec)
-        sys.modules["inference"] = self.module
-        spec.loader.exec_module(self.module)
-        model_fn = self.module.model_fn
-        # The Hugging Face toolkit passes a context as well when model_fn takes a second argument.
-        takes_context = len(inspect.signature(model_fn).parameters) > 1
-        self.model = model_fn(str(model_dir), None) if takes_context else model_fn(str(model_dir))
-
-    @classmethod
-    def of(cls, module: ModuleType, model: Any) -> InferenceModel:
-        """``module``'s toolkit functions over an already loaded ``model`` (the benchmark's models)."""
-        instance = cls.__new__(cls)
-        instance.module, instance.model = module, model
-        return instance
-
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        """Run input_fn -> predict_fn -> output_fn; raises ModelClientError for a rejected payload.
-
-        Called from every request thread at once: one model in one process, as one model server
-        worker with concurrent requests; ``inference.py`` batches them (``training/serving/batching.py``).
-        """
-        try:
-            data = self.module.input_fn(body, content_type)
-            prediction = self.module.predict_fn(data, self.model)
-            output = self.module.output_fn(prediction, accept)
-        except EndpointRequestError as error:
-            raise ModelClientError(error.status, str(error)) from error
-        return (output.encode() if isinstance(output, str) else bytes(output)), accept
-
-
-def _no_calls() -> dict[str, int]:
-    return {"calls": 0, "input_tokens": 0, "output_tokens": 0}
-
-
-class Usage:
-    """Counts of what the host served, safe across its request threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.endpoint = {"invocations": 0, "questions": 0, "seconds": 0.0}
-        self.converse: dict[str, dict[str, int]] = {}
-        self.locales: dict[str, dict[str, int]] = {}
-
-    def add_invocation(self, body: bytes, seconds: float) -> None:
-        try:
-            questions = len(json.loads(body).get("questions") or [None])
-        except (ValueError, AttributeError):
-            questions = 1
-        with self._lock:
-            self.endpoint["invocations"] += 1
-            self.endpoint["questions"] += questions
-            self.endpoint["seconds"] += seconds
-
-    def add_converse(self, model_id: str, locale: str, input_tokens: int, output_tokens: int) -> None:
-        """Counted per model id and per locale (the one the prompt names)."""
-        with self._lock:
-            for counts in (
-                self.converse.setdefault(model_id, _no_calls()),
-                self.locales.setdefault(locale, _no_calls()),
-            ):
-                counts["calls"] += 1
-                counts["input_tokens"] += input_tokens
-                counts["output_tokens"] += output_tokens
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "endpoint": dict(self.endpoint),
-                "converse": {k: dict(v) for k, v in self.converse.items()},
-                "locales": {k: dict(v) for k, v in self.locales.items()},
-            }
-
-
-class RoutingLog:
-    """Calls per PrefixAwareId and the distinct routing prefixes (first bytes of the body) they had."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls: dict[str, int] = {}
-        self._prefixes: dict[str, set[str]] = {}
-
-    def record(self, prefix_aware_id: str | None, body: bytes) -> None:
-        key = prefix_aware_id or ""
-        prefix = hashlib.sha256(body[:ROUTING_PREFIX_BYTES]).hexdigest()
-        with self._lock:
-            self._calls[key] = self._calls.get(key, 0) + 1
-            self._prefixes.setdefault(key, set()).add(prefix)
-
-    def summary(self) -> dict[str, dict[str, int]]:
-        """``{id: {"calls": n, "prefixes": k}}``; calls without an id are under ``""``."""
-        with self._lock:
-            return {
-                key: {"calls": calls, "prefixes": len(self._prefixes[key])}
-                for key, calls in self._calls.items()
-            }
 
 
 class ModelHost(ThreadingHTTPServer):
@@ -410,7 +286,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.server_close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

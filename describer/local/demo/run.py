@@ -26,8 +26,8 @@ from describer.deployment import (
     fetch_records,
     wait_for_final_records,
 )
-from describer.local.gallery import GalleryItem, category_label, write_gallery
-from describer.local.photo_demo import run_photo_demo
+from describer.local.demo.gallery import GalleryItem, category_label, write_gallery
+from describer.local.demo.photo_demo import run_photo_demo
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings
 from describer_core.catalogue import load_catalogue

@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from describer.local.offline_copy import write_copy
-from describer.local.offline_writer import (
+from describer.local.offline_writer.description import (
     OFFLINE_MODEL_ID,
     extract_attributes,
     product_noun,
     write_description,
 )
+from describer.local.offline_writer.product_copy import write_copy
 from describer_core.locales import DEFAULT_LOCALE
 
 _LOCALE = re.compile(r"<locale>([A-Za-z0-9-]+)</locale>")

@@ -6,7 +6,7 @@ handlers' dependencies, so no ``sam build``), and they inherit its process envir
 endpoints of services it does not emulate (``AWS_ENDPOINT_URL_<SERVICE>``, pointing at the local
 model host) are set here, never in the template. Its state lives in memory; temporary files (Lambda
 code, S3 objects) go under the state directory, and stopping it drops everything. It starts through
-``emulator_patch``, so that a failed handler reaches Step Functions under its exception's class name
+``emulator.patch``, so that a failed handler reaches Step Functions under its exception's class name
 (as on AWS) and the state machine's Retry and Catch rules run locally as they do there.
 """
 
@@ -57,8 +57,8 @@ REQUIRED_SERVICES = (
 )
 
 
-# ministack run through the error-type patch (see emulator_patch); the marker names that module.
-_LAUNCHER = "describer.local.emulator_patch"
+# ministack run through the error-type patch (see patch.py); the marker names that module.
+_LAUNCHER = "describer.local.emulator.patch"
 
 
 def service(state_dir: Path) -> BackgroundService:

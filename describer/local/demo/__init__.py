@@ -1,0 +1,1 @@
+"""`make demo`: the demo run over the local stack, its product folders and its HTML gallery."""
