@@ -108,7 +108,7 @@ class InferenceModel:
         """Run input_fn -> predict_fn -> output_fn; raises ModelClientError for a rejected payload.
 
         Called from every request thread at once: one model in one process, as one model server
-        worker with concurrent requests; ``inference.py`` batches them (``training/serving/batching.py``).
+        worker with concurrent requests; ``inference.py`` batches them (``endpoint/batching.py``).
         """
         try:
             data = self.module.input_fn(body, content_type)

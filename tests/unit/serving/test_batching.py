@@ -20,10 +20,12 @@ from describer.local.description_backends import OfflineWriter
 from describer.local.model_host import MAX_BODY_BYTES, InferenceModel, ModelHost
 from describer_core.contracts import Question
 from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
-from training.serving import inference
-from training.serving.batching import MAX_BATCH_ENV, WINDOW_ENV, BatchSettings, Collector
-from training.serving.bench import benchmark_questions, product_photo
-from training.serving.inference import CandidateScores, DescriberModel
+from endpoint import inference
+from endpoint.batching import MAX_BATCH_ENV, WINDOW_ENV, BatchSettings, Collector
+from endpoint.model import DescriberModel
+from endpoint.requests import decode_image
+from endpoint.scoring import CandidateScores
+from training.endpoint_bench.speedup import benchmark_questions, product_photo
 
 from .conftest import BUCKET
 
@@ -51,7 +53,7 @@ def _workload(model: DescriberModel) -> tuple[str, list[bytes], list[list[Questi
 def _alone(
     model: DescriberModel, category: str, photo: bytes, questions: Sequence[Question]
 ) -> tuple[torch.Tensor, list[CandidateScores | None], list[dict[str, Any]]]:
-    features = model.encode_image(inference.decode_image(photo))
+    features = model.encode_image(decode_image(photo))
     answers, scores = model.score_and_answer(features, questions, category)
     return features, scores, [answer.model_dump() for answer in answers]
 
@@ -122,7 +124,7 @@ def test_a_batch_that_fails_is_answered_one_request_at_a_time(
     """A request that breaks the batched pass gets its own error; the others their own answers."""
     batched = _batched(loaded_model)
     category, photos, asked = _workload(batched)
-    poisoned = batched.encode_image(inference.decode_image(photos[2]))[0]
+    poisoned = batched.encode_image(decode_image(photos[2]))[0]
     real_score = DescriberModel.score_candidates
 
     def score(self: DescriberModel, features: torch.Tensor, prompts: Any, candidates: Any) -> Any:
@@ -334,13 +336,19 @@ def test_a_client_that_leaves_mid_batch_does_not_break_the_others(
 
 
 def test_the_model_dirs_code_batches_without_the_repository(model_dir: Path) -> None:
-    """As the container imports it: ``code/`` on the path, no ``training`` package anywhere."""
+    """As the container imports it: ``code/`` first on the path, no ``training`` package anywhere, and
+    the ``endpoint`` package the one shipped in ``code/``."""
+    code = model_dir / "code"
     script = (
         "import sys; sys.modules['training'] = None; sys.path.insert(0, sys.argv[1]); import inference; "
-        "settings = inference.BatchSettings.resolve({}); "
-        "print(inference.RequestBatcher.__module__, settings.max_batch)"
+        "from endpoint.batching import BatchSettings; import endpoint; "
+        "print(inference.DescriberModel.__module__, endpoint.__file__, BatchSettings.resolve({}).max_batch)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(model_dir / "code")], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, str(code)], capture_output=True, text=True, check=True
     )
-    assert result.stdout.split() == ["batching", str(BatchSettings().max_batch)]
+    assert result.stdout.split() == [
+        "endpoint.model",
+        str(code / "endpoint" / "__init__.py"),
+        str(BatchSettings().max_batch),
+    ]

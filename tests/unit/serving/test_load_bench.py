@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training.serving.endpoint_figures import LoadFigures
-from training.serving.load_bench import LevelRun, main, summarise
+from training.endpoint_bench.figures import LoadFigures
+from training.endpoint_bench.load import LevelRun, main, summarise
 
 
 def _run(

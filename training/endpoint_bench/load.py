@@ -46,8 +46,11 @@ from describer_core.contracts import Question, S3ObjectRef
 from describer_core.endpoint_calls import group_questions
 from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
 from describer_core.states import AskInput
-from training.serving.batching import BatchSettings, RequestBatcher
-from training.serving.bench import (
+from endpoint.batching import BatchSettings, RequestBatcher
+from endpoint.model import DescriberModel
+from endpoint.vision_cache import VisionFeatureCache
+from training.endpoint_bench.figures import LOAD_BENCH_FILE, LoadFigures, LoadLevel
+from training.endpoint_bench.speedup import (
     MAP_CONCURRENCY,
     PipelineCalls,
     benchmark_questions,
@@ -55,8 +58,6 @@ from training.serving.bench import (
     pipeline_calls_to,
     product_photo,
 )
-from training.serving.endpoint_figures import LOAD_BENCH_FILE, LoadFigures, LoadLevel
-from training.serving.inference import DescriberModel, VisionFeatureCache
 
 CONCURRENCY = (1, 4, 16)
 # Calls in flight at 16 products: 16 x the Map's 4; the SDK's default pool of 10 would queue them.
@@ -219,7 +220,7 @@ def results_table(levels: Sequence[LoadLevel], preset: str, questions: int, call
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.serving.load_bench", description=__doc__.split("\n")[0]
+        prog="python -m training.endpoint_bench.load", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--turns", type=int, default=2, help="times the levels take turns (load hits all alike)"

@@ -63,15 +63,11 @@ from describer_core.endpoint_calls import group_questions
 from describer_core.model_files import CATALOGUE_FILE
 from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
 from describer_core.states import AskInput
-from training.serving import inference
-from training.serving.inference import (
-    JSON_CONTENT_TYPE,
-    DescriberModel,
-    VisionFeatureCache,
-    decode_base64_image,
-    decode_image,
-    input_fn,
-)
+from endpoint import inference
+from endpoint.inference import input_fn
+from endpoint.model import DescriberModel
+from endpoint.requests import JSON_CONTENT_TYPE, decode_base64_image, decode_image
+from endpoint.vision_cache import VisionFeatureCache
 
 # Kaggle's full-size product photos are 1800x2400; the reference re-decodes one per question.
 PHOTO_SIZE = (1080, 1440)
@@ -427,7 +423,7 @@ def split_table(split: ComputeSplit, questions: int, prompt_tokens: int, answer_
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.serving.bench", description=__doc__.split("\n")[0]
+        prog="python -m training.endpoint_bench.speedup", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--demo-model-dir", type=Path, required=True, help="model dir of (a)")
     parser.add_argument("--products", type=int, default=3, help="timed products per model (median)")
