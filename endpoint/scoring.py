@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import Blip2ForConditionalGeneration
+from transformers import Blip2ForConditionalGeneration, DynamicCache, EncoderDecoderCache
 
 from describer_core.answers import format_answer
 from describer_core.confidence import MAX_ALTERNATIVES, Calibration, softmax
@@ -36,7 +36,8 @@ def score_candidates(
     """Summed log-likelihood of each candidate answer text to its prompt.
 
     Teacher-forced, tokenized as training tokenized its targets (end of sequence included). The
-    encoder runs once per prompt; every candidate of every prompt is decoded in one batch. The
+    encoder runs once per prompt, and so do the decoder's cross-attention projections of its output
+    (``_shared_cross_attention``); every candidate of every prompt is decoded in one batch. The
     sum, not the per-token mean: the tokens an attribute's candidates share ("Sleeve Length:")
     then add the same amount to each and cancel in the softmax, and the end-of-sequence token
     keeps a value apart from a longer one it begins ("Slim" / "Slim Fit").
@@ -44,17 +45,18 @@ def score_candidates(
     language_model = model.language_model
     inputs_embeds, attention_mask = prefix_inputs(model, tokenizer, features, prompts)
     encoded = language_model.get_encoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask)
-    owner = torch.tensor(
-        [index for index, texts in enumerate(candidates) for _ in texts],
-        dtype=torch.long,
-        device=model.device,
-    )
+    owners = [index for index, texts in enumerate(candidates) for _ in texts]
+    owner = torch.tensor(owners, dtype=torch.long, device=model.device)
     targets = tokenizer([text for texts in candidates for text in texts], model.device)
     labels = targets.input_ids.masked_fill(targets.attention_mask == 0, -100)
+    encoder_states = encoded.last_hidden_state
     output = language_model(
-        encoder_outputs=(encoded.last_hidden_state[owner],),
+        # Only its shape is read: every layer's cross-attention comes from the cache.
+        encoder_outputs=(encoder_states[:1].expand(len(owners), -1, -1),),
         attention_mask=attention_mask[owner],
         decoder_input_ids=language_model.prepare_decoder_input_ids_from_labels(labels=labels),
+        cache=_shared_cross_attention(language_model, encoder_states, owner),
+        use_cache=True,
     )
     token_scores = output.logits.float().log_softmax(dim=-1)
     token_scores = token_scores.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -64,6 +66,23 @@ def score_candidates(
         scores.append(sums[: len(texts)])
         sums = sums[len(texts) :]
     return scores
+
+
+def _shared_cross_attention(
+    language_model: torch.nn.Module, encoder_states: torch.Tensor, owner: torch.Tensor
+) -> EncoderDecoderCache:
+    """Each decoder layer's cross-attention keys and values, projected once per prompt and handed
+    to each of its candidates: what the decoder would compute for every candidate alone (T5)."""
+    config = language_model.config
+    cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+    for index, block in enumerate(language_model.decoder.block):
+        attention = block.layer[1].EncDecAttention
+        shape = (*encoder_states.shape[:-1], -1, attention.key_value_proj_dim)
+        keys = attention.k(encoder_states).view(shape).transpose(1, 2)[owner]
+        values = attention.v(encoder_states).view(shape).transpose(1, 2)[owner]
+        cache.cross_attention_cache.update(keys, values, index)
+        cache.is_updated[index] = True
+    return cache
 
 
 def scored_answer(
