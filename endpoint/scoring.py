@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import Blip2ForConditionalGeneration, DynamicCache, EncoderDecoderCache
@@ -69,7 +70,7 @@ def score_candidates(
 
 
 def _shared_cross_attention(
-    language_model: torch.nn.Module, encoder_states: torch.Tensor, owner: torch.Tensor
+    language_model: Any, encoder_states: torch.Tensor, owner: torch.Tensor
 ) -> EncoderDecoderCache:
     """Each decoder layer's cross-attention keys and values, projected once per prompt and handed
     to each of its candidates: what the decoder would compute for every candidate alone (T5)."""
