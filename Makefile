@@ -126,6 +126,15 @@ load-bench: $(VENV)/.installed
 gpu-bench: $(VENV)/.installed
 	$(BIN)/python -m training.endpoint_bench.gpu
 
+# The endpoint's serving image (endpoint/Dockerfile): the Hugging Face inference image with
+# endpoint.serve as its entry point, so that requests on one instance share batches. Needs Docker and
+# the base image's registry; deploy with `describer sagemaker deploy --image-uri $(SERVING_IMAGE)`.
+.PHONY: serving-image
+SERVING_IMAGE ?= product-describer-endpoint:latest
+serving-image:
+	@test -n "$(BASE_IMAGE)" || { echo "give BASE_IMAGE=<Hugging Face PyTorch inference image URI> (docs/endpoint.md)"; exit 2; }
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) --tag $(SERVING_IMAGE) endpoint
+
 # WriteDescription's choice (not a test): one Converse call per locale against one call for all
 # locales, tokens and modelled latency on the real prompts; the last line compares them.
 .PHONY: copy-bench
