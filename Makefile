@@ -68,7 +68,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy functions training describer
+	$(BIN)/mypy functions endpoint training describer
 
 # The SAM template: cfn-lint, then SAM's own transform + lint (offline, no telemetry).
 validate: install
@@ -112,7 +112,7 @@ review-bench: $(VENV)/.installed demo-model
 DEMO_MODEL_DIR ?= .cache/demo-model
 .PHONY: bench
 bench: $(VENV)/.installed demo-model
-	$(BIN)/python -m training.serving.bench --demo-model-dir $(DEMO_MODEL_DIR)
+	$(BIN)/python -m training.endpoint_bench.speedup --demo-model-dir $(DEMO_MODEL_DIR)
 
 # The endpoint under load (issue 19): C = 1, 4, 16 concurrent products over HTTP through the real
 # inference.py with cross-request batching, proportional config; figures to .cache/load-bench.json
@@ -121,10 +121,19 @@ bench: $(VENV)/.installed demo-model
 # without one it says so and exits with status 2 (docs/benchmarks.md).
 .PHONY: load-bench gpu-bench
 load-bench: $(VENV)/.installed
-	$(BIN)/python -m training.serving.load_bench
+	$(BIN)/python -m training.endpoint_bench.load
 
 gpu-bench: $(VENV)/.installed
-	$(BIN)/python -m training.serving.gpu_bench
+	$(BIN)/python -m training.endpoint_bench.gpu
+
+# The endpoint's serving image (endpoint/Dockerfile): the Hugging Face inference image with
+# endpoint.serve as its entry point, so that requests on one instance share batches. Needs Docker and
+# the base image's registry; deploy with `describer sagemaker deploy --image-uri $(SERVING_IMAGE)`.
+.PHONY: serving-image
+SERVING_IMAGE ?= product-describer-endpoint:latest
+serving-image:
+	@test -n "$(BASE_IMAGE)" || { echo "give BASE_IMAGE=<Hugging Face PyTorch inference image URI> (docs/endpoint.md)"; exit 2; }
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) --tag $(SERVING_IMAGE) endpoint
 
 # WriteDescription's choice (not a test): one Converse call per locale against one call for all
 # locales, tokens and modelled latency on the real prompts; the last line compares them.
@@ -177,11 +186,11 @@ cost: install demo-model
 # The demo model: a tiny BLIP-2 fine-tuned on a synthetic catalogue, shipped in training/demo_model/;
 # this regenerates the (seeded) synthetic data and assembles the model dir from the shipped weights,
 # cached in .cache/ under a key of all its inputs; an unchanged key only refreshes the endpoint code
-# in code/. Retrain from scratch: `python -m training.demo --retrain [--ship]` (docs/training.md).
+# in code/. Retrain from scratch: `python -m training.demo_model_build --retrain [--ship]` (docs/training.md).
 DEMO_DATA_DIR ?= .cache/demo-data
 .PHONY: demo-model eval catalogue
 demo-model: $(VENV)/.installed
-	$(BIN)/python -m training.demo --out $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
+	$(BIN)/python -m training.demo_model_build --out $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 
 # Evaluates the demo model on its held-out synthetic products; the last lines are `categories: N`,
 # `macro accuracy: 0.NN`, `expected calibration error: 0.0NN`, `worst attribute ECE: 0.0NN (<Category>/<Attr>)`.

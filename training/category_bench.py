@@ -17,9 +17,10 @@ from pathlib import Path
 
 from describer_core.catalogue import GENERIC_CATEGORY
 from describer_core.contracts import Question
+from endpoint.model import DescriberModel
+from endpoint.vision_cache import VisionFeatureCache
 from training.modeling import group_by_image
 from training.prepare import read_qa_rows
-from training.serving.inference import DescriberModel, VisionFeatureCache
 
 
 def _questions(model: DescriberModel, category: str) -> list[Question]:

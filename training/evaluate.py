@@ -25,6 +25,7 @@ from rich.table import Table
 
 from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
 from describer_core.confidence import Calibration, needs_review
+from endpoint.model import DescriberModel
 from training.calibration import (
     REVIEW_SHARES,
     THRESHOLDS,
@@ -37,7 +38,6 @@ from training.calibration import (
 from training.model_dir import read_metadata
 from training.prepare import read_qa_rows
 from training.scoring import RowAnswer, answer_rows, asked_category
-from training.serving.inference import DescriberModel
 from training.tiny import build_base_model_dir, catalogue_texts
 
 

@@ -7,9 +7,9 @@ Layout (everything at the root loads with no hub access)::
     catalogue.json                         the catalogue the model was trained with
     describer_model.json                   ModelMetadata: model_id, base, hyperparameters, metrics,
                                            calibration (the endpoint's confidence temperature)
-    code/inference.py                      the endpoint's handler (training/serving/inference.py)
-    code/batching.py                       its cross-request batching (training/serving/batching.py)
-    code/requirements.txt                  what the inference container adds
+    code/inference.py                      the endpoint's entry point (endpoint/inference.py)
+    code/endpoint/                         the endpoint package it imports (endpoint/)
+    code/requirements.txt                  what the inference container adds (endpoint/requirements.txt)
     code/describer_core/                   the shared domain rules (same answer parsing)
 """
 
@@ -23,21 +23,17 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 import describer_core
+import endpoint
 from describer_core.catalogue import Catalogue
 from describer_core.confidence import Calibration
 from describer_core.model_files import CATALOGUE_FILE, METADATA_FILE
 
-SERVING_CODE = Path(__file__).with_name("serving") / "inference.py"
-# Modules of training/serving/ that inference.py imports, copied next to it.
-SERVING_MODULES = (SERVING_CODE.with_name("batching.py"),)
-CODE_DIR = "code"
+ENDPOINT_PACKAGE = Path(endpoint.__file__).parent
+ENTRY_POINT = ENDPOINT_PACKAGE / "inference.py"
 # The Hugging Face inference container brings torch; these are what the handler needs on top.
-INFERENCE_REQUIREMENTS = (
-    "transformers>=5,<6",
-    "tokenizers",
-    "pydantic>=2.7,<3",
-    "pillow>=11",
-)
+ENDPOINT_REQUIREMENTS = ENDPOINT_PACKAGE / "requirements.txt"
+CODE_DIR = "code"
+_NO_BYTECODE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
 class ModelMetadata(BaseModel):
@@ -60,8 +56,8 @@ def write_model_dir(
     Written to a sibling temporary directory and renamed into place, so ``out_dir`` is either the
     previous complete model or the new complete one, never half of each.
     """
-    if not SERVING_CODE.is_file():
-        raise FileNotFoundError(f"the endpoint handler {SERVING_CODE} is missing; a model dir needs it")
+    if not ENTRY_POINT.is_file():
+        raise FileNotFoundError(f"the endpoint handler {ENTRY_POINT} is missing; a model dir needs it")
     out_dir = Path(out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -78,14 +74,14 @@ def write_model_dir(
 
 
 def write_code_dir(model_dir: Path) -> Path:
-    """(Re)write ``<model_dir>/code``: the endpoint handler, its requirements and ``describer_core``."""
+    """(Re)write ``<model_dir>/code``: the entry point, the endpoint package, its requirements and
+    ``describer_core``."""
     code = Path(model_dir) / CODE_DIR
     shutil.rmtree(code, ignore_errors=True)
     code.mkdir()
-    shutil.copyfile(SERVING_CODE, code / "inference.py")
-    for module in SERVING_MODULES:
-        shutil.copyfile(module, code / module.name)
-    (code / "requirements.txt").write_text("\n".join(INFERENCE_REQUIREMENTS) + "\n", encoding="utf-8")
+    shutil.copyfile(ENTRY_POINT, code / ENTRY_POINT.name)
+    shutil.copyfile(ENDPOINT_REQUIREMENTS, code / ENDPOINT_REQUIREMENTS.name)
+    shutil.copytree(ENDPOINT_PACKAGE, code / ENDPOINT_PACKAGE.name, ignore=_NO_BYTECODE)
     copy_describer_core(code)
     return code
 
@@ -96,7 +92,7 @@ def copy_describer_core(target_dir: Path) -> Path:
         shutil.copytree(
             Path(describer_core.__file__).parent,
             Path(target_dir) / "describer_core",
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            ignore=_NO_BYTECODE,
         )
     )
 

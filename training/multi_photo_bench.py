@@ -36,11 +36,11 @@ from describer_core.confidence import softmax
 from describer_core.contracts import Question
 from describer_core.fusion import FusionCalibration, fuse_scores
 from describer_core.model_files import METADATA_FILE
+from endpoint.model import DescriberModel
 from training.calibration import expected_calibration_error
-from training.demo import DEMO_TRAIN_ARGS
+from training.demo_model_build import DEMO_TRAIN_ARGS
 from training.prepare import prepare_dataset
 from training.scoring import calibrate_model_dir
-from training.serving.inference import DescriberModel
 from training.synth import STYLES_HEADER, SyntheticProduct, sample_product, style_json, styles_csv_row
 from training.train import parse_args, train
 from training.train_config import PRESET_TRAINABLE_MODULES

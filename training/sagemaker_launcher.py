@@ -274,7 +274,11 @@ def register(subparsers: Any) -> None:
             default=DEFAULT_INSTANCE_TYPE if name == "train" else DEFAULT_ENDPOINT_INSTANCE_TYPE,
         )
         command.add_argument("--instance-count", type=int, default=1)
-        command.add_argument("--image-uri", default=None, help="override the Hugging Face DLC")
+        command.add_argument(
+            "--image-uri",
+            default=None,
+            help="override the Hugging Face DLC; deploy: e.g. make serving-image's (requests share batches)",
+        )
         command.add_argument("--wait", action="store_true")
     train, deploy = commands.choices["train"], commands.choices["deploy"]
     train.add_argument("--data", type=Path, required=True, help="output of `describer dataset prepare`")

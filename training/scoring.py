@@ -17,10 +17,11 @@ from tqdm import tqdm
 from describer_core.catalogue import ARTICLE_TYPE_ATTRIBUTE, GENERIC_CATEGORY
 from describer_core.confidence import Calibration, calibration_key
 from describer_core.contracts import AttributeAnswer, Question
+from endpoint.model import DescriberModel
+from endpoint.scoring import CandidateScores
 from training.calibration import CALIBRATION_SPLIT, ScoredQuestion, calibration_from, write_calibration
 from training.modeling import group_by_image
 from training.prepare import read_qa_rows
-from training.serving.inference import CandidateScores, DescriberModel
 
 
 @dataclass(frozen=True)

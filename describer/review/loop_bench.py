@@ -28,7 +28,6 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from describer.local.model_host import InferenceModel
 from describer.review.corrections import CORRECTIONS_FILE, export_corrections
 from describer_core.catalogue import GENERIC_CATEGORY, load_catalogue
 from describer_core.confidence import needs_review
@@ -43,6 +42,7 @@ from describer_core.contracts import (
 )
 from describer_core.records import utc_now
 from describer_core.settings import DEFAULT_REVIEW_THRESHOLD
+from endpoint.serve import EntryPoint
 from training.synth import write_synthetic_catalogue
 from training.train import parse_args, print_history, train
 from training.train_config import PRESET_TRAINABLE_MODULES
@@ -118,7 +118,7 @@ def synthetic_photos(out_dir: Path, products: int, seed: int, first_id: int) -> 
 
 
 def answer_all(model_dir: Path, photos: Sequence[Photo], label: str) -> list[Answered]:
-    model = InferenceModel(model_dir)
+    model = EntryPoint(model_dir)
     # The questions the model was trained on (its own catalogue): a reviewer's correction can only
     # teach an attribute whose truth the synthetic photo shows.
     catalogue = model.model.catalogue

@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 MAX_QUESTIONS_PER_REQUEST = 16
 # The most photos of one product a request (and so ``MaxPhotosPerProduct``) may name.
 MAX_PHOTOS_PER_REQUEST = 20
+# SageMaker real-time endpoints accept at most 6 MB a request (InvokeEndpoint's body limit).
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
 
 
 class Status(StrEnum):

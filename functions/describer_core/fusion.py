@@ -1,7 +1,7 @@
 """One answer from several photos of a product: each attribute's candidates scored on every photo, fused.
 
 The endpoint scores an attribute's vocabulary on each photo (summed token log-likelihoods, see
-``training/serving/inference.py``). Each photo's scores become that photo's calibrated
+``endpoint/scoring.py``). Each photo's scores become that photo's calibrated
 log-probabilities (the model's temperature); the fused score of a value is their sum over the
 photos (a product of experts: a photo that cannot see the attribute is nearly uniform and barely
 moves the sum, a photo that sees it decides), and the fused confidence is the softmax of the sums

@@ -12,7 +12,6 @@ import pytest
 from describer.deployment import Deployment, UploadRef, wait_for_final_records
 from describer.local import emulator
 from describer.local.demo.run import copy_problems
-from describer.local.model_host import InferenceModel
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings
 from describer_core.catalogue import load_catalogue
@@ -27,13 +26,12 @@ from describer_core.contracts import (
 from describer_core.endpoint_calls import group_questions, prefix_aware_id
 from describer_core.records import utc_now
 from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL, DEFAULT_REVIEW_THRESHOLD
+from endpoint.serve import EntryPoint
 
 pytestmark = pytest.mark.integration
 
 
-def _expected_answers(
-    model: InferenceModel, deployment: Deployment, sample: SampleFile
-) -> list[AttributeAnswer]:
+def _expected_answers(model: EntryPoint, deployment: Deployment, sample: SampleFile) -> list[AttributeAnswer]:
     """What the pipeline must record: the demo model asked the category's questions, here in one request."""
     catalogue = load_catalogue()
     request = ProductRequest(
@@ -68,7 +66,7 @@ def test_uploads_end_with_the_right_final_records(
     # The endpoint's own code, run here on the same uploaded objects (read from the emulator's S3).
     for name, value in emulator.client_environment(local_settings.emulator_port, {}).items():
         monkeypatch.setenv(name, value)
-    model = InferenceModel(demo_model_dir)
+    model = EntryPoint(demo_model_dir)
     with urllib.request.urlopen(f"{local_settings.model_host_url}/routing") as response:
         routing = json.loads(response.read())
     for sample in samples:

@@ -28,13 +28,13 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
 from describer.deployment import Deployment, UploadRef, fetch_records, wait_for_final_records
-from describer.local.model_host import InferenceModel
 from describer.local.samples import SampleFile, synthetic_photos
 from describer.local.stack import LocalSettings
 from describer_core.catalogue import load_catalogue
 from describer_core.contracts import ProductRecord, Question, ReviewStatus
 from describer_core.records import utc_now
 from describer_core.settings import DEFAULT_REVIEW_THRESHOLD
+from endpoint.serve import EntryPoint
 from training.prepare import read_qa_rows
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ SCREENSHOT = os.environ.get("DESCRIBER_REVIEW_SCREENSHOT")
 def _unsure_photo(model_dir: Path, out_dir: Path) -> tuple[SampleFile, list[str]]:
     """A held-out synthetic photo the demo model is unsure of (so the pipeline flags it), and the
     attributes it is unsure of; chosen by running the model's own code here, as the endpoint would."""
-    model = InferenceModel(model_dir)
+    model = EntryPoint(model_dir)
     catalogue = load_catalogue()
     for sample in synthetic_photos(out_dir, per_category=20):
         questions = [Question(attribute=a, question=q) for a, q in catalogue.questions(sample.category)]

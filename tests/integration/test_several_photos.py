@@ -10,12 +10,12 @@ import pytest
 
 from describer.deployment import Deployment, PhotoSetRef, wait_for_final_records
 from describer.local import emulator
-from describer.local.model_host import InferenceModel
 from describer.local.samples import photo_folders, truncated_jpeg
 from describer.local.stack import LocalSettings
 from describer_core.catalogue import load_catalogue
 from describer_core.contracts import ErrorCode, ProductRequest, ProductResponse, Question, S3ObjectRef, Status
 from describer_core.records import utc_now
+from endpoint.serve import EntryPoint
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def test_product_folders_are_described_once_from_all_their_photos(
     request = ProductRequest(
         image_s3=refs[0], images_s3=refs[1:], questions=questions, category=good.category
     )
-    body, _ = InferenceModel(demo_model_dir).invoke(
+    body, _ = EntryPoint(demo_model_dir).invoke(
         request.model_dump_json(exclude_none=True).encode(), "application/json", "application/json"
     )
     expected = ProductResponse.model_validate_json(body).answers

@@ -39,9 +39,9 @@ from describer.local.model_host.server import USAGE_PATH
 from describer.local.samples import synthetic_photos
 from describer.local.stack import PROJECT_ROOT, LocalSettings
 from describer_core.records import utc_now
+from training.endpoint_bench.figures import EndpointTiming, endpoint_timing
 from training.endpoint_scaling import TARGET_UTILISATION
 from training.sagemaker_launcher import DEFAULT_ENDPOINT_INSTANCE_TYPE
-from training.serving.endpoint_figures import EndpointTiming, endpoint_timing
 
 COST_SEED = 23
 _REPORT = re.compile(r"Billed Duration: (\d+) ms\s+Memory Size: (\d+) MB")

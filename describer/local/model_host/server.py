@@ -3,11 +3,13 @@
 Routes (the wire formats of botocore's service models, so unchanged boto3 clients talk to it):
 - ``GET /ping``: 200 once the model is loaded (the SageMaker container health check).
 - ``POST /endpoints/{name}/invocations``: SageMaker ``InvokeEndpoint``, answered by the real
-  ``inference.py`` shipped in ``<model dir>/code/`` (the SageMaker Hugging Face toolkit contract:
-  ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``). Its ``EndpointRequestError`` becomes
-  ``ModelError`` (424) carrying the error's own status as ``OriginalStatusCode`` and its JSON body
-  quoted in the message, as SageMaker reports a container's 4xx; any other exception is a
-  ``ModelError`` with original status 500; an unknown endpoint is a ``ValidationError``.
+  ``inference.py`` shipped in ``<model dir>/code/``, loaded and called as the endpoint's own model
+  server calls it (``endpoint.serve.EntryPoint``: the SageMaker Hugging Face toolkit contract,
+  ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``, every request on its own thread).
+  Its ``EndpointRequestError`` becomes ``ModelError`` (424) carrying the error's own status as
+  ``OriginalStatusCode`` and its JSON body quoted in the message, as SageMaker reports a
+  container's 4xx; any other exception is a ``ModelError`` with original status 500; an unknown
+  endpoint is a ``ValidationError``.
   A ``PrefixAwareId`` (header ``X-Amzn-SageMaker-Prefix-Aware-Id``) is checked as SageMaker checks
   it (1-64 printable characters, else ``ValidationError``) and recorded: this one instance stands
   for the one a ``PREFIX_AWARE`` endpoint picks for that id and the body's first
@@ -45,13 +47,14 @@ from describer.local.model_host.description_backends import (
     backend_from_environment,
 )
 from describer.local.model_host.faults import FaultInjector, FaultSpec, Route
-from describer.local.model_host.inference_model import InferenceModel, ModelClientError
 from describer.local.model_host.usage import RoutingLog, Usage
+from describer_core.contracts import MAX_REQUEST_BYTES
+from describer_core.endpoint_errors import EndpointRequestError
+from endpoint.serve import EntryPoint
 
 LOG = logging.getLogger("describer.model_host")
 ACCOUNT_ID = "000000000000"
 LOG_GROUP_ARN_PREFIX = f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints"
-MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker real-time endpoints accept at most 6 MB per request
 
 USAGE_PATH = "/_local/usage"
 _INVOCATIONS = re.compile(r"^/endpoints/([^/]+)/invocations$")
@@ -69,7 +72,7 @@ class ModelHost(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        model: InferenceModel,
+        model: EntryPoint,
         endpoint_names: Sequence[str],
         writer: DescriptionBackend,
         faults: FaultInjector | None = None,
@@ -120,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         length = int(self.headers.get("Content-Length") or 0)
         path = self.path.split("?", 1)[0]
-        if length > MAX_BODY_BYTES and _INVOCATIONS.match(path):
+        if length > MAX_REQUEST_BYTES and _INVOCATIONS.match(path):
             # Refused unread, as SageMaker refuses it; the connection closes (its body is still coming).
             self.close_connection = True
             self._error(400, "ValidationError", "Message", "Request payload is larger than 6 MB.")
@@ -172,8 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             output, output_type = self.server.model.invoke(body, content_type, accept)
             self.server.usage.add_invocation(body, time.perf_counter() - started)
-        except ModelClientError as error:
-            self._model_error(name, error.status, error.message)
+        except EndpointRequestError as error:
+            self._model_error(name, error.status, str(error))
             return
         except Exception as error:
             LOG.exception("inference failed on endpoint %s", name)
@@ -270,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     writer = backend_from_environment()
-    model = InferenceModel(args.model_dir)
+    model = EntryPoint(args.model_dir)
     server = ModelHost((args.host, args.port), model, args.endpoint_name, writer)
     LOG.info(
         "serving endpoints %s and description writer %s on %s:%d",

@@ -18,14 +18,14 @@ from describer.cost import (
     writer_price_key,
 )
 from describer.local.benchmarks.cost_meter import scenarios, state_transitions, template_default, usage_table
-from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION
-from training.serving.endpoint_figures import (
+from training.endpoint_bench.figures import (
     EndpointTiming,
     GpuFigures,
     LoadFigures,
     LoadLevel,
     endpoint_timing,
 )
+from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION
 
 PRICES = load_prices()
 

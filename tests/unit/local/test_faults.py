@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 
 from describer.local.cli import fault_summary
-from describer.local.model_host import InferenceModel, ModelHost
+from describer.local.model_host import ModelHost
 from describer.local.model_host.description_backends import OfflineWriter
 from describer.local.model_host.faults import FaultInjector, FaultKind, FaultSpec
 from describer.local.model_host.server import FAULTS_PATH
@@ -33,6 +33,7 @@ from describer_core.errors import (
 )
 from describer_core.settings import DescriptionSettings
 from describer_core.states import AskInput
+from endpoint.serve import EntryPoint
 
 ENDPOINT = "describer-local"
 # Answers every question with "Long Sleeves", whatever is asked.
@@ -68,7 +69,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelHost]:
     model_dir: Path = tmp_path_factory.mktemp("model")
     (model_dir / "code").mkdir()
     (model_dir / "code" / "inference.py").write_text(_INFERENCE)
-    server = ModelHost(("127.0.0.1", 0), InferenceModel(model_dir), [ENDPOINT], OfflineWriter())
+    server = ModelHost(("127.0.0.1", 0), EntryPoint(model_dir), [ENDPOINT], OfflineWriter())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server

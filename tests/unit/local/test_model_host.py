@@ -16,7 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from describer.local.model_host import InferenceModel, ModelHost
+from describer.local.model_host import ModelHost
 from describer.local.model_host.description_backends import OfflineWriter, OpenAICompatibleWriter
 from describer.local.model_host.server import USAGE_PATH
 from describer.local.offline_writer.description import OFFLINE_MODEL_ID
@@ -29,6 +29,7 @@ from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
 from describer_core.prompts import system_prompt, user_message
 from describer_core.settings import DescriptionSettings
 from describer_core.style_guide import StyleGuide
+from endpoint.serve import EntryPoint
 
 # A stand-in for the endpoint's inference.py with the same contract: the toolkit's four functions,
 # EndpointRequestError for a bad request, anything else for a crash.
@@ -78,7 +79,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def host_url(model_dir: Path) -> Iterator[str]:
-    server = ModelHost(("127.0.0.1", 0), InferenceModel(model_dir), [ENDPOINT], OfflineWriter())
+    server = ModelHost(("127.0.0.1", 0), EntryPoint(model_dir), [ENDPOINT], OfflineWriter())
     yield from _serve(server)
 
 
@@ -267,7 +268,7 @@ def chat_server_url() -> Iterator[str]:
 
 def _forwarding_host(model_dir: Path, chat_url: str, model: str) -> ModelHost:
     writer = OpenAICompatibleWriter(chat_url + "/v1", model, api_key="sk-local")
-    return ModelHost(("127.0.0.1", 0), InferenceModel(model_dir), [ENDPOINT], writer)
+    return ModelHost(("127.0.0.1", 0), EntryPoint(model_dir), [ENDPOINT], writer)
 
 
 def test_converse_forwards_to_an_openai_compatible_server(model_dir: Path, chat_server_url: str) -> None:
@@ -293,7 +294,7 @@ def test_a_busy_openai_compatible_server_is_a_throttling_exception(
 
 
 def test_usage_counts_what_was_served(model_dir: Path) -> None:
-    server = ModelHost(("127.0.0.1", 0), InferenceModel(model_dir), [ENDPOINT], OfflineWriter())
+    server = ModelHost(("127.0.0.1", 0), EntryPoint(model_dir), [ENDPOINT], OfflineWriter())
     for url in _serve(server):
         runtime = _client("sagemaker-runtime", url)
         runtime.invoke_endpoint(
@@ -323,7 +324,7 @@ def test_usage_counts_what_was_served(model_dir: Path) -> None:
 
 
 def test_calls_are_recorded_per_prefix_aware_id_with_their_routing_prefixes(model_dir: Path) -> None:
-    server = ModelHost(("127.0.0.1", 0), InferenceModel(model_dir), [ENDPOINT], OfflineWriter())
+    server = ModelHost(("127.0.0.1", 0), EntryPoint(model_dir), [ENDPOINT], OfflineWriter())
     for url in _serve(server):
         client = _client("sagemaker-runtime", url)
         image = {"image_s3": {"bucket": "b", "key": "k.jpg"}}

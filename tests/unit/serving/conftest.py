@@ -12,8 +12,9 @@ from moto import mock_aws
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from describer_core.catalogue import load_catalogue
+from endpoint.inference import model_fn
+from endpoint.model import DescriberModel
 from training.model_dir import ModelMetadata, write_model_dir
-from training.serving.inference import DescriberModel, model_fn
 from training.tiny import build_base_model_dir
 
 MODEL_ID = "describer-test-tiny"

@@ -13,9 +13,11 @@ import torch
 from describer_core.answers import format_answer, parse_answer
 from describer_core.confidence import softmax
 from describer_core.contracts import ProductResponse, Question
+from endpoint.inference import input_fn, output_fn, predict_fn
+from endpoint.model import DescriberModel
+from endpoint.requests import decode_image
+from training.endpoint_bench.speedup import benchmark_questions, product_photo, reference_generate
 from training.scoring import answer_rows
-from training.serving.bench import benchmark_questions, product_photo, reference_generate
-from training.serving.inference import DescriberModel, decode_image, input_fn, output_fn, predict_fn
 
 from .conftest import BUCKET, MODEL_ID
 

@@ -16,15 +16,17 @@ from typing import Any
 import pytest
 import torch
 
-from describer.local.model_host import InferenceModel, ModelHost
+from describer.local.model_host import ModelHost
 from describer.local.model_host.description_backends import OfflineWriter
-from describer.local.model_host.server import MAX_BODY_BYTES
-from describer_core.contracts import Question
+from describer_core.contracts import MAX_REQUEST_BYTES, Question
 from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
-from training.serving import inference
-from training.serving.batching import MAX_BATCH_ENV, WINDOW_ENV, BatchSettings, Collector
-from training.serving.bench import benchmark_questions, product_photo
-from training.serving.inference import CandidateScores, DescriberModel
+from endpoint import inference
+from endpoint.batching import MAX_BATCH_ENV, WINDOW_ENV, BatchSettings, Collector
+from endpoint.model import DescriberModel
+from endpoint.requests import decode_image
+from endpoint.scoring import CandidateScores
+from endpoint.serve import EntryPoint
+from training.endpoint_bench.speedup import benchmark_questions, product_photo
 
 from .conftest import BUCKET
 
@@ -52,7 +54,7 @@ def _workload(model: DescriberModel) -> tuple[str, list[bytes], list[list[Questi
 def _alone(
     model: DescriberModel, category: str, photo: bytes, questions: Sequence[Question]
 ) -> tuple[torch.Tensor, list[CandidateScores | None], list[dict[str, Any]]]:
-    features = model.encode_image(inference.decode_image(photo))
+    features = model.encode_image(decode_image(photo))
     answers, scores = model.score_and_answer(features, questions, category)
     return features, scores, [answer.model_dump() for answer in answers]
 
@@ -123,7 +125,7 @@ def test_a_batch_that_fails_is_answered_one_request_at_a_time(
     """A request that breaks the batched pass gets its own error; the others their own answers."""
     batched = _batched(loaded_model)
     category, photos, asked = _workload(batched)
-    poisoned = batched.encode_image(inference.decode_image(photos[2]))[0]
+    poisoned = batched.encode_image(decode_image(photos[2]))[0]
     real_score = DescriberModel.score_candidates
 
     def score(self: DescriberModel, features: torch.Tensor, prompts: Any, candidates: Any) -> Any:
@@ -213,7 +215,7 @@ def test_a_lone_request_does_not_wait_for_company(loaded_model: DescriberModel) 
 @pytest.fixture
 def host(loaded_model: DescriberModel, s3: Any) -> Iterator[tuple[str, int, DescriberModel]]:
     model = _batched(loaded_model)
-    server = ModelHost(("127.0.0.1", 0), InferenceModel.of(inference, model), [ENDPOINT], OfflineWriter())
+    server = ModelHost(("127.0.0.1", 0), EntryPoint.of(inference, model), [ENDPOINT], OfflineWriter())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield "127.0.0.1", server.server_address[1], model
@@ -284,7 +286,7 @@ def test_an_oversized_body_is_refused_unread_and_the_others_are_answered(
         with socket.create_connection(address, timeout=60) as client:
             client.sendall(
                 f"POST /endpoints/{ENDPOINT}/invocations HTTP/1.1\r\nHost: x\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+                f"Content-Type: application/json\r\nContent-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n".encode()
                 + b"{" * 1024
             )
             response = http.client.HTTPResponse(client)
@@ -335,13 +337,19 @@ def test_a_client_that_leaves_mid_batch_does_not_break_the_others(
 
 
 def test_the_model_dirs_code_batches_without_the_repository(model_dir: Path) -> None:
-    """As the container imports it: ``code/`` on the path, no ``training`` package anywhere."""
+    """As the container imports it: ``code/`` first on the path, no ``training`` package anywhere, and
+    the ``endpoint`` package the one shipped in ``code/``."""
+    code = model_dir / "code"
     script = (
         "import sys; sys.modules['training'] = None; sys.path.insert(0, sys.argv[1]); import inference; "
-        "settings = inference.BatchSettings.resolve({}); "
-        "print(inference.RequestBatcher.__module__, settings.max_batch)"
+        "from endpoint.batching import BatchSettings; import endpoint; "
+        "print(inference.DescriberModel.__module__, endpoint.__file__, BatchSettings.resolve({}).max_batch)"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(model_dir / "code")], capture_output=True, text=True, check=True
+        [sys.executable, "-c", script, str(code)], capture_output=True, text=True, check=True
     )
-    assert result.stdout.split() == ["batching", str(BatchSettings().max_batch)]
+    assert result.stdout.split() == [
+        "endpoint.model",
+        str(code / "endpoint" / "__init__.py"),
+        str(BatchSettings().max_batch),
+    ]

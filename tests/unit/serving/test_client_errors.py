@@ -12,9 +12,10 @@ import pytest
 from describer_core.contracts import MAX_QUESTIONS_PER_REQUEST
 from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode, EndpointRequestError
 from describer_core.model_files import METADATA_FILE
-from training.serving import inference
-from training.serving.bench import product_photo
-from training.serving.inference import DescriberModel, input_fn, output_fn, predict_fn
+from endpoint import requests, s3_images
+from endpoint.inference import input_fn, output_fn, predict_fn
+from endpoint.model import DescriberModel
+from training.endpoint_bench.speedup import product_photo
 
 from .conftest import BUCKET
 
@@ -101,7 +102,7 @@ def test_an_undecodable_image(endpoint: DescriberModel, image: bytes, code: Endp
 
 
 def test_too_many_pixels(endpoint: DescriberModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inference, "MAX_IMAGE_PIXELS", 96 * 128 - 1)
+    monkeypatch.setattr(requests, "MAX_IMAGE_PIXELS", 96 * 128 - 1)
     error = _reject_prediction(endpoint, {"prompt": QUESTION["question"], "image": PHOTO_B64})
     assert (error.status, error.code) == (413, EndpointErrorCode.IMAGE_TOO_MANY_PIXELS)
 
@@ -119,7 +120,7 @@ def test_a_missing_s3_object(endpoint: DescriberModel, s3: object, bucket: str, 
 
 def test_an_oversized_s3_object(endpoint: DescriberModel, s3, monkeypatch: pytest.MonkeyPatch) -> None:
     s3.put_object(Bucket=BUCKET, Key="incoming/big.jpg", Body=PHOTO)
-    monkeypatch.setattr(inference, "MAX_IMAGE_BYTES", len(PHOTO) - 1)
+    monkeypatch.setattr(s3_images, "MAX_IMAGE_BYTES", len(PHOTO) - 1)
     error = _reject_prediction(
         endpoint, {"image_s3": {"bucket": BUCKET, "key": "incoming/big.jpg"}, "questions": [QUESTION]}
     )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training.serving.endpoint_figures import LoadFigures
-from training.serving.load_bench import LevelRun, main, summarise
+from training.endpoint_bench.figures import LoadFigures
+from training.endpoint_bench.load import LevelRun, main, steady_state, summarise
 
 
 def _run(
@@ -29,6 +29,18 @@ def test_turns_add_up_to_products_answered_while_every_client_was_busy() -> None
     assert level.p95_s == pytest.approx(2.0)  # the 30th of 32 sorted latencies (nearest rank)
     assert (level.vision_passes, level.vision_batches, level.decoder_batches) == (32, 2, 4)
     assert level.cpu_s_per_product == pytest.approx(0.5)
+
+
+def test_the_steady_state_starts_at_the_first_answer_and_ends_when_the_first_client_is_done() -> None:
+    # Four clients started at 0: nothing is answered before 3.0 (the ramp), the first client is
+    # done at 9.0; the answers at 3.0 (the window's start) and 10.0 (the tail) do not count.
+    answered_at = [3.0, 3.5, 4.0, 6.0, 9.0, 10.0]
+    start, end = steady_state(0.0, answered_at, 9.0)
+    assert (start, end) == (3.0, 9.0)
+    assert sum(1 for ended in answered_at if start < ended <= end) == 4
+    # One product a client: no answer after the first, so the window is the whole level.
+    assert steady_state(0.0, [3.0, 3.0, 3.2], 3.0) == (0.0, 3.0)
+    assert steady_state(0.0, [], 1.0) == (0.0, 1.0)
 
 
 def test_the_gain_is_throughput_at_16_over_1() -> None:

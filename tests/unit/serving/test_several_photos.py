@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from describer_core.contracts import ProductRequest, S3ObjectRef
+from describer_core.endpoint_errors import EndpointRequestError
 from describer_core.fusion import fuse_answers
-from training.serving import inference
-from training.serving.bench import benchmark_questions, product_photo
-from training.serving.inference import DescriberModel
+from endpoint.model import DescriberModel
+from endpoint.requests import parse_request
+from training.endpoint_bench.speedup import benchmark_questions, product_photo
 
 from .conftest import BUCKET
 
@@ -62,7 +63,7 @@ def test_the_wire_format_takes_several_photos_and_bounds_them() -> None:
         "images_s3": photos[1:],
         "questions": [{"attribute": "Fit", "question": "q"}],
     }
-    request = inference.parse_request(body)
+    request = parse_request(body)
     assert isinstance(request, ProductRequest) and len(request.photos) == 20
-    with pytest.raises(inference.EndpointRequestError):
-        inference.parse_request({**body, "images_s3": photos[1:] + photos[:1]})
+    with pytest.raises(EndpointRequestError):
+        parse_request({**body, "images_s3": photos[1:] + photos[:1]})

@@ -13,9 +13,10 @@ from PIL import Image
 
 from describer_core.contracts import ProductRequest, S3ObjectRef
 from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
-from training.serving import inference
-from training.serving.bench import benchmark_questions, product_photo
-from training.serving.inference import DescriberModel, VisionFeatureCache
+from endpoint import model as endpoint_model
+from endpoint.model import DescriberModel
+from endpoint.vision_cache import VisionFeatureCache
+from training.endpoint_bench.speedup import benchmark_questions, product_photo
 
 from .conftest import BUCKET
 
@@ -92,13 +93,13 @@ def test_a_failed_vision_pass_reaches_every_waiter_and_is_not_cached(
 ) -> None:
     category, questions = benchmark_questions(endpoint.catalogue, REQUESTS)
     not_an_image = b"this is a text file, not a photo"
-    decode = inference.decode_image
+    decode = endpoint_model.decode_image
 
     def decode_once_everyone_waits(data: bytes) -> Image.Image:
         _wait_until(lambda: endpoint.cache.waits >= REQUESTS - 1)
         return decode(data)
 
-    monkeypatch.setattr(inference, "decode_image", decode_once_everyone_waits)
+    monkeypatch.setattr(endpoint_model, "decode_image", decode_once_everyone_waits)
 
     def ask(question):
         with pytest.raises(EndpointRequestError) as raised:

@@ -9,7 +9,7 @@ import torch
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from describer_core.catalogue import load_catalogue
-from training.demo import SHIPPED_MODEL_DIR, assemble_shipped_model, ship_demo_model
+from training.demo_model_build import SHIPPED_MODEL_DIR, assemble_shipped_model, ship_demo_model
 from training.model_dir import METADATA_FILE, ModelMetadata, read_metadata, write_model_dir
 from training.tiny import build_base_model_dir
 

@@ -10,8 +10,9 @@ proportions scaled down, random weights), every product a fresh photo. A last le
 with batching off (the same threads, each request's passes alone), to show what batching adds to
 plain concurrency.
 
-Throughput is counted while all C clients are busy (up to the first client's last answer), so a
-level's tail, when fewer products are left than clients, does not count as its load.
+Throughput is counted in the level's steady state: from its first answer (before it, C products
+started together are still in flight and nothing has been answered: the ramp) to the first
+client's last answer (after it, fewer products are left than clients: the tail).
 
 Table: products/s, this process's CPU seconds per product (on a shared machine the fairer
 measure of what batching saves: throughput also depends on how much of the cores the scheduler
@@ -46,8 +47,11 @@ from describer_core.contracts import Question, S3ObjectRef
 from describer_core.endpoint_calls import group_questions
 from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
 from describer_core.states import AskInput
-from training.serving.batching import BatchSettings, RequestBatcher
-from training.serving.bench import (
+from endpoint.batching import BatchSettings, RequestBatcher
+from endpoint.model import DescriberModel
+from endpoint.vision_cache import VisionFeatureCache
+from training.endpoint_bench.figures import LOAD_BENCH_FILE, LoadFigures, LoadLevel
+from training.endpoint_bench.speedup import (
     MAP_CONCURRENCY,
     PipelineCalls,
     benchmark_questions,
@@ -55,8 +59,6 @@ from training.serving.bench import (
     pipeline_calls_to,
     product_photo,
 )
-from training.serving.endpoint_figures import LOAD_BENCH_FILE, LoadFigures, LoadLevel
-from training.serving.inference import DescriberModel, VisionFeatureCache
 
 CONCURRENCY = (1, 4, 16)
 # Calls in flight at 16 products: 16 x the Map's 4; the SDK's default pool of 10 would queue them.
@@ -129,21 +131,30 @@ def run_level(
     started, cpu_started = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(concurrency) as clients:
         finished = list(clients.map(client, [images[index::concurrency] for index in range(concurrency)]))
-    # Throughput while every client is busy: up to the first client's last answer. After it, fewer
-    # than C products are in flight and the level's tail would be measured instead of its load.
-    window_end = min(finished)
+    window_start, window_end = steady_state(started, [ended for _, ended in answered], min(finished))
     return LevelRun(
         concurrency=concurrency,
         batching=batching,
         latencies=[ended - began for began, ended in answered],
         failed=failed,
-        window_s=window_end - started,
-        window_products=sum(1 for _, ended in answered if ended <= window_end),
+        window_s=window_end - window_start,
+        window_products=sum(1 for _, ended in answered if window_start < ended <= window_end),
         cpu_s=time.process_time() - cpu_started,
         vision_passes=model.cache.computations,
         vision_batches=counted.vision_batches - vision_before,
         decoder_batches=counted.decoder_batches - decoder_before,
     )
+
+
+def steady_state(
+    started: float, answered_at: Sequence[float], first_client_done: float
+) -> tuple[float, float]:
+    """The window a level's throughput is counted in: from its first answer to the first client's
+    last one; from the level's start when no other answer falls in between (one product a client)."""
+    first = min(answered_at, default=started)
+    if not any(first < ended <= first_client_done for ended in answered_at):
+        first = started
+    return first, first_client_done
 
 
 @dataclass
@@ -154,7 +165,7 @@ class LevelRun:
     batching: bool
     latencies: list[float]
     failed: int
-    window_s: float  # from the start until the first client is done
+    window_s: float  # the steady state: from the first answer until the first client is done
     window_products: int  # answered within it
     cpu_s: float  # this process's CPU time (every thread, moto's S3 included) over the whole level
     vision_passes: int
@@ -219,7 +230,7 @@ def results_table(levels: Sequence[LoadLevel], preset: str, questions: int, call
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.serving.load_bench", description=__doc__.split("\n")[0]
+        prog="python -m training.endpoint_bench.load", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--turns", type=int, default=2, help="times the levels take turns (load hits all alike)"

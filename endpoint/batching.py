@@ -166,7 +166,7 @@ class Collector(Generic[Item, Result]):
 
 
 class BatchedModel(Protocol):
-    """What the batcher needs of ``inference.DescriberModel``."""
+    """What the batcher needs of ``endpoint.model.DescriberModel``."""
 
     def pixel_values(self, image: Image.Image) -> torch.Tensor: ...
 

@@ -12,7 +12,7 @@ costs with trained ones: scoring decodes every vocabulary value, generation is h
 - greedy generation of one group;
 - peak GPU memory;
 - products/s with 1 and with 16 products at a time, each product's groups in parallel as the Map
-  sends them, through the cross-request batcher (``training/serving/batching.py``).
+  sends them, through the cross-request batcher (``endpoint/batching.py``).
 
 The bf16 figures go to ``.cache/gpu-bench.json`` (seconds per call = vision + one question scored,
 seconds per further question, the gain at 16), which ``make cost`` uses in place of its modelled
@@ -46,10 +46,12 @@ from describer_core.catalogue import load_catalogue
 from describer_core.contracts import Question
 from describer_core.endpoint_calls import group_questions
 from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
-from training.serving.batching import BatchSettings
-from training.serving.bench import benchmark_questions, product_photo
-from training.serving.endpoint_figures import GPU_BENCH_FILE, GpuFigures
-from training.serving.inference import DescriberModel, VisionFeatureCache, decode_image
+from endpoint.batching import BatchSettings
+from endpoint.model import DescriberModel
+from endpoint.requests import decode_image
+from endpoint.vision_cache import VisionFeatureCache
+from training.endpoint_bench.figures import GPU_BENCH_FILE, GpuFigures
+from training.endpoint_bench.speedup import benchmark_questions, product_photo
 from training.tiny import PRESETS, blip2_config, build_processor, build_tokenizer, image_token_id
 
 NO_GPU_EXIT = 2
@@ -190,7 +192,7 @@ def results_table(results: Sequence[dict[str, Any]], preset: str, per_call: int,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.serving.gpu_bench", description=__doc__.split("\n")[0]
+        prog="python -m training.endpoint_bench.gpu", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--preset", choices=PRESETS, default="blip2-flan-t5-xl")
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu for a dry run of the script")

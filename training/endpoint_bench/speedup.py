@@ -63,15 +63,11 @@ from describer_core.endpoint_calls import group_questions
 from describer_core.model_files import CATALOGUE_FILE
 from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
 from describer_core.states import AskInput
-from training.serving import inference
-from training.serving.inference import (
-    JSON_CONTENT_TYPE,
-    DescriberModel,
-    VisionFeatureCache,
-    decode_base64_image,
-    decode_image,
-    input_fn,
-)
+from endpoint import inference
+from endpoint.inference import input_fn
+from endpoint.model import DescriberModel
+from endpoint.requests import JSON_CONTENT_TYPE, decode_base64_image, decode_image
+from endpoint.vision_cache import VisionFeatureCache
 
 # Kaggle's full-size product photos are 1800x2400; the reference re-decodes one per question.
 PHOTO_SIZE = (1080, 1440)
@@ -177,14 +173,15 @@ def pipeline_calls_to(model: DescriberModel, runtime_config: Config | None = Non
     """moto's S3 server and a local model host serving ``model`` through ``inference.py``, on free ports."""
     from moto.server import ThreadedMotoServer
 
-    from describer.local.model_host import InferenceModel, ModelHost
+    from describer.local.model_host import ModelHost
     from describer.local.model_host.description_backends import OfflineWriter
+    from endpoint.serve import EntryPoint
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
     s3_server = ThreadedMotoServer(port=0, verbose=False)
     s3_server.start()
     s3_url = f"http://127.0.0.1:{s3_server.get_host_and_port()[1]}"
-    host = ModelHost(("127.0.0.1", 0), InferenceModel.of(inference, model), [ENDPOINT], OfflineWriter())
+    host = ModelHost(("127.0.0.1", 0), EntryPoint.of(inference, model), [ENDPOINT], OfflineWriter())
     thread = threading.Thread(target=host.serve_forever, daemon=True)
     thread.start()
     # The endpoint reads the image with its own S3 client, which takes its endpoint from the environment.
@@ -427,7 +424,7 @@ def split_table(split: ComputeSplit, questions: int, prompt_tokens: int, answer_
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.serving.bench", description=__doc__.split("\n")[0]
+        prog="python -m training.endpoint_bench.speedup", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--demo-model-dir", type=Path, required=True, help="model dir of (a)")
     parser.add_argument("--products", type=int, default=3, help="timed products per model (median)")

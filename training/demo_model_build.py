@@ -29,6 +29,7 @@ from describer_core.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
 from training.model_dir import (
     CATALOGUE_FILE,
     CODE_DIR,
+    ENDPOINT_PACKAGE,
     ModelMetadata,
     read_metadata,
     write_code_dir,
@@ -67,12 +68,12 @@ TRAINING_CODE = (
     "modeling.py",
     "train.py",
     "model_dir.py",
-    "demo.py",
+    "demo_model_build.py",
     # The confidence temperature is fitted with the endpoint's own scoring.
     "calibration.py",
     "scoring.py",
-    "serving/inference.py",
 )
+ENDPOINT_CODE = ("model.py", "scoring.py", "generation.py")
 KEY_FILE_SUFFIX = ".key"
 
 
@@ -88,6 +89,8 @@ def demo_key() -> str:
     package = Path(__file__).parent
     for name in TRAINING_CODE:
         digest.update((package / name).read_bytes())
+    for name in ENDPOINT_CODE:
+        digest.update((ENDPOINT_PACKAGE / name).read_bytes())
     core = Path(describer_core.__file__).parent
     for name in ("catalogue.py", "answers.py", "confidence.py"):
         digest.update((core / name).read_bytes())
@@ -170,7 +173,7 @@ def build_demo_model(
         if metadata.model_id != f"describer-demo-{key}":
             print(
                 f"note: the shipped {metadata.model_id} was trained by an earlier recipe or training code "
-                f"(now {key}); `python -m training.demo --retrain --ship` retrains it"
+                f"(now {key}); `python -m training.demo_model_build --retrain --ship` retrains it"
             )
         # Training fits the temperature itself; the shipped weights get theirs the same way here.
         calibration = calibrate_model_dir(model_dir, data_dir)
