@@ -98,9 +98,9 @@ class DescriberModel:
         self.fusion = fusion or FusionCalibration()
         # S3 object versions never change: a version seen once names the same bytes (and digest) again.
         self._version_digests: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._versions_lock = threading.Lock()
         self.tokenizer = PromptTokenizer(processor.tokenizer)
         self.s3_images = S3ImageReader()
-        self._versions_lock = threading.Lock()
         # Concurrent requests share vision passes and scoring batches (endpoint/batching.py).
         self.batcher = RequestBatcher(self, batching) if batching and batching.enabled else None
 
