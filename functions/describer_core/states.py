@@ -1,6 +1,6 @@
 """Pydantic models for the workflow's input and for each state's input and output.
 
-The shapes here are what ``statemachine/describe_product.asl.json`` passes between states; the
+The shapes here are what ``statemachine/describe_product.asl.yaml`` passes between states; the
 ASL's ``Parameters`` blocks build the inputs, the handlers return the outputs.
 """
 

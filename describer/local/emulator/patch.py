@@ -1,4 +1,4 @@
-"""ministack, started with the fixes the local stack needs: error types, execution timeouts, map limits.
+"""ministack, started with the fixes the local stack needs: error types, timeouts, map limits, YAML.
 
 AWS Lambda reports an unhandled Python exception with ``errorType`` set to the exception's class
 name, and Step Functions matches a Lambda task's Retry and Catch rules on it (``EndpointThrottled``,
@@ -24,11 +24,17 @@ Two Step Functions gaps are patched the same way (``ministack/services/stepfunct
   literals only. :func:`resolve_map_limits` resolves their ``...Path`` spellings against the Map's
   input first, as AWS does, so the backfill definition stays JSON with its limits in the input.
 
+And one CloudFormation gap (``ministack/services/cloudformation/provisioners.py``): AWS accepts an
+``AWS::StepFunctions::StateMachine`` definition in YAML (``DefinitionS3Location``, which ``sam
+deploy`` makes of ``DefinitionUri``) and hands Step Functions its JSON; ministack passes the text on
+as it is, and its Step Functions parses only JSON. :func:`json_definition` converts it after the
+substitutions, so DescribeProduct's ASL can be YAML with a numeric ``${RunTimeoutSeconds}``.
+
 It refuses to start any ministack version but :data:`PINNED_VERSION`: on an upgrade, check whether
 the new release does these itself (then drop that part, or this module and start ``python -m
 ministack`` again), else re-check that the patched places still read as :data:`WORKER_ERROR_LINE`,
-``_execute_function_warm``, ``_run_execution``, ``_fail_execution`` and ``_run_distributed_map``
-expect, and move the pin here and in ``pyproject.toml`` together.
+``_execute_function_warm``, ``_run_execution``, ``_fail_execution``, ``_run_distributed_map`` and
+``_sfn_definition`` expect, and move the pin here and in ``pyproject.toml`` together.
 
 Run: ``python -m describer.local.emulator.patch`` (the emulator's own environment variables apply).
 """
@@ -42,6 +48,8 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import Any
+
+import yaml
 
 PINNED_VERSION = "1.5.33"
 # The worker script's reply for a failed invocation, as the text of that script holds it.
@@ -112,6 +120,23 @@ def apply() -> None:
     lambda_runtime.Worker.invoke = typed_invoke
     lambda_svc._execute_function_warm = typed_execute_warm
     _patch_step_functions()
+    _patch_cloudformation()
+
+
+def _patch_cloudformation() -> None:
+    from ministack.services.cloudformation import provisioners
+
+    sfn_definition = provisioners._sfn_definition
+    provisioners._sfn_definition = lambda props: json_definition(sfn_definition(props))
+
+
+def json_definition(text: str) -> str:
+    """A state machine definition as Step Functions takes it: JSON, converted from YAML if need be."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return json.dumps(yaml.safe_load(text))
+    return text
 
 
 def resolve_map_limits(

@@ -1,4 +1,4 @@
-"""The emulator's error-type patch: applies to the pinned ministack only, and refuses anything else."""
+"""The emulator patch (pinned ministack only): typed Lambda errors, run timeouts, map limit paths, YAML."""
 
 from __future__ import annotations
 
@@ -120,3 +120,21 @@ def test_the_patch_applies_to_the_pinned_step_functions_module() -> None:
     finally:
         for name, original in originals.items():
             setattr(stepfunctions, name, original)
+
+
+def test_a_yaml_definition_reaches_step_functions_as_json_with_its_substitutions() -> None:
+    from ministack.services.cloudformation import provisioners
+
+    original = provisioners._sfn_definition
+    props = {
+        "DefinitionString": "StartAt: Done\nTimeoutSeconds: ${Timeout}\nStates:\n  Done: {Type: Succeed}\n",
+        "DefinitionSubstitutions": {"Timeout": "30"},
+    }
+    try:
+        emulator_patch._patch_cloudformation()
+        definition = json.loads(provisioners._sfn_definition(props))
+        # A JSON definition passes unchanged.
+        assert provisioners._sfn_definition({"DefinitionString": '{"StartAt": "A"}'}) == '{"StartAt": "A"}'
+    finally:
+        provisioners._sfn_definition = original
+    assert definition == {"StartAt": "Done", "TimeoutSeconds": 30, "States": {"Done": {"Type": "Succeed"}}}

@@ -23,6 +23,7 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "template.yaml"
+DESCRIBE_ASL = REPO / "statemachine" / "describe_product.asl.yaml"
 BUCKET = "uploads-test"
 TABLE = "results-test"
 EVENT_BUS = "products-test"
@@ -78,10 +79,18 @@ def _clear_handler_caches() -> None:
             value.cache_clear()
 
 
-def template_resource(name: str) -> dict[str, Any]:
+def load_template() -> dict[str, Any]:
     template, matches = decode(str(TEMPLATE))
     assert template is not None, matches
-    return dict(template["Resources"][name]["Properties"])
+    return dict(template)
+
+
+def template_resource(name: str) -> dict[str, Any]:
+    return dict(load_template()["Resources"][name]["Properties"])
+
+
+def template_parameter_default(name: str) -> int:
+    return int(load_template()["Parameters"][name]["Default"])
 
 
 @dataclass

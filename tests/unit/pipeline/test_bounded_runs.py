@@ -13,26 +13,20 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
-from cfnlint.decode import decode
+import yaml
 
 from describer_core.catalogue import load_catalogue
 
-from .conftest import REPO, TEMPLATE
+from .conftest import DESCRIBE_ASL, REPO, load_template, template_parameter_default, template_resource
 
-DESCRIBE_ASL = REPO / "statemachine" / "describe_product.asl.json"
 BACKFILL_ASL = REPO / "statemachine" / "backfill.asl.json"
 # Step Functions' own transitions and Lambda's start-up come on top: the bound is rounded up to this.
 ROUNDING_S = 300
 # A backfill's length grows with the catalogue; its bound is a month (docs/operations.md).
 BACKFILL_TIMEOUT_S = 30 * 24 * 3600
-
-
-def _template() -> dict[str, Any]:
-    template, matches = decode(str(TEMPLATE))
-    assert template is not None, matches
-    return dict(template)
 
 
 def _function_timeout(template: dict[str, Any], resource: str) -> int:
@@ -58,16 +52,12 @@ def worst_case_task_s(state: dict[str, Any], attempt_s: int) -> float:
     return attempts * attempt_s + sum(_longest_waits(retrier) for retrier in retriers)
 
 
-def _parameter_default(template: dict[str, Any], name: str) -> int:
-    return int(template["Parameters"][name]["Default"])
-
-
 def derived_describe_timeout_s() -> int:
-    template = _template()
-    states = json.loads(DESCRIBE_ASL.read_text())["States"]
+    template = load_template()
+    states = yaml.safe_load(DESCRIBE_ASL.read_text())["States"]
     questions = max(len(load_catalogue().questions(spec.name)) for spec in load_catalogue().categories)
-    groups = math.ceil(questions / _parameter_default(template, "QuestionsPerCall"))
-    rounds = math.ceil(groups / _parameter_default(template, "MapConcurrency"))
+    groups = math.ceil(questions / template_parameter_default("QuestionsPerCall"))
+    rounds = math.ceil(groups / template_parameter_default("MapConcurrency"))
     total = 0.0
     for name, state in states.items():
         if state["Type"] == "Task":
@@ -83,18 +73,31 @@ def derived_describe_timeout_s() -> int:
     return math.ceil(total / ROUNDING_S) * ROUNDING_S
 
 
-def test_describe_product_times_out_at_its_longest_legitimate_run() -> None:
-    definition = json.loads(DESCRIBE_ASL.read_text())
+def test_describe_product_times_out_at_its_longest_legitimate_run_by_default() -> None:
+    definition = yaml.safe_load(DESCRIBE_ASL.read_text())
+    substitutions = template_resource("DescribeProductStateMachine")["DefinitionSubstitutions"]
+    assert definition["TimeoutSeconds"] == "${RunTimeoutSeconds}"
+    assert substitutions["RunTimeoutSeconds"] == {"Ref": "RunTimeoutSeconds"}
     derived = derived_describe_timeout_s()
-    assert definition["TimeoutSeconds"] == derived, f"set TimeoutSeconds to {derived} (docs/pipeline.md)"
+    assert template_parameter_default("RunTimeoutSeconds") == derived, (
+        f"set the RunTimeoutSeconds default to {derived} (docs/pipeline.md)"
+    )
     # The figure docs/pipeline.md explains.
     assert derived == 12300
+
+
+def _states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in states.items():
+        yield name, state
+        if "ItemProcessor" in state:
+            yield from _states(state["ItemProcessor"]["States"])
 
 
 def test_no_task_bounds_itself_below_its_function() -> None:
     """A task TimeoutSeconds would cut an attempt short of the Lambda timeout the bound assumes."""
     for asl in (DESCRIBE_ASL, BACKFILL_ASL):
-        assert '"TimeoutSeconds"' not in asl.read_text().split('"States"', 1)[1], asl.name
+        states = yaml.safe_load(asl.read_text())["States"]  # YAML reads the JSON one too
+        assert [name for name, state in _states(states) if "TimeoutSeconds" in state] == [], asl.name
 
 
 def test_the_worst_case_counts_every_retrier_and_its_capped_waits() -> None:

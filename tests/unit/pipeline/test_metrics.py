@@ -58,7 +58,7 @@ def test_a_completed_product_emits_what_the_dashboard_shows(
     bedrock.add_response("converse", _converse_reply(COPY))
     capsys.readouterr()
     with sagemaker, bedrock:
-        end, _ = run_workflow(json.loads(substituted_definition()), workflow, name)
+        end, _ = run_workflow(substituted_definition(), workflow, name)
     assert end == "Succeed"
     emitted = _emitted(capsys.readouterr().out)
     total = {metric: sum(value for _, value, _ in points) for metric, points in emitted.items()}

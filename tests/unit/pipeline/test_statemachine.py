@@ -21,13 +21,14 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from botocore.config import Config
 
 from describer_core.errors import error_classes
 
-from .conftest import REPO, template_resource
+from .conftest import DESCRIBE_ASL, template_parameter_default, template_resource
 
-ASL_PATH = REPO / "statemachine" / "describe_product.asl.json"
+ASL_PATH = DESCRIBE_ASL
 LAMBDA_TRANSIENT = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -37,17 +38,22 @@ LAMBDA_TRANSIENT = [
 ROLE = "arn:aws:iam::000000000000:role/describe-product"
 
 
-def substituted_definition() -> str:
-    """The ASL text with the template's DefinitionSubstitutions applied, as CloudFormation does."""
+def substituted_definition() -> dict[str, Any]:
+    """The ASL with the template's DefinitionSubstitutions applied as text, as CloudFormation does (a
+    parameter's default, a function ARN for each function), then read."""
     text = ASL_PATH.read_text()
-    for name in template_resource("DescribeProductStateMachine")["DefinitionSubstitutions"]:
-        text = text.replace("${" + name + "}", f"arn:aws:lambda:us-east-1:000000000000:function:{name}")
-    return text
+    for name, value in template_resource("DescribeProductStateMachine")["DefinitionSubstitutions"].items():
+        if isinstance(value, dict) and "Ref" in value:
+            replacement = str(template_parameter_default(value["Ref"]))
+        else:
+            replacement = f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
+        text = text.replace("${" + name + "}", replacement)
+    return dict(yaml.safe_load(text))
 
 
 @pytest.fixture(scope="module")
 def asl() -> dict[str, Any]:
-    return dict(json.loads(substituted_definition()))
+    return substituted_definition()
 
 
 def _all_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -57,10 +63,14 @@ def _all_states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
             yield from _all_states(state["ItemProcessor"]["States"])
 
 
-def test_the_definition_is_json_as_committed() -> None:
+def test_the_definition_is_yaml_as_committed_and_its_timeout_a_number_once_substituted(
+    asl: dict[str, Any],
+) -> None:
     """Editors, Workflow Studio and validators read the file itself, before any substitution."""
-    definition = json.loads(ASL_PATH.read_text())
+    definition = yaml.safe_load(ASL_PATH.read_text())
     assert definition["States"]["AskAttributes"]["Type"] == "Map"
+    assert definition["TimeoutSeconds"] == "${RunTimeoutSeconds}"
+    assert asl["TimeoutSeconds"] == template_parameter_default("RunTimeoutSeconds")
 
 
 def test_every_placeholder_is_a_template_substitution() -> None:
@@ -221,7 +231,7 @@ def _test_state(sfn: Any, state: str, state_input: dict[str, Any], **kwargs: Any
     }
     return dict(
         sfn.test_state(
-            definition=substituted_definition(),
+            definition=json.dumps(substituted_definition()),
             stateName=state,
             roleArn=ROLE,
             input=json.dumps(state_input),

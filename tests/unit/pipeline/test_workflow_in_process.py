@@ -225,7 +225,7 @@ def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, S
     )
     bedrock.add_response("converse", _converse_reply(COPY))
     with sagemaker, bedrock:
-        end, _ = run_workflow(json.loads(substituted_definition()), workflow, name)
+        end, _ = run_workflow(substituted_definition(), workflow, name)
         sagemaker.assert_no_pending_responses()
     assert end == "Succeed"
     record = ResultsTable("results-test", aws.dynamodb).get("15970")
@@ -301,9 +301,7 @@ def test_a_photo_without_a_category_gets_the_one_the_model_chose(
     _endpoint_stub(sagemaker, image, answers)
     bedrock.add_response("converse", _converse_reply(TSHIRT_COPY))
     with sagemaker, bedrock:
-        end, _ = run_workflow(
-            json.loads(substituted_definition()), workflow.model_dump(), workflow.execution_name
-        )
+        end, _ = run_workflow(substituted_definition(), workflow.model_dump(), workflow.execution_name)
         sagemaker.assert_no_pending_responses()
     assert end == "Succeed"
     record = ResultsTable("results-test", aws.dynamodb).get("15971")
@@ -319,7 +317,7 @@ def test_a_photo_without_a_category_gets_the_one_the_model_chose(
 
 def test_a_gif_upload_becomes_a_failed_record(aws: Aws, models: tuple[Stubber, Stubber]) -> None:
     workflow, name = _start(aws, "incoming/Shirts/anim.gif", image_bytes("GIF"))
-    end, output = run_workflow(json.loads(substituted_definition()), workflow, name)
+    end, output = run_workflow(substituted_definition(), workflow, name)
     assert (end, output["error_code"]) == ("Fail", "NOT_AN_IMAGE")
     record = ResultsTable("results-test", aws.dynamodb).get("anim")
     assert record is not None
@@ -337,7 +335,7 @@ def test_an_endpoint_that_refuses_fails_the_product(aws: Aws, models: tuple[Stub
     )
     workflow, name = _start(aws, "incoming/Tshirts/t1.png", image_bytes("PNG"))
     with sagemaker:
-        end, output = run_workflow(json.loads(substituted_definition()), workflow, name)
+        end, output = run_workflow(substituted_definition(), workflow, name)
     assert (end, output["error_code"]) == ("Fail", "ENDPOINT_ERROR")
     record = ResultsTable("results-test", aws.dynamodb).get("t1")
     assert record is not None and record.status == "FAILED" and "not found" in (record.error_message or "")
@@ -378,7 +376,7 @@ def test_request_bodies_name_the_claimed_image_version(aws: Aws, models: tuple[S
     }
     bedrock.add_response("converse", _converse_reply(x_copy))
     with sagemaker, bedrock:
-        run_workflow(json.loads(substituted_definition()), workflow, name)
+        run_workflow(substituted_definition(), workflow, name)
     # The key as uploaded: "+" decodes to a space, which does not exist, so Prepare kept the key as sent.
     assert {request.image_s3.key for request in seen} == {"incoming/generic/g+1.jpg"}
     assert {request.image_s3.version_id for request in seen} == {workflow["version_id"]}
@@ -462,7 +460,7 @@ def test_a_product_folder_is_described_from_every_usable_photo(
         )
     bedrock.add_response("converse", _converse_reply(COPY))
     with sagemaker, bedrock:
-        end, _ = run_workflow(json.loads(substituted_definition()), workflow, name)
+        end, _ = run_workflow(substituted_definition(), workflow, name)
     assert end == "Succeed"
     record = ResultsTable("results-test", aws.dynamodb).get("P-7")
     assert record is not None and record.status == "COMPLETED" and record.category == "Shirts"
@@ -497,7 +495,7 @@ def test_a_product_folder_without_a_usable_photo_fails_with_every_reason(
     aws: Aws, models: tuple[Stubber, Stubber], photos: dict[str, bytes], message: str
 ) -> None:
     workflow, name = _photo_set(aws, "incoming/Tshirts/T-1/", photos)
-    end, output = run_workflow(json.loads(substituted_definition()), workflow, name)
+    end, output = run_workflow(substituted_definition(), workflow, name)
     assert (end, output["error_code"]) == ("Fail", "NO_VALID_IMAGE")
     record = ResultsTable("results-test", aws.dynamodb).get("T-1")
     assert record is not None and (record.status, record.error_code) == ("FAILED", "NO_VALID_IMAGE")
