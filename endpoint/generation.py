@@ -61,11 +61,19 @@ def generate_answers(
 ) -> list[str]:
     """Greedy answers to ``prompts`` about one image, decoded as one batch."""
     inputs_embeds, attention_mask = prefix_inputs(model, tokenizer, features, prompts)
-    output = model.language_model.generate(
+    return tokenizer.decode(greedy_decode(model, inputs_embeds, attention_mask, max_new_tokens))
+
+
+def greedy_decode(
+    model: Any, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int
+) -> torch.Tensor:
+    """The answer's tokens, greedily, after the prefix: how the endpoint and training's evaluation
+    generate."""
+    output: torch.Tensor = model.language_model.generate(
         inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,
         max_new_tokens=max_new_tokens,
         do_sample=False,
         num_beams=1,
     )
-    return tokenizer.decode(output)
+    return output

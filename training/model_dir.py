@@ -81,9 +81,16 @@ def write_code_dir(model_dir: Path) -> Path:
     code.mkdir()
     shutil.copyfile(ENTRY_POINT, code / ENTRY_POINT.name)
     shutil.copyfile(ENDPOINT_REQUIREMENTS, code / ENDPOINT_REQUIREMENTS.name)
-    shutil.copytree(ENDPOINT_PACKAGE, code / ENDPOINT_PACKAGE.name, ignore=_NO_BYTECODE)
+    copy_endpoint(code)
     copy_describer_core(code)
     return code
+
+
+def copy_endpoint(target_dir: Path) -> Path:
+    """Copy the ``endpoint`` package (without bytecode) into ``target_dir``."""
+    return Path(
+        shutil.copytree(ENDPOINT_PACKAGE, Path(target_dir) / ENDPOINT_PACKAGE.name, ignore=_NO_BYTECODE)
+    )
 
 
 def copy_describer_core(target_dir: Path) -> Path:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from describer_core.answers import MAX_ANSWER_TOKENS
+from endpoint.generation import greedy_decode
 
 IGNORE_INDEX = -100
 
@@ -118,11 +119,5 @@ def generate_answers(
     """Greedy answers, one per row of ``items`` in order."""
     batch = encode_batch(processor, items, device, with_labels=False)
     inputs_embeds, attention_mask = _prefix_inputs(model, batch)
-    output = model.language_model.generate(
-        inputs_embeds=inputs_embeds,
-        attention_mask=attention_mask,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        num_beams=1,
-    )
+    output = greedy_decode(model, inputs_embeds, attention_mask, max_new_tokens)
     return [text.strip() for text in processor.tokenizer.batch_decode(output, skip_special_tokens=True)]

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from describer_core.endpoint_calls import ROUTING_CONCURRENCY_THRESHOLD, ROUTING_PREFIX_BYTES
 from training.endpoint_scaling import EndpointScaling, register_scaling
-from training.model_dir import copy_describer_core
+from training.model_dir import copy_describer_core, copy_endpoint
 
 DEFAULT_INSTANCE_TYPE = "ml.g5.2xlarge"
 # Serving needs the same A10G but not the training job's memory: the smaller instance is 7% cheaper
@@ -95,11 +95,13 @@ def upload_dir(session: boto3.session.Session, local: Path, bucket: str, key_pre
 
 
 def stage_training_code(target: Path) -> Path:
-    """The job's source dir: the ``training`` package, ``describer_core``, requirements, entry script."""
+    """The job's source dir: the ``training``, ``endpoint`` (its scoring calibrates the model, and a
+    model dir ships it) and ``describer_core`` packages, requirements, entry script."""
     package = Path(__file__).parent
     shutil.copytree(
         package, target / "training", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests")
     )
+    copy_endpoint(target)
     copy_describer_core(target)
     (target / "requirements.txt").write_text("\n".join(TRAINING_REQUIREMENTS) + "\n", encoding="utf-8")
     (target / ENTRY_SCRIPT).write_text(

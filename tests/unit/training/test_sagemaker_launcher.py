@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +19,12 @@ from moto import mock_aws
 from training.endpoint_scaling import INVOCATIONS_PER_INSTANCE, EndpointScaling, register_scaling
 from training.sagemaker_launcher import (
     DEFAULT_INSTANCE_TYPE,
+    ENTRY_SCRIPT,
     EndpointLaunch,
     TrainingLaunch,
     deploy_endpoint,
     launch_training,
+    stage_training_code,
 )
 
 BUCKET = "describer-launcher-test"
@@ -259,3 +264,26 @@ def test_scaling_requests_are_exact() -> None:
 def test_scaling_options_are_checked(low: int, high: int, target: float) -> None:
     with pytest.raises(ValueError):
         EndpointScaling(min_instances=low, max_instances=high, invocations_per_instance=target)
+
+
+def test_the_training_jobs_source_dir_holds_every_package_training_imports(tmp_path: Path) -> None:
+    """As the job runs it: only the staged dir on the path, and ``training.train`` imports nothing else
+    of this repository's (its calibration scores with the endpoint's code)."""
+    staged = stage_training_code(tmp_path / "source")
+    script = (
+        "import training.train, training.model_dir, endpoint.model, describer_core.answers, sys; "
+        "ours = ('training', 'endpoint', 'describer_core'); "
+        "print('\\n'.join(sorted({m.__file__ for n, m in sys.modules.items() "
+        "if n.split('.')[0] in ours and getattr(m, '__file__', None)})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(staged)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    files = result.stdout.split()
+    assert files and all(file.startswith(str(staged)) for file in files), files
+    assert (staged / ENTRY_SCRIPT).is_file()
