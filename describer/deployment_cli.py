@@ -25,7 +25,7 @@ from describer_core.contracts import ProductRecord, Status
 from describer_core.locales import parse_locales
 
 # Piped output (make in CI, a log file) gets room for the demo's table instead of 80 columns.
-_console = Console() if sys.stdout.isatty() else Console(width=180)
+console = Console() if sys.stdout.isatty() else Console(width=180)
 
 
 def register(subparsers: Any) -> None:
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
     add_target_arguments(backfill)
     backfill.set_defaults(handler=_backfill)
     redrive.add_parser(subparsers, add_target_arguments).set_defaults(
-        handler=lambda args: redrive.redrive(args, deployment_from(args), _console)
+        handler=lambda args: redrive.redrive(args, deployment_from(args), console)
     )
 
     results = subparsers.add_parser("results", help="the product records")
@@ -86,11 +86,11 @@ def deployment_from(args: argparse.Namespace) -> Deployment:
 def _upload(args: argparse.Namespace) -> int:
     deployment = deployment_from(args)
     files = files_to_upload(args.paths)
-    with Progress(console=_console, transient=True) as progress:
+    with Progress(console=console, transient=True) as progress:
         task = progress.add_task("Uploading", total=len(files))
         responses = upload_all(deployment, files, args.key_prefix, lambda *_: progress.advance(task))
     for key in responses:
-        _console.print(f"s3://{deployment.upload_bucket}/{deployment.upload_prefix}{key}")
+        console.print(f"s3://{deployment.upload_bucket}/{deployment.upload_prefix}{key}")
     return 0
 
 
@@ -104,20 +104,20 @@ def _backfill(args: argparse.Namespace) -> int:
             deployment, backfill.S3Uri.parse(args.source), manifest, args.category
         )
     except backfill.BackfillError as error:
-        _console.print(f"[bold red]{error}[/]")
+        console.print(f"[bold red]{error}[/]")
         return 2
-    execution = backfill.run(deployment, request, _console, args.timeout)
+    execution = backfill.run(deployment, request, console, args.timeout)
     results = backfill.item_results(deployment, execution)
-    _console.print(f"Backfill of {args.source}: {execution['status']}")
+    console.print(f"Backfill of {args.source}: {execution['status']}")
     table = Table()
     table.add_column("objects")
     table.add_column("count", justify="right")
     for outcome, count in sorted(backfill.outcome_counts(results).items()):
         table.add_row(outcome.value, str(count))
     table.add_row("runs started", str(sum(result.started for result in results)))
-    _console.print(table)
+    console.print(table)
     if execution["status"] != "SUCCEEDED":
-        _console.print(f"[bold red]{execution.get('error', '')}: {execution.get('cause', '')}[/]")
+        console.print(f"[bold red]{execution.get('error', '')}: {execution.get('cause', '')}[/]")
         return 1
     return 0
 
@@ -185,5 +185,5 @@ def _results(args: argparse.Namespace) -> int:
         json.dump([record.model_dump(mode="json") for record in records], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _console.print(records_table(records, locale=args.locale))
+        console.print(records_table(records, locale=args.locale))
     return 0

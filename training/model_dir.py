@@ -81,27 +81,15 @@ def write_code_dir(model_dir: Path) -> Path:
     code.mkdir()
     shutil.copyfile(ENTRY_POINT, code / ENTRY_POINT.name)
     shutil.copyfile(ENDPOINT_REQUIREMENTS, code / ENDPOINT_REQUIREMENTS.name)
-    copy_endpoint(code)
-    copy_describer_core(code)
+    copy_shared_packages(code)
     return code
 
 
-def copy_endpoint(target_dir: Path) -> Path:
-    """Copy the ``endpoint`` package (without bytecode) into ``target_dir``."""
-    return Path(
-        shutil.copytree(ENDPOINT_PACKAGE, Path(target_dir) / ENDPOINT_PACKAGE.name, ignore=_NO_BYTECODE)
-    )
-
-
-def copy_describer_core(target_dir: Path) -> Path:
-    """Copy the ``describer_core`` package (without bytecode) into ``target_dir``."""
-    return Path(
-        shutil.copytree(
-            Path(describer_core.__file__).parent,
-            Path(target_dir) / "describer_core",
-            ignore=_NO_BYTECODE,
-        )
-    )
+def copy_shared_packages(target_dir: Path) -> None:
+    """Copy ``endpoint`` and ``describer_core`` (without bytecode) into ``target_dir``: what a model
+    dir's ``code/`` and the training job both import besides their own code."""
+    for package in (ENDPOINT_PACKAGE, Path(describer_core.__file__).parent):
+        shutil.copytree(package, Path(target_dir) / package.name, ignore=_NO_BYTECODE)
 
 
 def read_metadata(model_dir: Path) -> ModelMetadata:

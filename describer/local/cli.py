@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from describer.deployment_cli import console
 from describer.local import stack as local_stack
 from describer.local.benchmarks.chaos import CHAOS_SEED, DEFAULT_FAULTS
 from describer.local.model_host.faults import FaultSpec
-
-# Piped output (make in CI, a log file) gets room for the demo's table instead of 80 columns.
-_console = Console() if sys.stdout.isatty() else Console(width=180)
 
 
 def register(subparsers: Any) -> None:
@@ -136,20 +132,20 @@ def _clean_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[arg
         try:
             return handler(args)
         except (TimeoutError, RuntimeError, FileNotFoundError, LookupError) as error:
-            _console.print(f"[bold red]{error}[/]")
-            _console.print(f"Logs: {args.state_dir.resolve() / 'logs'}")
+            console.print(f"[bold red]{error}[/]")
+            console.print(f"Logs: {args.state_dir.resolve() / 'logs'}")
             return 1
 
     return run
 
 
 def bring_up(args: argparse.Namespace) -> local_stack.LocalSettings:
-    with _console.status("Starting the emulator and the model host, deploying template.yaml ..."):
+    with console.status("Starting the emulator and the model host, deploying template.yaml ..."):
         settings, deployed = local_stack.up(settings_from(args))
     verb = "deployed" if deployed else "up to date"
-    _console.print(f"[green]Local stack {settings.stack_name} {verb}[/] at {settings.endpoint_url}")
+    console.print(f"[green]Local stack {settings.stack_name} {verb}[/] at {settings.endpoint_url}")
     if settings.faults.active:
-        _console.print(f"[yellow]Injecting faults[/] {settings.faults.text()} (seed {settings.faults.seed})")
+        console.print(f"[yellow]Injecting faults[/] {settings.faults.text()} (seed {settings.faults.seed})")
     return settings
 
 
@@ -160,14 +156,14 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     stopped = local_stack.down(args.state_dir.resolve())
-    _console.print(f"Stopped {len(stopped)} process(es)." if stopped else "Nothing was running.")
+    console.print(f"Stopped {len(stopped)} process(es)." if stopped else "Nothing was running.")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
     settings = local_stack.LocalSettings.load(args.state_dir.resolve())
     if settings is None or not local_stack.running(settings):
-        _console.print("The local stack is not running (`describer local up`).")
+        console.print("The local stack is not running (`describer local up`).")
         return 1
     stack = local_stack.stack_description(settings)
     table = Table(title=f"{settings.stack_name} ({stack['StackStatus'] if stack else 'not deployed'})")
@@ -178,7 +174,7 @@ def _status(args: argparse.Namespace) -> int:
     table.add_row("injected faults", fault_summary(local_stack.injected_faults(settings)))
     for output in (stack or {}).get("Outputs", []):
         table.add_row(output["OutputKey"], output["OutputValue"])
-    _console.print(table)
+    console.print(table)
     return 0
 
 
@@ -199,21 +195,21 @@ def fault_summary(report: dict[str, Any]) -> str:
 def _demo(args: argparse.Namespace) -> int:
     from describer.local.demo.run import run_demo
 
-    return run_demo(bring_up(args), args.photos_per_category, args.timeout, _console)
+    return run_demo(bring_up(args), args.photos_per_category, args.timeout, console)
 
 
 def _backfill_bench(args: argparse.Namespace) -> int:
     from describer.local.benchmarks.backfill_bench import run_backfill_bench
 
     local_stack.down(args.state_dir.resolve())  # a fresh stack: no records from earlier runs
-    return run_backfill_bench(bring_up(args), args.objects, args.uploads, args.timeout, _console)
+    return run_backfill_bench(bring_up(args), args.objects, args.uploads, args.timeout, console)
 
 
 def _cost(args: argparse.Namespace) -> int:
     from describer.local.benchmarks.cost_meter import run_cost
 
     local_stack.down(args.state_dir.resolve())  # a fresh stack: its logs and histories are this run's
-    return run_cost(bring_up(args), args.products, args.timeout, _console)
+    return run_cost(bring_up(args), args.products, args.timeout, console)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -221,7 +217,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     # A fresh stack, so that the first upload meets cold Lambda workers.
     local_stack.down(args.state_dir.resolve())
-    return run_bench(bring_up(args), args.warm_uploads, args.burst, args.timeout, _console)
+    return run_bench(bring_up(args), args.warm_uploads, args.burst, args.timeout, console)
 
 
 def _chaos(args: argparse.Namespace) -> int:
@@ -235,13 +231,13 @@ def _chaos(args: argparse.Namespace) -> int:
             args.reuploads,
             args.redeliveries,
             args.timeout,
-            _console,
+            console,
             args.photo_products,
         )
     finally:
         local_stack.set_faults(settings, FaultSpec())  # the stack serves cleanly again
-    _console.print(chaos_table(result))
-    _console.print(faults_table(result))
-    _console.print(f"Took {result.elapsed_s:.0f} s on {os.cpu_count()} cores.")
-    _console.print(result.summary())
+    console.print(chaos_table(result))
+    console.print(faults_table(result))
+    console.print(f"Took {result.elapsed_s:.0f} s on {os.cpu_count()} cores.")
+    console.print(result.summary())
     return 0 if result.clean else 1
