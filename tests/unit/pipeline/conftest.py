@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ def _clear_handler_caches() -> None:
             value.cache_clear()
 
 
+@cache
 def load_template() -> dict[str, Any]:
     template, matches = decode(str(TEMPLATE))
     assert template is not None, matches

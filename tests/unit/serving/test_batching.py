@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +276,19 @@ def test_bad_requests_among_good_ones_fail_alone_over_http(
         assert EndpointErrorBody.from_message(reply["Message"]).error is code
 
 
+def post_oversized(address: tuple[str, int], path: str) -> tuple[int, dict[str, Any]]:
+    """A POST that announces one byte over the limit and sends only its first kilobyte."""
+    with socket.create_connection(address, timeout=60) as client:
+        client.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n".encode()
+            + b"{" * 1024
+        )
+        response = http.client.HTTPResponse(client)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
 def test_an_oversized_body_is_refused_unread_and_the_others_are_answered(
     host: tuple[str, int, DescriberModel], s3: Any
 ) -> None:
@@ -282,18 +296,8 @@ def test_an_oversized_body_is_refused_unread_and_the_others_are_answered(
     category, photos, asked = _workload(model)
     s3.put_object(Bucket=BUCKET, Key="p.jpg", Body=photos[0])
 
-    def oversized() -> tuple[int, dict[str, Any]]:
-        with socket.create_connection(address, timeout=60) as client:
-            client.sendall(
-                f"POST /endpoints/{ENDPOINT}/invocations HTTP/1.1\r\nHost: x\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n".encode()
-                + b"{" * 1024
-            )
-            response = http.client.HTTPResponse(client)
-            response.begin()
-            return response.status, json.loads(response.read())
-
     good = _product_body("p.jpg", asked[0], category)
+    oversized = partial(post_oversized, address, f"/endpoints/{ENDPOINT}/invocations")
     results = _together([oversized, lambda: _post(address, good), lambda: _post(address, good)])
 
     status, reply = results[0]

@@ -18,7 +18,6 @@ from typing import Any
 import boto3
 import pytest
 
-from describer_core.contracts import MAX_REQUEST_BYTES
 from describer_core.endpoint_errors import EndpointErrorCode
 from endpoint import inference
 from endpoint.model import DescriberModel
@@ -33,6 +32,7 @@ from .test_batching import (
     _product_body,
     _together,
     _workload,
+    post_oversized,
 )
 
 Address = tuple[str, int]
@@ -85,16 +85,8 @@ def test_an_oversized_body_is_refused_unread_and_others_are_answered(
     category, photos, asked = _workload(model)
     s3.put_object(Bucket=BUCKET, Key="p.jpg", Body=photos[0])
 
-    with socket.create_connection(address, timeout=60) as client:
-        client.sendall(
-            f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {MAX_REQUEST_BYTES + 1}\r\n\r\n".encode()
-            + b"{" * 1024
-        )
-        response = http.client.HTTPResponse(client)
-        response.begin()
-        assert response.status == 413
-        assert json.loads(response.read())["error"] == "RequestTooLarge"
+    status, reply = post_oversized(address, "/invocations")
+    assert (status, reply["error"]) == (413, "RequestTooLarge")
 
     status, reply = _call(address, "POST", "/invocations", _product_body("p.jpg", asked[0], category))
     assert status == 200
@@ -118,10 +110,10 @@ def test_the_serving_entry_point_runs_the_model_dirs_own_code(
     s3_server.start()
     s3_url = f"http://127.0.0.1:{s3_server._server.server_port}"  # type: ignore[union-attr]
     port = _free_port()
-    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     environ = {
         **{name: value for name, value in os.environ.items() if not name.startswith("AWS_")},
-        **credentials,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": s3_url,
         "PYTHONPATH": str(model_dir / "code"),
@@ -135,7 +127,13 @@ def test_the_serving_entry_point_runs_the_model_dirs_own_code(
         stderr=subprocess.PIPE,
     )
     try:
-        s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", **_lower(credentials))
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=s3_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         s3.create_bucket(Bucket=BUCKET)
         category, photos, asked = _workload(loaded_model)
         s3.put_object(Bucket=BUCKET, Key="p.jpg", Body=photos[0])
@@ -154,10 +152,6 @@ def test_the_serving_entry_point_runs_the_model_dirs_own_code(
     # The model dir's own endpoint package served, not the repository's; no payload in the log.
     assert f"serving {model_dir} with {model_dir / 'code' / 'endpoint'} on port" in stderr.decode()
     assert "not json" not in stderr.decode()
-
-
-def _lower(credentials: dict[str, str]) -> dict[str, str]:
-    return {name.lower(): value for name, value in credentials.items()}
 
 
 def _wait_for_ping(address: Address, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
