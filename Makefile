@@ -68,7 +68,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy functions endpoint training describer
+	$(BIN)/mypy functions endpoint training describer benchmarks
 
 # The SAM template: cfn-lint, then SAM's own transform + lint (offline, no telemetry).
 validate: install
@@ -82,7 +82,7 @@ scan: .venv-checkov/.installed
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-# The Lambdas' unit tests (handlers and describer_core) on python3.13, the runtime AWS runs them on.
+# The Lambdas' unit tests (handlers, describer_rules, describer_aws, describer_steps) on python3.13, the runtime AWS runs them on.
 LAMBDA_TESTS := tests/unit/pipeline tests/unit/core
 unit-py313: .venv-py313/.installed
 	.venv-py313/bin/pytest -q -p no:cacheprovider $(LAMBDA_TESTS)
@@ -103,7 +103,7 @@ browser:
 # `review loop: needs review P1% -> P2%, accuracy A1 -> A2` on a held-out synthetic batch.
 .PHONY: review-bench
 review-bench: $(VENV)/.installed demo-model
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m describer.review.loop_bench \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m benchmarks.review_loop \
 		--demo-model-dir $(DEMO_MODEL_DIR) --data-dir $(DEMO_DATA_DIR)
 
 # The endpoint's benchmark (not a test): the reference path (one full BLIP-2 call per question) against
@@ -112,7 +112,7 @@ review-bench: $(VENV)/.installed demo-model
 DEMO_MODEL_DIR ?= .cache/demo-model
 .PHONY: bench
 bench: $(VENV)/.installed demo-model
-	$(BIN)/python -m training.endpoint_bench.speedup --demo-model-dir $(DEMO_MODEL_DIR)
+	$(BIN)/python -m benchmarks.endpoint_speedup --demo-model-dir $(DEMO_MODEL_DIR)
 
 # The endpoint under load (issue 19): C = 1, 4, 16 concurrent products over HTTP through the real
 # inference.py with cross-request batching, proportional config; figures to .cache/load-bench.json
@@ -121,10 +121,10 @@ bench: $(VENV)/.installed demo-model
 # without one it says so and exits with status 2 (docs/benchmarks.md).
 .PHONY: load-bench gpu-bench
 load-bench: $(VENV)/.installed
-	$(BIN)/python -m training.endpoint_bench.load
+	$(BIN)/python -m benchmarks.endpoint_load
 
 gpu-bench: $(VENV)/.installed
-	$(BIN)/python -m training.endpoint_bench.gpu
+	$(BIN)/python -m benchmarks.endpoint_gpu
 
 # The endpoint's serving image (endpoint/Dockerfile): the Hugging Face inference image with
 # endpoint.serve as its entry point, so that requests on one instance share batches. Needs Docker and
@@ -139,12 +139,13 @@ serving-image:
 # locales, tokens and modelled latency on the real prompts; the last line compares them.
 .PHONY: copy-bench
 copy-bench: $(VENV)/.installed
-	$(BIN)/python -m describer.local.benchmarks.copy_bench --locales en-US,es-ES,de-DE,fr-FR
+	$(BIN)/python -m benchmarks.copy --locales en-US,es-ES,de-DE,fr-FR
 
 # --- The local stack: ministack + the local model host + template.yaml deployed with the SAM CLI -----
 # State, logs and emulator temp files live in .local/; `make local-down` stops every process.
 .PHONY: demo local-up local-down integration local-bench
 LOCAL := $(BIN)/describer local
+LOCAL_BENCH := $(BIN)/python -m benchmarks
 
 demo: install demo-model
 	$(LOCAL) demo --model-dir $(DEMO_MODEL_DIR)
@@ -163,24 +164,24 @@ integration: install demo-model browser
 # S stuck, D duplicate executions, V wrong versions` (exit status 1 unless F = S = D = V = 0).
 .PHONY: chaos
 chaos: install demo-model
-	$(LOCAL) chaos --model-dir $(DEMO_MODEL_DIR)
+	$(LOCAL_BENCH) chaos --model-dir $(DEMO_MODEL_DIR)
 
 # Latency per upload (cold, warm) and the time for a burst of 50 uploads on the local stack.
 local-bench: install demo-model
-	$(LOCAL) bench --model-dir $(DEMO_MODEL_DIR)
+	$(LOCAL_BENCH) latency --model-dir $(DEMO_MODEL_DIR)
 
 # A catalogue of 1,000 synthetic photos backfilled on a fresh local stack (with a warm upload timed
 # during it), then backfilled again; the last lines are `backfill: 1000 objects, ...` and `rerun: N
 # executions started`.
 .PHONY: backfill-bench
 backfill-bench: install demo-model
-	$(LOCAL) backfill-bench --model-dir $(DEMO_MODEL_DIR)
+	$(LOCAL_BENCH) backfill --model-dir $(DEMO_MODEL_DIR)
 
 # N products through a fresh local stack, every call metered and priced (describer/prices.json); the
 # last line is `cost per 1000 images: $X.XX` for the template's default configuration.
 .PHONY: cost
 cost: install demo-model
-	$(LOCAL) cost --model-dir $(DEMO_MODEL_DIR)
+	$(LOCAL_BENCH) cost --model-dir $(DEMO_MODEL_DIR)
 
 # --- Training (training/, docs/training.md) ----------------------------------------------------------
 # The demo model: a tiny BLIP-2 fine-tuned on a synthetic catalogue, shipped in training/demo_model/;
@@ -197,7 +198,7 @@ demo-model: $(VENV)/.installed
 eval: demo-model
 	$(BIN)/describer evaluate --model $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 
-# Rebuilds functions/describer_core/catalogue.json from the dataset's metadata (styles/<id>.json of the
+# Rebuilds functions/describer_rules/catalogue.json from the dataset's metadata (styles/<id>.json of the
 # Fashion Product Images dataset; the full 44,441 are in aerospike-examples/retail-demo, data/styles):
 # `make catalogue STYLES_DIR=path/to/styles` (docs/training.md, "The catalogue").
 catalogue: $(VENV)/.installed
@@ -209,10 +210,10 @@ catalogue: $(VENV)/.installed
 # questions, in process on the demo model; the last line compares the two per product.
 .PHONY: category-bench
 category-bench: $(VENV)/.installed demo-model
-	$(BIN)/python -m training.category_bench --model-dir $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
+	$(BIN)/python -m benchmarks.categories --model-dir $(DEMO_MODEL_DIR) --data $(DEMO_DATA_DIR)
 
 # Several photos per product (not a test): the demo model fine-tuned on front/back/detail views of
 # synthetic products (training/views.py), then front photo alone against all three fused, held out.
 .PHONY: multi-photo-bench
 multi-photo-bench: $(VENV)/.installed demo-model
-	OMP_NUM_THREADS=1 $(BIN)/python -m training.multi_photo_bench --start-from $(DEMO_MODEL_DIR)
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.multi_photo --start-from $(DEMO_MODEL_DIR)

@@ -25,13 +25,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _registrations() -> list[Callable[[Any], None]]:
     # Imported here so an import error in one area names that area.
-    from describer.deployment_cli import register as register_deployment
-    from describer.local.cli import register as register_local
-    from describer.review.cli import register as register_review
+    from describer.deployment_commands import register as register_deployment
+    from describer.local.commands import register as register_local
+    from describer.review.commands import register as register_review
+    from describer.sagemaker.launcher import register as register_sagemaker
     from describer.status import register as register_status
-    from training.cli import register as register_training
+    from training.commands import register as register_training
 
-    return [register_training, register_local, register_deployment, register_status, register_review]
+    return [
+        register_training,
+        register_sagemaker,
+        register_local,
+        register_deployment,
+        register_status,
+        register_review,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,12 +1,12 @@
 """Cost per 1,000 images: what one product used, times the price table in ``prices.json``.
 
-``ProductUsage`` is what ``make cost`` meters on the local stack (``describer.local.benchmarks.cost_meter``),
+``ProductUsage`` is what ``make cost`` meters on the local stack (``benchmarks.cost_meter``),
 per product: Lambda invocations and GB-seconds per function, Step Functions state transitions,
 endpoint calls and questions, Bedrock calls and tokens; plus the requests the code path makes to
 S3, DynamoDB and SQS and the X-Ray traces, counted from the code rather than metered. Endpoint time
 is the one modelled quantity: the local model is a tiny CPU model, so GPU seconds come from the
-assumptions in ``training.endpoint_scaling``, or from measured figures where a bench left them
-(``training.endpoint_bench.figures``: ``make gpu-bench``'s seconds, ``make load-bench``'s gain
+assumptions in ``describer.sagemaker.scaling``, or from measured figures where a bench left them
+(``describer.endpoint_figures``: ``make gpu-bench``'s seconds, ``make load-bench``'s gain
 from cross-request batching), and are divided by the instance's utilisation (an instance is paid
 for by the hour, busy or not).
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from training.endpoint_bench.figures import EndpointTiming
+from describer.endpoint_figures import EndpointTiming
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 PER = 1000  # products

@@ -18,8 +18,8 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
 from describer.local import stack as local_stack
-from describer_core.contracts import ProductRecord, Status
-from describer_core.records import REVIEW_KEY, REVIEW_PENDING
+from describer_aws.results_table import REVIEW_KEY, REVIEW_PENDING
+from describer_rules.contracts import ProductRecord, Status
 
 _DESERIALIZER = TypeDeserializer()
 

@@ -23,8 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from describer.deployment import FINAL_STATUSES, Deployment, fetch_records
-from describer_core.contracts import ErrorCode, ProductRecord, Status
-from describer_core.states import RedriveMessage, WorkflowInput
+from describer_rules.contracts import ErrorCode, ProductRecord, Status
+from describer_steps.states import RedriveMessage, WorkflowInput
 
 # Failures whose cause may have passed: a busy or broken model, an internal fault, a stopped run.
 DEFAULT_CODES = (

@@ -26,8 +26,8 @@ from rich.table import Table
 
 from describer.deployment import Deployment
 from describer.redrive import since_timestamp
-from describer_core.contracts import Status
-from describer_core.records import REVIEW_KEY, REVIEW_PENDING
+from describer_aws.results_table import REVIEW_KEY, REVIEW_PENDING
+from describer_rules.contracts import Status
 
 DEFAULT_SINCE = timedelta(hours=24)
 # The CloudWatch metric the age alarm watches (AWS publishes SQS metrics every minute).
@@ -317,13 +317,13 @@ def add_parser(
 
 def register(subparsers: Any) -> None:
     # The same target options (and local-stack default) as upload, redrive and results.
-    from describer import deployment_cli
+    from describer import deployment_commands
     from describer.local.stack import LocalSettings
 
     def run(args: argparse.Namespace) -> int:
-        deployment = deployment_cli.deployment_from(args)
+        deployment = deployment_commands.deployment_from(args)
         local = LocalSettings.load(args.state_dir.resolve()) if deployment.endpoint_url else None
         console = Console() if sys.stdout.isatty() else Console(width=160)
         return status(args, deployment, console, local.model_host_url if local else None)
 
-    add_parser(subparsers, deployment_cli.add_target_arguments).set_defaults(handler=run)
+    add_parser(subparsers, deployment_commands.add_target_arguments).set_defaults(handler=run)

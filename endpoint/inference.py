@@ -9,7 +9,7 @@ there, with ``code/`` on the import path::
     prediction = predict_fn(request, model)          # JSON-ready dict
     body = output_fn(prediction, accept)             # JSON text
 
-Requests (``application/json``), both from ``describer_core.contracts``:
+Requests (``application/json``), both from ``describer_rules.contracts``:
 
 - ``ReferenceRequest`` ``{"prompt": "<question>", "image": "<base64>"}`` (the reference solution's),
   answered ``{"Sleeve Length": "Long Sleeves"}``;
@@ -17,7 +17,7 @@ Requests (``application/json``), both from ``describer_core.contracts``:
   "question"}, ...], "category"?}``, answered with a ``ProductResponse``.
 
 Error contract: everything wrong with a request raises
-``describer_core.endpoint_errors.EndpointRequestError``, a ``ValueError`` with ``.status`` (400
+``describer_rules.endpoint_errors.EndpointRequestError``, a ``ValueError`` with ``.status`` (400
 invalid request, 404 S3 object not found, 413 too many questions / image too large, 415 not JSON,
 422 unreadable object or image) and ``.code``; ``str(error)`` is the JSON error body. A host maps it
 to ``.status``; the SageMaker toolkit answers any exception with 400 and ``str(error)``, which the
@@ -29,8 +29,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from describer_core.contracts import ProductRequest, ReferenceRequest
-from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
+from describer_rules.contracts import ProductRequest, ReferenceRequest
+from describer_rules.endpoint_errors import EndpointErrorCode, EndpointRequestError
 from endpoint.model import DescriberModel
 from endpoint.requests import JSON_CONTENT_TYPE, parse_request
 

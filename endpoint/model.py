@@ -34,16 +34,16 @@ from PIL import Image
 from pydantic import ValidationError
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from describer_core.answers import MAX_ANSWER_TOKENS, format_answer, parse_answer
-from describer_core.catalogue import (
+from describer_rules.answers import MAX_ANSWER_TOKENS, format_answer, parse_answer
+from describer_rules.catalogue import (
     GENERIC_CATEGORY,
     AttributeSpec,
     Catalogue,
     load_catalogue,
     normalise_token,
 )
-from describer_core.confidence import Calibration
-from describer_core.contracts import (
+from describer_rules.confidence import Calibration
+from describer_rules.contracts import (
     AttributeAnswer,
     ProductRequest,
     ProductResponse,
@@ -51,8 +51,8 @@ from describer_core.contracts import (
     ReferenceRequest,
     S3ObjectRef,
 )
-from describer_core.fusion import FusionCalibration, fuse_answers
-from describer_core.model_files import CATALOGUE_FILE, METADATA_FILE
+from describer_rules.fusion import FusionCalibration, fuse_answers
+from describer_rules.model_files import CATALOGUE_FILE, METADATA_FILE
 from endpoint import generation, scoring
 from endpoint.batching import BatchSettings, RequestBatcher
 from endpoint.generation import PromptTokenizer
@@ -197,7 +197,7 @@ class DescriberModel:
 
     def answer_photos(self, request: ProductRequest) -> ProductResponse:
         """Several photos of one product: each photo's vision pass once (cached), every attribute
-        scored on every photo and fused into one answer (``describer_core.fusion``)."""
+        scored on every photo and fused into one answer (``describer_rules.fusion``)."""
         digests, per_photo = [], []
         for ref in request.photos:
             digest, features = self.s3_image_features(ref)

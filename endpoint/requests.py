@@ -15,11 +15,10 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel, ValidationError
 
-from describer_core.contracts import MAX_QUESTIONS_PER_REQUEST, ProductRequest, ReferenceRequest
-from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
-from describer_core.errors import InvalidInput
-from describer_core.images import inspect_image
-from describer_core.settings import ImageSettings
+from describer_rules.contracts import MAX_QUESTIONS_PER_REQUEST, ProductRequest, ReferenceRequest
+from describer_rules.endpoint_errors import EndpointErrorCode, EndpointRequestError
+from describer_rules.errors import InvalidInput
+from describer_rules.images import ImageSettings, inspect_image
 
 JSON_CONTENT_TYPE = "application/json"
 # The same limits as the pipeline's Prepare step, so the two never disagree about an image.

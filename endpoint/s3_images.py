@@ -9,8 +9,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from describer_core.contracts import S3ObjectRef
-from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
+from describer_rules.contracts import S3ObjectRef
+from describer_rules.endpoint_errors import EndpointErrorCode, EndpointRequestError
 from endpoint.requests import MAX_IMAGE_BYTES
 
 _NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "404", "NotFound"}

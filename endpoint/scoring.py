@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from transformers import Blip2ForConditionalGeneration, DynamicCache, EncoderDecoderCache
 
-from describer_core.answers import format_answer
-from describer_core.confidence import MAX_ALTERNATIVES, Calibration, softmax
-from describer_core.contracts import Alternative, AttributeAnswer
+from describer_rules.answers import format_answer
+from describer_rules.confidence import MAX_ALTERNATIVES, Calibration, softmax
+from describer_rules.contracts import Alternative, AttributeAnswer
 from endpoint.generation import PromptTokenizer, prefix_inputs
 
 

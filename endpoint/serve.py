@@ -37,8 +37,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from describer_core.contracts import MAX_REQUEST_BYTES
-from describer_core.endpoint_errors import EndpointRequestError
+from describer_rules.contracts import MAX_REQUEST_BYTES
+from describer_rules.endpoint_errors import EndpointRequestError
 
 LOG = logging.getLogger("describer.endpoint.serve")
 JSON = "application/json"
@@ -62,7 +62,7 @@ class EntryPoint:
         script = code_dir / "inference.py"
         if not script.is_file():
             raise FileNotFoundError(f"{script} not found: not a describer model dir")
-        sys.path.insert(0, str(code_dir))  # its endpoint/ and describer_core/ packages
+        sys.path.insert(0, str(code_dir))  # its endpoint/ and describer_rules/ packages
         spec = importlib.util.spec_from_file_location("inference", script)
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot load {script}")

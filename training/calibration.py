@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from describer_core.confidence import Calibration, softmax
+from describer_rules.confidence import Calibration, softmax
 from training.model_dir import METADATA_FILE, read_metadata
 
 ECE_BINS = 10

@@ -24,8 +24,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import describer_core
-from describer_core.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
+import describer_rules
+from describer_rules.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
+from training.dataset import prepare_dataset
 from training.model_dir import (
     CATALOGUE_FILE,
     CODE_DIR,
@@ -35,8 +36,7 @@ from training.model_dir import (
     write_code_dir,
     write_model_dir,
 )
-from training.prepare import prepare_dataset
-from training.scoring import calibrate_model_dir
+from training.served_answers import calibrate_model_dir
 from training.synth import demo_catalogue, write_synthetic_catalogue
 from training.train import parse_args, print_history, train
 
@@ -91,7 +91,7 @@ def demo_key() -> str:
         digest.update((package / name).read_bytes())
     for name in ENDPOINT_CODE:
         digest.update((ENDPOINT_PACKAGE / name).read_bytes())
-    core = Path(describer_core.__file__).parent
+    core = Path(describer_rules.__file__).parent
     for name in ("catalogue.py", "answers.py", "confidence.py"):
         digest.update((core / name).read_bytes())
     digest.update(DEFAULT_CATALOGUE_PATH.read_bytes())

@@ -1,6 +1,6 @@
 """Evaluation of a model directory on held-out products, through the endpoint's own answering code.
 
-Every answer is the one the endpoint serves (``training.scoring``: scored over the vocabulary, with
+Every answer is the one the endpoint serves (``training.served_answers``: scored over the vocabulary, with
 the model's calibrated confidence). Reported per (category, attribute): accuracy, their macro average, the
 expected calibration error (10 bins) and the accuracy that remains when the least confident 5, 10
 or 20 % of the answers go to review; the most common confusions; two baselines: always answering the
@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
-from describer_core.catalogue import GENERIC_CATEGORY, Catalogue
-from describer_core.confidence import Calibration, needs_review
+from describer_rules.catalogue import GENERIC_CATEGORY, Catalogue
+from describer_rules.confidence import Calibration, needs_review
 from endpoint.model import DescriberModel
 from training.calibration import (
     REVIEW_SHARES,
@@ -35,9 +35,9 @@ from training.calibration import (
     reliability_bins,
     threshold_for_review_share,
 )
+from training.dataset import read_qa_rows
 from training.model_dir import read_metadata
-from training.prepare import read_qa_rows
-from training.scoring import RowAnswer, answer_rows, asked_category
+from training.served_answers import RowAnswer, answer_rows, asked_category
 from training.tiny import build_base_model_dir, catalogue_texts
 
 

@@ -10,7 +10,7 @@ Layout (everything at the root loads with no hub access)::
     code/inference.py                      the endpoint's entry point (endpoint/inference.py)
     code/endpoint/                         the endpoint package it imports (endpoint/)
     code/requirements.txt                  what the inference container adds (endpoint/requirements.txt)
-    code/describer_core/                   the shared domain rules (same answer parsing)
+    code/describer_rules/                   the shared domain rules (same answer parsing)
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-import describer_core
+import describer_rules
 import endpoint
-from describer_core.catalogue import Catalogue
-from describer_core.confidence import Calibration
-from describer_core.model_files import CATALOGUE_FILE, METADATA_FILE
+from describer_rules.catalogue import Catalogue
+from describer_rules.confidence import Calibration
+from describer_rules.model_files import CATALOGUE_FILE, METADATA_FILE
 
 ENDPOINT_PACKAGE = Path(endpoint.__file__).parent
 ENTRY_POINT = ENDPOINT_PACKAGE / "inference.py"
@@ -75,7 +75,7 @@ def write_model_dir(
 
 def write_code_dir(model_dir: Path) -> Path:
     """(Re)write ``<model_dir>/code``: the entry point, the endpoint package, its requirements and
-    ``describer_core``."""
+    ``describer_rules``."""
     code = Path(model_dir) / CODE_DIR
     shutil.rmtree(code, ignore_errors=True)
     code.mkdir()
@@ -86,9 +86,9 @@ def write_code_dir(model_dir: Path) -> Path:
 
 
 def copy_shared_packages(target_dir: Path) -> None:
-    """Copy ``endpoint`` and ``describer_core`` (without bytecode) into ``target_dir``: what a model
+    """Copy ``endpoint`` and ``describer_rules`` (without bytecode) into ``target_dir``: what a model
     dir's ``code/`` and the training job both import besides their own code."""
-    for package in (ENDPOINT_PACKAGE, Path(describer_core.__file__).parent):
+    for package in (ENDPOINT_PACKAGE, Path(describer_rules.__file__).parent):
         shutil.copytree(package, Path(target_dir) / package.name, ignore=_NO_BYTECODE)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from describer_core.answers import MAX_ANSWER_TOKENS
+from describer_rules.answers import MAX_ANSWER_TOKENS
 from endpoint.generation import greedy_decode
 
 IGNORE_INDEX = -100

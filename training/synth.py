@@ -26,7 +26,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from describer_core.catalogue import (
+from describer_rules.catalogue import (
     ARTICLE_TYPE_ATTRIBUTE,
     GENERIC_CATEGORY,
     AttributeSpec,

@@ -23,8 +23,8 @@ from transformers import (
 )
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 
-from describer_core.answers import format_answer
-from describer_core.catalogue import Catalogue, load_catalogue
+from describer_rules.answers import format_answer
+from describer_rules.catalogue import Catalogue, load_catalogue
 
 PAD_TOKEN, EOS_TOKEN, UNK_TOKEN, IMAGE_TOKEN = "<pad>", "</s>", "<unk>", "<image>"
 PRESETS = ("tiny", "proportional", "blip2-flan-t5-xl")

@@ -11,7 +11,7 @@ Fixes over the reference: label padding masked (-100); attention masks passed; a
 does not diverge, and if the loss still becomes NaN/inf training stops with an error and no model is
 written; evaluation every epoch with the best epoch kept; LoRA merged so the endpoint never needs
 the base model; the endpoint's confidence temperature fitted on the validation split
-(``training.scoring.calibrate_model_dir``).
+(``training.served_answers.calibrate_model_dir``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from describer_core.answers import parse_answer
-from describer_core.catalogue import Catalogue, load_catalogue
+from describer_rules.answers import parse_answer
+from describer_rules.catalogue import Catalogue, load_catalogue
+from training.dataset import attribute_spec, read_qa_rows
 from training.model_dir import CATALOGUE_FILE, ModelMetadata, write_model_dir
 from training.modeling import (
     ImageQuestions,
@@ -42,8 +43,7 @@ from training.modeling import (
     group_by_image,
     question_answer_loss,
 )
-from training.prepare import attribute_spec, read_qa_rows
-from training.scoring import calibrate_model_dir
+from training.served_answers import calibrate_model_dir
 from training.tiny import build_base_model_dir, catalogue_texts
 from training.train_config import (
     OFFLINE_PRESETS,

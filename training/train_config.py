@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from describer_core.answers import MAX_ANSWER_TOKENS
+from describer_rules.answers import MAX_ANSWER_TOKENS
 
 # Bases built offline by training.tiny (no hub); anything else is a hub id or a local model dir.
 OFFLINE_PRESETS = ("tiny", "proportional")

@@ -23,7 +23,7 @@ from enum import StrEnum
 
 from PIL import Image
 
-from describer_core.catalogue import Catalogue
+from describer_rules.catalogue import Catalogue
 from training.synth import IMAGE_SIZE, SyntheticProduct, demo_catalogue, render_product
 
 # The views are drawn for tops: a folded front, a back on a hanger and a cloth close-up tell them apart.

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from describer_core.contracts import ErrorCode
-from describer_core.settings import ImageSettings
+from describer_rules.contracts import ErrorCode
+from describer_rules.images import ImageSettings
 from training.synth import DRAWN, sample_product, write_synthetic_catalogue
 from training.views import View, render_views, view_catalogue
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from describer.review.desk import photos_of
-from describer_core.catalogue import Catalogue, load_catalogue
-from describer_core.contracts import ProductRecord, ReviewStatus
-from training.prepare import QA_COLUMNS, Product, question_answer_rows
+from describer_rules.catalogue import Catalogue, load_catalogue
+from describer_rules.contracts import ProductRecord, ReviewStatus
+from training.dataset import QA_COLUMNS, Product, question_answer_rows
 
 CORRECTIONS_FILE = "corrections.csv"
 CORRECTION_COLUMNS = (*QA_COLUMNS, "photo_key", "photo_version", "review_status", "reviewed_at")

@@ -18,9 +18,11 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from describer_core.catalogue import Catalogue, CategorySpec, load_catalogue
-from describer_core.content_rules import violations
-from describer_core.contracts import (
+from describer_aws.product_events import ProductEvents
+from describer_aws.results_table import RecordVersion, ResultsTable, utc_now
+from describer_rules.catalogue import Catalogue, CategorySpec, load_catalogue
+from describer_rules.content_rules import violations
+from describer_rules.contracts import (
     ImageStatus,
     LocaleContent,
     ProductEventType,
@@ -31,13 +33,11 @@ from describer_core.contracts import (
     Status,
     TokenUsage,
 )
-from describer_core.description import CopyWriter
-from describer_core.errors import TransientError
-from describer_core.notifications import ProductEvents
-from describer_core.records import RecordVersion, ResultsTable, utc_now
-from describer_core.settings import DescriptionSettings
-from describer_core.states import DescriptionResult
-from describer_core.style_guide import StyleGuide
+from describer_rules.errors import TransientError
+from describer_rules.style_guide import StyleGuide
+from describer_steps.settings import DescriptionSettings
+from describer_steps.states import DescriptionResult
+from describer_steps.write_description import CopyWriter
 
 MAX_REASON_CHARS = 1000
 COPY_PARTS = ("title", "description", "bullets", "keywords", "meta_description")

@@ -18,12 +18,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from describer.deployment import Deployment
 from describer.review.desk import ReviewDesk, ReviewRefused
-from describer_core.contracts import ProductRecord, S3ObjectRef
-from describer_core.notifications import ProductEvents
-from describer_core.records import ResultsTable
-from describer_core.settings import DescriptionSettings, load_settings
-from describer_core.states import DescribeInput, DescriptionResult, ProductIdentity
-from describer_core.style_guide import load_style_guide
+from describer_aws.product_events import ProductEvents
+from describer_aws.results_table import ResultsTable
+from describer_aws.style_guides import load_style_guide
+from describer_rules.contracts import ProductRecord, S3ObjectRef
+from describer_steps.settings import DescriptionSettings, load_settings
+from describer_steps.states import DescribeInput, DescriptionResult, ProductIdentity
 
 WRITER_OUTPUT = "WriteDescriptionFunctionName"
 

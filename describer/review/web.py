@@ -34,9 +34,9 @@ from describer.review.desk import (
     attributes_to_review,
     photos_of,
 )
-from describer_core.contracts import LocaleContent, ProductRecord
-from describer_core.errors import TransientError
-from describer_core.records import RecordVersion
+from describer_aws.results_table import RecordVersion
+from describer_rules.contracts import LocaleContent, ProductRecord
+from describer_rules.errors import TransientError
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "review_session"

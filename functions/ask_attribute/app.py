@@ -8,18 +8,18 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from describer_core import wiring
-from describer_core.attributes import ask_attributes
-from describer_core.catalogue import load_catalogue
-from describer_core.observability import logger, metrics, tracer
-from describer_core.settings import EndpointSettings, load_settings
-from describer_core.states import AskInput
+from describer_aws import clients
+from describer_aws.observability import logger, metrics, tracer
+from describer_rules.catalogue import load_catalogue
+from describer_steps.ask_attribute import ask_attributes
+from describer_steps.settings import EndpointSettings, load_settings
+from describer_steps.states import AskInput
 
 
 @cache
 def _dependencies() -> tuple[EndpointSettings, Any]:
     settings = load_settings(EndpointSettings)
-    return settings, wiring.sagemaker_runtime(settings.endpoint_read_timeout_s)
+    return settings, clients.sagemaker_runtime(settings.endpoint_read_timeout_s)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -7,18 +7,18 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from describer_core import wiring
-from describer_core.backfill import PlanInput, plan_item
-from describer_core.catalogue import load_catalogue
-from describer_core.observability import logger, tracer
-from describer_core.records import ResultsTable
-from describer_core.settings import BackfillSettings, load_settings
+from describer_aws import clients
+from describer_aws.observability import logger, tracer
+from describer_aws.results_table import ResultsTable
+from describer_rules.catalogue import load_catalogue
+from describer_steps.backfill_plan import PlanInput, plan_item
+from describer_steps.settings import BackfillSettings, load_settings
 
 
 @cache
 def _dependencies() -> tuple[BackfillSettings, Any, ResultsTable]:
     settings = load_settings(BackfillSettings)
-    return settings, wiring.client("s3"), wiring.results_table(settings.results_table_name)
+    return settings, clients.client("s3"), clients.results_table(settings.results_table_name)
 
 
 @logger.inject_lambda_context(log_event=False)

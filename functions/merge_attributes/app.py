@@ -6,10 +6,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from describer_core.attributes import merge_attributes
-from describer_core.observability import logger, tracer
-from describer_core.settings import ReviewSettings, load_settings
-from describer_core.states import MergeInput
+from describer_aws.observability import logger, tracer
+from describer_steps.merge_attributes import merge_attributes
+from describer_steps.settings import ReviewSettings, load_settings
+from describer_steps.states import MergeInput
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -7,22 +7,22 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from describer_core import wiring
-from describer_core.attributes import ask_one
-from describer_core.catalogue import GENERIC_CATEGORY, load_catalogue
-from describer_core.contracts import AttributeAnswer, Question, S3ObjectRef
-from describer_core.observability import logger, tracer
-from describer_core.preparation import CategoryAsker, prepare
-from describer_core.records import ResultsTable
-from describer_core.settings import PrepareSettings, load_settings
-from describer_core.states import PrepareInput
+from describer_aws import clients
+from describer_aws.observability import logger, tracer
+from describer_aws.results_table import ResultsTable
+from describer_rules.catalogue import GENERIC_CATEGORY, load_catalogue
+from describer_rules.contracts import AttributeAnswer, Question, S3ObjectRef
+from describer_steps.ask_attribute import ask_one
+from describer_steps.prepare import CategoryAsker, prepare
+from describer_steps.settings import PrepareSettings, load_settings
+from describer_steps.states import PrepareInput
 
 
 @cache
 def _dependencies() -> tuple[PrepareSettings, Any, ResultsTable, CategoryAsker | None]:
     settings = load_settings(PrepareSettings)
-    table = wiring.results_table(settings.results_table_name)
-    return settings, wiring.client("s3"), table, _category_asker(settings)
+    table = clients.results_table(settings.results_table_name)
+    return settings, clients.client("s3"), table, _category_asker(settings)
 
 
 def _category_asker(settings: PrepareSettings) -> CategoryAsker | None:
@@ -30,7 +30,7 @@ def _category_asker(settings: PrepareSettings) -> CategoryAsker | None:
     endpoint_name = settings.endpoint_name
     if not endpoint_name:
         return None
-    runtime = wiring.sagemaker_runtime(settings.endpoint_read_timeout_s)
+    runtime = clients.sagemaker_runtime(settings.endpoint_read_timeout_s)
 
     def ask(image: S3ObjectRef, question: Question) -> AttributeAnswer:
         return ask_one(image, question, GENERIC_CATEGORY, runtime, endpoint_name, load_catalogue())

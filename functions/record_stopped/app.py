@@ -8,22 +8,22 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from describer_core import wiring
-from describer_core.catalogue import load_catalogue
-from describer_core.notifications import ProductEvents
-from describer_core.observability import count_final_record, logger, metrics, tracer
-from describer_core.records import ResultsTable
-from describer_core.settings import FailureSettings, load_settings
-from describer_core.states import WorkflowInput
-from describer_core.stopped import ExecutionStatusChange, record_stopped
+from describer_aws import clients
+from describer_aws.observability import count_final_record, logger, metrics, tracer
+from describer_aws.product_events import ProductEvents
+from describer_aws.results_table import ResultsTable
+from describer_rules.catalogue import load_catalogue
+from describer_steps.record_stopped import ExecutionStatusChange, record_stopped
+from describer_steps.settings import FailureSettings, load_settings
+from describer_steps.states import WorkflowInput
 
 
 @cache
 def _dependencies() -> tuple[FailureSettings, Any, Any, ResultsTable, ProductEvents]:
     settings = load_settings(FailureSettings)
-    table = wiring.results_table(settings.results_table_name)
-    events = wiring.product_events(settings.event_bus_name)
-    return settings, wiring.client("s3"), wiring.client("stepfunctions"), table, events
+    table = clients.results_table(settings.results_table_name)
+    events = clients.product_events(settings.event_bus_name)
+    return settings, clients.client("s3"), clients.client("stepfunctions"), table, events
 
 
 @logger.inject_lambda_context(log_event=False)

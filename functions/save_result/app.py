@@ -8,19 +8,19 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from describer_core import wiring
-from describer_core.notifications import ProductEvents
-from describer_core.observability import count_final_record, logger, metrics, tracer
-from describer_core.outcomes import save_result
-from describer_core.records import ResultsTable
-from describer_core.settings import FinalRecordSettings, load_settings
-from describer_core.states import SaveInput
+from describer_aws import clients
+from describer_aws.observability import count_final_record, logger, metrics, tracer
+from describer_aws.product_events import ProductEvents
+from describer_aws.results_table import ResultsTable
+from describer_steps.save_result import save_result
+from describer_steps.settings import FinalRecordSettings, load_settings
+from describer_steps.states import SaveInput
 
 
 @cache
 def _dependencies() -> tuple[ResultsTable, ProductEvents]:
     settings = load_settings(FinalRecordSettings)
-    return wiring.results_table(settings.results_table_name), wiring.product_events(settings.event_bus_name)
+    return clients.results_table(settings.results_table_name), clients.product_events(settings.event_bus_name)
 
 
 @logger.inject_lambda_context(log_event=False)

@@ -8,27 +8,27 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from describer_core import wiring
-from describer_core.admission import SqsRecord, admit, park_malformed, reoffer_soon
-from describer_core.catalogue import load_catalogue
-from describer_core.observability import logger, metrics, tracer
-from describer_core.photo_sets import PhotoSets
-from describer_core.preparation import known_category
-from describer_core.settings import StarterSettings, load_settings
+from describer_aws import clients
+from describer_aws.observability import logger, metrics, tracer
+from describer_rules.catalogue import load_catalogue
+from describer_steps.photo_sets import PhotoSets
+from describer_steps.prepare import known_category
+from describer_steps.settings import StarterSettings, load_settings
+from describer_steps.start_workflow import SqsRecord, admit, park_malformed, reoffer_soon
 
 
 @cache
 def _dependencies() -> tuple[StarterSettings, Any, Any, PhotoSets]:
-    settings, sqs = load_settings(StarterSettings), wiring.client("sqs")
+    settings, sqs = load_settings(StarterSettings), clients.client("sqs")
     photo_sets = PhotoSets(
-        wiring.client("s3"),
+        clients.client("s3"),
         sqs,
         settings.admission_queue_url,
         settings.photo_settle_seconds,
         settings.key_prefixes,
         known_category(load_catalogue()),
     )
-    return settings, wiring.client("stepfunctions"), sqs, photo_sets
+    return settings, clients.client("stepfunctions"), sqs, photo_sets
 
 
 @logger.inject_lambda_context(log_event=False)

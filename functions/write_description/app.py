@@ -8,20 +8,20 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from describer_core import wiring
-from describer_core.catalogue import load_catalogue
-from describer_core.description import write_description
-from describer_core.observability import logger, metrics, tracer
-from describer_core.settings import DescriptionSettings, load_settings
-from describer_core.states import DescribeInput
-from describer_core.style_guide import load_style_guide
+from describer_aws import clients
+from describer_aws.observability import logger, metrics, tracer
+from describer_aws.style_guides import load_style_guide
+from describer_rules.catalogue import load_catalogue
+from describer_steps.settings import DescriptionSettings, load_settings
+from describer_steps.states import DescribeInput
+from describer_steps.write_description import write_description
 
 
 @cache
 def _dependencies() -> tuple[DescriptionSettings, Any, Any]:
     settings = load_settings(DescriptionSettings)
-    s3 = wiring.client("s3") if settings.style_guide_uri else None
-    return settings, wiring.bedrock_runtime(), s3
+    s3 = clients.client("s3") if settings.style_guide_uri else None
+    return settings, clients.bedrock_runtime(), s3
 
 
 @logger.inject_lambda_context(log_event=False)

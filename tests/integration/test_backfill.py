@@ -7,21 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from describer import backfill
+from benchmarks.backfill import duplicate_runs, executions_since
+from describer import backfill_runs
 from describer.deployment import Deployment, fetch_records
-from describer.local.benchmarks.backfill_bench import duplicate_runs, executions_since
 from describer.local.samples import synthetic_photos
-from describer_core.contracts import ErrorCode, Status
-from describer_core.outcomes import UNIDENTIFIED_PRODUCT_PREFIX
+from describer_rules.contracts import ErrorCode, Status
+from describer_steps.record_failure import UNIDENTIFIED_PRODUCT_PREFIX
 
 pytestmark = pytest.mark.integration
 
 
 def _run(
     deployment: Deployment, request: dict[str, object]
-) -> tuple[dict[str, object], list[backfill.ItemResult]]:
-    execution = backfill.wait(deployment, backfill.start(deployment, request), poll_s=0.5, timeout_s=300)
-    return execution, backfill.item_results(deployment, execution)
+) -> tuple[dict[str, object], list[backfill_runs.ItemResult]]:
+    execution = backfill_runs.wait(
+        deployment, backfill_runs.start(deployment, request), poll_s=0.5, timeout_s=300
+    )
+    return execution, backfill_runs.item_results(deployment, execution)
 
 
 def test_a_backfill_describes_each_object_once_and_a_rerun_starts_nothing(
@@ -40,12 +42,12 @@ def test_a_backfill_describes_each_object_once_and_a_rerun_starts_nothing(
     s3.put_object(Bucket=deployment.upload_bucket, Key=f"{prefix}Shirts/", Body=b"")  # names no product
     assert executions_since(deployment, written_at) == []  # the catalogue prefix starts nothing itself
 
-    request = backfill.backfill_input(deployment, backfill.S3Uri(deployment.upload_bucket, prefix))
+    request = backfill_runs.backfill_input(deployment, backfill_runs.S3Uri(deployment.upload_bucket, prefix))
     execution, results = _run(deployment, request)
 
     assert execution["status"] == "SUCCEEDED"
-    outcomes = backfill.outcome_counts(results)
-    assert outcomes == {backfill.ItemOutcome.DESCRIBED: len(photos), backfill.ItemOutcome.FAILED: 3}
+    outcomes = backfill_runs.outcome_counts(results)
+    assert outcomes == {backfill_runs.ItemOutcome.DESCRIBED: len(photos), backfill_runs.ItemOutcome.FAILED: 3}
     records = fetch_records(deployment, [result.product_id for result in results if result.product_id])
     for photo in photos:
         record = records[f"bf-{photo.product_id}"]
@@ -65,14 +67,14 @@ def test_a_backfill_describes_each_object_once_and_a_rerun_starts_nothing(
     rerun_at = datetime.now().astimezone()
     execution, rerun = _run(deployment, request)
     assert execution["status"] == "SUCCEEDED"
-    assert backfill.outcome_counts(rerun) == {backfill.ItemOutcome.SKIPPED: len(photos) + 3}
+    assert backfill_runs.outcome_counts(rerun) == {backfill_runs.ItemOutcome.SKIPPED: len(photos) + 3}
     assert executions_since(deployment, rerun_at) == []
 
 
 def test_a_missing_bucket_stops_the_backfill_before_any_work(deployment: Deployment) -> None:
-    missing = backfill.S3Uri("no-such-catalogue-bucket", "catalogue/")
-    with pytest.raises(backfill.BackfillError, match="does not exist"):
-        backfill.backfill_input(deployment, missing)
+    missing = backfill_runs.S3Uri("no-such-catalogue-bucket", "catalogue/")
+    with pytest.raises(backfill_runs.BackfillError, match="does not exist"):
+        backfill_runs.backfill_input(deployment, missing)
     # Started around the CLI's check, the state machine fails reading the listing and runs nothing.
     started_at = datetime.now().astimezone()
     execution, results = _run(deployment, {"bucket": missing.bucket, "prefix": missing.key, "category": None})

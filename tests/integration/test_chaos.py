@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from describer.local.benchmarks.chaos import CHAOS_SEED, run_chaos
+from benchmarks.chaos import CHAOS_SEED, run_chaos
 from describer.local.model_host.faults import FaultSpec
 from describer.local.stack import LocalSettings, set_faults
 

@@ -14,8 +14,9 @@ from describer.local import emulator
 from describer.local.demo.run import copy_problems
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings
-from describer_core.catalogue import load_catalogue
-from describer_core.contracts import (
+from describer_aws.results_table import utc_now
+from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import (
     AttributeAnswer,
     ProductRequest,
     ProductResponse,
@@ -23,9 +24,8 @@ from describer_core.contracts import (
     S3ObjectRef,
     Status,
 )
-from describer_core.endpoint_calls import group_questions, prefix_aware_id
-from describer_core.records import utc_now
-from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL, DEFAULT_REVIEW_THRESHOLD
+from describer_rules.endpoint_calls import DEFAULT_QUESTIONS_PER_CALL, group_questions, prefix_aware_id
+from describer_steps.settings import DEFAULT_REVIEW_THRESHOLD
 from endpoint.serve import EntryPoint
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from describer.cli import main
 from describer.deployment import Deployment, UploadRef, wait_for_final_records
 from describer.local.samples import bad_files
 from describer.local.stack import LocalSettings
-from describer_core.contracts import ErrorCode
-from describer_core.records import utc_now
+from describer_aws.results_table import utc_now
+from describer_rules.contracts import ErrorCode
 
 pytestmark = pytest.mark.integration
 

@@ -30,12 +30,12 @@ from selenium.webdriver.support.wait import WebDriverWait
 from describer.deployment import Deployment, UploadRef, fetch_records, wait_for_final_records
 from describer.local.samples import SampleFile, synthetic_photos
 from describer.local.stack import LocalSettings
-from describer_core.catalogue import load_catalogue
-from describer_core.contracts import ProductRecord, Question, ReviewStatus
-from describer_core.records import utc_now
-from describer_core.settings import DEFAULT_REVIEW_THRESHOLD
+from describer_aws.results_table import utc_now
+from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import ProductRecord, Question, ReviewStatus
+from describer_steps.settings import DEFAULT_REVIEW_THRESHOLD
 from endpoint.serve import EntryPoint
-from training.prepare import read_qa_rows
+from training.dataset import read_qa_rows
 
 pytestmark = pytest.mark.integration
 

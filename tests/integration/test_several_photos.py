@@ -12,9 +12,16 @@ from describer.deployment import Deployment, PhotoSetRef, wait_for_final_records
 from describer.local import emulator
 from describer.local.samples import photo_folders, truncated_jpeg
 from describer.local.stack import LocalSettings
-from describer_core.catalogue import load_catalogue
-from describer_core.contracts import ErrorCode, ProductRequest, ProductResponse, Question, S3ObjectRef, Status
-from describer_core.records import utc_now
+from describer_aws.results_table import utc_now
+from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import (
+    ErrorCode,
+    ProductRequest,
+    ProductResponse,
+    Question,
+    S3ObjectRef,
+    Status,
+)
 from endpoint.serve import EntryPoint
 
 pytestmark = pytest.mark.integration

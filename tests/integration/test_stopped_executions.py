@@ -18,9 +18,9 @@ from describer.deployment import Deployment, UploadRef, fetch_records, wait_for_
 from describer.local.model_host.faults import FaultKind, FaultSpec
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LocalSettings, set_faults
-from describer_core.contracts import ErrorCode, ProductRecord, Status
-from describer_core.records import utc_now
-from describer_core.states import WorkflowInput
+from describer_aws.results_table import utc_now
+from describer_rules.contracts import ErrorCode, ProductRecord, Status
+from describer_steps.states import WorkflowInput
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from describer.deployment import Deployment, UploadRef, wait_for_final_records
 from describer.local.model_host.faults import FaultKind, FaultSpec
 from describer.local.samples import synthetic_photos
 from describer.local.stack import LocalSettings, set_faults
-from describer_core.contracts import ErrorCode, Status
-from describer_core.records import utc_now
+from describer_aws.results_table import utc_now
+from describer_rules.contracts import ErrorCode, Status
 
 pytestmark = pytest.mark.integration
 

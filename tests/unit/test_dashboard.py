@@ -1,5 +1,5 @@
 """The dashboard and the alarms: the body is JSON once substituted, the cost estimate's prices come from
-describer/prices.json and its model from training/endpoint_scaling.py (and reproduces `make cost`'s
+describer/prices.json and its model from describer/sagemaker/scaling.py (and reproduces `make cost`'s
 figure on its metered usage), and every alarm notifies the optional SNS topic."""
 
 from __future__ import annotations
@@ -14,8 +14,12 @@ import pytest
 from cfnlint.decode import decode
 
 from describer.cost import load_prices, writer_price_key
-from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION, TARGET_UTILISATION
-from training.sagemaker_launcher import DEFAULT_ENDPOINT_INSTANCE_TYPE, VARIANT_NAME
+from describer.sagemaker.launcher import DEFAULT_ENDPOINT_INSTANCE_TYPE, VARIANT_NAME
+from describer.sagemaker.scaling import (
+    GPU_SECONDS_PER_CALL,
+    GPU_SECONDS_PER_EXTRA_QUESTION,
+    TARGET_UTILISATION,
+)
 
 # Here rather than in tests/unit/pipeline: it reads describer/ and training/, which the Lambdas'
 # python3.13 test environment (make unit-py313) does not install.

@@ -8,7 +8,14 @@ from pathlib import Path
 from setuptools import find_packages
 
 REPO = Path(__file__).resolve().parents[2]
-ROOTS = {"describer": REPO, "endpoint": REPO, "training": REPO, "describer_core": REPO / "functions"}
+ROOTS = {
+    "describer": REPO,
+    "endpoint": REPO,
+    "training": REPO,
+    "describer_rules": REPO / "functions",
+    "describer_aws": REPO / "functions",
+    "describer_steps": REPO / "functions",
+}
 
 
 def test_every_package_and_subpackage_is_found() -> None:
@@ -24,5 +31,5 @@ def test_every_package_and_subpackage_is_found() -> None:
         for init in (root / name).rglob("__init__.py")
         if "__pycache__" not in init.parts
     }
-    assert "describer.local.model_host" in in_tree and "training.endpoint_bench" in in_tree
+    assert "describer.local.model_host" in in_tree and "describer.sagemaker" in in_tree
     assert found == in_tree

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from describer_core.contracts import LocaleContent, ProductRecord
+from describer_rules.contracts import LocaleContent, ProductRecord
 
 THUMBNAIL_PIXELS = 192
 

@@ -22,8 +22,8 @@ from rich.table import Table
 from describer.deployment import Deployment, PhotoSetRef, UploadRef, wait_for_final_records
 from describer.local.demo.gallery import GalleryItem
 from describer.local.samples import PhotoFolder, photo_folders, truncated_jpeg
-from describer_core.contracts import ImageStatus, ProductRecord, Status
-from describer_core.records import utc_now
+from describer_aws.results_table import utc_now
+from describer_rules.contracts import ImageStatus, ProductRecord, Status
 
 DEMO_FOLDERS = 4
 ADDED_PHOTO = "4-side.jpg"

@@ -30,18 +30,18 @@ from describer.local.demo.gallery import GalleryItem, category_label, write_gall
 from describer.local.demo.photo_demo import run_photo_demo
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings
-from describer_core.catalogue import load_catalogue
-from describer_core.content_rules import violations
-from describer_core.contracts import CategorySource, ProductRecord, Status
-from describer_core.description import CopyWriter
-from describer_core.records import utc_now
-from describer_core.settings import DescriptionSettings
+from describer_aws.results_table import utc_now
+from describer_rules.catalogue import load_catalogue
+from describer_rules.content_rules import violations
+from describer_rules.contracts import CategorySource, ProductRecord, Status
+from describer_steps.settings import DescriptionSettings
+from describer_steps.write_description import CopyWriter
 
 SAMPLE_MANIFEST = "manifest.json"
 
 
 def utc_iso(moment: datetime) -> str:
-    """The results table's timestamp format (``describer_core.records.utc_now``) for ``moment``."""
+    """The results table's timestamp format (``describer_aws.results_table.utc_now``) for ``moment``."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -24,7 +24,7 @@ from describer.local.offline_writer.description import (
     write_description,
 )
 from describer.local.offline_writer.product_copy import write_copy
-from describer_core.locales import DEFAULT_LOCALE
+from describer_rules.locales import DEFAULT_LOCALE
 
 _LOCALE = re.compile(r"<locale>([A-Za-z0-9-]+)</locale>")
 _TITLE_LIMIT = re.compile(r"title of at most (\d+) characters")

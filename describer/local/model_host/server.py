@@ -48,8 +48,8 @@ from describer.local.model_host.description_backends import (
 )
 from describer.local.model_host.faults import FaultInjector, FaultSpec, Route
 from describer.local.model_host.usage import RoutingLog, Usage
-from describer_core.contracts import MAX_REQUEST_BYTES
-from describer_core.endpoint_errors import EndpointRequestError
+from describer_rules.contracts import MAX_REQUEST_BYTES
+from describer_rules.endpoint_errors import EndpointRequestError
 from endpoint.serve import EntryPoint
 
 LOG = logging.getLogger("describer.model_host")

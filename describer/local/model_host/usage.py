@@ -8,7 +8,7 @@ import json
 import threading
 from typing import Any
 
-from describer_core.endpoint_calls import ROUTING_PREFIX_BYTES
+from describer_rules.endpoint_calls import ROUTING_PREFIX_BYTES
 
 
 def _no_calls() -> dict[str, int]:

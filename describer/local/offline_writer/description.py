@@ -17,8 +17,8 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 
-from describer_core.catalogue import load_catalogue, normalise_token
-from describer_core.content_rules import uses_word
+from describer_rules.catalogue import load_catalogue, normalise_token
+from describer_rules.content_rules import uses_word
 
 OFFLINE_MODEL_ID = "offline-describer-v1"
 

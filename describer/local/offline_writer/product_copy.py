@@ -4,7 +4,7 @@ English reuses the offline description (``description.write_description``); Span
 French are built from the phrasebooks (``phrasebooks``), whose phrasings were chosen so no word has
 to agree with the product's grammatical gender ("de color azul", "in Blau", "coloris bleu"). A value
 outside the phrasebook (an out-of-vocabulary answer such as "Linen") is used as said. Everything is cut to
-the pipeline's limits (``describer_core.content_rules``), which the copy always meets.
+the pipeline's limits (``describer_rules.content_rules``), which the copy always meets.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from describer.local.offline_writer.description import write_description
 from describer.local.offline_writer.phrasebooks import PHRASEBOOKS, Phrasebook
-from describer_core.catalogue import normalise_token
-from describer_core.content_rules import (
+from describer_rules.catalogue import normalise_token
+from describer_rules.content_rules import (
     BULLET_MAX_CHARS,
     BULLETS_MAX,
     KEYWORD_MAX_CHARS,
@@ -24,7 +24,7 @@ from describer_core.content_rules import (
     META_DESCRIPTION_MAX_CHARS,
     uses_word,
 )
-from describer_core.locales import DEFAULT_LOCALE
+from describer_rules.locales import DEFAULT_LOCALE
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # Attribute kinds, in the order the copy names them; an attribute's kind is its normalised name.

@@ -1,7 +1,7 @@
 import pytest
 
-from describer_core.answers import format_answer, parse_answer
-from describer_core.catalogue import load_catalogue
+from describer_rules.answers import format_answer, parse_answer
+from describer_rules.catalogue import load_catalogue
 
 CATALOGUE = load_catalogue()
 SLEEVE = CATALOGUE.category("Tshirts").attribute("Sleeve Length")

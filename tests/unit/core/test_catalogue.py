@@ -3,7 +3,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from describer_core.catalogue import GENERIC_CATEGORY, load_catalogue
+from describer_rules.catalogue import GENERIC_CATEGORY, load_catalogue
 
 
 def test_known_categories_ask_their_own_questions_in_the_reference_form() -> None:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from describer_core.confidence import softmax
-from describer_core.contracts import AttributeAnswer
-from describer_core.fusion import FusionCalibration, fuse_answers, fuse_scores
+from describer_rules.confidence import softmax
+from describer_rules.contracts import AttributeAnswer
+from describer_rules.fusion import FusionCalibration, fuse_answers, fuse_scores
 
 
 @dataclass

@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from describer import backfill
+from benchmarks.backfill import duplicate_runs
+from describer import backfill_runs
 from describer.deployment import Deployment
-from describer.local.benchmarks.backfill_bench import duplicate_runs
 
 BUCKET = "uploads"
 DESCRIBED = {
@@ -56,18 +56,18 @@ def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
         yield stack
 
 
-def _outcomes(results: list[backfill.ItemResult]) -> list[backfill.ItemOutcome]:
+def _outcomes(results: list[backfill_runs.ItemResult]) -> list[backfill_runs.ItemOutcome]:
     return [result.outcome for result in results]
 
 
 def test_outcomes_from_the_maps_output(deployment: Deployment) -> None:
     execution = {"output": json.dumps([DESCRIBED, SKIPPED, REJECTED, TAKEN])}
-    results = backfill.item_results(deployment, execution)
+    results = backfill_runs.item_results(deployment, execution)
     assert _outcomes(results) == [
-        backfill.ItemOutcome.DESCRIBED,
-        backfill.ItemOutcome.SKIPPED,
-        backfill.ItemOutcome.FAILED,
-        backfill.ItemOutcome.STARTED_ELSEWHERE,
+        backfill_runs.ItemOutcome.DESCRIBED,
+        backfill_runs.ItemOutcome.SKIPPED,
+        backfill_runs.ItemOutcome.FAILED,
+        backfill_runs.ItemOutcome.STARTED_ELSEWHERE,
     ]
     assert [result.started for result in results] == [True, False, True, False]
 
@@ -103,9 +103,13 @@ def test_outcomes_from_the_result_writers_files(deployment: Deployment) -> None:
         "ResultWriterDetails": {"Bucket": BUCKET, "Key": f"{prefix}/manifest.json"},
     }
 
-    results = backfill.item_results(deployment, {"output": json.dumps(output)})
+    results = backfill_runs.item_results(deployment, {"output": json.dumps(output)})
     assert sorted(_outcomes(results)) == sorted(
-        [backfill.ItemOutcome.DESCRIBED, backfill.ItemOutcome.SKIPPED, backfill.ItemOutcome.ITEM_FAILED]
+        [
+            backfill_runs.ItemOutcome.DESCRIBED,
+            backfill_runs.ItemOutcome.SKIPPED,
+            backfill_runs.ItemOutcome.ITEM_FAILED,
+        ]
     )
 
 
@@ -122,18 +126,20 @@ def test_outcomes_from_the_result_writers_files(deployment: Deployment) -> None:
 def test_nothing_starts_on_a_request_that_cannot_work(
     deployment: Deployment, source: str, manifest: str | None, complaint: str
 ) -> None:
-    with pytest.raises(backfill.BackfillError, match=complaint):
-        backfill.backfill_input(
-            deployment, backfill.S3Uri.parse(source), backfill.S3Uri.parse(manifest) if manifest else None
+    with pytest.raises(backfill_runs.BackfillError, match=complaint):
+        backfill_runs.backfill_input(
+            deployment,
+            backfill_runs.S3Uri.parse(source),
+            backfill_runs.S3Uri.parse(manifest) if manifest else None,
         )
 
 
 def test_a_good_request_names_what_the_state_machine_reads(deployment: Deployment) -> None:
     deployment.client("s3").put_object(Bucket=BUCKET, Key="backfill/todo.csv", Body=b"Key\ncatalogue/1.jpg\n")
-    request = backfill.backfill_input(
+    request = backfill_runs.backfill_input(
         deployment,
-        backfill.S3Uri.parse("s3://uploads/catalogue/Shirts/"),
-        backfill.S3Uri.parse("s3://uploads/backfill/todo.csv"),
+        backfill_runs.S3Uri.parse("s3://uploads/catalogue/Shirts/"),
+        backfill_runs.S3Uri.parse("s3://uploads/backfill/todo.csv"),
         "Shirts",
     )
     assert request == {

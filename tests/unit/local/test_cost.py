@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from benchmarks.cost_meter import scenarios, state_transitions, template_default, usage_table
 from describer.cost import (
     FunctionUsage,
     ProductUsage,
@@ -17,15 +18,14 @@ from describer.cost import (
     load_prices,
     writer_price_key,
 )
-from describer.local.benchmarks.cost_meter import scenarios, state_transitions, template_default, usage_table
-from training.endpoint_bench.figures import (
+from describer.endpoint_figures import (
     EndpointTiming,
     GpuFigures,
     LoadFigures,
     LoadLevel,
     endpoint_timing,
 )
-from training.endpoint_scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION
+from describer.sagemaker.scaling import GPU_SECONDS_PER_CALL, GPU_SECONDS_PER_EXTRA_QUESTION
 
 PRICES = load_prices()
 
@@ -229,7 +229,7 @@ def test_the_usage_table_says_which_endpoint_figures_are_measured(tmp_path: Path
 def test_the_price_table_names_its_endpoint_sources_and_prices_one_request_at_a_time_too(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from describer.local.benchmarks import cost_meter
+    from benchmarks import cost_meter
     from describer.local.stack import LocalSettings
 
     load_file = tmp_path / "load-bench.json"

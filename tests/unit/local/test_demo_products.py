@@ -9,8 +9,8 @@ from rich.console import Console
 from describer.local.demo.gallery import category_label
 from describer.local.demo.run import UNFILED_CATEGORY, demo_samples, results_table
 from describer.local.samples import SampleFile
-from describer_core.contracts import CategorySource, ProductRecord, Status
-from describer_core.keys import identify
+from describer_rules.contracts import CategorySource, ProductRecord, Status
+from describer_rules.keys import identify
 from training.synth import DRAWN
 
 

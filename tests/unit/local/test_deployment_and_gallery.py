@@ -9,8 +9,8 @@ from rich.console import Console
 
 from describer.deployment import Deployment, PhotoSetRef, UploadRef, fetch_records, files_to_upload
 from describer.local.demo.gallery import GalleryItem, write_gallery
-from describer_core.contracts import ErrorCode, LocaleContent, ProductRecord, Status
-from describer_core.records import ResultsTable
+from describer_aws.results_table import ResultsTable
+from describer_rules.contracts import ErrorCode, LocaleContent, ProductRecord, Status
 
 
 def _record(
@@ -131,7 +131,7 @@ def test_records_are_read_back_as_product_records_by_status_and_by_id() -> None:
 
 
 def test_results_can_show_one_locale() -> None:
-    from describer.deployment_cli import in_locale, records_table
+    from describer.deployment_commands import in_locale, records_table
 
     copies = {
         locale: LocaleContent(

@@ -14,25 +14,25 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from describer.local.cli import fault_summary
+from describer.local.commands import fault_summary
 from describer.local.model_host import ModelHost
 from describer.local.model_host.description_backends import OfflineWriter
 from describer.local.model_host.faults import FaultInjector, FaultKind, FaultSpec
 from describer.local.model_host.server import FAULTS_PATH
-from describer_core.attributes import ask_attributes
-from describer_core.catalogue import load_catalogue
-from describer_core.contracts import S3ObjectRef
-from describer_core.description import write_description
-from describer_core.errors import (
-    SDK_RETRIES,
+from describer_aws.clients import SDK_RETRIES
+from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import S3ObjectRef
+from describer_rules.errors import (
     DescriptionThrottled,
     DescriptionUnavailable,
     EndpointThrottled,
     EndpointUnavailable,
     PipelineError,
 )
-from describer_core.settings import DescriptionSettings
-from describer_core.states import AskInput
+from describer_steps.ask_attribute import ask_attributes
+from describer_steps.settings import DescriptionSettings
+from describer_steps.states import AskInput
+from describer_steps.write_description import write_description
 from endpoint.serve import EntryPoint
 
 ENDPOINT = "describer-local"

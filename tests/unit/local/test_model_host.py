@@ -20,15 +20,15 @@ from describer.local.model_host import ModelHost
 from describer.local.model_host.description_backends import OfflineWriter, OpenAICompatibleWriter
 from describer.local.model_host.server import USAGE_PATH
 from describer.local.offline_writer.description import OFFLINE_MODEL_ID
-from describer_core.catalogue import load_catalogue
-from describer_core.content_rules import check_reply
-from describer_core.contracts import ProductRequest
-from describer_core.description import CopyWriter
-from describer_core.endpoint_calls import product_request_body
-from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
-from describer_core.prompts import system_prompt, user_message
-from describer_core.settings import DescriptionSettings
-from describer_core.style_guide import StyleGuide
+from describer_rules.catalogue import load_catalogue
+from describer_rules.content_rules import check_reply
+from describer_rules.contracts import ProductRequest
+from describer_rules.endpoint_calls import product_request_body
+from describer_rules.endpoint_errors import EndpointErrorBody, EndpointErrorCode
+from describer_rules.prompts import system_prompt, user_message
+from describer_rules.style_guide import StyleGuide
+from describer_steps.settings import DescriptionSettings
+from describer_steps.write_description import CopyWriter
 from endpoint.serve import EntryPoint
 
 # A stand-in for the endpoint's inference.py with the same contract: the toolkit's four functions,
@@ -36,7 +36,7 @@ from endpoint.serve import EntryPoint
 _INFERENCE = textwrap.dedent(
     """
     import json
-    from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
+    from describer_rules.endpoint_errors import EndpointErrorCode, EndpointRequestError
 
     def model_fn(model_dir):
         return {"loaded_from": model_dir}

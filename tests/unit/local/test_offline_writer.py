@@ -6,10 +6,10 @@ import pytest
 
 from describer.local.offline_writer.description import extract_attributes, product_noun, write_description
 from describer.local.offline_writer.product_copy import write_copy
-from describer_core.catalogue import load_catalogue
-from describer_core.content_rules import CopyRules, violations
-from describer_core.contracts import LocaleContent
-from describer_core.prompts import user_message
+from describer_rules.catalogue import load_catalogue
+from describer_rules.content_rules import CopyRules, violations
+from describer_rules.contracts import LocaleContent
+from describer_rules.prompts import user_message
 
 OFFLINE_LOCALES = ("en-US", "es-ES", "de-DE", "fr-FR")
 

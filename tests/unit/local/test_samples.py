@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from describer.local.samples import bad_files, decompression_bomb_png, synthetic_photos
-from describer_core.errors import InvalidInput
-from describer_core.images import check_size, inspect_image
-from describer_core.keys import identify
-from describer_core.settings import ImageSettings
+from describer_rules.errors import InvalidInput
+from describer_rules.images import ImageSettings, check_size, inspect_image
+from describer_rules.keys import identify
 from training.synth import DRAWN
 
 LIMITS = ImageSettings()

@@ -17,7 +17,7 @@ from cfnlint.decode import decode
 from moto import mock_aws
 from PIL import Image
 
-# Powertools reads these when describer_core.observability is first imported, before any fixture runs.
+# Powertools reads these when describer_aws.observability is first imported, before any fixture runs.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "product-describer-test")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ProductDescriberTest")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
@@ -74,7 +74,7 @@ def _clear_handler_caches() -> None:
             if cache_clear is not None:
                 cache_clear()
     # The shared clients (one per process, as on a warm Lambda): the next test's belong to its moto.
-    wiring = importlib.import_module("describer_core.wiring")
+    wiring = importlib.import_module("describer_aws.clients")
     for value in vars(wiring).values():
         if getattr(value, "__module__", None) == wiring.__name__ and hasattr(value, "cache_clear"):
             value.cache_clear()

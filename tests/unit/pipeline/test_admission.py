@@ -11,11 +11,11 @@ import boto3
 import pytest
 from start_workflow import app as starter_app
 
-from describer_core.admission import SqsRecord, admit
-from describer_core.catalogue import load_catalogue
-from describer_core.photo_sets import MAX_DELAY_S, PhotoSets
-from describer_core.preparation import known_category
-from describer_core.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
+from describer_rules.catalogue import load_catalogue
+from describer_steps.photo_sets import MAX_DELAY_S, PhotoSets
+from describer_steps.prepare import known_category
+from describer_steps.start_workflow import SqsRecord, admit
+from describer_steps.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
 
 from .conftest import BUCKET, REPO, Aws, FakeLambdaContext, event_bridge_event
 
@@ -128,7 +128,7 @@ class _Entries:
 def test_deferred_messages_come_back_sooner_the_fewer_times_they_were_deferred() -> None:
     from botocore.stub import Stubber
 
-    from describer_core.admission import SqsRecord, reoffer_soon
+    from describer_steps.start_workflow import SqsRecord, reoffer_soon
 
     def record(handle: str, receives: int) -> SqsRecord:
         return SqsRecord(
@@ -313,8 +313,8 @@ def test_the_starter_lambda_sends_product_folder_photos_to_settle(aws: Aws, stat
 def test_the_template_s_photo_parameters_match_the_code() -> None:
     from cfnlint.decode import decode
 
-    from describer_core.contracts import MAX_PHOTOS_PER_REQUEST
-    from describer_core.settings import DEFAULT_MAX_PHOTOS_PER_PRODUCT, DEFAULT_PHOTO_SETTLE_SECONDS
+    from describer_rules.contracts import MAX_PHOTOS_PER_REQUEST
+    from describer_steps.settings import DEFAULT_MAX_PHOTOS_PER_PRODUCT, DEFAULT_PHOTO_SETTLE_SECONDS
 
     template, _ = decode(str(REPO / "template.yaml"))
     assert template is not None

@@ -12,13 +12,14 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from describer_core.attributes import ask_attributes, merge_attributes
-from describer_core.catalogue import load_catalogue
-from describer_core.contracts import Alternative, AttributeAnswer, ErrorCode, ProductRequest, S3ObjectRef
-from describer_core.endpoint_calls import ROUTING_PREFIX_BYTES
-from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
-from describer_core.errors import EndpointFailed, EndpointThrottled, EndpointUnavailable, PipelineError
-from describer_core.states import AskInput, AskOutput
+from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import Alternative, AttributeAnswer, ErrorCode, ProductRequest, S3ObjectRef
+from describer_rules.endpoint_calls import ROUTING_PREFIX_BYTES
+from describer_rules.endpoint_errors import EndpointErrorCode, EndpointRequestError
+from describer_rules.errors import EndpointFailed, EndpointThrottled, EndpointUnavailable, PipelineError
+from describer_steps.ask_attribute import ask_attributes
+from describer_steps.merge_attributes import merge_attributes
+from describer_steps.states import AskInput, AskOutput
 
 ENDPOINT = "describer-endpoint"
 REQUEST = AskInput(

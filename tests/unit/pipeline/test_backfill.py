@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from describer_core.backfill import MAX_ATTEMPTS, ItemPlan, PlanInput, plan_item
-from describer_core.catalogue import load_catalogue
-from describer_core.contracts import ErrorCode, Status
-from describer_core.notifications import ProductEvents
-from describer_core.outcomes import UNIDENTIFIED_PRODUCT_PREFIX, record_failure
-from describer_core.preparation import prepare
-from describer_core.records import ResultsTable
-from describer_core.settings import BackfillSettings, PrepareSettings, load_settings
-from describer_core.states import (
+from describer_aws.product_events import ProductEvents
+from describer_aws.results_table import ResultsTable
+from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import ErrorCode, Status
+from describer_steps.backfill_plan import MAX_ATTEMPTS, ItemPlan, PlanInput, plan_item
+from describer_steps.prepare import prepare
+from describer_steps.record_failure import UNIDENTIFIED_PRODUCT_PREFIX, record_failure
+from describer_steps.settings import BackfillSettings, PrepareSettings, load_settings
+from describer_steps.states import (
     CaughtError,
     FailedState,
     FailureInput,
@@ -102,7 +102,7 @@ def test_a_completed_version_is_skipped_and_a_newer_version_runs(aws: Aws) -> No
 
 
 def _identity_of(aws: Aws, planned: Any) -> Any:
-    from describer_core.preparation import SourceObject, identify_product
+    from describer_steps.prepare import SourceObject, identify_product
 
     source = SourceObject.locate(aws.s3, planned.workflow)
     return identify_product(source, planned.workflow, ("incoming/", "catalogue/"), load_catalogue())

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from describer_core.catalogue import load_catalogue
+from describer_rules.catalogue import load_catalogue
 
 from .conftest import DESCRIBE_ASL, REPO, load_template, template_parameter_default, template_resource
 

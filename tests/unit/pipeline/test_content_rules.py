@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from describer_core.catalogue import load_catalogue
-from describer_core.content_rules import RULES, CopyRules, Rule, check_reply, violations
-from describer_core.contracts import LocaleContent
+from describer_rules.catalogue import load_catalogue
+from describer_rules.content_rules import RULES, CopyRules, Rule, check_reply, violations
+from describer_rules.contracts import LocaleContent
 
 from .test_description import ATTRIBUTES, GOOD
 

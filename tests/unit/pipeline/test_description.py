@@ -9,19 +9,19 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from describer_core.catalogue import load_catalogue
-from describer_core.content_rules import content_json_schema
-from describer_core.description import split_by_confidence, uses_tool_fallback, write_description
-from describer_core.errors import (
+from describer_rules.catalogue import load_catalogue
+from describer_rules.content_rules import content_json_schema
+from describer_rules.errors import (
     DescriptionFailed,
     DescriptionInvalid,
     DescriptionThrottled,
     DescriptionUnavailable,
 )
-from describer_core.prompts import system_prompt, user_message
-from describer_core.settings import DescriptionSettings
-from describer_core.states import DescriptionResult
-from describer_core.style_guide import StyleGuide
+from describer_rules.prompts import system_prompt, user_message
+from describer_rules.style_guide import StyleGuide
+from describer_steps.settings import DescriptionSettings
+from describer_steps.states import DescriptionResult
+from describer_steps.write_description import split_by_confidence, uses_tool_fallback, write_description
 
 SETTINGS = DescriptionSettings(
     bedrock_model_id="us.anthropic.claude-sonnet-4-6",

@@ -11,12 +11,12 @@ import pytest
 from pydantic import BaseModel
 from save_result import app as save_result_app
 
-from describer_core.backfill import PlanInput
-from describer_core.catalogue import load_catalogue
-from describer_core.content_rules import CopyRules, violations
-from describer_core.contracts import ProductEventDetail, ProductRecord
-from describer_core.notifications import product_event
-from describer_core.states import (
+from describer_aws.product_events import product_event
+from describer_rules.catalogue import load_catalogue
+from describer_rules.content_rules import CopyRules, violations
+from describer_rules.contracts import ProductEventDetail, ProductRecord
+from describer_steps.backfill_plan import PlanInput
+from describer_steps.states import (
     AskInput,
     DescribeInput,
     FailureInput,
@@ -89,7 +89,7 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
     }
     assert save_result_app.handler(event, FakeLambdaContext())["saved"] is True
     stored = aws.dynamodb.get_item(TableName="results-test", Key={"product_id": {"S": example["product_id"]}})
-    from describer_core.records import _from_item
+    from describer_aws.results_table import _from_item
 
     written = ProductRecord.model_validate(_from_item(stored["Item"])).model_dump(
         mode="json", exclude_none=True

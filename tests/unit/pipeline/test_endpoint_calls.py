@@ -9,22 +9,17 @@ from cfnlint.decode import decode
 from prepare import app as prepare_app
 from pydantic import ValidationError
 
-from describer_core.catalogue import load_catalogue
-from describer_core.contracts import MAX_QUESTIONS_PER_REQUEST, ProductRequest, Question, S3ObjectRef
-from describer_core.endpoint_calls import (
+from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import MAX_QUESTIONS_PER_REQUEST, ProductRequest, Question, S3ObjectRef
+from describer_rules.endpoint_calls import (
+    DEFAULT_QUESTIONS_PER_CALL,
     ROUTING_PREFIX_BYTES,
     group_questions,
     prefix_aware_id,
     product_request_body,
 )
-from describer_core.settings import (
-    DEFAULT_QUESTIONS_PER_CALL,
-    DEFAULT_REVIEW_THRESHOLD,
-    PrepareSettings,
-    ReviewSettings,
-    load_settings,
-)
-from describer_core.states import WorkflowInput
+from describer_steps.settings import DEFAULT_REVIEW_THRESHOLD, PrepareSettings, ReviewSettings, load_settings
+from describer_steps.states import WorkflowInput
 
 from .conftest import BUCKET, REPO, Aws, FakeLambdaContext, image_bytes
 

@@ -11,9 +11,9 @@ from botocore.stub import Stubber
 from record_failure import app as record_failure_app
 from save_result import app as save_result_app
 
-from describer_core.contracts import LocaleContent, ProductEventDetail, ProductRecord, Status
-from describer_core.errors import EndpointThrottled, TransientError
-from describer_core.notifications import MAX_EVENT_BYTES, ProductEvents, entry_size, product_event
+from describer_aws.product_events import MAX_EVENT_BYTES, ProductEvents, entry_size, product_event
+from describer_rules.contracts import LocaleContent, ProductEventDetail, ProductRecord, Status
+from describer_rules.errors import EndpointThrottled, TransientError
 
 from .conftest import EVENT_BUS, Aws, FakeLambdaContext, image_bytes
 from .test_outcomes import _failure_event, _prepare, _save_event

@@ -7,9 +7,9 @@ import zlib
 import pytest
 from PIL import Image
 
-from describer_core.contracts import ErrorCode
-from describer_core.errors import InvalidInput
-from describer_core.images import ImageFormat, inspect_image
+from describer_rules.contracts import ErrorCode
+from describer_rules.errors import InvalidInput
+from describer_rules.images import ImageFormat, inspect_image
 
 from .conftest import image_bytes
 

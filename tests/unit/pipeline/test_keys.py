@@ -4,16 +4,16 @@ import re
 
 import pytest
 
-from describer_core.contracts import CategorySource, ErrorCode, S3ObjectRef, Status
-from describer_core.errors import InvalidInput
-from describer_core.keys import (
+from describer_rules.contracts import CategorySource, ErrorCode, S3ObjectRef, Status
+from describer_rules.errors import InvalidInput
+from describer_rules.keys import (
     identify,
     is_nested,
     key_candidates,
     photo_set_execution_name,
     product_folder,
 )
-from describer_core.states import ProductIdentity, WorkflowInput, redrive_count_of
+from describer_steps.states import ProductIdentity, WorkflowInput, redrive_count_of
 
 
 @pytest.mark.parametrize(
@@ -202,8 +202,8 @@ def test_a_redrive_is_built_from_the_failed_record_alone() -> None:
 
 
 def test_a_redrive_of_a_product_folder_runs_the_same_photo_set_again() -> None:
-    from describer_core.contracts import ImageStatus, ProductImage
-    from describer_core.states import PhotoVersion
+    from describer_rules.contracts import ImageStatus, ProductImage
+    from describer_steps.states import PhotoVersion
 
     photos = [PhotoVersion(key=f"incoming/Shirts/P/{n}.jpg", version_id=f"v{n}", size=9) for n in (1, 2)]
     upload = WorkflowInput(

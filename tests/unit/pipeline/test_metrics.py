@@ -10,8 +10,8 @@ from collections import defaultdict
 import pytest
 from botocore.stub import Stubber
 
-from describer_core.contracts import S3ObjectRef
-from describer_core.observability import FAILURE_PERCENT_METRIC
+from describer_aws.observability import FAILURE_PERCENT_METRIC
+from describer_rules.contracts import S3ObjectRef
 
 from .conftest import BUCKET, REPO, Aws, image_bytes
 from .test_statemachine import substituted_definition

@@ -10,10 +10,10 @@ from prepare import app as prepare_app
 from record_failure import app as record_failure_app
 from save_result import app as save_result_app
 
-from describer_core.contracts import ErrorCode, ProductRecord
-from describer_core.errors import EndpointThrottled, InvalidInput
-from describer_core.outcomes import classify_error
-from describer_core.states import CaughtError, SaveInput, WorkflowInput
+from describer_rules.contracts import ErrorCode, ProductRecord
+from describer_rules.errors import EndpointThrottled, InvalidInput
+from describer_steps.record_failure import classify_error
+from describer_steps.states import CaughtError, SaveInput, WorkflowInput
 
 from .conftest import BUCKET, REPO, Aws, FakeLambdaContext, image_bytes
 
@@ -215,7 +215,7 @@ def test_a_redelivered_old_event_after_completion_changes_nothing(aws: Aws) -> N
 
 
 def _plain(aws: Aws, product_id: str) -> dict[str, Any]:
-    from describer_core.records import ResultsTable
+    from describer_aws.results_table import ResultsTable
 
     record = ResultsTable("results-test", aws.dynamodb).get(product_id)
     assert record is not None

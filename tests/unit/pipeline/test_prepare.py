@@ -7,11 +7,11 @@ from typing import Any
 import pytest
 from prepare import app as prepare_app
 
-from describer_core.catalogue import load_catalogue
-from describer_core.contracts import AttributeAnswer, CategorySource, ErrorCode, S3ObjectRef, Status
-from describer_core.errors import InvalidInput
-from describer_core.preparation import category_question, choose_category, identify_product
-from describer_core.states import ProductIdentity, WorkflowInput
+from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import AttributeAnswer, CategorySource, ErrorCode, S3ObjectRef, Status
+from describer_rules.errors import InvalidInput
+from describer_steps.prepare import category_question, choose_category, identify_product
+from describer_steps.states import ProductIdentity, WorkflowInput
 
 from .conftest import BUCKET, Aws, FakeLambdaContext, image_bytes
 
@@ -196,8 +196,8 @@ def test_s3_throttling_is_transient_and_retried_by_the_workflow() -> None:
     import boto3
     from botocore.stub import Stubber
 
-    from describer_core.errors import TransientError
-    from describer_core.preparation import SourceObject
+    from describer_rules.errors import TransientError
+    from describer_steps.prepare import SourceObject
 
     s3 = boto3.client("s3", region_name="us-east-1")
     workflow = WorkflowInput(bucket=BUCKET, key="incoming/1.jpg", version_id="v1", event_time="t")

@@ -10,7 +10,7 @@ from prepare import app as prepare_app
 from record_failure import app as record_failure_app
 from record_stopped import app as record_stopped_app
 
-from describer_core.states import WorkflowInput
+from describer_steps.states import WorkflowInput
 
 from .conftest import BUCKET, REPO, Aws, FakeLambdaContext, image_bytes
 from .test_events import _received, _subscribe

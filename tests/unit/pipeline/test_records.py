@@ -7,10 +7,10 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from describer_core.contracts import S3ObjectRef, Status
-from describer_core.errors import TransientError
-from describer_core.records import ResultsTable
-from describer_core.states import ProductIdentity
+from describer_aws.results_table import ResultsTable
+from describer_rules.contracts import S3ObjectRef, Status
+from describer_rules.errors import TransientError
+from describer_steps.states import ProductIdentity
 
 PRODUCT = ProductIdentity(
     product_id="1", category="Shirts", source=S3ObjectRef(bucket="b", key="incoming/1.jpg"), order_token="t#1"

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from botocore.config import Config
 
-from describer_core.errors import error_classes
+from describer_rules.errors import error_classes
 
 from .conftest import DESCRIBE_ASL, template_parameter_default, template_resource
 

@@ -10,10 +10,11 @@ import pytest
 from cfnlint.decode import decode
 from write_description import app as write_description_app
 
-from describer_core.errors import StyleGuideInvalid
-from describer_core.locales import LOCALES_PATTERN, language_name, parse_locales
-from describer_core.settings import TOOL_USE_MODELS, DescriptionSettings, load_settings
-from describer_core.style_guide import StyleGuide, _cached_guide, load_style_guide
+from describer_aws.style_guides import _cached_guide, load_style_guide
+from describer_rules.errors import StyleGuideInvalid
+from describer_rules.locales import LOCALES_PATTERN, language_name, parse_locales
+from describer_rules.style_guide import StyleGuide
+from describer_steps.settings import TOOL_USE_MODELS, DescriptionSettings, load_settings
 
 from .conftest import BUCKET, TEMPLATE, Aws, FakeLambdaContext
 

@@ -18,12 +18,11 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from describer_core.contracts import ProductRequest, S3ObjectRef
-from describer_core.endpoint_calls import group_questions, prefix_aware_id
-from describer_core.errors import PipelineError
-from describer_core.records import ResultsTable
-from describer_core.settings import DEFAULT_QUESTIONS_PER_CALL
-from describer_core.states import PhotoVersion, WorkflowInput
+from describer_aws.results_table import ResultsTable
+from describer_rules.contracts import ProductRequest, S3ObjectRef
+from describer_rules.endpoint_calls import DEFAULT_QUESTIONS_PER_CALL, group_questions, prefix_aware_id
+from describer_rules.errors import PipelineError
+from describer_steps.states import PhotoVersion, WorkflowInput
 
 from .conftest import BUCKET, Aws, FakeLambdaContext, image_bytes
 from .test_statemachine import substituted_definition
@@ -193,9 +192,9 @@ class _AsksAbout:
 def models(monkeypatch: pytest.MonkeyPatch) -> tuple[Stubber, Stubber]:
     sagemaker = boto3.client("sagemaker-runtime", region_name="us-east-1")
     bedrock = boto3.client("bedrock-runtime", region_name="us-east-1")
-    # Every handler's model clients come from describer_core.wiring (AskAttribute's and Prepare's
+    # Every handler's model clients come from describer_aws.clients (AskAttribute's and Prepare's
     # endpoint client, WriteDescription's Bedrock client).
-    wiring = importlib.import_module("describer_core.wiring")
+    wiring = importlib.import_module("describer_aws.clients")
     monkeypatch.setattr(wiring, "sagemaker_runtime", lambda read_timeout_s: sagemaker)
     monkeypatch.setattr(wiring, "bedrock_runtime", lambda: bedrock)
     return Stubber(sagemaker), Stubber(bedrock)
@@ -351,7 +350,7 @@ def test_request_bodies_name_the_claimed_image_version(aws: Aws, models: tuple[S
             seen.append(ProductRequest.model_validate_json(body))  # type: ignore[arg-type]
             return True
 
-    from describer_core.catalogue import load_catalogue
+    from describer_rules.catalogue import load_catalogue
 
     for attribute, _question in load_catalogue().questions("generic"):
         body = json.dumps(
@@ -425,7 +424,7 @@ def test_a_product_folder_is_described_from_every_usable_photo(
             seen.append(ProductRequest.model_validate_json(body))  # type: ignore[arg-type]
             return True
 
-    from describer_core.catalogue import load_catalogue
+    from describer_rules.catalogue import load_catalogue
 
     questions = load_catalogue().questions("Shirts")
     values = {

@@ -17,19 +17,19 @@ from PIL import Image
 
 from describer.local.model_host.description_backends import ConverseRequest, OfflineWriter
 from describer.review.desk import ReviewDesk
-from describer_core.catalogue import load_catalogue
-from describer_core.contracts import (
+from describer_aws.product_events import ProductEvents
+from describer_aws.results_table import ResultsTable
+from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import (
     EVENT_SOURCE,
     Alternative,
     ProductEventType,
     ProductRecord,
     Status,
 )
-from describer_core.description import write_description
-from describer_core.notifications import ProductEvents
-from describer_core.records import ResultsTable
-from describer_core.settings import DescriptionSettings
-from describer_core.states import DescriptionResult
+from describer_steps.settings import DescriptionSettings
+from describer_steps.states import DescriptionResult
+from describer_steps.write_description import write_description
 
 REPO = Path(__file__).resolve().parents[3]
 TABLE, BUS, BUCKET, INDEX = "results-review-test", "products-review-test", "uploads-review-test", "by-review"
@@ -132,7 +132,7 @@ class Stack:
             ExpressionAttributeValues={":pending": {"S": "PENDING"}},
             ScanIndexForward=True,
         )
-        from describer_core.records import _from_item
+        from describer_aws.results_table import _from_item
 
         return [ProductRecord.model_validate(_from_item(item)) for item in response["Items"]]
 

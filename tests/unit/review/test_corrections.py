@@ -12,9 +12,9 @@ from describer.review.corrections import (
     photo_file_name,
 )
 from describer.review.desk import ReviewDesk
-from describer_core.records import RecordVersion
+from describer_aws.results_table import RecordVersion
+from training.dataset import QA_COLUMNS, read_qa_rows
 from training.modeling import group_by_image
-from training.prepare import QA_COLUMNS, read_qa_rows
 from training.train_config import parse_args
 
 from .conftest import BUCKET, Stack, jpeg, shirt_record

@@ -13,9 +13,9 @@ from describer.review.desk import (
     photos_of,
     review_queue,
 )
-from describer_core.contracts import ImageStatus, ProductEventType, ProductImage, ReviewStatus, Status
-from describer_core.notifications import ProductEvents
-from describer_core.records import RecordVersion
+from describer_aws.product_events import ProductEvents
+from describer_aws.results_table import RecordVersion
+from describer_rules.contracts import ImageStatus, ProductEventType, ProductImage, ReviewStatus, Status
 
 from .conftest import REVIEWER, SHIRT, Stack, shirt_record
 

@@ -12,7 +12,7 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from describer.review.stack import CopyNotRewritten, LambdaCopyWriter, describe_input, writer_settings
-from describer_core.states import DescribeInput, DescriptionResult
+from describer_steps.states import DescribeInput, DescriptionResult
 
 from .conftest import SHIRT, granted_actions, reviewer_policy_statements, shirt_record
 

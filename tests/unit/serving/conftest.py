@@ -11,7 +11,7 @@ import torch
 from moto import mock_aws
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from describer_core.catalogue import load_catalogue
+from describer_rules.catalogue import load_catalogue
 from endpoint.inference import model_fn
 from endpoint.model import DescriberModel
 from training.model_dir import ModelMetadata, write_model_dir

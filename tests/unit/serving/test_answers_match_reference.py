@@ -10,14 +10,14 @@ import json
 import pytest
 import torch
 
-from describer_core.answers import format_answer, parse_answer
-from describer_core.confidence import softmax
-from describer_core.contracts import ProductResponse, Question
+from benchmarks.endpoint_speedup import benchmark_questions, product_photo, reference_generate
+from describer_rules.answers import format_answer, parse_answer
+from describer_rules.confidence import softmax
+from describer_rules.contracts import ProductResponse, Question
 from endpoint.inference import input_fn, output_fn, predict_fn
 from endpoint.model import DescriberModel
 from endpoint.requests import decode_image
-from training.endpoint_bench.speedup import benchmark_questions, product_photo, reference_generate
-from training.scoring import answer_rows
+from training.served_answers import answer_rows
 
 from .conftest import BUCKET, MODEL_ID
 

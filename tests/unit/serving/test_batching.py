@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 import torch
 
+from benchmarks.endpoint_speedup import benchmark_questions, product_photo
 from describer.local.model_host import ModelHost
 from describer.local.model_host.description_backends import OfflineWriter
-from describer_core.contracts import MAX_REQUEST_BYTES, Question
-from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode
+from describer_rules.contracts import MAX_REQUEST_BYTES, Question
+from describer_rules.endpoint_errors import EndpointErrorBody, EndpointErrorCode
 from endpoint import inference
 from endpoint.batching import MAX_BATCH_ENV, WINDOW_ENV, BatchSettings, Collector
 from endpoint.model import DescriberModel
 from endpoint.requests import decode_image
 from endpoint.scoring import CandidateScores
 from endpoint.serve import EntryPoint
-from training.endpoint_bench.speedup import benchmark_questions, product_photo
 
 from .conftest import BUCKET
 

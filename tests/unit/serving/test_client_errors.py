@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from describer_core.contracts import MAX_QUESTIONS_PER_REQUEST
-from describer_core.endpoint_errors import EndpointErrorBody, EndpointErrorCode, EndpointRequestError
-from describer_core.model_files import METADATA_FILE
+from benchmarks.endpoint_speedup import product_photo
+from describer_rules.contracts import MAX_QUESTIONS_PER_REQUEST
+from describer_rules.endpoint_errors import EndpointErrorBody, EndpointErrorCode, EndpointRequestError
+from describer_rules.model_files import METADATA_FILE
 from endpoint import requests, s3_images
 from endpoint.inference import input_fn, output_fn, predict_fn
 from endpoint.model import DescriberModel
-from training.endpoint_bench.speedup import product_photo
 
 from .conftest import BUCKET
 

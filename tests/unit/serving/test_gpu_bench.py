@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.endpoint_bench import gpu as gpu_bench
+from benchmarks import endpoint_gpu as gpu_bench
 
 
 def test_without_a_gpu_it_measures_nothing_and_says_why(

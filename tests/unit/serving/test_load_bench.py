@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training.endpoint_bench.figures import LoadFigures
-from training.endpoint_bench.load import LevelRun, main, steady_state, summarise
+from benchmarks.endpoint_load import LevelRun, main, steady_state, summarise
+from describer.endpoint_figures import LoadFigures
 
 
 def _run(

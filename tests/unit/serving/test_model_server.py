@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 
-from describer_core.endpoint_errors import EndpointErrorCode
+from describer_rules.endpoint_errors import EndpointErrorCode
 from endpoint import inference
 from endpoint.model import DescriberModel
 from endpoint.serve import EntryPoint, ModelServer

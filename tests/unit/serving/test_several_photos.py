@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from describer_core.contracts import ProductRequest, S3ObjectRef
-from describer_core.endpoint_errors import EndpointRequestError
-from describer_core.fusion import fuse_answers
+from benchmarks.endpoint_speedup import benchmark_questions, product_photo
+from describer_rules.contracts import ProductRequest, S3ObjectRef
+from describer_rules.endpoint_errors import EndpointRequestError
+from describer_rules.fusion import fuse_answers
 from endpoint.model import DescriberModel
 from endpoint.requests import parse_request
-from training.endpoint_bench.speedup import benchmark_questions, product_photo
 
 from .conftest import BUCKET
 

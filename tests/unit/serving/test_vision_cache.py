@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from describer_core.contracts import ProductRequest, S3ObjectRef
-from describer_core.endpoint_errors import EndpointErrorCode, EndpointRequestError
+from benchmarks.endpoint_speedup import benchmark_questions, product_photo
+from describer_rules.contracts import ProductRequest, S3ObjectRef
+from describer_rules.endpoint_errors import EndpointErrorCode, EndpointRequestError
 from endpoint import model as endpoint_model
 from endpoint.model import DescriberModel
 from endpoint.vision_cache import VisionFeatureCache
-from training.endpoint_bench.speedup import benchmark_questions, product_photo
 
 from .conftest import BUCKET
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from describer_core.confidence import Calibration, softmax
+from describer_rules.confidence import Calibration, softmax
 from training.calibration import (
     ScoredQuestion,
     accuracy_at_coverage,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from describer.cli import main
-from describer_core.catalogue import GENERIC_CATEGORY, load_catalogue
-from training.prepare import ARTICLE_TYPE_ATTRIBUTE, build_catalogue, non_visual_reason
+from describer_rules.catalogue import GENERIC_CATEGORY, load_catalogue
+from training.dataset import ARTICLE_TYPE_ATTRIBUTE, build_catalogue, non_visual_reason
 
 
 def _write_style(

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from describer_core.answers import parse_answer
-from describer_core.catalogue import load_catalogue
-from training.prepare import (
+from describer_rules.answers import parse_answer
+from describer_rules.catalogue import load_catalogue
+from training.dataset import (
     Product,
     derive_catalogue,
     fold_target,

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from describer_core.catalogue import load_catalogue
+from describer_rules.catalogue import load_catalogue
 from training.demo_model_build import SHIPPED_MODEL_DIR, assemble_shipped_model, ship_demo_model
 from training.model_dir import METADATA_FILE, ModelMetadata, read_metadata, write_model_dir
 from training.tiny import build_base_model_dir
@@ -34,7 +34,7 @@ def test_shipped_model_round_trips_into_a_complete_model_dir(tmp_path: Path) -> 
     metadata = assemble_shipped_model(assembled, shipped)
     assert metadata.model_id == "describer-demo-test" == read_metadata(assembled).model_id
     assert (assembled / "code" / "inference.py").is_file()
-    assert (assembled / "code" / "describer_core" / "answers.py").is_file()
+    assert (assembled / "code" / "describer_rules" / "answers.py").is_file()
     before = Blip2ForConditionalGeneration.from_pretrained(trained).state_dict()
     after = Blip2ForConditionalGeneration.from_pretrained(assembled).state_dict()
     assert before.keys() == after.keys()

@@ -16,8 +16,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from training.endpoint_scaling import INVOCATIONS_PER_INSTANCE, EndpointScaling, register_scaling
-from training.sagemaker_launcher import (
+from describer.sagemaker.launcher import (
     DEFAULT_INSTANCE_TYPE,
     ENTRY_SCRIPT,
     EndpointLaunch,
@@ -26,6 +25,7 @@ from training.sagemaker_launcher import (
     launch_training,
     stage_training_code,
 )
+from describer.sagemaker.scaling import INVOCATIONS_PER_INSTANCE, EndpointScaling, register_scaling
 
 BUCKET = "describer-launcher-test"
 REGION = "eu-west-1"
@@ -271,8 +271,8 @@ def test_the_training_jobs_source_dir_holds_every_package_training_imports(tmp_p
     of this repository's (its calibration scores with the endpoint's code)."""
     staged = stage_training_code(tmp_path / "source")
     script = (
-        "import training.train, training.model_dir, endpoint.model, describer_core.answers, sys; "
-        "ours = ('training', 'endpoint', 'describer_core'); "
+        "import training.train, training.model_dir, endpoint.model, describer_rules.answers, sys; "
+        "ours = ('training', 'endpoint', 'describer_rules'); "
         "print('\\n'.join(sorted({m.__file__ for n, m in sys.modules.items() "
         "if n.split('.')[0] in ours and getattr(m, '__file__', None)})))"
     )

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from describer_core.catalogue import load_catalogue
+from describer_rules.catalogue import load_catalogue
 from training.tiny import (
     IMAGE_TOKEN,
     blip2_config,

@@ -10,11 +10,11 @@ import pytest
 import torch
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from describer_core.catalogue import load_catalogue
+from describer_rules.catalogue import load_catalogue
 from training import train as train_module
+from training.dataset import prepare_dataset
 from training.evaluate import evaluate, majority_answers, print_report
 from training.model_dir import METADATA_FILE, read_metadata
-from training.prepare import prepare_dataset
 from training.train import TrainingDiverged, parse_args, train
 
 
@@ -72,7 +72,7 @@ def test_tiny_train_merges_reloads_and_evaluates(prepared: Path, tmp_path: Path)
         METADATA_FILE,
         "code/inference.py",
         "code/requirements.txt",
-        "code/describer_core/answers.py",
+        "code/describer_rules/answers.py",
     ):
         assert (model_dir / name).is_file(), name
     metadata = read_metadata(model_dir)

@@ -1,0 +1,152 @@
+"""`make backfill-bench`: a catalogue of synthetic photos backfilled on a fresh local stack, then again.
+
+The photos go under the backfill prefix, where an upload starts nothing, so every run is the
+backfill's. Measured: the backfill's wall time; the products' final records (COMPLETED, FAILED);
+duplicate executions (DescribeProduct runs of the same object version beyond the first, read from
+the runs' inputs); a warm upload's latency while the backfill runs against the idle stack's; and how
+many runs a second backfill of the same prefix starts (0 when nothing is missing).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from benchmarks.upload_latency import time_uploads
+from describer import backfill_runs
+from describer.deployment import Deployment, fetch_records
+from describer.local.samples import SampleFile, synthetic_photos
+from describer.local.stack import LocalSettings
+from describer_rules.contracts import Status
+
+BENCH_SEED = 11
+BENCH_FOLDER = "bench/"
+
+
+def executions_since(deployment: Deployment, since: datetime) -> list[dict[str, Any]]:
+    """DescribeProduct executions started at or after ``since``, with their input."""
+    sfn = deployment.client("stepfunctions")
+    paginator = sfn.get_paginator("list_executions")
+    started = [
+        execution
+        for page in paginator.paginate(stateMachineArn=deployment.outputs["StateMachineArn"])
+        for execution in page["executions"]
+        if execution["startDate"] >= since
+    ]
+    return [sfn.describe_execution(executionArn=execution["executionArn"]) for execution in started]
+
+
+def duplicate_runs(executions: list[dict[str, Any]], key_prefix: str) -> int:
+    """Runs of an object version beyond its first, among the executions under ``key_prefix``."""
+    versions = Counter(
+        (run["bucket"], run["key"], run.get("version_id"), run.get("redrive_count", 0))
+        for run in (json.loads(execution["input"]) for execution in executions)
+        if run.get("key", "").startswith(key_prefix)
+    )
+    return sum(count - 1 for count in versions.values())
+
+
+def _backfill(
+    deployment: Deployment, source: backfill_runs.S3Uri, console: Console, timeout_s: float
+) -> dict[str, Any]:
+    execution = backfill_runs.run(
+        deployment, backfill_runs.backfill_input(deployment, source), console, timeout_s
+    )
+    if execution["status"] != "SUCCEEDED":
+        raise RuntimeError(
+            f"the backfill {execution['status']}: {execution.get('error')} {execution.get('cause')}"
+        )
+    return execution
+
+
+def _median_upload_s(deployment: Deployment, photos: list[SampleFile], timeout_s: float) -> float:
+    return statistics.median(time_uploads(deployment, [photo], timeout_s) for photo in photos)
+
+
+def run_backfill_bench(
+    settings: LocalSettings, objects: int, uploads: int, timeout_s: float, console: Console
+) -> int:
+    deployment = Deployment.local(settings.state_dir)
+    prefix = deployment.outputs["BackfillPrefix"] + BENCH_FOLDER
+    source = backfill_runs.S3Uri(deployment.upload_bucket, prefix)
+    s3 = deployment.client("s3")
+    with tempfile.TemporaryDirectory() as scratch:
+        # One photo set, so catalogue and live uploads are different products (and images).
+        total = objects + 1 + 2 * uploads
+        photos = synthetic_photos(Path(scratch), per_category=total // 2 + 1, seed=BENCH_SEED)[:total]
+        catalogue, live = photos[:objects], photos[objects:]
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("Writing the catalogue", total=len(catalogue))
+            for photo in catalogue:
+                s3.put_object(Bucket=source.bucket, Key=prefix + photo.key, Body=photo.path.read_bytes())
+                progress.advance(task)
+        time_uploads(deployment, live[:1], timeout_s)  # the first upload meets cold Lambda workers
+        idle_s = _median_upload_s(deployment, live[1 : 1 + uploads], timeout_s)
+        console.print(f"warm upload, idle stack: median {idle_s:.2f} s of {uploads}")
+
+        started_at = datetime.now().astimezone()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            run = pool.submit(_backfill, deployment, source, console, timeout_s)
+            # Live uploads while the backfill's products run (after its first few are under way).
+            while not _products_running(deployment) and not run.done():
+                time.sleep(0.5)
+            busy_s = _median_upload_s(deployment, live[1 + uploads :], timeout_s) if not run.done() else None
+            execution = run.result()
+        elapsed = time.perf_counter() - started
+
+    results = backfill_runs.item_results(deployment, execution)
+    product_ids = [result.product_id for result in results if result.product_id]
+    records = fetch_records(deployment, product_ids)
+    statuses = Counter(record.status for record in records.values())
+    duplicates = duplicate_runs(executions_since(deployment, started_at), prefix)
+
+    rerun_at = datetime.now().astimezone()
+    rerun = backfill_runs.item_results(deployment, _backfill(deployment, source, console, timeout_s))
+    rerun_runs = len(executions_since(deployment, rerun_at))
+
+    table = Table(title=f"Backfill of {objects} objects on the local stack ({settings.stack_name})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("objects listed", str(len(results)))
+    for outcome, count in sorted(backfill_runs.outcome_counts(results).items()):
+        table.add_row(f"  {outcome.value}", str(count))
+    table.add_row("records COMPLETED / FAILED", f"{statuses[Status.COMPLETED]} / {statuses[Status.FAILED]}")
+    table.add_row("duplicate executions", str(duplicates))
+    table.add_row("backfill wall time (s)", f"{elapsed:.1f}")
+    table.add_row("products per minute", f"{60 * len(results) / elapsed:.1f}")
+    table.add_row("warm upload, idle (median s)", f"{idle_s:.2f}")
+    if busy_s is not None:
+        table.add_row("warm upload during the backfill (median s)", f"{busy_s:.2f} ({busy_s / idle_s:.1f}x)")
+    table.add_row(
+        "rerun: objects already final",
+        str(backfill_runs.outcome_counts(rerun)[backfill_runs.ItemOutcome.SKIPPED]),
+    )
+    console.print(table)
+    if busy_s is not None:
+        console.print(f"warm upload during the backfill: median {busy_s:.2f} s, {busy_s / idle_s:.1f}x idle")
+    console.print(
+        f"backfill: {len(results)} objects, {statuses[Status.COMPLETED]} completed, "
+        f"{statuses[Status.FAILED]} failed, {duplicates} duplicate executions in {elapsed:.0f} s"
+    )
+    console.print(f"rerun: {rerun_runs} executions started")
+    return 0
+
+
+def _products_running(deployment: Deployment) -> bool:
+    sfn = deployment.client("stepfunctions")
+    running = sfn.list_executions(
+        stateMachineArn=deployment.outputs["StateMachineArn"], statusFilter="RUNNING", maxResults=1
+    )
+    return bool(running["executions"])

@@ -1,0 +1,1 @@
+"""SageMaker: the training job launcher, the endpoint's deployment and its autoscaling."""

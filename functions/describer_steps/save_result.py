@@ -1,0 +1,58 @@
+"""SaveResult: the COMPLETED record, written conditionally and announced.
+
+The write is conditional (``ResultsTable.write_if_current``), so a run that a newer upload overtook
+leaves the newer record alone. RecordFailure (``record_failure``) is the other way a run ends.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from describer_aws.product_events import ProductEvents
+from describer_aws.results_table import ResultsTable
+from describer_rules.contracts import ModelIds, ProductRecord, Status
+from describer_steps.states import (
+    SaveInput,
+    SaveOutput,
+)
+
+if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
+    pass
+
+
+def elapsed_ms_since(iso_start: str) -> int:
+    started = datetime.fromisoformat(iso_start.replace("Z", "+00:00"))
+    return max(0, int((datetime.now(UTC) - started).total_seconds() * 1000))
+
+
+def completed_record(request: SaveInput) -> ProductRecord:
+    return request.product.record(
+        Status.COMPLETED,
+        request.execution_name,
+        attributes=request.merged.attributes,
+        unknown_attributes=request.merged.unknown_attributes,
+        confidence=request.merged.confidence,
+        alternatives=request.merged.alternatives,
+        photos_agreed=request.merged.photos_agreed,
+        needs_review=request.merged.needs_review or request.product.category_review,
+        description=request.description.text,
+        content=request.description.content,
+        token_usage=request.description.token_usage,
+        model_ids=ModelIds(attributes=request.merged.endpoint, description=request.description.model_id),
+        timings_ms={
+            "prepare": request.prepare_ms,
+            "attributes": request.merged.endpoint_ms,
+            "attributes_wall": request.merged.endpoint_wall_ms,
+            "description": request.description.description_ms,
+            "total": elapsed_ms_since(request.execution_start),
+        },
+    )
+
+
+def save_result(request: SaveInput, table: ResultsTable, events: ProductEvents) -> SaveOutput:
+    record = completed_record(request)
+    saved = table.write_if_current(record)
+    if saved:
+        events.publish(record)
+    return SaveOutput(product_id=request.product.product_id, saved=saved)
