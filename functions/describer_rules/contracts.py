@@ -194,12 +194,17 @@ class CostLedger(BaseModel):
     endpoint_seconds: float = Field(default=0.0, ge=0.0, description="Metered: endpoint time of the calls")
     endpoint_calls: int = Field(default=0, ge=0)
     bedrock: dict[PurchaseMode, TokenUsage] = Field(
-        default_factory=dict, description="Metered: Bedrock tokens, all locales and attempts, by purchase mode"
+        default_factory=dict,
+        description="Metered: Bedrock tokens, all locales and attempts, by purchase mode",
     )
     bedrock_fallbacks: int = Field(
-        default=0, ge=0, description="Batch copy only: locales whose batch output was unusable, written on demand"
+        default=0,
+        ge=0,
+        description="Batch copy only: locales whose batch output was unusable, written on demand",
     )
-    state_transitions: int = Field(default=0, ge=0, description="Derived: the Standard workflow states entered")
+    state_transitions: int = Field(
+        default=0, ge=0, description="Derived: the Standard workflow states entered"
+    )
     lambda_invocations: int = Field(default=0, ge=0, description="Derived: the run's Lambda invocations")
     lambda_gb_seconds: float = Field(default=0.0, ge=0.0, description="Derived: duration x memory, added up")
     derived: list[str] = Field(
