@@ -25,11 +25,10 @@ from pydantic import BaseModel, Field
 
 from describer.endpoint_figures import EndpointTiming
 from describer_rules.contracts import CostLedger, PurchaseMode
-from describer_rules.cost_ledger import LAMBDA_MEMORY_MB
+from describer_rules.cost_ledger import EXPRESS_BILLED_MEMORY_GB, LAMBDA_MEMORY_MB
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 PER = 1000  # products
-EXPRESS_BILLED_MEMORY_GB = 0.0625  # an Express execution's memory is billed in 64 MB steps; ours fit one
 DYNAMODB_WRITE_UNIT_BYTES = 1024
 
 

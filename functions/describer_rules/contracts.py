@@ -205,6 +205,10 @@ class CostLedger(BaseModel):
     state_transitions: int = Field(
         default=0, ge=0, description="Derived: the Standard workflow states entered"
     )
+    express_executions: int = Field(
+        default=0, ge=0, description="Derived: Express executions the run took (the batch backfill's child)"
+    )
+    express_gb_seconds: float = Field(default=0.0, ge=0.0, description="Derived: their duration x 64 MB")
     lambda_invocations: int = Field(default=0, ge=0, description="Derived: the run's Lambda invocations")
     lambda_gb_seconds: float = Field(default=0.0, ge=0.0, description="Derived: duration x memory, added up")
     derived: list[str] = Field(

@@ -11,6 +11,7 @@ counted as invocations only). ``tests/unit/pipeline/test_cost_ledger.py`` keeps 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 from describer_rules.contracts import CostLedger, PurchaseMode, TokenUsage
 
@@ -32,7 +33,12 @@ DESCRIBED_PATH = (
     "SaveResult",
     "Completed",
 )
+# The batch backfill's Express child (statemachine/backfill.asl.json): PlanItem and QueueCopy beside
+# the DescribeProduct steps; its states are one Express request, billed by duration in 64 MB steps.
+BATCH_CHILD_FUNCTIONS = ("PlanBackfillItemFunction", "QueueCopyFunction")
+EXPRESS_BILLED_MEMORY_GB = 0.0625
 DERIVED_FIELDS = ["state_transitions", "lambda_invocations", "lambda_gb_seconds"]
+BATCH_DERIVED_FIELDS = ["express_executions", "express_gb_seconds", "lambda_invocations", "lambda_gb_seconds"]
 
 
 def _gb_seconds(function: str, duration_ms: int) -> float:
@@ -49,11 +55,13 @@ def described_ledger(
     mode: PurchaseMode = PurchaseMode.ON_DEMAND,
     on_demand_usage: Mapping[str, TokenUsage] | None = None,
     fallbacks: int = 0,
+    path: Literal["described", "batch"] = "described",
 ) -> CostLedger:
     """The ledger of a run that described its product.
 
     ``token_usage``: the tokens per locale, bought in ``mode``; ``on_demand_usage``: a batch run's
-    locales that fell back to an on-demand call (``fallbacks`` of them).
+    locales that fell back to an on-demand call (``fallbacks`` of them). ``path``: "batch" for the
+    batch backfill's Express child, whose copy a job wrote (``description_ms``: its fallbacks' time).
     """
     bedrock = {mode: _total(token_usage.values())}
     if on_demand_usage:
@@ -63,7 +71,7 @@ def described_ledger(
         + _gb_seconds("AskAttributeFunction", endpoint_ms)
         + _gb_seconds("WriteDescriptionFunction", description_ms)
     )
-    return CostLedger(
+    ledger = CostLedger(
         endpoint_seconds=round(endpoint_ms / 1000, 3),
         endpoint_calls=endpoint_calls,
         bedrock={key: usage for key, usage in bedrock.items() if usage.input or usage.output},
@@ -73,6 +81,21 @@ def described_ledger(
         lambda_invocations=4 + endpoint_calls,
         lambda_gb_seconds=round(gb_seconds, 3),
         derived=list(DERIVED_FIELDS),
+    )
+    if path == "described":
+        return ledger
+    # The child waits on Prepare and the endpoint calls (the QueueCopy and PlanItem milliseconds aside).
+    child_seconds = (prepare_ms + endpoint_ms) / 1000
+    return ledger.model_copy(
+        update={
+            "state_transitions": 0,
+            "express_executions": 1,
+            "express_gb_seconds": round(child_seconds * EXPRESS_BILLED_MEMORY_GB, 4),
+            # PlanItem, Prepare, one AskAttribute per call, MergeAttributes, QueueCopy; the collector's
+            # one pass per thousand products is left out.
+            "lambda_invocations": 4 + endpoint_calls,
+            "derived": list(BATCH_DERIVED_FIELDS),
+        }
     )
 
 
