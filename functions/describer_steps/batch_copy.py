@@ -141,6 +141,7 @@ class BatchCopier:
         bedrock_runtime: Any,
         style: StyleGuide | None = None,
         clock: Callable[[], float] = time.time,
+        min_records: int = MIN_RECORDS_PER_JOB,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -151,6 +152,7 @@ class BatchCopier:
         self.bedrock_runtime = bedrock_runtime
         self.style = style
         self.clock = clock
+        self.min_records = min_records
 
     def writer(self, queued: QueuedCopy) -> CopyWriter:
         return CopyWriter(
@@ -175,7 +177,7 @@ class BatchCopier:
         report.queued = len(queued)
         if not queued:
             return report
-        if len(queued) < MIN_RECORDS_PER_JOB:
+        if len(queued) < self.min_records:
             for copy in queued.values():
                 self._finish(
                     copy, {}, dict.fromkeys(self.settings.locales, Fallback.BELOW_JOB_MINIMUM), report
