@@ -80,6 +80,9 @@ class Submission(BaseModel):
     created_at: str
     jobs: list[SubmittedJob] = Field(default_factory=list)
     products: dict[str, QueuedCopy] = Field(default_factory=dict)
+    bad_lines_counted: bool = Field(
+        default=False, description="A pass was cut short: its bad lines are counted"
+    )
 
 
 @dataclass
@@ -142,6 +145,7 @@ class BatchCopier:
         style: StyleGuide | None = None,
         clock: Callable[[], float] = time.time,
         min_records: int = MIN_RECORDS_PER_JOB,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -153,6 +157,7 @@ class BatchCopier:
         self.style = style
         self.clock = clock
         self.min_records = min_records
+        self.should_stop = should_stop
 
     def writer(self, queued: QueuedCopy) -> CopyWriter:
         return CopyWriter(
@@ -233,11 +238,15 @@ class BatchCopier:
             if still:
                 report.open_jobs += len(still)
                 continue
-            self._collect(submission, statuses, report)
-            self.store.delete([key])
+            if self._collect(submission, statuses, report):
+                self.store.delete([key])
+            else:
+                report.open_jobs += 1  # cut short by the time left: the next pass goes on
+                break
         return report
 
-    def _collect(self, submission: Submission, statuses: dict[str, JobStatus], report: CopyReport) -> None:
+    def _collect(self, submission: Submission, statuses: dict[str, JobStatus], report: CopyReport) -> bool:
+        """Finish the submission's products; False (the rest written back) when told to stop early."""
         replies: dict[str, dict[str, dict[str, Any]]] = {pid: {} for pid in submission.products}
         reasons: dict[str, dict[str, Fallback]] = {pid: {} for pid in submission.products}
         for job in submission.jobs:
@@ -245,13 +254,22 @@ class BatchCopier:
             lines = self.store.output_lines(submission.submission_id, job) if status.has_output else None
             output = None if lines is None else read_output(lines, job.records)
             if output is not None:
-                report.bad_lines.update(output.bad_lines)
+                if not submission.bad_lines_counted:
+                    report.bad_lines.update(output.bad_lines)
                 for rid, model_output in output.outputs.items():
-                    replies[job.records[rid]][job.locale] = model_output
+                    replies.get(job.records[rid], {})[job.locale] = model_output
             for rid, reason in fallbacks_of(status, output, job.records).items():
-                reasons[job.records[rid]][job.locale] = reason
-        for product_id, queued in submission.products.items():
+                reasons.get(job.records[rid], {})[job.locale] = reason
+        for done, (product_id, queued) in enumerate(submission.products.items()):
+            if self.should_stop():
+                rest = dict(list(submission.products.items())[done:])
+                remaining = submission.model_copy(update={"products": rest, "bad_lines_counted": True})
+                self.store.put(
+                    self.store.submission_key(submission.submission_id), remaining.model_dump_json()
+                )
+                return False
             self._finish(queued, replies[product_id], reasons[product_id], report)
+        return True
 
     def _finish(
         self,

@@ -307,3 +307,20 @@ def test_the_create_request_is_bedrocks_own_shape() -> None:
             "copy-1-en-US-0", "anthropic.claude-haiku-4-5", "s3://b/in.jsonl", "s3://b/out/"
         ).endswith("/abc")
         assert jobs.status("arn:x")[0] == JobStatus.FAILED
+
+
+def test_a_collect_pass_cut_short_by_time_leaves_the_rest_for_the_next(aws: Aws) -> None:
+    _queue(aws, 3)
+    jobs, bedrock = FakeJobs(), FakeBedrock()
+    copier = _copier(aws, jobs, bedrock)
+    copier.submit()
+    for locale in SETTINGS.locales:
+        jobs.end(aws.s3, locale, "Expired")
+    budget = iter([False, True])  # time for one product, then stop
+    copier.should_stop = lambda: next(budget, True)
+    first = copier.collect()
+    assert (first.saved, first.open_jobs) == (1, 1)
+    copier.should_stop = lambda: False
+    second = copier.collect()
+    assert (second.saved, second.open_jobs, second.not_current) == (2, 0, 0)
+    assert copier.collect().saved == 0
