@@ -228,7 +228,12 @@ def _start_emulator(settings: LocalSettings) -> None:
     if emulator.service(settings.state_dir).pid() is not None:
         return
     host = settings.model_host_url
-    endpoints = {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": host, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": host}
+    # Bedrock's control plane too: the host emulates batch inference jobs (model_host.batch_jobs).
+    endpoints = {
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": host,
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": host,
+        "AWS_ENDPOINT_URL_BEDROCK": host,
+    }
     emulator.start(settings.state_dir, settings.emulator_port, endpoints)
 
 
