@@ -112,6 +112,8 @@ def deploy_parameters(settings: LocalSettings) -> dict[str, str]:
         "Locales": ",".join(LOCAL_LOCALES),
         "EndpointReadTimeoutSeconds": str(LOCAL_ENDPOINT_READ_TIMEOUT_S),
         "PhotoSettleSeconds": str(LOCAL_PHOTO_SETTLE_S),
+        # The model host's batch jobs move one state per look: look often.
+        "BatchCopyPollSeconds": "5",
     }
 
 

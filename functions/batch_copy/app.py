@@ -62,6 +62,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name=f"BatchCopyFallback_{reason}", unit=MetricUnit.Count, value=count)
     metrics.add_metric(name="BatchCopyBadLines", unit=MetricUnit.Count, value=sum(report.bad_lines.values()))
     metrics.add_metric(name="ImagesCompleted", unit=MetricUnit.Count, value=report.saved)
+    for name, value in report.ledger_totals.items():  # the dashboard's cost by day
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     output = report.as_dict()
     logger.info(f"batch copy {request.action}", extra=output)
     return output

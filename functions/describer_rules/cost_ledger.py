@@ -104,3 +104,21 @@ def _total(usages: Iterable[TokenUsage]) -> TokenUsage:
     for usage in usages:
         total = TokenUsage(input=total.input + usage.input, output=total.output + usage.output)
     return total
+
+
+def ledger_metrics(ledger: CostLedger) -> dict[str, float]:
+    """The ledger as metric values (the dashboard's "cost of what was done, by day" sums them)."""
+    on_demand = ledger.bedrock.get(PurchaseMode.ON_DEMAND, TokenUsage())
+    batch = ledger.bedrock.get(PurchaseMode.BATCH, TokenUsage())
+    return {
+        "LedgerEndpointSeconds": ledger.endpoint_seconds,
+        "LedgerOnDemandInputTokens": on_demand.input,
+        "LedgerOnDemandOutputTokens": on_demand.output,
+        "LedgerBatchInputTokens": batch.input,
+        "LedgerBatchOutputTokens": batch.output,
+        "LedgerStateTransitions": ledger.state_transitions,
+        "LedgerExpressExecutions": ledger.express_executions,
+        "LedgerExpressGbSeconds": ledger.express_gb_seconds,
+        "LedgerLambdaInvocations": ledger.lambda_invocations,
+        "LedgerLambdaGbSeconds": ledger.lambda_gb_seconds,
+    }

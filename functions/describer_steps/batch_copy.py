@@ -48,7 +48,7 @@ from describer_rules.contracts import (
     Status,
     TokenUsage,
 )
-from describer_rules.cost_ledger import described_ledger
+from describer_rules.cost_ledger import described_ledger, ledger_metrics
 from describer_rules.errors import PipelineError
 from describer_rules.prompts import user_message
 from describer_rules.style_guide import StyleGuide
@@ -99,6 +99,7 @@ class CopyReport:
     batch_copies: int = 0
     fallbacks: Counter[str] = field(default_factory=Counter)
     bad_lines: Counter[str] = field(default_factory=Counter)
+    ledger_totals: dict[str, float] = field(default_factory=dict)  # the saved records' ledgers, summed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -358,6 +359,8 @@ class BatchCopier:
         )
         if save_result(request, self.table, self.events, ledger).saved:
             report.saved += 1
+            for name, value in ledger_metrics(ledger).items():
+                report.ledger_totals[name] = report.ledger_totals.get(name, 0) + value
         else:
             report.not_current += 1
 
