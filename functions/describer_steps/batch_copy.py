@@ -296,6 +296,7 @@ class BatchCopier:
         fallbacks = 0
         for locale in self.settings.locales:
             reason = reasons.get(locale)
+            problems: list[str] = []
             if reason is None and locale in replies:
                 reply = _Reply.parse(replies[locale])
                 batch_tokens[locale] = TokenUsage(input=reply.input_tokens, output=reply.output_tokens)
@@ -304,11 +305,12 @@ class BatchCopier:
                     content[locale] = checked
                     report.batch_copies += 1
                     continue
-                reason = Fallback.INVALID
+                # The batch reply was the first attempt: the on-demand call is the retry naming its rules.
+                reason, problems = Fallback.INVALID, [str(violation) for violation in broken]
             report.fallbacks[(reason or Fallback.MISSING).value] += 1
             fallbacks += 1
             try:
-                written = writer.write_locale(locale)
+                written = writer.write_locale(locale, problems)
             except PipelineError as error:
                 if error.retryable:  # throttled or unavailable: a rerun writes it
                     self.store.put(self.store.queued_key(queued.product.product_id), queued.model_dump_json())

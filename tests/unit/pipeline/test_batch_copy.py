@@ -211,6 +211,8 @@ def test_one_job_per_locale_joined_back_checked_and_every_unusable_reply_written
     assert report.fallbacks == {"missing": 1, "invalid": 1, "job_ended_without_output": 3}
     assert report.bad_lines == {"not_json": 1, "cut_short": 1, "unknown_record": 1}
     assert len(bedrock.calls) == 5
+    # p2's broken batch reply was its first attempt: the one on-demand call is the retry naming the rule.
+    assert sum("keywords" in call and "en-US" in call for call in bedrock.calls) == 1
     table = ResultsTable(TABLE, aws.dynamodb)
     first_record = table.get("p0")
     assert first_record is not None and first_record.status == Status.COMPLETED and first_record.stage is None
