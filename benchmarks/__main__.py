@@ -30,7 +30,13 @@ def _backfill(args: argparse.Namespace) -> int:
 
     local_stack.down(args.state_dir.resolve())  # a fresh stack: no records from earlier runs
     return run_backfill_bench(
-        bring_up(args), args.objects, args.uploads, args.timeout, console, args.copy == "batch"
+        bring_up(args),
+        args.objects,
+        args.uploads,
+        args.timeout,
+        console,
+        args.copy == "batch",
+        args.batch_faults,
     )
 
 
@@ -90,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--timeout", type=float, default=3600)
     backfill.add_argument(
         "--copy", choices=["on-demand", "batch"], default="on-demand", help="the backfill's copy mode"
+    )
+    backfill.add_argument(
+        "--batch-faults",
+        default="",
+        help="how the model host's batch jobs end, e.g. batch-expire=0.5,batch-partial=0.5",
     )
     backfill.set_defaults(handler=clean_errors(_backfill))
 

@@ -26,8 +26,9 @@ from rich.table import Table
 from benchmarks.upload_latency import time_uploads
 from describer import backfill_runs
 from describer.deployment import Deployment, fetch_records
+from describer.local.model_host.batch_jobs import BatchFaults
 from describer.local.samples import SampleFile, synthetic_photos
-from describer.local.stack import LocalSettings
+from describer.local.stack import LocalSettings, set_batch_faults
 from describer_rules.contracts import Status
 
 BENCH_SEED = 11
@@ -93,8 +94,12 @@ def run_backfill_bench(
     timeout_s: float,
     console: Console,
     batch_copy: bool = False,
+    batch_faults: str = "",
 ) -> int:
     deployment = Deployment.local(settings.state_dir)
+    if batch_faults:
+        report = set_batch_faults(settings, BatchFaults.parse(batch_faults))
+        console.print(f"batch jobs end as: {report['faults']['rates']}")
     prefix = deployment.outputs["BackfillPrefix"] + BENCH_FOLDER
     source = backfill_runs.S3Uri(deployment.upload_bucket, prefix)
     s3 = deployment.client("s3")
@@ -127,6 +132,7 @@ def run_backfill_bench(
     product_ids = [result.product_id for result in results if result.product_id]
     records = fetch_records(deployment, product_ids)
     statuses = Counter(record.status for record in records.values())
+    lost = len(set(product_ids) - set(records))
     duplicates = duplicate_runs(executions_since(deployment, started_at), prefix)
     duplicates += queued_duplicates(results)
 
@@ -147,6 +153,7 @@ def run_backfill_bench(
     for outcome, count in sorted(backfill_runs.outcome_counts(results).items()):
         table.add_row(f"  {outcome.value}", str(count))
     table.add_row("records COMPLETED / FAILED", f"{statuses[Status.COMPLETED]} / {statuses[Status.FAILED]}")
+    table.add_row("records still PROCESSING (stuck) / missing", f"{statuses[Status.PROCESSING]} / {lost}")
     table.add_row("duplicate executions", str(duplicates))
     table.add_row("backfill wall time (s)", f"{elapsed:.1f}")
     table.add_row("products per minute", f"{60 * len(results) / elapsed:.1f}")
@@ -162,7 +169,8 @@ def run_backfill_bench(
         console.print(f"warm upload during the backfill: median {busy_s:.2f} s, {busy_s / idle_s:.1f}x idle")
     console.print(
         f"backfill: {len(results)} objects, {statuses[Status.COMPLETED]} completed, "
-        f"{statuses[Status.FAILED]} failed, {duplicates} duplicate executions in {elapsed:.0f} s"
+        f"{statuses[Status.FAILED]} failed, {statuses[Status.PROCESSING]} stuck, {lost} lost, "
+        f"{duplicates} duplicate executions in {elapsed:.0f} s"
     )
     console.print(f"rerun: {rerun_runs} executions started")
     return 0

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from describer.local import emulator
+from describer.local.model_host.batch_jobs import BatchFaults
 from describer.local.model_host.faults import FaultSpec
 from describer.local.offline_writer.description import OFFLINE_MODEL_ID
 from describer.local.processes import BackgroundService
@@ -215,6 +216,15 @@ def set_faults(settings: LocalSettings, spec: FaultSpec) -> dict[str, Any]:
     """Make the running model host inject ``spec`` (an empty spec: serve cleanly); its report."""
     request = urllib.request.Request(
         settings.model_host_url + "/_local/faults", data=spec.model_dump_json().encode(), method="PUT"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return dict(json.loads(response.read()))
+
+
+def set_batch_faults(settings: LocalSettings, faults: BatchFaults) -> dict[str, Any]:
+    """Make the running model host end its batch jobs as ``faults`` says; its report."""
+    request = urllib.request.Request(
+        settings.model_host_url + "/_local/batch-faults", data=faults.model_dump_json().encode(), method="PUT"
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         return dict(json.loads(response.read()))
