@@ -213,7 +213,7 @@ def run_demo(settings: LocalSettings, per_category: int, timeout_s: float, conso
     records = upload_and_wait(deployment, samples, timeout_s, console)
     console.print(results_table(samples, records))
     correct, asked = attribute_accuracy(samples, records)
-    # Products with several photos (issue 16): product folders, then a photo added later.
+    # Products with several photos (docs/pipeline.md): product folders, then a photo added later.
     several = run_photo_demo(deployment, settings.state_dir / "demo", timeout_s, console)
     items = several.items + [GalleryItem(records[s.product_id], s.path, s.truth) for s in samples]
     gallery = write_gallery(
