@@ -19,7 +19,6 @@ from rich.table import Table
 
 from describer import redrive
 from describer.deployment import Deployment, files_to_upload, upload_all
-from describer.local.demo.gallery import category_label
 from describer.local.stack import default_state_dir
 from describer_rules.contracts import ProductRecord, Status
 from describer_rules.locales import parse_locales
@@ -187,3 +186,11 @@ def _results(args: argparse.Namespace) -> int:
     else:
         console.print(records_table(records, locale=args.locale))
     return 0
+
+
+def category_label(record: ProductRecord) -> str:
+    """The category and where it came from: "Jeans (model 0.97)", "Shirts (key)"."""
+    source = record.category_source.value if record.category_source else "-"
+    if record.category_confidence is not None:
+        source += f" {record.category_confidence:.2f}"
+    return f"{record.category} ({source})"

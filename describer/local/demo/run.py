@@ -26,7 +26,8 @@ from describer.deployment import (
     fetch_records,
     wait_for_final_records,
 )
-from describer.local.demo.gallery import GalleryItem, category_label, write_gallery
+from describer.deployment_commands import category_label
+from describer.local.demo.gallery import GalleryItem, write_gallery
 from describer.local.demo.photo_demo import run_photo_demo
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings
