@@ -21,6 +21,7 @@ from describer import redrive
 from describer.deployment import Deployment, files_to_upload, upload_all
 from describer.local.stack import default_state_dir
 from describer_rules.contracts import ProductRecord, Status
+from describer_rules.feeds.selection import in_locale
 from describer_rules.locales import parse_locales
 
 # Piped output (make in CI, a log file) gets room for the demo's table instead of 80 columns.
@@ -127,18 +128,6 @@ def _locale(text: str) -> str:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
     return tag
-
-
-def in_locale(record: ProductRecord, locale: str | None) -> ProductRecord:
-    """The record with only ``locale``'s content, description and tokens; unchanged without a locale."""
-    if locale is None:
-        return record
-    content = {locale: record.content[locale]} if locale in record.content else {}
-    description = content[locale].description if content else None
-    token_usage = {loc: usage for loc, usage in record.token_usage.items() if loc == locale}
-    return record.model_copy(
-        update={"content": content, "description": description, "token_usage": token_usage}
-    )
 
 
 def records_table(records: list[ProductRecord], title: str = "Products", locale: str | None = None) -> Table:
