@@ -105,15 +105,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure_refusal(host: str, tls: bool, insecure_remote: bool) -> str | None:
-    """Why binding ``host`` is refused (None: it is not): beyond this machine the token and the
-    session cookie would travel in clear text, so another host needs TLS or an explicit flag."""
-    if is_loopback(host) or tls or insecure_remote:
-        return None
-    return (
-        f"--host {host} exposes the desk beyond this machine, and its token and session cookie would "
-        "travel in clear text: give --tls-cert and --tls-key, or --insecure-remote to accept that"
-    )
+def exposure_refusal(
+    host: str, tls: bool, insecure_remote: bool, host_names: Iterable[str] = ()
+) -> str | None:
+    """Why binding ``host`` is refused (None: it is not). Beyond this machine the token and the
+    session cookie would travel in clear text, so another host needs TLS or an explicit flag; and a
+    wildcard address is no name a browser sends, so it needs the names the desk answers to."""
+    if not (is_loopback(host) or tls or insecure_remote):
+        return (
+            f"--host {host} exposes the desk beyond this machine, and its token and session cookie would "
+            "travel in clear text: give --tls-cert and --tls-key, or --insecure-remote to accept that"
+        )
+    try:
+        wildcard = ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        wildcard = False
+    if wildcard and not list(host_names):
+        return f"--host {host} is every address: name the one browsers use with --host-name"
+    return None
 
 
 def allowed_hosts(host: str, port: int, names: Iterable[str] = (), tls: bool = False) -> frozenset[str]:
