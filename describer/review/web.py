@@ -278,8 +278,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
-        self.timeout = self.server.timeout_s
-        self.request.settimeout(self.timeout)
+        self.request.settimeout(self.server.timeout_s)
         if isinstance(self.request, ssl.SSLSocket):
             self.request.do_handshake()
         super().setup()

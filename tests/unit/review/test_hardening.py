@@ -144,11 +144,13 @@ def test_a_malformed_copy_field_or_photo_number_is_a_bad_request(stack: Stack, s
     assert stack.item("15970") == before
 
 
-def test_a_failure_inside_the_desk_is_a_page_not_a_reset(stack: Stack, server: ReviewServer) -> None:
+def test_a_failure_inside_the_desk_is_a_page_not_a_reset(
+    server: ReviewServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(*_: Any) -> Any:
         raise RuntimeError("a bug")
 
-    server.app.desk.queue = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(server.app.desk, "queue", broken)
     status, page = browser_of(server).request("GET", "/")
     assert status == 500 and "The desk failed" in page and "a bug" not in page
 
