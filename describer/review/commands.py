@@ -15,9 +15,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from describer.deployment_commands import add_target_arguments, deployment_from
+from describer.review.access import exposure_refusal, tls_context
 from describer.review.corrections import CORRECTIONS_FILE, export_corrections
 from describer.review.stack import review_desk
-from describer.review.web import ReviewApp, exposure_refusal, serve, tls_context
+from describer.review.web import ReviewApp, serve
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

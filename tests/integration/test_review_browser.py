@@ -159,8 +159,19 @@ def test_a_reviewer_corrects_a_flagged_product_in_the_browser(
     root = review_server.split("?", 1)[0]
     assert _status(root) == 401 and _status(root + "product?id=1") == 401
     assert _status(root + "?token=wrong") == 403
+    # Signing in never leads off the desk: the browser reads `/\evil.example` as `//evil.example`.
+    query = urllib.parse.urlsplit(review_server).query
+    browser.get(f"{root}\\evil.example/?{query}")
+    assert urllib.parse.urlsplit(browser.current_url).netloc == urllib.parse.urlsplit(root).netloc
     browser.get(review_server)
     assert "Needs review" in browser.find_element(By.TAG_NAME, "h1").text
+    # The session: the desk's own cookie (named for its port), script-proof, same-site only, expiring.
+    port = urllib.parse.urlsplit(root).port
+    [cookie] = [c for c in browser.get_cookies() if c["name"].startswith("review_session")]
+    assert (
+        cookie["name"] == f"review_session_{port}" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    )
+    assert cookie["path"] == "/" and "expiry" in cookie
     links = {link.text: link for link in browser.find_elements(By.CSS_SELECTOR, "a.product")}
     assert {sample.product_id, HOSTILE} <= set(links)  # the hostile id is a link's text, not markup
     assert browser.find_elements(By.CSS_SELECTOR, "img[src='x']") == []

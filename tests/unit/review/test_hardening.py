@@ -23,16 +23,15 @@ from cryptography.x509.oid import NameOID
 
 from describer.cli import main
 from describer.review import web
-from describer.review.web import (
-    ReviewApp,
-    ReviewServer,
+from describer.review.access import (
+    SESSION_LIFETIME_S,
     Sessions,
     allowed_hosts,
     exposure_refusal,
     safe_redirect,
-    serve,
     tls_context,
 )
+from describer.review.web import ReviewApp, ReviewServer, serve
 from describer_aws.product_events import ProductEvents
 
 from .conftest import BUS, Browser, Stack, browser_of, form_fields, shirt_record
@@ -284,7 +283,7 @@ def test_the_session_cookie_is_the_desks_own_and_scoped(server: ReviewServer) ->
     assert browser.request("GET", f"/?token={server.app.sessions.token}")[0] == 303
     cookie = browser.last_headers["set-cookie"]
     assert cookie.startswith(f"review_session_{server.port}=")
-    for part in ("HttpOnly", "SameSite=Strict", "Path=/", f"Max-Age={web.SESSION_LIFETIME_S}"):
+    for part in ("HttpOnly", "SameSite=Strict", "Path=/", f"Max-Age={SESSION_LIFETIME_S}"):
         assert part in cookie
     assert "Secure" not in cookie  # plain HTTP on loopback: a Secure cookie would never come back
     browser.cookie = cookie.split(";", 1)[0].replace(f"_{server.port}=", "=")  # another desk's name
