@@ -1,10 +1,11 @@
 """The review desk's web server: Python's own ThreadingHTTPServer, Jinja2 pages, plain HTML forms.
 
 No JavaScript and nothing fetched at run time: server-rendered pages work in any browser and keep the
-attack surface to forms. Access: a random token per start, printed once in the URL; opening it starts
-a session (a cookie named for the desk's port, HttpOnly, SameSite=Strict, Secure under TLS) that
-expires when idle and after a lifetime, and every other request needs that session (401 without one,
-403 with a wrong token). Every form that changes something carries the session's CSRF token (403
+attack surface to forms. Access: a random token and a random base path per start, printed once in
+the URL (every page lives under that path, and links relatively); opening it starts a session (a
+cookie scoped to that path and named for the desk's port, HttpOnly, SameSite=Strict, Secure under
+TLS) that expires when idle and after a lifetime, and every other request needs that session (401
+without one, 403 with a wrong token). Every form that changes something carries the session's CSRF token (403
 without it). Every value is escaped by Jinja2's autoescape (product ids come from object keys, copy
 from a model), and a strict Content-Security-Policy allows no script at all.
 
@@ -17,6 +18,7 @@ bounded length; any request the desk cannot parse is a 400 and any failure a pag
 from __future__ import annotations
 
 import hmac
+import secrets
 import ssl
 import sys
 import threading
@@ -124,8 +126,11 @@ class ReviewServer(ThreadingHTTPServer):
         host_names = list(host_names)
         self.allowed_hosts = allowed_hosts(address[0], self.port, host_names, tls is not None)
         self.public_name = host_names[0] if host_names else address[0]
-        # Cookies are not scoped by port: a name of its own keeps two desks on one host apart.
+        # Cookies are not scoped by port: a name of its own keeps two desks on one host apart, and a
+        # random path per start (the cookie's Path) keeps other services on the host from receiving
+        # it: a browser sends it only to this path, which only the printed link names.
         self.cookie_name = f"{SESSION_COOKIE}_{self.port}"
+        self.base = "/" + secrets.token_urlsafe(12)
         if tls is not None:
             # The handshake runs in the connection's own thread, under its timeout (not in accept).
             self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
@@ -138,7 +143,7 @@ class ReviewServer(ThreadingHTTPServer):
     def url(self) -> str:
         scheme = "https" if self.tls is not None else "http"
         name = f"[{self.public_name}]" if ":" in self.public_name else self.public_name
-        return f"{scheme}://{name}:{self.port}/?token={self.app.sessions.token}"
+        return f"{scheme}://{name}:{self.port}{self.base}/?token={self.app.sessions.token}"
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -177,8 +182,14 @@ class ReviewHandler(BaseHTTPRequestHandler):
         super().setup()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # The request line's query string may hold the token: log the path only.
-        self.log_message("%s %s %s", self.command, self.path.split("?", 1)[0], code)
+        # The request line's query string may hold the token: log the path only (within the desk).
+        self.log_message("%s %s %s", self.command, self._page(self.path.split("?", 1)[0]) or "-", code)
+
+    def _page(self, path: str) -> str | None:
+        """The desk's page ``path`` names (``/``, ``/product``...), None when it is outside the desk's
+        base path."""
+        base = self.server.base
+        return path[len(base) :] if path.startswith(base + "/") else None
 
     # --- Dispatch ------------------------------------------------------------------------------
 
@@ -200,7 +211,7 @@ class ReviewHandler(BaseHTTPRequestHandler):
         except OSError:
             raise  # the connection itself failed (timed out, reset): http.server closes it
         except Exception:
-            self.log_error("failed on %s %s", self.command, self.path.split("?", 1)[0])
+            self.log_error("failed on %s %s", self.command, self._page(self.path.split("?", 1)[0]))
             sys.excepthook(*sys.exc_info())
             self._message(
                 HTTPStatus.INTERNAL_SERVER_ERROR,
@@ -211,34 +222,41 @@ class ReviewHandler(BaseHTTPRequestHandler):
 
     def _get(self) -> None:
         url = urllib.parse.urlsplit(self.path)
+        page = self._page(url.path)
+        if page is None:
+            self._message(HTTPStatus.NOT_FOUND, "Not found", "no such page", kind="gone")
+            return
         query = _fields(url.query, "query")
-        if url.path == "/static/review.css":
+        if page == "/static/review.css":
             self._send(
                 HTTPStatus.OK, (HERE / "static" / "review.css").read_bytes(), "text/css; charset=utf-8"
             )
             return
         if "token" in query:
-            self._login(query["token"], url.path)
+            self._login(query["token"], page)
             return
         csrf = self._csrf()
         if csrf is None:
             return
         try:
-            if url.path == "/":
+            if page == "/":
                 self._queue(query)
-            elif url.path == "/product":
+            elif page == "/product":
                 self._product(query.get("id", ""), csrf)
-            elif url.path == "/photo":
+            elif page == "/photo":
                 self._photo(query.get("id", ""), query.get("n", "0"))
             else:
-                self._message(HTTPStatus.NOT_FOUND, "Not found", f"no page {url.path}", kind="gone")
+                self._message(HTTPStatus.NOT_FOUND, "Not found", f"no page {page}", kind="gone")
         except RecordGone as error:
             self._message(HTTPStatus.NOT_FOUND, "No such product", str(error), kind="gone")
         except (ClientError, BotoCoreError, TransientError) as error:
             self._message(HTTPStatus.BAD_GATEWAY, "AWS did not answer", str(error), kind="gone")
 
     def _post(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
+        page = self._page(urllib.parse.urlsplit(self.path).path)
+        if page is None:
+            self._message(HTTPStatus.NOT_FOUND, "Not found", "no such form", kind="gone")
+            return
         csrf = self._csrf()
         if csrf is None:
             return
@@ -250,12 +268,12 @@ class ReviewHandler(BaseHTTPRequestHandler):
                 HTTPStatus.FORBIDDEN, "Forbidden", "the form's CSRF token is missing or wrong", kind="refused"
             )
             return
-        if url.path == "/review":
+        if page == "/review":
             self._review(form)
-        elif url.path == "/announce":
+        elif page == "/announce":
             self._announce(form)
         else:
-            self._message(HTTPStatus.NOT_FOUND, "Not found", f"no form {url.path}", kind="gone")
+            self._message(HTTPStatus.NOT_FOUND, "Not found", f"no form {page}", kind="gone")
 
     # --- Parsing -------------------------------------------------------------------------------
 
@@ -327,13 +345,13 @@ class ReviewHandler(BaseHTTPRequestHandler):
             return
         self.send_response(HTTPStatus.SEE_OTHER)
         cookie = (
-            f"{self.server.cookie_name}={session}; HttpOnly; SameSite=Strict; Path=/; "
+            f"{self.server.cookie_name}={session}; HttpOnly; SameSite=Strict; Path={self.server.base}; "
             f"Max-Age={int(sessions.lifetime_s)}"
         )
         if self.server.tls is not None:
             cookie += "; Secure"
         self.send_header("Set-Cookie", cookie)
-        self.send_header("Location", safe_redirect(path))
+        self.send_header("Location", self.server.base + safe_redirect(path))
         self._security_headers()
         self.send_header("Content-Length", "0")
         self.end_headers()

@@ -242,9 +242,11 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 @dataclass
 class Browser:
-    """A tiny client: one connection per request, the session cookie kept like a browser would."""
+    """A tiny client: one connection per request, the session cookie kept like a browser would;
+    a path is the desk's page (under the desk's base path)."""
 
     port: int
+    base: str = ""
     cookie: str | None = None
     last_headers: dict[str, str] = field(default_factory=dict)
 
@@ -261,7 +263,7 @@ class Browser:
         if form is not None:
             body = urllib.parse.urlencode(form)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        connection.request(method, path, body=body, headers=headers)
+        connection.request(method, self.base + path, body=body, headers=headers)
         response = connection.getresponse()
         self.last_headers = {name.lower(): value for name, value in response.getheaders()}
         text = response.read().decode(errors="replace")
@@ -285,7 +287,7 @@ def server(stack: Stack) -> Iterator[ReviewServer]:
 
 
 def browser_of(server: ReviewServer, signed_in: bool = True) -> Browser:
-    browser = Browser(server.server_address[1])
+    browser = Browser(server.port, server.base)
     if signed_in:
         browser.sign_in(server.app.sessions.token)
     return browser

@@ -66,7 +66,7 @@ def _raw(port: int, request: bytes) -> tuple[int, str]:
 
 def _post(server: ReviewServer, browser: Browser, headers: str, body: bytes = b"") -> tuple[int, str]:
     request = (
-        f"POST /review HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nCookie: {browser.cookie}\r\n"
+        f"POST {server.base}/review HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nCookie: {browser.cookie}\r\n"
         "Content-Type: application/x-www-form-urlencoded\r\n"
     )
     return _raw(server.port, (request + headers + "\r\n").encode() + body)
@@ -91,8 +91,8 @@ def test_an_idle_connection_is_closed_and_a_full_desk_turns_the_next_away(quick:
 def test_a_body_that_never_comes_does_not_hold_the_thread(quick: ReviewServer) -> None:
     browser = browser_of(quick)
     with socket.create_connection(("127.0.0.1", quick.port), timeout=30) as connection:
-        head = f"POST /review HTTP/1.1\r\nHost: 127.0.0.1:{quick.port}\r\nCookie: {browser.cookie}\r\n"
-        connection.sendall((head + "Content-Length: 100\r\n\r\ncsrf=").encode())
+        head = f"POST {quick.base}/review HTTP/1.1\r\nHost: 127.0.0.1:{quick.port}\r\n"
+        connection.sendall((head + f"Cookie: {browser.cookie}\r\nContent-Length: 100\r\n\r\ncsrf=").encode())
         assert connection.recv(65536) == b""  # the desk gave up waiting for the other 95 bytes
 
 
@@ -259,11 +259,11 @@ def test_under_tls_the_cookie_is_secure_and_a_silent_handshake_blocks_no_one(
     app = ReviewApp(stack.desk(), stack.s3, "product-describer-test")
     running = _running(serve(app, "127.0.0.1", 0, tls=tls_context(cert_file, key_file), timeout_s=60))
     try:
-        assert running.url.startswith(f"https://127.0.0.1:{running.port}/?token=")
+        assert running.url.startswith(f"https://127.0.0.1:{running.port}{running.base}/?token=")
         silent = socket.create_connection(("127.0.0.1", running.port), timeout=30)  # never says hello
         client = ssl.create_default_context(cafile=str(cert_file))
         connection = http.client.HTTPSConnection("localhost", running.port, timeout=10, context=client)
-        connection.request("GET", f"/?token={app.sessions.token}")
+        connection.request("GET", f"{running.base}/?token={app.sessions.token}")
         response = connection.getresponse()
         cookie = response.getheader("Set-Cookie") or ""
         assert response.status == 303 and "; Secure" in cookie and "HttpOnly" in cookie
@@ -283,9 +283,13 @@ def test_the_session_cookie_is_the_desks_own_and_scoped(server: ReviewServer) ->
     assert browser.request("GET", f"/?token={server.app.sessions.token}")[0] == 303
     cookie = browser.last_headers["set-cookie"]
     assert cookie.startswith(f"review_session_{server.port}=")
-    for part in ("HttpOnly", "SameSite=Strict", "Path=/", f"Max-Age={SESSION_LIFETIME_S}"):
+    for part in ("HttpOnly", "SameSite=Strict", f"Path={server.base};", f"Max-Age={SESSION_LIFETIME_S}"):
         assert part in cookie
     assert "Secure" not in cookie  # plain HTTP on loopback: a Secure cookie would never come back
+    # The desk lives under a random path per start (the cookie's Path): nothing answers outside it.
+    assert len(server.base) > 12 and server.url.split("?")[0].endswith(f"{server.base}/")
+    outside = Browser(server.port, "", cookie.split(";", 1)[0])
+    assert outside.request("GET", "/")[0] == 404 and outside.request("POST", "/review", {})[0] == 404
     browser.cookie = cookie.split(";", 1)[0].replace(f"_{server.port}=", "=")  # another desk's name
     assert browser.request("GET", "/")[0] == 401
 
@@ -311,23 +315,23 @@ def test_sessions_expire_when_idle_and_after_their_lifetime() -> None:
 @pytest.mark.parametrize(
     ("target", "location"),
     [
-        ("/\\evil.com/?token={token}", "/"),
-        ("//evil.com/?token={token}", "/"),
-        ("/%5Cevil.com?token={token}", "/"),
-        ("http://evil.com/?token={token}", "/"),
-        ("/product?id=1&token={token}", "/product"),
+        ("{base}/\\evil.com/?token={token}", "{base}/"),
+        ("{base}//evil.com/?token={token}", "{base}/"),
+        ("{base}/%5Cevil.com?token={token}", "{base}/"),
+        ("http://evil.com{base}/?token={token}", "{base}/"),
+        ("{base}/product?id=1&token={token}", "{base}/product"),
     ],
 )
 def test_signing_in_redirects_only_to_a_path_of_the_desk(
     server: ReviewServer, target: str, location: str
 ) -> None:
-    target = target.format(token=server.app.sessions.token)
+    target = target.format(base=server.base, token=server.app.sessions.token)
     request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
         connection.sendall(request.encode())
         response = http.client.HTTPResponse(connection)
         response.begin()
-        assert response.status == 303 and response.getheader("Location") == location
+        assert response.status == 303 and response.getheader("Location") == location.format(base=server.base)
     assert safe_redirect("/\\evil.com") == safe_redirect("//evil.com") == safe_redirect("https://x") == "/"
 
 
@@ -342,7 +346,7 @@ def test_a_review_not_announced_says_so_and_is_announced_again(stack: Stack, ser
     server.app.desk.events = ProductEvents("no-such-bus", stack.events)
 
     status, told = browser.request("POST", "/review", form)
-    assert status == 502 and "Recorded, not yet announced" in told and 'action="/announce"' in told
+    assert status == 502 and "Recorded, not yet announced" in told and 'action="announce"' in told
     written = stack.table.get("15970")
     assert written is not None and written.review_decision is not None
     assert stack.reviewed_events() == []

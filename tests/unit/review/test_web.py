@@ -26,7 +26,7 @@ def test_without_the_token_or_its_session_every_request_is_refused(server: Revie
 def test_the_token_opens_a_strict_http_only_session(server: ReviewServer) -> None:
     browser = browser_of(server, signed_in=False)
     status, _ = browser.request("GET", f"/?token={server.app.sessions.token}")
-    assert status == 303 and browser.last_headers["location"] == "/"
+    assert status == 303 and browser.last_headers["location"] == f"{server.base}/"
     cookie = browser.last_headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     browser.cookie = cookie.split(";", 1)[0]
