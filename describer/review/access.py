@@ -18,7 +18,9 @@ SESSION_IDLE_S = 30 * 60
 SESSION_LIFETIME_S = 8 * 60 * 60
 MAX_SESSIONS = 100
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-_SAFE_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*)?")
+# Segments of plain characters, none of them "." or "..": a path that stays a path of the desk.
+_SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+"
+_SAFE_PATH = re.compile(rf"/(?:{_SEGMENT}(?:/{_SEGMENT})*)?")
 
 
 def safe_redirect(path: str) -> str:

@@ -333,6 +333,8 @@ def test_signing_in_redirects_only_to_a_path_of_the_desk(
         response.begin()
         assert response.status == 303 and response.getheader("Location") == location.format(base=server.base)
     assert safe_redirect("/\\evil.com") == safe_redirect("//evil.com") == safe_redirect("https://x") == "/"
+    assert safe_redirect("/../x") == safe_redirect("/a/./b") == safe_redirect("/%2e%2e") == "/"
+    assert safe_redirect("/product") == "/product" and safe_redirect("/a.b/c..d") == "/a.b/c..d"
 
 
 # --- A review whose announcement or write fails --------------------------------------------------
