@@ -1,12 +1,13 @@
 """The review desk's rules: what a reviewer may change, how a review is recorded and announced.
 
-Every review is one conditional write on the version of the record the reviewer opened (its run and
-its last write, ``RecordVersion``): a second reviewer of the same version, or a newer upload in
-between, makes the write fail and the reviewer is told (``ChangedSinceOpened``); nothing is lost.
-The write names the review fields only (``ResultsTable.write_review``), the ones the reviewer's IAM
-policy allows. Each review has an id (``review_id``, carried by the desk's form): a resubmitted form
-whose review is already the record's last write is that same review, not a conflict, and its
-Product Reviewed event is published again (a lost announcement is retried, never a second review).
+Every review is checked against the version of the record the reviewer opened (its run and its last
+write, ``RecordVersion``) and written with one write conditional on that last write: a second
+reviewer of the same version, or a newer upload in between, makes it fail and the reviewer is told
+(``ChangedSinceOpened``); nothing is lost. The write names the review fields only
+(``ResultsTable.write_review``), the ones the reviewer's IAM policy allows. Each review has an id
+(``review_id``, carried by the desk's form): a resubmitted form whose review is already the record's
+last write is that same review, not a conflict, and its Product Reviewed event is published again
+(a lost announcement is retried, never a second review).
 A corrected attribute has the product's copy re-written by the pipeline's own writer and validator
 (``CopyRewriter``: the WriteDescription Lambda, see ``describer.review.stack``), and copy a reviewer
 edits is checked by the same content rules. A refused change (``ReviewRefused``) writes nothing.
