@@ -7,6 +7,7 @@ Both talk to the local stack by default, and to a stack on AWS when given ``--st
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,14 @@ from rich.table import Table
 from describer.deployment_commands import add_target_arguments, deployment_from
 from describer.review.access import exposure_refusal, tls_context
 from describer.review.corrections import CORRECTIONS_FILE, export_corrections
+from describer.review.desk import ReviewDesk
 from describer.review.stack import review_desk
 from describer.review.web import ReviewApp, serve
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+# How often the desk publishes again the events of reviews it could not announce.
+ANNOUNCE_RETRY_S = 60.0
 
 _console = Console(stderr=True)
 
@@ -120,10 +124,19 @@ def _serve(args: argparse.Namespace) -> int:
     _console.print(f"Bound to {args.host} ({where}); stop with Ctrl-C.")
     # The one line a script or a person needs, on stdout and flushed.
     print(f"review: {server.url}", flush=True)
+    stop = threading.Event()
+    threading.Thread(target=_retry_announcements, args=(desk, stop), daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
         server.server_close()
     return 0
+
+
+def _retry_announcements(desk: ReviewDesk, stop: threading.Event) -> None:
+    while not stop.wait(ANNOUNCE_RETRY_S):
+        if waiting := desk.retry_announcements():
+            _console.print(f"{waiting} review(s) recorded but not yet announced: retrying")

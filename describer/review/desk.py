@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -179,6 +180,9 @@ class ReviewDesk:
         self._needing_review = needing_review
         self.style = style
         self.catalogue = catalogue or load_catalogue()
+        # product id -> review id: reviews written whose event could not be published yet.
+        self._unannounced: dict[str, str] = {}
+        self._unannounced_lock = threading.Lock()
 
     # --- Reading -------------------------------------------------------------------------------
 
@@ -239,6 +243,22 @@ class ReviewDesk:
         if not self._is_last_write(current, review_id):
             raise ChangedSinceOpened(current)
         return self._announce(current)
+
+    def retry_announcements(self) -> int:
+        """Publish again the events of this desk's reviews that could not be announced (the desk
+        calls this now and then while it runs: a reviewer may have left the page); how many are
+        still waiting. A review that is no longer its record's last write needs none any more."""
+        with self._unannounced_lock:
+            waiting = dict(self._unannounced)
+        for product_id, review_id in waiting.items():
+            try:
+                self.announce(product_id, review_id)
+            except (ChangedSinceOpened, RecordGone):
+                self._announced(product_id, review_id)
+            except (ReviewNotAnnounced, TransientError, ClientError, BotoCoreError):
+                continue
+        with self._unannounced_lock:
+            return len(self._unannounced)
 
     def _corrected(
         self, record: ProductRecord, attributes: Mapping[str, str], content: Mapping[str, LocaleContent]
@@ -419,11 +439,21 @@ class ReviewDesk:
         return self._announce(reviewed)
 
     def _announce(self, reviewed: ProductRecord) -> ProductRecord:
+        assert reviewed.review_decision is not None and reviewed.review_decision.review_id is not None
+        review_id = reviewed.review_decision.review_id
         try:
             self.events.publish(reviewed, ProductEventType.REVIEWED)
         except (TransientError, ClientError, BotoCoreError) as error:
+            with self._unannounced_lock:
+                self._unannounced[reviewed.product_id] = review_id
             raise ReviewNotAnnounced(reviewed, error) from error
+        self._announced(reviewed.product_id, review_id)
         return reviewed
+
+    def _announced(self, product_id: str, review_id: str) -> None:
+        with self._unannounced_lock:
+            if self._unannounced.get(product_id) == review_id:
+                del self._unannounced[product_id]
 
 
 def _added(usage: Mapping[str, TokenUsage], more: Mapping[str, TokenUsage]) -> dict[str, TokenUsage]:

@@ -261,6 +261,23 @@ def test_a_resubmitted_review_is_the_same_review_and_is_announced_again(stack: S
         desk.accept("15970", opened, "short")
 
 
+def test_the_desk_retries_the_announcements_a_reviewer_left_behind(stack: Stack) -> None:
+    left, replaced = stack.put(shirt_record("left")), stack.put(shirt_record("replaced"))
+    desk = stack.desk()
+    desk.events = ProductEvents("no-such-bus", stack.events)
+    for record in (left, replaced):
+        with pytest.raises(ReviewNotAnnounced):
+            desk.accept(record.product_id, RecordVersion.of(record))
+    assert desk.retry_announcements() == 2  # still failing: both wait
+    newer = shirt_record("replaced", order_token="2026-12-01T12:00:00.000000Z#0002")
+    assert stack.table.write_if_current(newer)  # a newer upload: that review needs no event now
+
+    desk.events = ProductEvents(BUS, stack.events)
+    assert desk.retry_announcements() == 0
+    assert [event["detail"]["product_id"] for event in stack.reviewed_events()] == ["left"]
+    assert desk.retry_announcements() == 0 and stack.reviewed_events() == []
+
+
 def test_a_review_written_before_its_retry_was_refused_counts_as_written(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
