@@ -138,10 +138,10 @@ def score_candidates(
             nodes += [first_node + node for node, _ in steps]
             tokens += [token for _, token in steps]
         first_node += len(tree)
-    picked = log_probs[torch.tensor(nodes), torch.tensor(tokens)]
-    sums = (
-        torch.zeros(len(token_ids), dtype=picked.dtype).index_add_(0, torch.tensor(owners), picked).tolist()
-    )
+    device = log_probs.device
+    picked = log_probs[torch.tensor(nodes, device=device), torch.tensor(tokens, device=device)]
+    totals = torch.zeros(len(token_ids), dtype=picked.dtype, device=device)
+    sums: list[float] = totals.index_add_(0, torch.tensor(owners, device=device), picked).tolist()
     scores: list[list[float]] = []
     for texts in candidates:
         scores.append(sums[: len(texts)])
@@ -155,16 +155,17 @@ def _decode_trees(
     encoder_mask: torch.Tensor,
     trees: Sequence[_PrefixTree],
 ) -> torch.Tensor:
-    """Next-token log-probabilities (float, on the CPU) of every node of every tree, tree after
-    tree: one pass of T5's decoder blocks over packed rows of whole trees."""
+    """Next-token log-probabilities (float) of every node of every tree, tree after tree: one pass
+    of T5's decoder blocks over packed rows of whole trees."""
     rows = _pack(trees)
     device, dtype = encoder_states.device, encoder_states.dtype
     span = encoder_states.shape[1]
     length = max(sum(len(trees[index]) for index in row) for row in rows)
     tokens = torch.zeros(len(rows), length, dtype=torch.long)
     depths = torch.zeros(len(rows), length, dtype=torch.long)
-    slots = torch.zeros(len(rows), length, dtype=torch.long)  # padding reads slot 0, unread itself
-    prompts = torch.zeros(len(rows), max(len(row) for row in rows), dtype=torch.long)
+    # Padding positions read slot 0's encoder output; no node reads them.
+    slots = torch.zeros(len(rows), length, dtype=torch.long)
+    row_prompts = torch.zeros(len(rows), max(len(row) for row in rows), dtype=torch.long)
     ancestors: list[list[int]] = [[], [], []]  # (row, node, ancestor-or-self) triples
     positions: list[list[int]] = [[] for _ in trees]  # each tree's nodes in the packed rows
     for row, members in enumerate(rows):
@@ -172,7 +173,7 @@ def _decode_trees(
         for slot, index in enumerate(members):
             tree = trees[index]
             end = at + len(tree)
-            prompts[row, slot] = index
+            row_prompts[row, slot] = index
             tokens[row, at:end] = torch.tensor(tree.tokens)
             depths[row, at:end] = torch.tensor(tree.depths)
             slots[row, at:end] = slot
@@ -186,8 +187,8 @@ def _decode_trees(
             at = end
     attends = torch.eye(length, dtype=torch.bool).repeat(len(rows), 1, 1)  # padding: itself only
     attends[ancestors[0], ancestors[1], ancestors[2]] = True
-    key_slots = torch.arange(prompts.shape[1] * span) // span
-    cross = (slots[:, :, None] == key_slots) & encoder_mask.bool().cpu()[prompts].flatten(1)[:, None, :]
+    key_slots = torch.arange(row_prompts.shape[1] * span) // span
+    cross = (slots[:, :, None] == key_slots) & encoder_mask.bool().cpu()[row_prompts].flatten(1)[:, None, :]
     blocked = torch.finfo(dtype).min
     self_mask = torch.zeros(attends.shape, dtype=dtype).masked_fill_(~attends, blocked)
     cross_mask = torch.zeros(cross.shape, dtype=dtype).masked_fill_(~cross, blocked)
@@ -202,7 +203,7 @@ def _decode_trees(
     )
     position_bias = first.relative_attention_bias(buckets.to(device)).permute(0, 3, 1, 2)
     self_mask, cross_mask = self_mask[:, None].to(device), cross_mask[:, None].to(device)
-    memory = encoder_states[prompts.to(device)].flatten(1, 2)
+    memory = encoder_states[row_prompts.to(device)].flatten(1, 2)
     hidden = decoder.embed_tokens(tokens.to(device))
     for block in decoder.block:
         hidden = block(
@@ -216,7 +217,7 @@ def _decode_trees(
     hidden = decoder.final_layer_norm(hidden).flatten(0, 1)[torch.tensor(real, device=device)]
     if language_model.config.scale_decoder_outputs:
         hidden = hidden * language_model.model_dim**-0.5
-    log_probs = language_model.lm_head(hidden).float().log_softmax(dim=-1).cpu()
+    log_probs: torch.Tensor = language_model.lm_head(hidden).float().log_softmax(dim=-1)
     return log_probs
 
 
