@@ -37,6 +37,21 @@ _CREATED_AT = "created_at"
 # the index holds just those and operators list them with one Query.
 REVIEW_KEY = "review"
 REVIEW_PENDING = "PENDING"
+# What a review may change (ResultsTable.write_review), and all the reviewer's IAM policy lets it
+# write (template.yaml ReviewerPolicy, dynamodb:Attributes; a test keeps the two the same).
+REVIEW_FIELDS = (
+    "attributes",
+    "confidence",
+    "unknown_attributes",
+    "token_usage",
+    "model_ids",
+    "content",
+    "description",
+    "needs_review",
+    "review_decision",
+    "updated_at",
+    REVIEW_KEY,
+)
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
@@ -97,24 +112,21 @@ class ResultsTable:
         extra_values = {":processing": {"S": Status.PROCESSING.value}} if still_processing else {}
         return self._write(record, condition, {"#status": "status"} if still_processing else {}, extra_values)
 
-    def write_if_unchanged(self, record: ProductRecord, opened: RecordVersion) -> bool:
-        """Write ``record`` whole if the stored record is still the version ``opened``; False otherwise.
+    def write_review(self, record: ProductRecord, opened: RecordVersion) -> bool:
+        """Write ``record``'s review fields (REVIEW_FIELDS, nothing else) if the stored record is still
+        the version ``opened``; False otherwise.
 
-        A person's change (a review) is conditional on the record they read: on its run (order token
-        and execution name) and on its last write (``updated_at``). A newer upload or another
-        reviewer's write in between makes it False, and the pipeline's own writes stay conditional
-        on the run only, so a newer upload still wins over an older review.
+        A person's change (a review) is conditional on the record they read, by its last write
+        (``updated_at``: every write sets it, the desk never to the value it replaces). The update and
+        its condition name only REVIEW_FIELDS and the key, so the reviewer's IAM policy can allow
+        exactly those (``dynamodb:Attributes``): reviewer credentials cannot touch ``status``,
+        ``order_token`` or the run. The pipeline's own writes stay conditional on the run only, so a
+        newer upload still wins over an older review.
         """
-        condition = (
-            "attribute_exists(#product_id) AND #updated_at = :opened_updated_at"
-            " AND #order_token = :opened_order_token AND #execution_name = :opened_execution_name"
+        condition = "attribute_exists(#product_id) AND #updated_at = :opened_updated_at"
+        return self._write(
+            record, condition, {}, {":opened_updated_at": {"S": opened.updated_at}}, fields=REVIEW_FIELDS
         )
-        values = {
-            ":opened_updated_at": {"S": opened.updated_at},
-            ":opened_order_token": {"S": opened.order_token},
-            ":opened_execution_name": {"S": opened.execution_name},
-        }
-        return self._write(record, condition, {}, values)
 
     def _write(
         self,
@@ -122,19 +134,23 @@ class ResultsTable:
         condition: str,
         extra_names: dict[str, str],
         extra_values: dict[str, Any],
+        fields: tuple[str, ...] | None = None,
     ) -> bool:
         # DynamoDB numbers travel as Decimal (the serializer refuses floats such as a confidence).
         item = json.loads(record.model_dump_json(exclude={"product_id", _CREATED_AT}), parse_float=Decimal)
         item[REVIEW_KEY] = REVIEW_PENDING if record.needs_review else None
+        if fields is not None:
+            item = {field: item.get(field) for field in fields}
         names = {f"#{field}": field for field in item}
         names["#product_id"] = "product_id"
         set_fields = [field for field, value in item.items() if value is not None]
         removed = [field for field, value in item.items() if value is None]
         values: dict[str, Any] = {f":{field}": _SERIALIZER.serialize(item[field]) for field in set_fields}
-        values[":created_at"] = {"S": record.created_at}
         update = "SET " + ", ".join(f"#{field} = :{field}" for field in set_fields)
-        update += ", #created_at = if_not_exists(#created_at, :created_at)"
-        names["#created_at"] = _CREATED_AT
+        if fields is None:
+            values[":created_at"] = {"S": record.created_at}
+            update += ", #created_at = if_not_exists(#created_at, :created_at)"
+            names["#created_at"] = _CREATED_AT
         if removed:
             update += " REMOVE " + ", ".join(f"#{field}" for field in removed)
         try:
