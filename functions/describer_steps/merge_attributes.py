@@ -36,6 +36,7 @@ def merge_attributes(outputs: list[AskOutput], review_threshold: float) -> Merge
         needs_review=needs_review(confidence, unknown, review_threshold, unscored),
         endpoint=outputs[0].endpoint if outputs else None,
         endpoint_ms=sum(output.endpoint_ms for output in outputs),
+        endpoint_calls=len(outputs),
         endpoint_wall_ms=_wall_ms(outputs),
     )
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from describer_aws.product_events import ProductEvents
 from describer_aws.results_table import ResultsTable
-from describer_rules.contracts import ModelIds, ProductRecord, Status
+from describer_rules.contracts import CostLedger, ModelIds, ProductRecord, Status
+from describer_rules.cost_ledger import described_ledger
 from describer_steps.states import (
     SaveInput,
     SaveOutput,
@@ -26,7 +27,19 @@ def elapsed_ms_since(iso_start: str) -> int:
     return max(0, int((datetime.now(UTC) - started).total_seconds() * 1000))
 
 
-def completed_record(request: SaveInput) -> ProductRecord:
+def run_ledger(request: SaveInput) -> CostLedger:
+    """What the run used (``describer_rules.cost_ledger``): on-demand copy, the usual path."""
+    return described_ledger(
+        prepare_ms=request.prepare_ms,
+        endpoint_ms=request.merged.endpoint_ms,
+        endpoint_calls=request.merged.endpoint_calls,
+        description_ms=request.description.description_ms,
+        token_usage=request.description.token_usage,
+    )
+
+
+def completed_record(request: SaveInput, ledger: CostLedger | None = None) -> ProductRecord:
+    """The COMPLETED record; ``ledger`` where the copy was not bought the usual way (batch)."""
     return request.product.record(
         Status.COMPLETED,
         request.execution_name,
@@ -47,11 +60,14 @@ def completed_record(request: SaveInput) -> ProductRecord:
             "description": request.description.description_ms,
             "total": elapsed_ms_since(request.execution_start),
         },
+        cost=ledger or run_ledger(request),
     )
 
 
-def save_result(request: SaveInput, table: ResultsTable, events: ProductEvents) -> SaveOutput:
-    record = completed_record(request)
+def save_result(
+    request: SaveInput, table: ResultsTable, events: ProductEvents, ledger: CostLedger | None = None
+) -> SaveOutput:
+    record = completed_record(request, ledger)
     saved = table.write_if_current(record)
     if saved:
         events.publish(record)

@@ -273,6 +273,7 @@ class MergedAttributes(BaseModel):
     )
     endpoint: str | None = None
     endpoint_ms: int = Field(default=0, description="The endpoint calls' durations added up")
+    endpoint_calls: int = Field(default=0, ge=0, description="How many endpoint calls (question groups)")
     endpoint_wall_ms: int = Field(default=0, description="First call's start to last call's end")
 
     @property

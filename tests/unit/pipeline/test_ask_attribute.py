@@ -215,6 +215,7 @@ def test_merge_makes_one_object_with_confidences_and_lists_unknown_attributes() 
     assert merged.needs_review  # values outside the vocabulary
     assert merged.endpoint_ms == 70  # the calls added up
     assert merged.endpoint_wall_ms == 50  # first start to last end: they overlapped
+    assert merged.endpoint_calls == 2  # the cost ledger counts them
     assert merged.unknown_rate == pytest.approx(2 / 4)
 
 

@@ -74,6 +74,7 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
             "needs_review": example["needs_review"],
             "endpoint": example["model_ids"]["attributes"],
             "endpoint_ms": example["timings_ms"]["attributes"],
+            "endpoint_calls": example["cost"]["endpoint_calls"],
             "endpoint_wall_ms": example["timings_ms"]["attributes_wall"],
         },
         "description": {
