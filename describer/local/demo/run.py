@@ -228,6 +228,10 @@ def run_demo(settings: LocalSettings, per_category: int, timeout_s: float, conso
         f"synthetic truth: {correct}/{asked}. Took {time.monotonic() - started:.0f} s."
     )
     console.print(f"Gallery: file://{gallery}")
+    console.print(
+        "Channel feeds of these records: `.venv/bin/describer export --format google --locale en-US"
+        " --out google.tsv` (or shopify; docs/operations.md#channel-feeds)."
+    )
     console.print("Stop the local stack with `make local-down`.")
     if problems:
         console.print(f"[bold red]Unexpected outcome for {', '.join(problems)}[/]")
