@@ -240,7 +240,7 @@ def test_photos_of_a_product_folder_start_one_run_once_the_folder_has_settled(
 
     outcome = _admit(state_machine, photo_sets, *events)
     assert (len(outcome.settling), outcome.started) == (3, [])
-    settle = {"settle": {"bucket": BUCKET, "folder": folder}}
+    settle = {"settle": {"bucket": BUCKET, "folder": folder, "event_time": "2026-11-21T03:00:00Z"}}
     assert _queued() == [(settle, "10")] * 3
 
     # Too early: the newest photo is 4 s old, so the request comes back in the remaining 6 s.
@@ -307,7 +307,70 @@ def test_the_starter_lambda_sends_product_folder_photos_to_settle(aws: Aws, stat
     version = aws.upload("incoming/Tshirts/T-9/a.jpg", b"x")
     response = starter_app.handler(_sqs(event_bridge_event("incoming/Tshirts/T-9/a.jpg", version)), CONTEXT)
     assert response == {"batchItemFailures": []}
-    assert _queued() == [({"settle": {"bucket": BUCKET, "folder": "incoming/Tshirts/T-9/"}}, "10")]
+    settle = {"bucket": BUCKET, "folder": "incoming/Tshirts/T-9/", "event_time": "2026-11-21T03:00:00Z"}
+    assert _queued() == [({"settle": settle}, "10")]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _settle_runs(state_machine: str, photo_sets: PhotoSets, clock: _Clock, *events: dict[str, Any]) -> None:
+    """Send ``events`` through admission, then their settle requests once the folder is quiet."""
+    assert len(_admit(state_machine, photo_sets, *events).settling) == len(events)
+    requests = [body for body, _ in _queued()]
+    clock.now = max(
+        datetime.fromisoformat(event["time"].replace("Z", "+00:00")) for event in events
+    ) + timedelta(seconds=11)
+    _admit(state_machine, photo_sets, *requests)
+    _queued()
+
+
+def _runs_by_token(aws: Aws, state_machine: str) -> list[WorkflowInput]:
+    runs = [
+        WorkflowInput.model_validate_json(
+            aws.sfn.describe_execution(executionArn=run["executionArn"])["input"]
+        )
+        for run in aws.sfn.list_executions(stateMachineArn=state_machine)["executions"]
+    ]
+    return sorted(runs, key=lambda run: run.order_token)
+
+
+@pytest.mark.parametrize("removed", ["the newest version, for good", "a delete marker"])
+def test_a_photo_set_s_order_token_never_goes_backwards(aws: Aws, state_machine: str, removed: str) -> None:
+    """A version deleted for good or a delete marker removed takes the newest change out of the listing;
+    the next set's run must still order after the last (records compare tokens as text)."""
+    clock, folder = _Clock(), "incoming/Shirts/P-7/"
+    photo_sets = _photo_sets(clock)
+    start = datetime.now(UTC)
+    front, back = aws.upload(f"{folder}front.jpg", b"x"), aws.upload(f"{folder}back.jpg", b"x")
+    uploads = [event_bridge_event(f"{folder}front.jpg", front, time=_iso(start))]
+    uploads.append(event_bridge_event(f"{folder}back.jpg", back, time=_iso(start)))
+    _settle_runs(state_machine, photo_sets, clock, *uploads)
+    if removed == "a delete marker":
+        marker = aws.s3.delete_object(Bucket=BUCKET, Key=f"{folder}back.jpg")["VersionId"]
+        deleted = {
+            **event_bridge_event(f"{folder}back.jpg", marker, time=_iso(clock.now)),
+            "detail-type": "Object Deleted",
+        }
+        _settle_runs(state_machine, photo_sets, clock, deleted)
+        gone = marker
+    else:
+        gone = back
+    aws.s3.delete_object(Bucket=BUCKET, Key=f"{folder}back.jpg", VersionId=gone)
+    removal = {
+        **event_bridge_event(f"{folder}back.jpg", gone, time=_iso(clock.now)),
+        "detail-type": "Object Deleted",
+    }
+    _settle_runs(state_machine, photo_sets, clock, removal)
+
+    both, front_only = [f"{folder}back.jpg", f"{folder}front.jpg"], [f"{folder}front.jpg"]
+    # In token order the runs follow the changes: the last change's set has the largest token (and
+    # a set restored to an earlier one is a new run, not a duplicate of the first).
+    expected = [both, front_only, both] if removed == "a delete marker" else [both, front_only]
+    runs = _runs_by_token(aws, state_machine)
+    assert [[photo.key for photo in run.photos or []] for run in runs] == expected
+    assert len({run.order_token for run in runs}) == len(runs)
 
 
 def test_the_template_s_photo_parameters_match_the_code() -> None:
