@@ -9,11 +9,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from start_workflow import app as starter_app
 
 from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import ErrorCode
+from describer_rules.errors import InvalidInput
 from describer_steps.photo_sets import MAX_DELAY_S, PhotoSets
-from describer_steps.prepare import known_category
+from describer_steps.prepare import SourceObject, known_category
 from describer_steps.start_workflow import SqsRecord, admit
 from describer_steps.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
 
@@ -389,3 +392,87 @@ def test_the_template_s_photo_parameters_match_the_code() -> None:
     assert (photos["Default"], photos["MaxValue"]) == (DEFAULT_MAX_PHOTOS_PER_PRODUCT, MAX_PHOTOS_PER_REQUEST)
     rule = template["Resources"]["UploadCreatedRule"]["Properties"]["EventPattern"]
     assert rule["detail-type"] == ["Object Created", "Object Deleted"]
+
+
+# --- one bad message fails alone ---------------------------------------------------------------------
+
+
+def test_a_listing_that_fails_fails_its_own_message_alone(aws: Aws, state_machine: str) -> None:
+    """A BotoCoreError from ListObjectVersions: that settle request is retried, the rest of the batch is
+    done, and the photo event beside it is not sent to settle a second time."""
+    clock = _Clock()
+    s3 = boto3.client("s3")
+
+    def unreachable(params: dict[str, Any], **kwargs: Any) -> None:
+        if "incoming/Shirts/BAD/" in str(params):  # one folder's listing: the network fails
+            raise EndpointConnectionError(endpoint_url="https://s3.example")
+
+    s3.meta.events.register("before-call.s3.ListObjectVersions", unreachable)
+    photo_sets = PhotoSets(
+        s3,
+        boto3.client("sqs"),
+        os.environ["ADMISSION_QUEUE_URL"],
+        10,
+        ("incoming/",),
+        known_category(load_catalogue()),
+        clock,
+    )
+    version = aws.upload("incoming/Shirts/OK/a.jpg", b"x")
+    bad_settle = {"settle": {"bucket": BUCKET, "folder": "incoming/Shirts/BAD/"}}
+    batch = [
+        event_bridge_event("incoming/Shirts/OK/a.jpg", version),
+        bad_settle,
+        event_bridge_event("incoming/Shirts/15970.jpg", "v1"),
+    ]
+    outcome = _admit(state_machine, photo_sets, *batch)
+    assert (outcome.settling, outcome.failed, outcome.started) == (["m0"], ["m1"], ["m2"])
+    assert outcome.batch_response() == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert [body["settle"]["folder"] for body, _ in _queued()] == ["incoming/Shirts/OK/"]
+
+
+def test_a_key_that_cannot_be_decoded_fails_no_batch_and_ends_in_a_failed_run(
+    aws: Aws, state_machine: str
+) -> None:
+    """``folder_of`` raises InvalidInput for it: the upload runs as a one-photo upload, whose Prepare
+    fails with INVALID_KEY (RecordFailure then writes its FAILED record), and its batch is unharmed."""
+    undecodable = event_bridge_event("incoming/Shirts/P-1/%FF.jpg", "v1")
+    good = event_bridge_event("incoming/Shirts/15970.jpg", "v1")
+    assert starter_app.handler(_sqs(undecodable, good), CONTEXT) == {"batchItemFailures": []}
+    inputs = [
+        WorkflowInput.model_validate_json(
+            aws.sfn.describe_execution(executionArn=run["executionArn"])["input"]
+        )
+        for run in _running(state_machine)
+    ]
+    assert sorted(run.key for run in inputs) == ["incoming/Shirts/15970.jpg", "incoming/Shirts/P-1/%FF.jpg"]
+    bad = next(run for run in inputs if run.key.endswith("%FF.jpg"))
+    assert bad.photos is None
+    with pytest.raises(InvalidInput) as raised:
+        SourceObject.locate(aws.s3, bad)
+    assert raised.value.code == ErrorCode.INVALID_KEY
+
+
+def test_an_unexpected_error_parks_its_message_and_spares_the_batch(
+    aws: Aws, state_machine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: PhotoSets, request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(PhotoSets, "settled", broken)
+    settle = {"settle": {"bucket": BUCKET, "folder": "incoming/Shirts/P-2/"}}
+    good = event_bridge_event("incoming/Shirts/15970.jpg", "v1")
+    assert starter_app.handler(_sqs(settle, good), CONTEXT) == {"batchItemFailures": []}
+    assert len(_running(state_machine)) == 1
+    parked = boto3.client("sqs").receive_message(
+        QueueUrl=os.environ["ADMISSION_DEAD_LETTER_QUEUE_URL"], MaxNumberOfMessages=10
+    )["Messages"]
+    assert [json.loads(message["Body"]) for message in parked] == [settle]
+
+
+def test_the_starter_reports_batch_item_failures() -> None:
+    from cfnlint.decode import decode
+
+    template, _ = decode(str(REPO / "template.yaml"))
+    assert template is not None
+    events = template["Resources"]["StartWorkflowFunction"]["Properties"]["Events"]
+    assert events["Uploads"]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
