@@ -259,7 +259,13 @@ class MergeInput(BaseModel):
 
 
 class MergedAttributes(BaseModel):
-    attributes: dict[str, str] = Field(description="Attribute -> value, one JSON object")
+    attributes: dict[str, str] = Field(
+        description="Attribute -> value, one JSON object: scored answers only (each has a confidence)"
+    )
+    unverified_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Attribute -> generated value without a confidence: never in the copy",
+    )
     unknown_attributes: list[str] = Field(description="Attributes whose value is outside the vocabulary")
     confidence: dict[str, float] = Field(
         default_factory=dict, description="Attribute -> calibrated confidence of its value (3 decimals)"
@@ -279,7 +285,7 @@ class MergedAttributes(BaseModel):
     @property
     def unknown_rate(self) -> float:
         """Share of the answered attributes whose value is outside the vocabulary."""
-        answered = set(self.attributes) | set(self.unknown_attributes)
+        answered = set(self.attributes) | set(self.unverified_attributes) | set(self.unknown_attributes)
         return len(self.unknown_attributes) / len(answered) if answered else 0.0
 
 
