@@ -222,8 +222,10 @@ class _Admission:
             return "deferred"  # listed again when there is room
         try:
             step = _photo_set_step(message, self.photo_sets)
-        except ValueError:
-            logger.error("settle request without product folders", extra={"message_id": record.messageId})
+        except ValueError as error:  # a settle request without product folders, an event time not a time
+            logger.error(
+                "message cannot be acted on", extra={"message_id": record.messageId, "error": str(error)}
+            )
             return "malformed"
         if step is None:
             return "ignored"
