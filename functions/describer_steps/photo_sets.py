@@ -15,15 +15,17 @@ When a settle request comes back the starter lists the folder's versions (``List
   deleted later changes the listing and starts a new run, whose order token is larger, so the newest
   set wins the record as the newest version does.
 
-The order token never goes backwards. Its time is the later of the listing's newest change and the
-time of the event that sent the settle request (``SettleRequest.event_time``); its tie-break is the
-listing's count of versions and delete markers. The listing alone could go back: deleting a version
-for good, or removing a delete marker, takes the newest change (and one entry) out of it. But every
-change to the folder sends an event, and a folder settles only once it has been quiet for
-``PhotoSettleSeconds`` (at least ``MIN_QUIET_S``) after both, so a change made after a run's listing
-was read has a later event time (to the second) than that run's token, and its own settle request
-starts the later run with a larger token (docs/pipeline.md "Photo sets' order"). S3's sequencer is
-not carried: sequencers order the changes of one key only, not of a folder.
+The order token never goes backwards. Its time is the later of the listing's newest change and,
+for a request sent by a removal for good, the removal's time (``SettleRequest.event_time``); its
+tie-break is the listing's count of versions and delete markers. The listing alone could go back:
+deleting a version for good, or removing a delete marker, takes the newest change (and one entry)
+out of it. Every other change stays in the listing and only moves its newest change or count
+forward. A removal for good sends an "Object Deleted" event ("Permanently Deleted") whose time the
+settle request carries, and the folder settles only once quiet for ``PhotoSettleSeconds`` (at least
+``MIN_QUIET_S``) after it, so its run's token is later than any run's whose listing was read before
+it (docs/pipeline.md "Photo sets' order"). Upload events carry no time: theirs can be a second or
+more after the version's LastModified, so the requests of one burst would name different runs.
+S3's sequencer is not carried: sequencers order the changes of one key only, not of a folder.
 
 Why SQS delays and not a Step Functions Wait: the wait costs nothing while it lasts (no execution,
 no state transitions, no running execution counted against ``MaxRunningExecutions``), the admission
@@ -66,9 +68,10 @@ class SettleRequest(BaseModel):
 
     bucket: str
     folder: str = Field(min_length=1, description="<prefix><Category>/<product id>/")
-    # None for requests sent before event times were carried (and for the backfill's listings).
+    # None but for a removal for good (and for requests sent before event times were carried).
     event_time: datetime | None = Field(
-        default=None, description="When the change that sent this request happened (the event's time)"
+        default=None,
+        description="When the version or delete marker that this request is about was removed for good",
     )
 
 
@@ -151,8 +154,11 @@ class PhotoSets:
         folder = product_folder(key, self._prefixes, self._is_category)
         if folder is None:
             return None
+        # Only a removal for good carries its time: every other change stays in the listing, and
+        # upload events' times (a second or more after LastModified) would split one burst's runs.
+        event_time = event.time if event.removed_for_good else None
         return SettleRequest.model_validate(
-            {"bucket": event.detail.bucket.name, "folder": folder, "event_time": event.time}
+            {"bucket": event.detail.bucket.name, "folder": folder, "event_time": event_time}
         )
 
     def schedule(self, request: SettleRequest, delay_s: int) -> None:
