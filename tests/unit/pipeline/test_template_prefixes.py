@@ -77,7 +77,13 @@ def test_the_rules_name_every_folder_the_stack_writes_to(template: dict[str, Any
     resources = template["Resources"]
     backfill = resources["BackfillStateMachine"]["Properties"]["DefinitionSubstitutions"]
     feeds = resources["FeedExportFunction"]["Properties"]["Environment"]["Variables"]
-    written = [backfill["BackfillResultsPrefix"], feeds["FEED_PREFIX"], feeds["FEED_STATE_PREFIX"]]
+    batch_copy = resources["QueueCopyFunction"]["Properties"]["Environment"]["Variables"]["BATCH_COPY_PREFIX"]
+    written = [
+        backfill["BackfillResultsPrefix"],
+        batch_copy,
+        feeds["FEED_PREFIX"],
+        feeds["FEED_STATE_PREFIX"],
+    ]
     reserved = {prefix.split("/", 1)[0] + "/" for prefix in written}
     for assertion in template["Rules"]["PrefixesAreDisjoint"]["Assertions"][1:]:
         listed, _ = assertion["Assert"]["Fn::Not"][0]["Fn::Contains"]
