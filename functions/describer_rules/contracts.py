@@ -274,7 +274,15 @@ class ProductRecord(BaseModel):
         default_factory=list, description="Every photo of the product, used or skipped with a reason"
     )
     primary_image: str | None = Field(default=None, description="Key of the photo shown first")
-    attributes: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Attribute -> value the model scored: each has a calibrated confidence in `confidence`",
+    )
+    unverified_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Attribute -> value the model generated without a calibrated confidence (or outside "
+        "the vocabulary): kept for review, never in the copy",
+    )
     photos_agreed: dict[str, int] = Field(
         default_factory=dict,
         description="Attribute -> how many used photos gave the fused value on their own",
@@ -289,7 +297,8 @@ class ProductRecord(BaseModel):
         default_factory=dict, description="Attribute -> the runner-up values and their probabilities"
     )
     needs_review: bool = Field(
-        default=False, description="True when an attribute is unknown or below the review threshold"
+        default=False,
+        description="True when an attribute is unknown, unverified or below the review threshold",
     )
     description: str | None = Field(default=None, description="The default locale's content description")
     content: dict[str, LocaleContent] = Field(

@@ -44,6 +44,7 @@ def completed_record(request: SaveInput, ledger: CostLedger | None = None) -> Pr
         Status.COMPLETED,
         request.execution_name,
         attributes=request.merged.attributes,
+        unverified_attributes=request.merged.unverified_attributes,
         unknown_attributes=request.merged.unknown_attributes,
         confidence=request.merged.confidence,
         alternatives=request.merged.alternatives,

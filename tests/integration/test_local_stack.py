@@ -72,15 +72,20 @@ def test_uploads_end_with_the_right_final_records(
             continue
         assert record.status == Status.COMPLETED, (sample.key, record.error_code, record.error_message)
         expected = _expected_answers(model, deployment, sample)
-        assert record.attributes == {answer.attribute: answer.value for answer in expected}, sample.key
-        # Every scored attribute has a confidence; the review flag follows the template's default threshold
-        # (an attribute the demo model never learned is generated: unknown, so flagged too).
+        # Scored answers are the attributes, each with its confidence; an attribute the demo model never
+        # learned is generated: unverified, kept apart from the copy, and the record flagged for review.
+        assert record.attributes == {a.attribute: a.value for a in expected if a.confidence is not None}, (
+            sample.key
+        )
+        assert record.unverified_attributes == {
+            a.attribute: a.value for a in expected if a.confidence is None and a.value
+        }, sample.key
         assert record.confidence == pytest.approx(
             {a.attribute: a.confidence for a in expected if a.confidence is not None}, abs=2e-3
         )
-        unscored = set(record.attributes) - set(record.confidence) - set(record.unknown_attributes)
+        assert set(record.attributes) == set(record.confidence), sample.key
         assert record.needs_review == (
-            bool(record.unknown_attributes or unscored)
+            bool(record.unknown_attributes or record.unverified_attributes)
             or any(value < DEFAULT_REVIEW_THRESHOLD for value in record.confidence.values())
         )
         # The runners-up the review desk offers, as the endpoint scored them (3 decimals).

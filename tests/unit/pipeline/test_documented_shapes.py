@@ -67,6 +67,7 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
         "prepare_ms": example["timings_ms"]["prepare"],
         "merged": {
             "attributes": example["attributes"],
+            "unverified_attributes": example["unverified_attributes"],
             "unknown_attributes": example["unknown_attributes"],
             "confidence": example["confidence"],
             "alternatives": example["alternatives"],
