@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -234,7 +233,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or 1))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    np.random.seed(args.seed)
     work_dir = args.work_dir or args.model_dir.with_name(args.model_dir.name + ".work")
     train_real_model(args.kaggle_dir, args.model_dir, work_dir=work_dir, epochs=args.epochs, seed=args.seed)
     return 0
