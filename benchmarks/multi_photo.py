@@ -84,7 +84,7 @@ def write_view_catalogue(out_dir: Path, products: int, seed: int) -> None:
 def train_view_model(work: Path, start_from: Path, epochs: int, products: int) -> Path:
     kaggle, data, model_dir = work / "kaggle", work / "data", work / "model"
     write_view_catalogue(kaggle, products, seed=11)
-    prepare_dataset(kaggle, data, seed=11, catalogue=load_catalogue())
+    prepare_dataset(kaggle, data, seed=11, catalogue=load_catalogue(), split_by="products")
     pairs = list(zip(DEMO_TRAIN_ARGS[::2], DEMO_TRAIN_ARGS[1::2], strict=True))
     args = [part for name, value in pairs if name not in _FROM_SCRATCH for part in (name, value)]
     args[args.index("--epochs") + 1] = str(epochs)

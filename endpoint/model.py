@@ -60,6 +60,7 @@ from endpoint.requests import decode_base64_image, decode_image, image_digest, v
 from endpoint.s3_images import S3ImageReader
 from endpoint.scoring import CandidateScores
 from endpoint.vision_cache import VisionFeatureCache
+from endpoint.vision_encoders import load_blip2
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class DescriberModel:
     def load(cls, model_dir: str | Path, **options: Any) -> DescriberModel:
         root = Path(model_dir)
         device, dtype = _device_and_dtype()
-        model = Blip2ForConditionalGeneration.from_pretrained(root, dtype=dtype)
+        model = load_blip2(root, dtype=dtype)
         model.to(device)  # type: ignore[arg-type]  # transformers' stub types .to() for dtypes only
         processor = Blip2Processor.from_pretrained(root)
         catalogue = load_catalogue(root / CATALOGUE_FILE)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from describer_rules.catalogue import DEFAULT_CATALOGUE_PATH
-from training.dataset import CATALOGUE_MIN_COVERAGE, CATALOGUE_MIN_PRODUCTS, CATALOGUE_MIN_SUPPORT
+from training.dataset import (
+    CATALOGUE_MIN_COVERAGE,
+    CATALOGUE_MIN_PRODUCTS,
+    CATALOGUE_MIN_SUPPORT,
+    SPLIT_METHODS,
+    DatasetLayoutError,
+    PrepReport,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -25,7 +34,7 @@ def register(subparsers: Any) -> None:
     synth.set_defaults(handler=_synth)
 
     prepare = dataset_commands.add_parser(
-        "prepare", help="Kaggle layout -> Q/A splits by product + catalogue"
+        "prepare", help="Kaggle layout -> Q/A splits by blocks of ids + catalogue"
     )
     prepare.add_argument("--kaggle-dir", type=Path, required=True)
     prepare.add_argument("--out", type=Path, required=True)
@@ -41,7 +50,24 @@ def register(subparsers: Any) -> None:
     prepare.add_argument(
         "--catalogue", type=Path, default=None, help="use this catalogue.json instead of deriving one"
     )
+    prepare.add_argument(
+        "--split-by",
+        choices=SPLIT_METHODS,
+        default="blocks",
+        help="blocks of neighbouring ids (real catalogues: one product line stays in one split) or "
+        "single products (independent synthetic products)",
+    )
     prepare.set_defaults(handler=_prepare)
+
+    split = dataset_commands.add_parser(
+        "split", help="hold aside blocks of neighbouring ids of a Kaggle folder (links, not copies)"
+    )
+    split.add_argument("--kaggle-dir", type=Path, required=True)
+    split.add_argument("--out-train", type=Path, required=True)
+    split.add_argument("--out-holdout", type=Path, required=True)
+    split.add_argument("--holdout-fraction", type=float, default=0.2)
+    split.add_argument("--seed", type=int, default=0)
+    split.set_defaults(handler=_split)
 
     catalogue = subparsers.add_parser("catalogue", help="the attribute catalogue")
     catalogue_commands = catalogue.add_subparsers(dest="catalogue_command", required=True)
@@ -93,6 +119,20 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layout_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A folder that is not in the Kaggle layout: one line on stderr, exit status 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except DatasetLayoutError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_layout_errors
 def _prepare(args: argparse.Namespace) -> int:
     from describer_rules.catalogue import load_catalogue
     from training.dataset import prepare_dataset
@@ -106,21 +146,34 @@ def _prepare(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         catalogue=load_catalogue(args.catalogue) if args.catalogue else None,
+        split_by=args.split_by,
     )
-    table = Table(title=f"prepared {args.out}")
+    print_prep_report(report, f"prepared {args.out}")
+    print(f"report: {args.out / 'prep_report.json'}")
+    return 0
+
+
+def print_prep_report(report: PrepReport, title: str) -> None:
+    """What was read, what was bad input, and the labels per category and attribute."""
+    source = report.source
+    table = Table(title=title)
     table.add_column("item")
     table.add_column("value", justify="right")
     rows = {
-        "styles.csv rows": report.styles_rows,
-        "rows with commas in the name (recovered)": len(report.recovered_comma_rows),
-        "malformed lines (skipped)": len(report.malformed_lines),
-        "missing / unreadable JSON": f"{report.missing_json} / {report.unreadable_json}",
-        "missing / unreadable images": f"{report.missing_images} / {report.unreadable_images}",
-        "NA attribute values": report.na_values,
-        "products used / outside the catalogue": (
+        "styles files / styles.csv rows": f"{source.files} / {source.styles_csv_rows}",
+        "styles files that do not parse": len(source.unreadable),
+        "styles.csv: names with commas recovered / malformed lines": (
+            f"{len(source.recovered_comma_rows)} / {len(source.malformed_lines)}"
+        ),
+        "products without an article type": len(source.no_article_type),
+        "photos missing / that do not decode": (
+            f"{len(source.missing_images)} / {len(source.unreadable_images)}"
+        ),
+        "NA attribute values": source.na_values,
+        "products used / article type outside the catalogue": (
             f"{report.products_used} / {report.products_out_of_catalogue}"
         ),
-        "answers dropped (rare values)": report.dropped_answers,
+        "labels outside the catalogue (not asked)": report.dropped_answers,
         **{
             f"{split}: products / Q&A rows": f"{report.products[split]} / {report.rows[split]}"
             for split in report.rows
@@ -128,16 +181,45 @@ def _prepare(args: argparse.Namespace) -> int:
     }
     for item, value in rows.items():
         table.add_row(item, str(value))
-    Console().print(table)
-    print(f"report: {args.out / 'prep_report.json'}")
+    console = Console()
+    console.print(table)
+    labels = Table(title="labels per category and attribute")
+    for column in ("category", "attribute", "labelled", "missing", "outside the catalogue"):
+        labels.add_column(column, justify="left" if column in ("category", "attribute") else "right")
+    for key, count in report.labels.items():
+        category, _, attribute = key.partition("/")
+        labels.add_row(category, attribute, str(count.labelled), str(count.missing), str(count.outside))
+    console.print(labels)
+    if report.out_of_catalogue_types:
+        types = ", ".join(f"{name} {n}" for name, n in report.out_of_catalogue_types.items())
+        print(f"article types outside the catalogue: {types}")
+
+
+@_layout_errors
+def _split(args: argparse.Namespace) -> int:
+    from training.dataset import write_block_split
+
+    result = write_block_split(
+        args.kaggle_dir,
+        args.out_train,
+        args.out_holdout,
+        holdout_fraction=args.holdout_fraction,
+        seed=args.seed,
+    )
+    print(
+        f"{result.products['train']} products in {args.out_train}, {result.products['holdout']} held aside "
+        f"in {args.out_holdout} (blocks of {result.block_products} neighbouring ids, seed {args.seed}; "
+        "links to the originals)"
+    )
     return 0
 
 
+@_layout_errors
 def _catalogue_build(args: argparse.Namespace) -> int:
     import json
     from collections import Counter
 
-    from training.dataset import build_catalogue, load_styles, question_answer_rows
+    from training.dataset import build_catalogue, question_answer_rows, read_dataset
 
     catalogue, report = build_catalogue(
         args.styles,
@@ -150,7 +232,8 @@ def _catalogue_build(args: argparse.Namespace) -> int:
     # The Q/A pairs preparation makes of the same metadata against the new catalogue, per category.
     qa_pairs: Counter[str] = Counter()
     qa_dropped = 0
-    for product in load_styles(args.styles, progress=False)[0]:
+    products, _ = read_dataset(args.styles.parent, styles_dir=args.styles, check_images=False, progress=False)
+    for product in products:
         rows, dropped = question_answer_rows(product, catalogue)
         qa_pairs.update(row["article_type"] for row in rows)
         qa_dropped += dropped

@@ -5,15 +5,18 @@ Input (the Kaggle "Fashion Product Images" layout, or your own catalogue in it):
 ``vqa_{train,val,test}.csv``, ``images/`` (the images used), ``catalogue.json`` and
 ``prep_report.json``.
 
-Fixes over the reference: unquoted ``styles.csv`` rows whose name holds commas are recovered, not
-skipped; ``NA`` placeholders are missing values; missing or unreadable images are counted, never a
-crash; the split is by product (one image never lands in two splits), stratified and seeded.
+One reader (``read_dataset``) takes ``styles/<id>.json``, ``styles.csv`` or both. Fixes over the
+reference: unquoted ``styles.csv`` rows whose name holds commas are recovered, not skipped; ``NA``
+placeholders are missing values; a styles file that does not parse, a product without an article
+type, a photo that is missing or does not decode and a label outside the catalogue are counted and
+reported, never a crash and never guessed; the split is by blocks of neighbouring ids
+(``split_blocks``), so one product line never lands in two splits. ``write_block_split`` makes a
+held-aside copy of a folder in the same layout (links, not copies).
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 import random
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from tqdm import tqdm
 
 from describer_rules.answers import format_answer
@@ -206,143 +209,106 @@ class Product:
     image: Path
 
 
+class LabelCount(BaseModel):
+    """A (category, attribute)'s labels in the data: asked, missing (never guessed) or outside the
+    catalogue's vocabulary after folding (not asked)."""
+
+    labelled: int = 0
+    missing: int = 0
+    outside: int = 0
+
+
 class PrepReport(BaseModel):
-    styles_rows: int
-    recovered_comma_rows: list[str]
-    malformed_lines: list[int]
-    missing_json: int
-    unreadable_json: int
-    missing_images: int
-    unreadable_images: int
-    no_article_type: int
+    source: ReadReport = Field(description="What reading the folder found, bad input included")
     products_used: int
     products_out_of_catalogue: int
-    na_values: int
+    out_of_catalogue_types: dict[str, int] = Field(description="Article types the catalogue does not know")
+    labels: dict[str, LabelCount] = Field(description="Per 'Category/Attribute' (products used)")
     folded_values: dict[str, dict[str, str]]
     dropped_values: dict[str, dict[str, int]]
     dropped_answers: int
     rows: dict[str, int]
     products: dict[str, int]
+    split_by: str
     min_support: int
     seed: int
 
 
-def _image_ok(path: Path) -> bool | None:
-    """True when readable, False when present but unreadable, None when missing."""
-    if not path.is_file():
-        return None
+class DatasetLayoutError(ValueError):
+    """A folder that is not in the Kaggle layout (one line, for the command to print)."""
+
+
+_NOT_KAGGLE = (
+    "{}: neither a styles/ folder nor a styles.csv (the Kaggle layout: images/<id>.jpg with "
+    "styles/<id>.json, styles.csv or both)"
+)
+
+
+class ReadReport(BaseModel):
+    """What ``read_dataset`` read, and everything it could not use (counted, never dropped silently)."""
+
+    files: int = Field(0, description="styles/<id>.json files")
+    unreadable: list[str] = Field(default_factory=list, description="styles files that do not parse")
+    styles_csv_rows: int = 0
+    recovered_comma_rows: list[str] = Field(default_factory=list)
+    malformed_lines: list[int] = Field(default_factory=list, description="styles.csv lines that do not parse")
+    csv_only: int = Field(0, description="products styles.csv lists without a styles file")
+    no_article_type: list[str] = Field(default_factory=list)
+    na_values: int = 0
+    missing_images: list[str] = Field(default_factory=list)
+    unreadable_images: list[str] = Field(default_factory=list, description="photos that do not decode")
+    products: int = 0
+
+
+def _image_decodes(path: Path) -> bool:
     try:
         with Image.open(path) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError):
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return False
     return True
 
 
-@dataclass
-class LoadStats:
-    """What reading the raw files skipped or recovered."""
-
-    styles_rows: int = 0
-    recovered_comma_rows: list[str] = field(default_factory=list)
-    malformed_lines: list[int] = field(default_factory=list)
-    missing_json: int = 0
-    unreadable_json: int = 0
-    missing_images: int = 0
-    unreadable_images: int = 0
-    na_values: int = 0
-    no_article_type: int = 0
-
-
-def load_products(
-    kaggle_dir: Path, progress: bool = True, require_images: bool = True
-) -> tuple[list[Product], LoadStats]:
-    """Products with a readable image (any, unless ``require_images``), plus what was skipped."""
-    kaggle_dir = Path(kaggle_dir)
-    table = read_styles_csv(kaggle_dir / "styles.csv")
-    stats = LoadStats(
-        styles_rows=len(table.rows),
-        recovered_comma_rows=table.recovered_comma_rows,
-        malformed_lines=table.malformed_lines,
-    )
-    products: list[Product] = []
-    for row in tqdm(table.rows, desc="reading products", unit="product", disable=not progress):
-        product_id = str(row["id"])
-        article_type, colour = row["articleType"], row["baseColour"]
-        attributes: dict[str, str] = {}
-        json_path = kaggle_dir / "styles" / f"{product_id}.json"
-        if not json_path.is_file():
-            stats.missing_json += 1
-        else:
-            try:
-                data = json.loads(json_path.read_text(encoding="utf-8")).get("data") or {}
-                raw_attributes = data.get("articleAttributes") or {}
-                article_type = (data.get("articleType") or {}).get("typeName") or article_type
-                colour = data.get("baseColour") or colour
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                stats.unreadable_json += 1
-                raw_attributes = {}
-            for name, value in raw_attributes.items():
-                if is_missing(value):
-                    stats.na_values += 1
-                else:
-                    attributes[str(name).strip()] = " ".join(str(value).split())
-        image = kaggle_dir / "images" / f"{product_id}.jpg"
-        status = _image_ok(image) if require_images else True
-        if status is None:
-            stats.missing_images += 1
-            continue
-        if status is False:
-            stats.unreadable_images += 1
-            continue
-        if is_missing(article_type):
-            stats.no_article_type += 1
-            continue
-        colour = None if is_missing(colour) else str(colour)
-        products.append(Product(product_id, str(article_type), colour, attributes, image))
-    return products, stats
-
-
-class StylesReport(BaseModel):
-    """What ``load_styles`` read, and what it could not use (never dropped silently)."""
-
-    files: int
-    unreadable: list[str]
-    no_article_type: list[str]
-    styles_csv_rows: int = 0
-    csv_only: int = 0
-    na_values: int = 0
-    products: int
-
-
-def _style_attributes(data: dict[str, object], stats: LoadStats) -> dict[str, str]:
+def _clean_attributes(raw: object, report: ReadReport) -> dict[str, str]:
     attributes: dict[str, str] = {}
-    raw = data.get("articleAttributes") or {}
     if not isinstance(raw, dict):
         return attributes
     for name, value in raw.items():
         if is_missing(value):
-            stats.na_values += 1
+            report.na_values += 1
         else:
             attributes[str(name).strip()] = " ".join(str(value).split())
     return attributes
 
 
-def load_styles(styles_dir: Path, progress: bool = True) -> tuple[list[Product], StylesReport]:
-    """Every product the dataset's ``styles/<id>.json`` files describe (metadata only, no images).
+def _text(value: object) -> str | None:
+    return None if is_missing(value) else " ".join(str(value).split())
 
-    A ``styles.csv`` beside the folder adds the products it lists without a JSON file (article type
-    and colour only). A file that does not parse, or a product without an article type, is counted
-    and named in the report.
+
+def read_dataset(
+    kaggle_dir: Path,
+    *,
+    styles_dir: Path | None = None,
+    check_images: bool = True,
+    progress: bool = True,
+) -> tuple[list[Product], ReadReport]:
+    """The one reader of the Kaggle layout: ``styles/<id>.json``, ``styles.csv`` or both, and ``images/``.
+
+    A styles file gives the article type, base colour and article attributes; ``styles.csv`` fills
+    in what a file lacks and adds the products it lists without one (article type and colour only).
+    Values are stripped and ``NA`` placeholders are missing. With ``check_images`` a product needs a
+    photo at ``images/<id>.jpg`` that decodes. Every file that does not parse, product without an
+    article type and photo that is missing or does not decode is counted and named in the report.
     """
-    styles_dir = Path(styles_dir)
-    if not styles_dir.is_dir():
-        raise FileNotFoundError(f"{styles_dir}: no such folder (expected the dataset's styles/<id>.json)")
-    stats = LoadStats()
-    products: list[Product] = []
-    unreadable: list[str] = []
-    no_type: list[str] = []
-    paths = sorted(styles_dir.glob("*.json"))
+    kaggle_dir = Path(kaggle_dir)
+    styles_dir = Path(styles_dir) if styles_dir is not None else kaggle_dir / "styles"
+    styles_csv = kaggle_dir / "styles.csv"
+    if not styles_dir.is_dir() and not styles_csv.is_file():
+        raise DatasetLayoutError(_NOT_KAGGLE.format(kaggle_dir))
+    report = ReadReport()
+    found: dict[str, tuple[str | None, str | None, dict[str, str]]] = {}
+    paths = sorted(styles_dir.glob("*.json")) if styles_dir.is_dir() else []
+    report.files = len(paths)
     for path in tqdm(paths, desc="reading styles", unit="file", disable=not progress):
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
@@ -351,49 +317,57 @@ def load_styles(styles_dir: Path, progress: bool = True) -> tuple[list[Product],
                 raise ValueError("no data object")
             article_type = (data.get("articleType") or {}).get("typeName")
         except (ValueError, UnicodeDecodeError, AttributeError):
-            unreadable.append(path.name)
+            report.unreadable.append(path.name)
             continue
-        if is_missing(article_type):
-            no_type.append(path.stem)
-            continue
-        colour = data.get("baseColour")
-        products.append(
-            Product(
-                str(data.get("id") or path.stem),
-                str(article_type).strip(),
-                None if is_missing(colour) else str(colour).strip(),
-                _style_attributes(data, stats),
-                Path("images") / f"{path.stem}.jpg",
-            )
+        product_id = str(data.get("id") or path.stem)
+        found[product_id] = (
+            _text(article_type),
+            _text(data.get("baseColour")),
+            _clean_attributes(data.get("articleAttributes"), report),
         )
-    csv_rows = csv_only = 0
-    styles_csv = styles_dir.parent / "styles.csv"
     if styles_csv.is_file():
         table = read_styles_csv(styles_csv)
-        csv_rows = len(table.rows)
-        seen = {product.product_id for product in products} | {name.split(".")[0] for name in unreadable}
+        report.styles_csv_rows = len(table.rows)
+        report.recovered_comma_rows = table.recovered_comma_rows
+        report.malformed_lines = table.malformed_lines
+        unreadable = {name.split(".")[0] for name in report.unreadable}
         for row in table.rows:
             product_id = str(row["id"])
-            if product_id in seen:
+            if product_id in unreadable:
                 continue
-            if is_missing(row["articleType"]):
-                no_type.append(product_id)
+            if product_id not in found:
+                report.csv_only += 1
+                found[product_id] = (_text(row["articleType"]), _text(row["baseColour"]), {})
                 continue
-            csv_only += 1
-            colour = row["baseColour"]
-            products.append(
-                Product(product_id, str(row["articleType"]), colour, {}, Path("images") / f"{product_id}.jpg")
+            article_type, colour, attributes = found[product_id]
+            found[product_id] = (
+                article_type or _text(row["articleType"]),
+                colour or _text(row["baseColour"]),
+                attributes,
             )
-    report = StylesReport(
-        files=len(paths),
-        unreadable=unreadable,
-        no_article_type=no_type,
-        styles_csv_rows=csv_rows,
-        csv_only=csv_only,
-        na_values=stats.na_values,
-        products=len(products),
-    )
+    products: list[Product] = []
+    for product_id in tqdm(
+        sorted(found, key=id_order), desc="checking photos", unit="product", disable=not progress
+    ):
+        article_type, colour, attributes = found[product_id]
+        image = kaggle_dir / "images" / f"{product_id}.jpg"
+        if article_type is None:
+            report.no_article_type.append(product_id)
+            continue
+        if check_images and not image.is_file():
+            report.missing_images.append(product_id)
+            continue
+        if check_images and not _image_decodes(image):
+            report.unreadable_images.append(product_id)
+            continue
+        products.append(Product(product_id, article_type, colour, attributes, image))
+    report.products = len(products)
     return products, report
+
+
+def id_order(product_id: str) -> tuple[int, str]:
+    """Numeric ids in number order (neighbouring ids are often one product line), then the others."""
+    return (int(product_id), "") if product_id.isdigit() else (-1, product_id)
 
 
 def product_values(product: Product) -> dict[str, str]:
@@ -542,8 +516,46 @@ def _generic_category(categories: Sequence[CategorySpec], sizes: dict[str, int])
     return CategorySpec(name=GENERIC_CATEGORY, noun="product", attributes=specs)
 
 
-def question_answer_rows(product: Product, catalogue: Catalogue) -> tuple[list[dict[str, str]], int]:
-    """The product's Q/A pairs in the reference's form, and how many answers fell outside the vocabulary."""
+# The rule that folds a base colour into a category's colour vocabulary: a colour the category knows
+# (a value or an alias) stays as it is; one it does not know follows this chain (Navy Blue -> Blue,
+# Burgundy -> Maroon -> Red) to the first colour the category knows; a chain that reaches none (Multi,
+# or Gold for a shirt) leaves the colour outside the catalogue: counted, not asked.
+COLOUR_FAMILIES = {
+    "navy blue": "Blue", "turquoise blue": "Blue", "teal": "Blue",
+    "charcoal": "Grey", "grey melange": "Grey", "taupe": "Grey", "steel": "Silver", "metallic": "Silver",
+    "silver": "Grey", "off white": "White", "cream": "Off White", "burgundy": "Maroon", "maroon": "Red",
+    "rust": "Orange", "mustard": "Yellow", "magenta": "Pink", "peach": "Pink", "lavender": "Purple",
+    "mauve": "Purple", "tan": "Brown", "coffee brown": "Brown", "copper": "Brown", "bronze": "Gold",
+    "khaki": "Beige", "nude": "Beige", "skin": "Beige", "sea green": "Green", "olive": "Green",
+    "lime green": "Green", "fluorescent green": "Green",
+}  # fmt: skip
+
+
+def label_value(spec: AttributeSpec, raw: str) -> str | None:
+    """The vocabulary value a label names (colours folded by ``COLOUR_FAMILIES``), or None: outside."""
+    value = spec.canonical(raw)
+    seen: set[str] = set()
+    while value is None and spec.name == COLOUR_ATTRIBUTE:
+        key = normalise_token(raw)
+        if key not in COLOUR_FAMILIES or key in seen:
+            return None
+        seen.add(key)
+        raw = COLOUR_FAMILIES[key]
+        value = spec.canonical(raw)
+    return value
+
+
+LabelCounts = dict[str, LabelCount]
+
+
+def question_answer_rows(
+    product: Product, catalogue: Catalogue, counts: LabelCounts | None = None
+) -> tuple[list[dict[str, str]], int]:
+    """The product's Q/A pairs in the reference's form, and how many answers fell outside the vocabulary.
+
+    ``counts`` (per "Category/Attribute") adds what each asked attribute had: a label, none, or one
+    outside the catalogue.
+    """
     category = catalogue.category(product.article_type)
     if category.name == GENERIC_CATEGORY:
         return [], 0
@@ -552,21 +564,31 @@ def question_answer_rows(product: Product, catalogue: Catalogue) -> tuple[list[d
     dropped = 0
     values = product_values(product)
     generic = catalogue.category(GENERIC_CATEGORY)
-    asked = [(spec, category.question_for(spec), values.get(spec.name)) for spec in category.attributes]
+    asked = [
+        (category.name, spec, category.question_for(spec), values.get(spec.name))
+        for spec in category.attributes
+    ]
     article_spec = generic.attribute(ARTICLE_TYPE_ATTRIBUTE)
-    asked.append((article_spec, generic.question_for(article_spec), product.article_type))
-    for spec, question, raw in asked:
+    asked.append((GENERIC_CATEGORY, article_spec, generic.question_for(article_spec), product.article_type))
+    for asked_in, spec, question, raw in asked:
+        count = counts.setdefault(f"{asked_in}/{spec.name}", LabelCount()) if counts is not None else None
         if raw is None:
+            if count is not None:
+                count.missing += 1
             continue
-        value = spec.canonical(raw)
+        value = label_value(spec, raw)
         if value is None:
             dropped += 1
+            if count is not None:
+                count.outside += 1
             continue
+        if count is not None:
+            count.labelled += 1
         rows.append(
             {
                 "id": product.product_id,
                 "image": image,
-                "article_type": product.article_type,
+                "article_type": category.name,
                 "attribute": spec.name,
                 "question": question,
                 "answer": format_answer(spec.name, value),
@@ -586,9 +608,9 @@ def split_products(
 ) -> dict[str, list[Product]]:
     """Split by product id, stratified by article type and the given attributes where a stratum allows.
 
-    Each stratum (products sharing article type and stratify values) is shuffled with ``seed`` and cut
-    by the fractions; a stratum too small for a val/test share goes to train, so rare combinations
-    still reach the model.
+    For products that are independent of each other (the synthetic catalogue). Each stratum (products
+    sharing article type and stratify values) is shuffled with ``seed`` and cut by the fractions; a
+    stratum too small for a val/test share goes to train, so rare combinations still reach the model.
     """
     stratify = tuple(stratify)
     strata: dict[tuple[str, ...], list[Product]] = defaultdict(list)
@@ -606,6 +628,56 @@ def split_products(
         splits["test"].extend(members[n_val : n_val + n_test])
         splits["train"].extend(members[n_val + n_test :])
     return splits
+
+
+# Neighbouring ids are often one product line in several colours: a held-out split takes whole runs
+# of this many products in id order, so a line's colours never land on both sides (a split by single
+# ids would flatter the model).
+BLOCK_PRODUCTS = 20
+
+
+def block_products(products: int, fractions: Iterable[float]) -> int:
+    """``BLOCK_PRODUCTS``, or fewer in a small folder: the smallest split still gets about 4 blocks."""
+    smallest = min((fraction for fraction in fractions if fraction > 0), default=1.0)
+    return max(1, min(BLOCK_PRODUCTS, int(products * smallest / 4)))
+
+
+def id_blocks(product_ids: Iterable[str], block_size: int = BLOCK_PRODUCTS) -> list[list[str]]:
+    ordered = sorted(set(product_ids), key=id_order)
+    return [ordered[start : start + block_size] for start in range(0, len(ordered), block_size)]
+
+
+def split_id_blocks(
+    product_ids: Iterable[str],
+    fractions: dict[str, float],
+    *,
+    rest: str,
+    seed: int,
+) -> dict[str, list[str]]:
+    """Blocks of neighbouring ids, shuffled with ``seed``, dealt to each split of ``fractions`` until
+    it holds its fraction of the ids; the other blocks go to ``rest``."""
+    product_ids = list(product_ids)
+    blocks = id_blocks(product_ids, block_products(len(product_ids), fractions.values()))
+    total = sum(len(block) for block in blocks)
+    random.Random(seed).shuffle(blocks)
+    out: dict[str, list[str]] = {name: [] for name in [*fractions, rest]}
+    targets = [(name, fraction * total) for name, fraction in fractions.items()]
+    for block in blocks:
+        name = next((name for name, target in targets if len(out[name]) + len(block) / 2 <= target), rest)
+        out[name].extend(block)
+    return {name: sorted(ids, key=id_order) for name, ids in out.items()}
+
+
+def split_blocks(
+    products: Sequence[Product], *, seed: int, val_fraction: float = 0.1, test_fraction: float = 0.1
+) -> dict[str, list[Product]]:
+    """Train/val/test by blocks of neighbouring ids (``split_id_blocks``)."""
+    by_id = {product.product_id: product for product in products}
+    ids = split_id_blocks(by_id, {"test": test_fraction, "val": val_fraction}, rest="train", seed=seed)
+    return {split: [by_id[product_id] for product_id in ids[split]] for split in SPLITS}
+
+
+SPLIT_METHODS = ("blocks", "products")
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -627,15 +699,20 @@ def prepare_dataset(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     catalogue: Catalogue | None = None,
+    split_by: str = "blocks",
     progress: bool = True,
 ) -> PrepReport:
     """Run the whole preparation; writes the splits, images, catalogue and report under ``out_dir``.
 
     ``catalogue`` fixes the questions and vocabularies (e.g. the packaged one the pipeline asks)
     instead of deriving them from this data; answers outside it are dropped and counted.
+    ``split_by`` "blocks" keeps neighbouring ids together (real catalogues: ``split_blocks``);
+    "products" splits single products, stratified (independent synthetic products).
     """
+    if split_by not in SPLIT_METHODS:
+        raise ValueError(f"split_by must be one of {', '.join(SPLIT_METHODS)}, not {split_by!r}")
     kaggle_dir, out_dir = Path(kaggle_dir), Path(out_dir)
-    products, stats = load_products(kaggle_dir, progress=progress)
+    products, source = read_dataset(kaggle_dir, progress=progress)
     folds: dict[str, dict[str, str]] = {}
     drops: dict[str, dict[str, int]] = {}
     if catalogue is None:
@@ -648,32 +725,38 @@ def prepare_dataset(
         catalogue, folds, drops = derived.catalogue, derived.folds, derived.drops
     known = {normalise_token(category.name) for category in catalogue.categories}
     in_catalogue = [p for p in products if normalise_token(p.article_type) in known]
-    splits = split_products(in_catalogue, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    outside = Counter(p.article_type for p in products if normalise_token(p.article_type) not in known)
+    split = split_blocks if split_by == "blocks" else split_products
+    splits = split(in_catalogue, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     row_counts: dict[str, int] = {}
+    labels: LabelCounts = {}
     dropped_answers = 0
-    for split in SPLITS:
+    for name in SPLITS:
         rows: list[dict[str, str]] = []
-        for product in tqdm(splits[split], desc=f"writing {split}", unit="product", disable=not progress):
-            product_rows, dropped = question_answer_rows(product, catalogue)
+        for product in tqdm(splits[name], desc=f"writing {name}", unit="product", disable=not progress):
+            product_rows, dropped = question_answer_rows(product, catalogue, labels)
             dropped_answers += dropped
             rows.extend(product_rows)
             _link_or_copy(product.image, out_dir / "images" / Path(product.image).name)
-        with (out_dir / f"vqa_{split}.csv").open("w", encoding="utf-8", newline="") as handle:
+        with (out_dir / f"vqa_{name}.csv").open("w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=QA_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-        row_counts[split] = len(rows)
+        row_counts[name] = len(rows)
     (out_dir / "catalogue.json").write_text(catalogue.to_json(), encoding="utf-8")
     report = PrepReport(
-        **dataclasses.asdict(stats),
+        source=source,
         products_used=len(in_catalogue),
         products_out_of_catalogue=len(products) - len(in_catalogue),
+        out_of_catalogue_types=dict(outside.most_common()),
+        labels=dict(sorted(labels.items())),
         folded_values=folds,
         dropped_values=drops,
         dropped_answers=dropped_answers,
         rows=row_counts,
-        products={split: len(splits[split]) for split in SPLITS},
+        products={name: len(splits[name]) for name in SPLITS},
+        split_by=split_by,
         min_support=catalogue.min_support,
         seed=seed,
     )
@@ -702,7 +785,7 @@ CATALOGUE_MIN_COVERAGE = 0.25
 class CatalogueBuildReport(BaseModel):
     """What ``build_catalogue`` read, admitted and left out; ``describer catalogue build`` prints it."""
 
-    styles: StylesReport
+    styles: ReadReport
     article_types: int
     types_with_enough_products: int
     categories: dict[str, int]  # category -> products
@@ -724,7 +807,12 @@ def build_catalogue(
     progress: bool = True,
 ) -> tuple[Catalogue, CatalogueBuildReport]:
     """The catalogue of a dataset's ``styles/*.json`` (the packaged one is this on the full metadata)."""
-    products, styles = load_styles(styles_dir, progress=progress)
+    styles_dir = Path(styles_dir)
+    if not styles_dir.is_dir():
+        raise DatasetLayoutError(f"{styles_dir}: no such folder (expected the dataset's styles/<id>.json)")
+    products, styles = read_dataset(
+        styles_dir.parent, styles_dir=styles_dir, check_images=False, progress=progress
+    )
     derived = derive_catalogue(
         products,
         min_support=min_support,
@@ -752,3 +840,64 @@ def build_catalogue(
         min_coverage=min_coverage,
     )
     return derived.catalogue, report
+
+
+class FolderSplit(BaseModel):
+    kaggle_dir: str
+    holdout_fraction: float
+    seed: int
+    block_products: int
+    products: dict[str, int]
+
+
+def write_block_split(
+    kaggle_dir: Path, out_train: Path, out_holdout: Path, *, holdout_fraction: float, seed: int = 0
+) -> FolderSplit:
+    """Two folders in the Kaggle layout holding blocks of neighbouring ids (``split_id_blocks``):
+    ``out_holdout`` about ``holdout_fraction`` of the products, ``out_train`` the rest.
+
+    Photos and styles files are symbolic links to the originals (nothing is copied); a ``styles.csv``
+    is written with each folder's rows. Every id that any file names is dealt, good or bad, so each
+    folder reads as the original would (its bad input included).
+    """
+    kaggle_dir = Path(kaggle_dir).resolve()
+    styles_dir, styles_csv, images_dir = (
+        kaggle_dir / "styles",
+        kaggle_dir / "styles.csv",
+        kaggle_dir / "images",
+    )
+    if not styles_dir.is_dir() and not styles_csv.is_file():
+        raise DatasetLayoutError(_NOT_KAGGLE.format(kaggle_dir))
+    if not 0 < holdout_fraction < 1:
+        raise ValueError(f"the holdout fraction must be between 0 and 1, not {holdout_fraction}")
+    files: dict[str, list[Path]] = defaultdict(list)
+    for folder, pattern in ((styles_dir, "*.json"), (images_dir, "*.jpg")):
+        for path in sorted(folder.glob(pattern)) if folder.is_dir() else []:
+            files[path.stem].append(path)
+    csv_lines: dict[str, str] = {}
+    header = ""
+    if styles_csv.is_file():
+        header, *lines = styles_csv.read_text(encoding="utf-8").splitlines()
+        for line in lines:
+            product_id = line.split(",", 1)[0].strip()
+            csv_lines[product_id] = line
+    ids = split_id_blocks([*files, *csv_lines], {"holdout": holdout_fraction}, rest="train", seed=seed)
+    for name, out in (("train", Path(out_train)), ("holdout", Path(out_holdout))):
+        if out.exists() and any(out.iterdir()):
+            raise FileExistsError(f"{out} exists and is not empty")
+        for product_id in ids[name]:
+            for path in files.get(product_id, []):
+                target = out / path.parent.name / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(path)
+        if header:
+            out.mkdir(parents=True, exist_ok=True)
+            rows = [csv_lines[product_id] for product_id in ids[name] if product_id in csv_lines]
+            (out / "styles.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return FolderSplit(
+        kaggle_dir=str(kaggle_dir),
+        holdout_fraction=holdout_fraction,
+        seed=seed,
+        block_products=block_products(len(set(files) | set(csv_lines)), [holdout_fraction]),
+        products={name: len(members) for name, members in ids.items()},
+    )

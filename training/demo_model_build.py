@@ -114,6 +114,7 @@ def prepare_demo_data(data_dir: Path) -> None:
         catalogue=catalogue,
         val_fraction=DEMO_HELD_OUT_FRACTION,
         test_fraction=DEMO_HELD_OUT_FRACTION,
+        split_by="products",  # synthetic products are independent: no product lines to keep together
     )
 
 

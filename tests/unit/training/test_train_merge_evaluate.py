@@ -21,7 +21,7 @@ from training.train import TrainingDiverged, parse_args, train
 @pytest.fixture(scope="module")
 def prepared(synthetic_kaggle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("prepared")
-    prepare_dataset(synthetic_kaggle, out, min_support=3, seed=0, progress=False)
+    prepare_dataset(synthetic_kaggle, out, min_support=3, seed=0, split_by="products", progress=False)
     return out
 
 
