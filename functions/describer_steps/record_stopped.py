@@ -67,5 +67,5 @@ def record_stopped(
         state=FailedState(error=CaughtError(error=change.error or change.status)),
     )
     return write_failure(
-        request, code, message, s3_client, table, events, catalogue, key_prefixes, still_processing=True
+        request, code, message, s3_client, table, events, catalogue, key_prefixes, repeated_counts=False
     )

@@ -100,6 +100,8 @@ def test_failure_after_prepare_is_recorded_on_the_claimed_product(aws: Aws) -> N
         "error_code": "ENDPOINT_UNAVAILABLE",
         "error_message": "SageMaker ThrottlingException",
         "recorded": True,
+        "completed": False,
+        "events_pending": False,
     }
     record = aws.record("15970")
     assert record is not None
@@ -164,7 +166,12 @@ def _save_event(workflow: WorkflowInput, prepared: dict[str, Any]) -> dict[str, 
 def test_save_result_writes_the_completed_record(aws: Aws) -> None:
     workflow, prepared = _prepare(aws, "incoming/Shirts/15970.jpg", image_bytes())
     event = _save_event(workflow, prepared)
-    assert save_result_app.handler(event, CONTEXT) == {"product_id": "15970", "saved": True}
+    assert save_result_app.handler(event, CONTEXT) == {
+        "product_id": "15970",
+        "saved": True,
+        "written": True,
+        "events_pending": False,
+    }
     stored = ProductRecord.model_validate(_plain(aws, "15970"))
     request = SaveInput.model_validate(event)
     assert stored.status == "COMPLETED"

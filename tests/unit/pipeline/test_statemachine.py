@@ -103,7 +103,8 @@ def test_every_work_state_catches_everything_into_record_failure(asl: dict[str, 
             assert state["Catch"] == [
                 {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
             ], name
-    assert asl["States"]["RecordFailure"]["Next"] == "Failed"
+    assert asl["States"]["RecordFailure"]["Next"] == "FailedAfterSave"
+    assert asl["States"]["FailedAfterSave"]["Default"] == "Failed"
     assert "Catch" not in asl["States"]["RecordFailure"], "a failing RecordFailure must not loop"
 
 
@@ -285,7 +286,7 @@ def test_record_failure_receives_the_run_and_the_failed_state(emulator_sfn: Any)
         mock={"result": json.dumps(recorded)},
         inspectionLevel="DEBUG",
     )
-    assert result["nextState"] == "Failed"
+    assert result["nextState"] == "FailedAfterSave"
     parameters = json.loads(result["inspectionData"]["afterParameters"])
     assert parameters == {
         "execution_name": "run-1",
@@ -303,3 +304,18 @@ def test_the_execution_fails_with_the_recorded_error_code(emulator_sfn: Any) -> 
         "NOT_AN_IMAGE",
         "GIF is not accepted",
     )
+
+
+@pytest.mark.parametrize(("completed", "next_state"), [(True, "Completed"), (False, "Failed")])
+def test_a_run_whose_record_was_already_completed_succeeds(
+    emulator_sfn: Any, completed: bool, next_state: str
+) -> None:
+    """RecordFailure after SaveResult's write (PutEvents failed, a timeout): the run did complete."""
+    state_input = {
+        "error_code": "INTERNAL_ERROR",
+        "error_message": "x",
+        "recorded": False,
+        "completed": completed,
+    }
+    result = _test_state(emulator_sfn, "FailedAfterSave", state_input)
+    assert result["nextState"] == next_state
