@@ -3,8 +3,9 @@
 The write is conditional (``ResultsTable.write_final``), so a run that a newer upload overtook
 leaves the newer record alone, and a run whose SaveResult wrote COMPLETED before it failed (a
 PutEvents error, a timeout after the write) keeps that record, reviewed or not: RecordFailure then
-reports ``completed`` and publishes what the write left in the outbox. A caught Step Functions error becomes an ErrorCode and a short
-message for people, read from the error's name and message, never from its payload.
+reports ``completed`` and publishes what the write left in the outbox. A caught Step Functions
+error becomes an ErrorCode and a short message for people, read from the error's name and
+message, never from its payload.
 """
 
 from __future__ import annotations
