@@ -49,6 +49,8 @@ FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
 OUTBOX_EVENTS = "outbox_events"
 OUTBOX_KEY = "outbox"
 OUTBOX_PENDING = "PENDING"
+# The sparse index on OUTBOX_KEY (template.yaml): the records with events still to publish.
+OUTBOX_INDEX = "by-outbox"
 # Set once, on the first write of a product.
 _CREATED_AT = "created_at"
 # The sparse key of the review index: present (this value) only on records that need review, so
@@ -198,6 +200,18 @@ class ResultsTable:
             return None
         entries = [json.loads(text) for text in _DESERIALIZER.deserialize(stored)]
         return PendingEvents(product_id=product_id, entries=entries)
+
+    def with_pending_events(self, written_before: str) -> list[str]:
+        """The products whose outbox is not empty, last written before ``written_before`` (oldest first)."""
+        paginator = self._client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table_name,
+            IndexName=OUTBOX_INDEX,
+            KeyConditionExpression="#outbox = :pending AND #updated_at < :before",
+            ExpressionAttributeNames={"#outbox": OUTBOX_KEY, "#updated_at": "updated_at"},
+            ExpressionAttributeValues={":pending": {"S": OUTBOX_PENDING}, ":before": {"S": written_before}},
+        )
+        return [item["product_id"]["S"] for page in pages for item in page["Items"]]
 
     def clear_events(self, pending: PendingEvents) -> bool:
         """Empty the outbox once ``pending`` is published; False (left for the next flush) when an

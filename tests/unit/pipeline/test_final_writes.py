@@ -5,6 +5,7 @@ record and review is announced once per version from the record's outbox, whatev
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -13,12 +14,20 @@ from record_failure import app as record_failure_app
 from save_result import app as save_result_app
 
 from describer_aws.product_events import ProductEvents, flush_outbox
-from describer_aws.results_table import OUTBOX_EVENTS, OUTBOX_KEY, RecordVersion, ResultsTable, utc_now
+from describer_aws.results_table import (
+    OUTBOX_EVENTS,
+    OUTBOX_INDEX,
+    OUTBOX_KEY,
+    RecordVersion,
+    ResultsTable,
+    utc_now,
+)
 from describer_rules.contracts import ProductRecord, Review, ReviewStatus, Status
 from describer_rules.errors import EndpointThrottled, TransientError
 from describer_steps import save_result as save_result_step
+from describer_steps.publish_events import publish_pending
 
-from .conftest import EVENT_BUS, TABLE, Aws, FakeLambdaContext, image_bytes
+from .conftest import EVENT_BUS, TABLE, Aws, FakeLambdaContext, image_bytes, template_resource
 from .test_outcomes import _failure_event, _prepare, _save_event
 
 CONTEXT = FakeLambdaContext()
@@ -202,3 +211,32 @@ def test_a_timeout_after_the_write_is_retried_without_a_second_write(
     assert (retry["saved"], retry["written"], retry["events_pending"]) == (True, False, False)
     assert _stored(aws, "16005") == written
     assert _announced(queue) == [("Product Described", "COMPLETED", 2)]
+
+
+def test_the_sweeper_publishes_what_an_outage_left_once(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = _subscribe(aws)
+    workflow, prepared = _prepare(aws, "incoming/Shirts/16006.jpg", image_bytes())
+    with monkeypatch.context() as outage:
+        _events_down(outage)
+        assert save_result_app.handler(_save_event(workflow, prepared), CONTEXT)["events_pending"] is True
+        later = datetime.now(UTC) + timedelta(minutes=5)
+        down = publish_pending(_table(aws), ProductEvents(EVENT_BUS, aws.events), later)
+    assert (down.records, down.published, down.failed) == (1, 0, ["16006"])
+    events = ProductEvents(EVENT_BUS, aws.events)
+    fresh = publish_pending(_table(aws), events)
+    assert fresh.records == 0, "a record written within the grace period is left to its writer"
+    swept = publish_pending(_table(aws), events, later)
+    again = publish_pending(_table(aws), events, later)
+    assert (swept.published, again.records) == (1, 0)
+    assert _announced(queue) == [("Product Described", "COMPLETED", 2)]
+
+
+def test_the_template_declares_the_outbox_index_the_sweeper_reads() -> None:
+    table = template_resource("ResultsTable")
+    [index] = [i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == OUTBOX_INDEX]
+    assert [key["AttributeName"] for key in index["KeySchema"]] == [OUTBOX_KEY, "updated_at"]
+    statements = template_resource("PublishEventsFunction")["Policies"][0]["Statement"]
+    assert {"Fn::Sub": f"${{ResultsTable.Arn}}/index/{OUTBOX_INDEX}"} in [s["Resource"] for s in statements]
+    assert "DeadLetterQueue" in template_resource("RecordStoppedFunction")
+    alarm = template_resource("StoppedExecutionDeadLetterAlarm")
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["StoppedExecutionDeadLetterQueue", "QueueName"]}
