@@ -104,6 +104,8 @@ def _order(name: str) -> int:
         "AdmissionAgeAlarm",
         "AdmissionDeadLetterAlarm",
         "WorkflowFailuresAlarm",
+        "StoppedExecutionDeadLetterAlarm",
+        "EventsNotPublishedAlarm",
     ].index(name)
 
 
