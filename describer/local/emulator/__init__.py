@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from describer.local.emulator.patch import FAULTS_ENV
 from describer.local.processes import BackgroundService
 
 REGION = "us-east-1"
@@ -91,8 +92,27 @@ def start(state_dir: Path, port: int, service_endpoints: Mapping[str, str]) -> i
         "LAMBDA_EXECUTOR": "local",
         # Lambda workers write .pyc files next to the shared code otherwise.
         "PYTHONDONTWRITEBYTECODE": "1",
+        # The chaos faults the emulator injects itself (none while the file is absent): set_faults.
+        FAULTS_ENV: str(faults_file(state_dir)),
     }
     return service(state_dir).start([sys.executable, "-m", _LAUNCHER], env, cwd=state_dir)
+
+
+def faults_file(state_dir: Path) -> Path:
+    """Where the emulator reads its chaos faults (``patch.EmulatorFaults`` as JSON)."""
+    return state_dir / "emulator-tmp" / "faults.json"
+
+
+def set_faults(state_dir: Path, faults_json: str | None) -> None:
+    """Give the running emulator these faults (``patch.EmulatorFaults`` as JSON); None: none."""
+    path = faults_file(state_dir)
+    if faults_json is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(faults_json)
+    temporary.replace(path)  # the emulator never reads half a file
 
 
 def is_healthy(port: int) -> bool:
