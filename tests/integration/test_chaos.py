@@ -1,4 +1,5 @@
-"""`make chaos`, short: faults, a re-upload and duplicate deliveries on the local stack lose nothing."""
+"""`make chaos`, short: faults, a re-upload, duplicate deliveries, an EventBridge outage and Lambda
+timeouts after the write on the local stack lose nothing."""
 
 from __future__ import annotations
 
@@ -27,13 +28,16 @@ def test_faults_reuploads_and_duplicate_deliveries_lose_nothing(local_settings: 
             timeout_s=400,
             console=Console(quiet=True),
             photo_products=1,  # a product folder, which gets one more photo: two photo sets
+            eventbridge_outage_s=30,
         )
     finally:
         set_faults(local_settings, FaultSpec())
 
     assert result.clean, result.summary()
     assert result.summary() == (
-        "chaos: 6 uploads, 6 completed, 0 failed, 0 stuck, 0 duplicate executions, 0 wrong versions"
+        "chaos: 6 uploads, 6 completed, 0 failed, 0 stuck, 0 duplicate executions, 0 wrong versions; "
+        "events: 0 lost, 0 duplicates, 0 wrong versions, 0 still pending; "
+        "every final record has exactly one final event"
     )
     # The faults did happen, and each redelivered event was sent twice (during the run and late).
     assert sum(result.faults["injected"].values()) > 0
