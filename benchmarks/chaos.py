@@ -45,7 +45,7 @@ from benchmarks.chaos_photos import (
 )
 from describer.deployment import Deployment, UploadRef, fetch_records, wait_for_final_records
 from describer.local import emulator
-from describer.local.emulator.patch import EmulatorFaults
+from describer.local.emulator.patch import OUTAGE_KIND, EmulatorFaults
 from describer.local.samples import SampleFile, photo_folders, synthetic_photos
 from describer.local.stack import LocalSettings, injected_faults
 from describer_aws.results_table import OUTBOX_INDEX, OUTBOX_KEY, OUTBOX_PENDING, utc_now
@@ -106,6 +106,7 @@ class ChaosResult:
     # Every product event seen: (product_id, detail-type, status, record_version).
     product_events: list[tuple[str, str, str, int]] = field(default_factory=list)
     events_pending: int = 0  # records whose outbox had not drained at the end
+    emulator_faults: dict[str, int] = field(default_factory=dict)  # what the emulator injected
 
     def latest(self) -> dict[str, Upload]:
         return {upload.sample.product_id: upload for upload in self.uploads}
@@ -437,6 +438,7 @@ def run_chaos(
     started = time.monotonic()
     deployment = Deployment.local(settings.state_dir)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    emulator.clear_faults_report(settings.state_dir)
     emulator_faults(settings, outage=True)
     outage_over = threading.Timer(eventbridge_outage_s, emulator_faults, (settings, False))
     outage_over.start()
@@ -500,6 +502,7 @@ def run_chaos(
         folder_uploads=folder_uploads,
         product_events=seen,
         events_pending=events_pending,
+        emulator_faults=emulator.injected_faults(settings.state_dir),
     )
     result.folders = judge_folders(deployment, folder_uploads, result.records)
     result.judge()
@@ -559,6 +562,12 @@ def faults_table(result: ChaosResult) -> Table:
         route = "invocations" if kind.startswith("endpoint-") else "converse"
         injected = f"{report['injected'].get(kind, 0)} of {report['requests'].get(route, 0)}"
         faults.append((kind, f"{rate:g}", injected))
+    for kind, count in sorted(result.emulator_faults.items()):
+        if kind == OUTAGE_KIND:
+            faults.append((kind, "", f"{count} PutEvents refused"))
+        else:
+            rate = next((r for p, r in TIMEOUTS_AFTER_WRITE.items() if kind.endswith(p)), 0.0)
+            faults.append((kind, f"{rate:g}", f"{count} invocations"))
     errors = [(name, str(count)) for name, count in result.task_failures.most_common()]
     for index in range(max(len(faults), len(errors))):
         left = faults[index] if index < len(faults) else ("", "", "")

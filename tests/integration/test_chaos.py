@@ -41,6 +41,11 @@ def test_faults_reuploads_and_duplicate_deliveries_lose_nothing(local_settings: 
     )
     # The faults did happen, and each redelivered event was sent twice (during the run and late).
     assert sum(result.faults["injected"].values()) > 0
+    # EventBridge refused product events while it was out, and some step timed out after its write.
+    assert result.emulator_faults.get("eventbridge-outage", 0) > 0, result.emulator_faults
+    assert any(kind.startswith("timeout-after-write") for kind in result.emulator_faults), (
+        result.emulator_faults
+    )
     assert sorted(upload.redelivered for upload in result.uploads) == [0, 0, 2, 2]
     # The re-uploaded product's record holds the newer version's attributes, not a mix.
     reuploaded = result.uploads[-1]

@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from describer.local.emulator.patch import FAULTS_ENV
+from describer.local.emulator.patch import FAULTS_ENV, REPORT_NAME
 from describer.local.processes import BackgroundService
 
 REGION = "us-east-1"
@@ -113,6 +113,16 @@ def set_faults(state_dir: Path, faults_json: str | None) -> None:
     temporary = path.with_suffix(".tmp")
     temporary.write_text(faults_json)
     temporary.replace(path)  # the emulator never reads half a file
+
+
+def injected_faults(state_dir: Path) -> dict[str, int]:
+    """What the emulator injected since its faults' report was last cleared (``clear_faults_report``)."""
+    report = faults_file(state_dir).with_name(REPORT_NAME)
+    return dict(json.loads(report.read_text())) if report.is_file() else {}
+
+
+def clear_faults_report(state_dir: Path) -> None:
+    faults_file(state_dir).with_name(REPORT_NAME).unlink(missing_ok=True)
 
 
 def is_healthy(port: int) -> bool:

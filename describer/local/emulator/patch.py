@@ -55,6 +55,7 @@ import os
 import random
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,9 @@ from describer_rules.contracts import EVENT_SOURCE
 PINNED_VERSION = "1.5.33"
 # The chaos faults' file (``EmulatorFaults`` as JSON); unset or missing: no faults.
 FAULTS_ENV = "DESCRIBER_EMULATOR_FAULTS"
+# Beside the faults' file: what was injected so far.
+REPORT_NAME = "faults-report.json"
+OUTAGE_KIND = "eventbridge-outage"
 # What AWS Lambda reports for an invocation that ran out of time.
 TIMED_OUT_ERROR = "Sandbox.Timedout"
 # The worker script's reply for a failed invocation, as the text of that script holds it.
@@ -153,7 +157,10 @@ class EmulatorFaults(BaseModel):
 
 
 class FaultFile:
-    """``EmulatorFaults`` from a file, read again when it changes; no file, no faults."""
+    """``EmulatorFaults`` from a file, read again when it changes; no file, no faults.
+
+    What it injected is counted in ``REPORT_NAME`` beside it (fault kind -> count), for ``make chaos``.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -161,6 +168,17 @@ class FaultFile:
         self._faults = EmulatorFaults()
         self._lock = threading.Lock()
         self.draws = random.Random(self._faults.seed)
+        self.injected: Counter[str] = Counter()
+
+    def count(self, kind: str) -> None:
+        """One more ``kind`` injected: the report file says so at once."""
+        with self._lock:
+            self.injected[kind] += 1
+            if self.path is not None:
+                report = self.path.with_name(REPORT_NAME)
+                temporary = report.with_suffix(".tmp")
+                temporary.write_text(json.dumps(dict(self.injected)))
+                temporary.replace(report)
 
     def current(self) -> EmulatorFaults:
         stamp = self._mtime()
@@ -211,6 +229,7 @@ def _patch_faults(fault_file: FaultFile) -> None:
 
     def put_events_or_outage(data: dict[str, Any], allow_aws_source: bool = False) -> Any:
         if refuses_put_events(data.get("Entries", []), fault_file.current()):
+            fault_file.count(OUTAGE_KIND)
             return error_response_json("InternalException", "chaos: EventBridge is unavailable", 500)
         return put_events(data, allow_aws_source)
 
@@ -220,7 +239,10 @@ def _patch_faults(fault_file: FaultFile) -> None:
         faults = fault_file.current()
         with fault_file._lock:
             timed_out = timed_out_after_write(name, result, faults, fault_file.draws.random)
-        return timed_out or result
+        if timed_out is None:
+            return result
+        fault_file.count("timeout-after-write " + next(p for p in faults.timeout_after_write if p in name))
+        return timed_out
 
     eventbridge._put_events = put_events_or_outage
     lambda_svc._execute_function_warm = execute_then_time_out

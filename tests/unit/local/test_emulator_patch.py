@@ -204,3 +204,5 @@ def test_the_fault_hooks_apply_to_the_pinned_eventbridge_and_lambda_modules(
     assert eventbridge._put_events({"Entries": [PRODUCT_EVENT]})[0] == 500
     assert eventbridge._put_events({"Entries": [STATUS_CHANGE]})[0] == 200
     assert lambda_svc._execute_function_warm(save_result, {}, "r")["body"]["errorType"] == "Sandbox.Timedout"
+    report = json.loads((tmp_path / emulator_patch.REPORT_NAME).read_text())
+    assert report == {"eventbridge-outage": 1, "timeout-after-write SaveResult": 1}
