@@ -8,8 +8,9 @@ after everything finished. A capture rule (created here, same event pattern as t
 copy of each event so it can be sent again byte for byte.
 
 The emulator adds faults of its own (``emulator.patch.EmulatorFaults``): EventBridge refuses product
-events for the first ``EVENTBRIDGE_OUTAGE_S`` seconds, and a share of SaveResult's and
-RecordFailure's invocations time out after their write (``TIMEOUTS_AFTER_WRITE``). A rule of its own
+events from the start until ``OUTAGE_SHARE`` of the final records are written (so some are announced
+by their writer, the others later from their outbox by PublishEvents), and a share of SaveResult's
+and RecordFailure's invocations time out after their write (``TIMEOUTS_AFTER_WRITE``). A rule of its own
 on the product bus keeps every product event.
 
 Every upload is then judged: its run ended (COMPLETED, or superseded by a newer upload), FAILED, or is
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -59,8 +59,9 @@ DEFAULT_FAULTS = (
 CHAOS_SEED = 11
 CAPTURE_NAME = "describer-chaos-capture"
 PRODUCT_EVENTS_NAME = "describer-chaos-product-events"
-# EventBridge refuses product events this long from the start: the writers leave them in the outbox.
-EVENTBRIDGE_OUTAGE_S = 90
+# EventBridge refuses product events until this share of the final records is written: the writers
+# leave their events in the outbox.
+OUTAGE_SHARE = 0.5
 # Function (logical id) -> share of its successful invocations reported timed out after the write.
 TIMEOUTS_AFTER_WRITE = {"SaveResultFunction": 0.2, "RecordFailureFunction": 0.1}
 # PublishEvents runs every minute and leaves the last minute to the writers.
@@ -338,10 +339,8 @@ def wait_for_outboxes(deployment: Deployment, timeout_s: float) -> int:
     return pending
 
 
-def emulator_faults(settings: LocalSettings, outage: bool) -> None:
-    faults = EmulatorFaults(
-        eventbridge_outage=outage, timeout_after_write=TIMEOUTS_AFTER_WRITE, seed=CHAOS_SEED
-    )
+def emulator_faults(settings: LocalSettings, outage: bool, timeouts: dict[str, float]) -> None:
+    faults = EmulatorFaults(eventbridge_outage=outage, timeout_after_write=timeouts, seed=CHAOS_SEED)
     emulator.set_faults(settings.state_dir, faults.model_dump_json())
 
 
@@ -433,15 +432,16 @@ def run_chaos(
     timeout_s: float,
     console: Console,
     photo_products: int = 0,
-    eventbridge_outage_s: float = EVENTBRIDGE_OUTAGE_S,
+    timeouts_after_write: dict[str, float] | None = None,
 ) -> ChaosResult:
+    """``timeouts_after_write``: function -> share timed out after the write (``TIMEOUTS_AFTER_WRITE``)."""
+    timeouts = TIMEOUTS_AFTER_WRITE if timeouts_after_write is None else timeouts_after_write
     started = time.monotonic()
     deployment = Deployment.local(settings.state_dir)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     emulator.clear_faults_report(settings.state_dir)
-    emulator_faults(settings, outage=True)
-    outage_over = threading.Timer(eventbridge_outage_s, emulator_faults, (settings, False))
-    outage_over.start()
+    emulator_faults(settings, outage=True, timeouts=timeouts)
+    outage_on = [True]
     with (
         tempfile.TemporaryDirectory() as scratch,
         EventCapture(deployment) as capture,
@@ -473,10 +473,15 @@ def run_chaos(
             latest: dict[str, UploadRef] = {upload.sample.product_id: upload.ref for upload in uploads}
             latest |= {upload.folder.product_id: upload.ref for upload in folder_uploads}
             final = progress.add_task("Final records", total=len(latest))
+
+            def on_progress(written: int) -> None:
+                progress.update(final, completed=written)
+                if outage_on[0] and written >= OUTAGE_SHARE * len(latest):
+                    outage_on[0] = False  # EventBridge is back: later writers publish at once
+                    emulator_faults(settings, outage=False, timeouts=timeouts)
+
             try:
-                wait_for_final_records(
-                    deployment, latest, timeout_s, on_progress=lambda n: progress.update(final, completed=n)
-                )
+                wait_for_final_records(deployment, latest, timeout_s, on_progress=on_progress)
             except TimeoutError as error:
                 console.print(f"[red]{error}[/]")  # judged below: those uploads count as stuck
             settle_s = max(30.0, timeout_s / 4)
@@ -485,7 +490,6 @@ def run_chaos(
             redeliver(deployment, duplicated)
             send_again(deployment, resent)
             wait_until_settled(deployment, uploads, settle_s)
-            outage_over.cancel()
             emulator.set_faults(settings.state_dir, None)
             drained = progress.add_task("Outboxes drained (PublishEvents)", total=None)
             events_pending = wait_for_outboxes(deployment, OUTBOX_DRAIN_S)

@@ -28,7 +28,8 @@ def test_faults_reuploads_and_duplicate_deliveries_lose_nothing(local_settings: 
             timeout_s=400,
             console=Console(quiet=True),
             photo_products=1,  # a product folder, which gets one more photo: two photo sets
-            eventbridge_outage_s=30,
+            # Higher than `make chaos` too, so that a few uploads meet a timeout after the write.
+            timeouts_after_write={"SaveResultFunction": 0.5, "RecordFailureFunction": 0.2},
         )
     finally:
         set_faults(local_settings, FaultSpec())
