@@ -21,13 +21,15 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from describer.local.emulator.patch import FAULTS_ENV, REPORT_NAME
 from describer.local.processes import BackgroundService
 
 REGION = "us-east-1"
 # ministack accepts any credentials; these keep every client off the user's real AWS profile.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
 _HEALTH_PATH = "/_ministack/health"
+# The chaos faults' file (``patch.EmulatorFaults`` as JSON), and beside it what was injected so far.
+FAULTS_ENV = "DESCRIBER_EMULATOR_FAULTS"
+REPORT_NAME = "faults-report.json"
 # Variables of the caller's shell that would send the emulator's clients somewhere else.
 _SCRUBBED = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_REGION")
 

@@ -63,13 +63,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
+from describer.local.emulator import FAULTS_ENV, REPORT_NAME
 from describer_rules.contracts import EVENT_SOURCE
 
 PINNED_VERSION = "1.5.33"
-# The chaos faults' file (``EmulatorFaults`` as JSON); unset or missing: no faults.
-FAULTS_ENV = "DESCRIBER_EMULATOR_FAULTS"
-# Beside the faults' file: what was injected so far.
-REPORT_NAME = "faults-report.json"
 OUTAGE_KIND = "eventbridge-outage"
 # What AWS Lambda reports for an invocation that ran out of time.
 TIMED_OUT_ERROR = "Sandbox.Timedout"

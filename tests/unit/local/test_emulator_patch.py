@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ministack.core import lambda_runtime
 
+from describer.local import emulator
 from describer.local.emulator import patch as emulator_patch
 from describer.local.emulator.patch import UnsupportedEmulatorVersion
 
@@ -204,5 +205,5 @@ def test_the_fault_hooks_apply_to_the_pinned_eventbridge_and_lambda_modules(
     assert eventbridge._put_events({"Entries": [PRODUCT_EVENT]})[0] == 500
     assert eventbridge._put_events({"Entries": [STATUS_CHANGE]})[0] == 200
     assert lambda_svc._execute_function_warm(save_result, {}, "r")["body"]["errorType"] == "Sandbox.Timedout"
-    report = json.loads((tmp_path / emulator_patch.REPORT_NAME).read_text())
+    report = json.loads((tmp_path / emulator.REPORT_NAME).read_text())
     assert report == {"eventbridge-outage": 1, "timeout-after-write SaveResult": 1}
