@@ -114,7 +114,7 @@ DEMO_MODEL_DIR ?= .cache/demo-model
 bench: $(VENV)/.installed demo-model
 	$(BIN)/python -m benchmarks.endpoint_speedup --demo-model-dir $(DEMO_MODEL_DIR)
 
-# The endpoint under load (issue 19): C = 1, 4, 16 concurrent products over HTTP through the real
+# The endpoint under load: C = 1, 4, 16 concurrent products over HTTP through the real
 # inference.py with cross-request batching, proportional config; figures to .cache/load-bench.json
 # (make cost reads them); last line `load: throughput at 16 concurrent N.Nx of 1 concurrent, p95
 # latency M.Mx`. gpu-bench: the full blip2-flan-t5-xl, random weights, bf16 and 8-bit, on a CUDA GPU;

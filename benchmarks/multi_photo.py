@@ -118,7 +118,7 @@ def score_products(
     for index in tqdm(range(products), desc="scoring held-out products", unit="product"):
         product = sample_product(90000 + index, rng, tops)
         questions = [Question(attribute=a, question=q) for a, q in catalogue.questions(product.article_type)]
-        truth = {**product.attributes, "Colour": product.colour}
+        truth = product.truth
         scores = ProductScores()
         for view, image in render_views(product, rng).items():
             started = time.perf_counter()

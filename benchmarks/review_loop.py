@@ -111,7 +111,7 @@ def synthetic_photos(out_dir: Path, products: int, seed: int, first_id: int) -> 
     for product in drawn:
         if catalogue.category(product.article_type).name == GENERIC_CATEGORY:
             continue
-        truth = {**product.attributes, "Colour": product.colour}
+        truth = product.truth
         path = out_dir / "images" / f"{product.product_id}.jpg"
         photos.append(Photo(str(product.product_id), product.article_type, path, truth))
     return photos

@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrations() -> list[Callable[[Any], None]]:
     # Imported here so an import error in one area names that area.
     from describer.deployment_commands import register as register_deployment
+    from describer.export_commands import register as register_export
     from describer.local.commands import register as register_local
     from describer.review.commands import register as register_review
     from describer.sagemaker.launcher import register as register_sagemaker
@@ -39,6 +40,7 @@ def _registrations() -> list[Callable[[Any], None]]:
         register_deployment,
         register_status,
         register_review,
+        register_export,
     ]
 
 

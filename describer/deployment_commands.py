@@ -19,9 +19,9 @@ from rich.table import Table
 
 from describer import redrive
 from describer.deployment import Deployment, files_to_upload, upload_all
-from describer.local.demo.gallery import category_label
 from describer.local.stack import default_state_dir
 from describer_rules.contracts import ProductRecord, Status
+from describer_rules.feeds.selection import in_locale
 from describer_rules.locales import parse_locales
 
 # Piped output (make in CI, a log file) gets room for the demo's table instead of 80 columns.
@@ -130,18 +130,6 @@ def _locale(text: str) -> str:
     return tag
 
 
-def in_locale(record: ProductRecord, locale: str | None) -> ProductRecord:
-    """The record with only ``locale``'s content, description and tokens; unchanged without a locale."""
-    if locale is None:
-        return record
-    content = {locale: record.content[locale]} if locale in record.content else {}
-    description = content[locale].description if content else None
-    token_usage = {loc: usage for loc, usage in record.token_usage.items() if loc == locale}
-    return record.model_copy(
-        update={"content": content, "description": description, "token_usage": token_usage}
-    )
-
-
 def records_table(records: list[ProductRecord], title: str = "Products", locale: str | None = None) -> Table:
     table = Table(title=title if locale is None else f"{title} ({locale})", show_lines=True)
     for column in ("product", "category", "status", "attributes (confidence)", "title", "copy", "error"):
@@ -187,3 +175,11 @@ def _results(args: argparse.Namespace) -> int:
     else:
         console.print(records_table(records, locale=args.locale))
     return 0
+
+
+def category_label(record: ProductRecord) -> str:
+    """The category and where it came from: "Jeans (model 0.97)", "Shirts (key)"."""
+    source = record.category_source.value if record.category_source else "-"
+    if record.category_confidence is not None:
+        source += f" {record.category_confidence:.2f}"
+    return f"{record.category} ({source})"

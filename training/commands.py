@@ -190,7 +190,12 @@ def _catalogue_build(args: argparse.Namespace) -> int:
         f"{sum(qa_pairs.values())} Q/A pairs from the metadata (dataset prepare), {qa_dropped} answers "
         "outside the vocabulary not asked"
     )
-    print(f"catalogue written to {args.out}")
+    from describer_rules.feeds.taxonomy import write_mapping
+
+    mapping_path, unmapped = write_mapping(catalogue, args.out)
+    for line in unmapped:
+        print(line)
+    print(f"catalogue written to {args.out}, its channel categories to {mapping_path}")
     return 0
 
 

@@ -32,6 +32,7 @@ from describer_rules.answers import format_answer
 from describer_rules.catalogue import (
     ARTICLE_TYPE_ATTRIBUTE,
     ARTICLE_TYPE_QUESTION,
+    COLOUR_ATTRIBUTE,
     GENERIC_CATEGORY,
     AttributeSpec,
     Catalogue,
@@ -52,7 +53,6 @@ STYLES_COLUMNS = (
     "productDisplayName",
 )
 MISSING_MARKERS = {"", "na", "n/a", "nan", "null", "none", "-"}
-COLOUR_ATTRIBUTE = "Colour"
 # Asked of any product whose category the catalogue does not know (when every category has them).
 GENERIC_ATTRIBUTES = ("Pattern", COLOUR_ATTRIBUTE)
 # Questions come in this order; attributes not listed follow alphabetically.

@@ -63,7 +63,7 @@ DEMO_TRAIN_ARGS = (
 SHIPPED_MODEL_DIR = Path(__file__).with_name("demo_model")
 TRAINING_CODE = (
     "synth.py",
-    "prepare.py",
+    "dataset.py",
     "tiny.py",
     "modeling.py",
     "train.py",
@@ -71,7 +71,7 @@ TRAINING_CODE = (
     "demo_model_build.py",
     # The confidence temperature is fitted with the endpoint's own scoring.
     "calibration.py",
-    "scoring.py",
+    "served_answers.py",
 )
 ENDPOINT_CODE = ("model.py", "scoring.py", "generation.py")
 KEY_FILE_SUFFIX = ".key"

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from describer_rules.catalogue import (
     ARTICLE_TYPE_ATTRIBUTE,
+    COLOUR_ATTRIBUTE,
     GENERIC_CATEGORY,
     AttributeSpec,
     Catalogue,
@@ -41,7 +42,6 @@ OUTLINE = (60, 60, 60)
 STYLES_HEADER = (
     "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
 )
-COLOUR_ATTRIBUTE = "Colour"
 # What the renderer draws: category -> attribute -> the values a picture shows (all of them values of
 # the packaged catalogue; a unit test keeps it so). Colour is drawn for every category (``PALETTE``).
 DRAWN: dict[str, dict[str, tuple[str, ...]]] = {
@@ -155,6 +155,11 @@ class SyntheticProduct:
     name: str
     gender: str = "Men"
     extra_attributes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def truth(self) -> dict[str, str]:
+        """Every attribute the product was drawn with, its colour included: what a right answer says."""
+        return {**self.attributes, COLOUR_ATTRIBUTE: self.colour}
 
 
 def _draw(choices: dict[str, int], rng: random.Random) -> str:
@@ -610,7 +615,7 @@ def write_synthetic_catalogue(
 def value_counts(products: Sequence[SyntheticProduct]) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
     for product in products:
-        for name, value in [*product.attributes.items(), ("Colour", product.colour)]:
+        for name, value in product.truth.items():
             counts.setdefault(name, {}).setdefault(value, 0)
             counts[name][value] += 1
     return counts

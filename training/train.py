@@ -23,6 +23,7 @@ import random
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,37 +176,58 @@ def evaluate_split(
     return {"loss": sum(losses) / max(len(losses), 1), "accuracy": correct / max(total, 1)}
 
 
-def train(config: TrainConfig) -> Path:
-    """Fine-tune, keep the best epoch, merge LoRA, write the model dir. Returns the model dir."""
-    from transformers import get_cosine_schedule_with_warmup
+@dataclass
+class TrainingData:
+    """The rows and items of one run: what each epoch trains on and what it is validated on."""
 
-    console = Console(stderr=True)
-    generator = _seed_everything(config.seed)
+    catalogue: Catalogue
+    rows: list[dict[str, str]]  # training rows, extra pairs included (the model id's fingerprint)
+    items: list[ImageQuestions]
+    early_items: list[ImageQuestions]  # without the late attributes (the curriculum's first epochs)
+    validation_dir: Path
+    validation_rows: list[dict[str, str]]
+    validation_items: list[ImageQuestions]
+
+
+def load_training_data(config: TrainConfig) -> TrainingData:
     train_rows = read_qa_rows(config.train_dir / "vqa_train.csv")
     extra_rows = read_qa_rows(config.extra_pairs) if config.extra_pairs else []
     extra_dir = config.extra_pairs.parent if config.extra_pairs else config.train_dir
     validation_dir = config.validation_dir or config.train_dir
     validation_rows = read_qa_rows(validation_dir / "vqa_val.csv")
-    catalogue = load_catalogue(config.train_dir / CATALOGUE_FILE)
-    train_items = group_by_image(train_rows, config.train_dir) + group_by_image(extra_rows, extra_dir)
     late = {name.strip() for name in config.late_attributes.split(",") if name.strip()}
     early_rows = [row for row in train_rows if row["attribute"] not in late]
     early_extra = [row for row in extra_rows if row["attribute"] not in late]
-    early_items = group_by_image(early_rows, config.train_dir) + group_by_image(early_extra, extra_dir)
     validation_items = group_by_image(validation_rows, validation_dir)
     if config.eval_products and config.eval_products < len(validation_items):
         # A seeded sample: the CSV is ordered by stratum, so its head would be one article type.
         validation_items = random.Random(config.seed).sample(validation_items, config.eval_products)
-    if not train_items or not validation_items:
+    data = TrainingData(
+        catalogue=load_catalogue(config.train_dir / CATALOGUE_FILE),
+        rows=train_rows + extra_rows,
+        items=group_by_image(train_rows, config.train_dir) + group_by_image(extra_rows, extra_dir),
+        early_items=group_by_image(early_rows, config.train_dir) + group_by_image(early_extra, extra_dir),
+        validation_dir=validation_dir,
+        validation_rows=validation_rows,
+        validation_items=validation_items,
+    )
+    if not data.items or not data.validation_items:
         raise ValueError("no training or validation rows: run `describer dataset prepare` first")
+    return data
 
+
+def train(config: TrainConfig) -> Path:
+    """Fine-tune, keep the best epoch, merge LoRA, write the model dir, calibrate. Returns the model dir."""
+    console = Console(stderr=True)
+    generator = _seed_everything(config.seed)
+    data = load_training_data(config)
     quantization = _use_quantization(config)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     config.output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="describer-train-") as work:
-        source, preset = resolve_base_model(config, catalogue, Path(work))
+        source, preset = resolve_base_model(config, data.catalogue, Path(work))
         model, processor = load_base(source, quantization)
-        check_tokenizer_covers(processor, train_rows + extra_rows + validation_rows)
+        check_tokenizer_covers(processor, data.rows + data.validation_rows)
         modules = config.trainable_modules
         if modules is None:
             modules = PRESET_TRAINABLE_MODULES if preset else ""
@@ -213,116 +235,147 @@ def train(config: TrainConfig) -> Path:
         model = add_lora(model, config, quantization, trainable_modules)
         if not quantization:
             model.to(device)
-        trainable, total = count_parameters(model)
-        console.print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f} %)")
-
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-
-        def epoch_items(epoch: int) -> list[ImageQuestions]:
-            return early_items if epoch <= config.late_after_epochs else train_items
-
-        total_steps = sum(
-            math.ceil(len(epoch_items(epoch)) / config.batch_size / config.gradient_accumulation)
-            for epoch in range(1, config.epochs + 1)
+        parameters = count_parameters(model)
+        console.print(
+            f"trainable parameters: {parameters[0]:,} of {parameters[1]:,} "
+            f"({100 * parameters[0] / parameters[1]:.2f} %)"
         )
-        scheduler = get_cosine_schedule_with_warmup(
-            optimizer, round(config.warmup_ratio * total_steps), total_steps
-        )
-
-        best: dict[str, Any] | None = None
-        started = time.perf_counter()
-        for epoch in range(1, config.epochs + 1):
-            model.train()
-            running, seen = 0.0, 0
-            progress = tqdm(
-                list(batches(epoch_items(epoch), config.batch_size, generator)),
-                desc=f"epoch {epoch}/{config.epochs}",
-                unit="batch",
-                disable=not config.progress,
-            )
-            for step, chunk in enumerate(progress, start=1):
-                loss = question_answer_loss(model, encode_batch(processor, chunk, device))
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at epoch {epoch}, step {step}: no model was saved; "
-                        f"lower --learning-rate (now {config.learning_rate}) or --max-grad-norm"
-                    )
-                (loss / config.gradient_accumulation).backward()
-                if step % config.gradient_accumulation == 0 or step == len(progress):
-                    torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                running += loss.item()
-                seen += 1
-                progress.set_postfix(loss=f"{running / seen:.3f}")
-            metrics = evaluate_split(
-                model,
-                processor,
-                validation_items,
-                catalogue,
-                device,
-                config.batch_size,
-                config.max_new_tokens,
-            )
-            record = {
-                "epoch": epoch,
-                "train_loss": running / max(seen, 1),
-                "val_loss": metrics["loss"],
-                "val_accuracy": metrics["accuracy"],
-                "seconds": time.perf_counter() - started,
-            }
-            config.history.append(record)
-            console.print(
-                f"epoch {epoch}: train loss {record['train_loss']:.4f}  val loss {record['val_loss']:.4f}  "
-                f"val exact match {record['val_accuracy']:.3f}"
-            )
-            if not math.isfinite(metrics["loss"]):
-                raise TrainingDiverged(
-                    f"validation loss became {metrics['loss']} at epoch {epoch}: no model saved"
-                )
-            if best is None or (record["val_accuracy"], -record["val_loss"]) > (
-                best["val_accuracy"],
-                -best["val_loss"],
-            ):
-                state = {
-                    name: p.detach().to("cpu", copy=True)
-                    for name, p in model.named_parameters()
-                    if p.requires_grad
-                }
-                best = {**record, "state": state}
-
-        assert best is not None
-        with torch.no_grad():
-            named = dict(model.named_parameters())
-            for name, value in best["state"].items():
-                named[name].copy_(value)
+        best = fit(model, processor, data, config, device, generator, console)
         merged = merge_lora(model, source, quantization)
-        best_record = {key: value for key, value in best.items() if key != "state"}
-        metrics_out = {
-            "best_epoch": best_record,
-            "history": config.history,
-            "trainable_parameters": trainable,
-            "total_parameters": total,
-        }
-        (config.output_dir / "training_metrics.json").write_text(json.dumps(metrics_out, indent=2) + "\n")
-        metadata = ModelMetadata(
-            model_id=config.model_id or f"describer-{_fingerprint(config, train_rows + extra_rows)}",
-            base_model=config.base_model,
-            preset=preset,
-            seed=config.seed,
-            hyperparameters=config.hyperparameters(),
-            metrics={"validation": best_record, "trainable_parameters": trainable, "total_parameters": total},
-        )
-        merged = merged.to(torch.float32) if not torch.cuda.is_available() else merged
-        model_dir = write_model_dir(merged, processor, catalogue, metadata, config.model_dir)
-    calibration = calibrate_model_dir(model_dir, validation_dir, progress=config.progress)
+        model_dir = save_model_dir(merged, processor, data, config, preset, best, parameters)
+    calibration = calibrate_model_dir(model_dir, data.validation_dir, progress=config.progress)
     console.print(
         f"confidence temperature {calibration.temperature:.3f} (validation NLL "
         f"{calibration.nll_before:.3f} -> {calibration.nll_after:.3f})"
     )
     return model_dir
+
+
+def fit(
+    model: Any,
+    processor: Any,
+    data: TrainingData,
+    config: TrainConfig,
+    device: torch.device,
+    generator: torch.Generator,
+    console: Console,
+) -> dict[str, Any]:
+    """Every epoch, validated; the best epoch's weights are loaded back into ``model``. Returns its record."""
+    from transformers import get_cosine_schedule_with_warmup
+
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+    def epoch_items(epoch: int) -> list[ImageQuestions]:
+        return data.early_items if epoch <= config.late_after_epochs else data.items
+
+    total_steps = sum(
+        math.ceil(len(epoch_items(epoch)) / config.batch_size / config.gradient_accumulation)
+        for epoch in range(1, config.epochs + 1)
+    )
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, round(config.warmup_ratio * total_steps), total_steps
+    )
+
+    best: dict[str, Any] | None = None
+    started = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        running, seen = 0.0, 0
+        progress = tqdm(
+            list(batches(epoch_items(epoch), config.batch_size, generator)),
+            desc=f"epoch {epoch}/{config.epochs}",
+            unit="batch",
+            disable=not config.progress,
+        )
+        for step, chunk in enumerate(progress, start=1):
+            loss = question_answer_loss(model, encode_batch(processor, chunk, device))
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch}, step {step}: no model was saved; "
+                    f"lower --learning-rate (now {config.learning_rate}) or --max-grad-norm"
+                )
+            (loss / config.gradient_accumulation).backward()
+            if step % config.gradient_accumulation == 0 or step == len(progress):
+                torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running += loss.item()
+            seen += 1
+            progress.set_postfix(loss=f"{running / seen:.3f}")
+        metrics = evaluate_split(
+            model,
+            processor,
+            data.validation_items,
+            data.catalogue,
+            device,
+            config.batch_size,
+            config.max_new_tokens,
+        )
+        record = {
+            "epoch": epoch,
+            "train_loss": running / max(seen, 1),
+            "val_loss": metrics["loss"],
+            "val_accuracy": metrics["accuracy"],
+            "seconds": time.perf_counter() - started,
+        }
+        config.history.append(record)
+        console.print(
+            f"epoch {epoch}: train loss {record['train_loss']:.4f}  val loss {record['val_loss']:.4f}  "
+            f"val exact match {record['val_accuracy']:.3f}"
+        )
+        if not math.isfinite(metrics["loss"]):
+            raise TrainingDiverged(
+                f"validation loss became {metrics['loss']} at epoch {epoch}: no model saved"
+            )
+        if best is None or (record["val_accuracy"], -record["val_loss"]) > (
+            best["val_accuracy"],
+            -best["val_loss"],
+        ):
+            state = {
+                name: p.detach().to("cpu", copy=True)
+                for name, p in model.named_parameters()
+                if p.requires_grad
+            }
+            best = {**record, "state": state}
+
+    assert best is not None
+    with torch.no_grad():
+        named = dict(model.named_parameters())
+        for name, value in best["state"].items():
+            named[name].copy_(value)
+    return {key: value for key, value in best.items() if key != "state"}
+
+
+def save_model_dir(
+    merged: Any,
+    processor: Any,
+    data: TrainingData,
+    config: TrainConfig,
+    preset: str | None,
+    best: dict[str, Any],
+    parameters: tuple[int, int],
+) -> Path:
+    """The training metrics to the output dir, the merged model and its metadata to the model dir."""
+    trainable, total = parameters
+    metrics_out = {
+        "best_epoch": best,
+        "history": config.history,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+    }
+    (config.output_dir / "training_metrics.json").write_text(json.dumps(metrics_out, indent=2) + "\n")
+    metadata = ModelMetadata(
+        model_id=config.model_id or f"describer-{_fingerprint(config, data.rows)}",
+        base_model=config.base_model,
+        preset=preset,
+        seed=config.seed,
+        hyperparameters=config.hyperparameters(),
+        metrics={"validation": best, "trainable_parameters": trainable, "total_parameters": total},
+    )
+    merged = merged.to(torch.float32) if not torch.cuda.is_available() else merged
+    return write_model_dir(merged, processor, data.catalogue, metadata, config.model_dir)
 
 
 def merge_lora(model: Any, source: Path | str, quantization: str | None) -> Any:

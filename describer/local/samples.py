@@ -63,7 +63,7 @@ def synthetic_photos(out_dir: Path, per_category: int, seed: int = SAMPLE_SEED) 
             target = out_dir / key
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(scratch) / "images" / f"{product.product_id}.jpg", target)
-            truth = {**product.attributes, "Colour": product.colour}
+            truth = product.truth
             samples.append(SampleFile(target, key, str(product.product_id), category, truth=truth))
     return sorted(samples, key=lambda sample: sample.key)
 
@@ -159,7 +159,7 @@ def photo_folders(out_dir: Path, count: int, seed: int = SAMPLE_SEED) -> list[Ph
             target.parent.mkdir(parents=True, exist_ok=True)
             image.save(target, quality=92)
             photos[VIEW_FILE_NAMES[view]] = target
-        truth = {**product.attributes, "Colour": product.colour}
+        truth = product.truth
         folders.append(PhotoFolder(folder, str(product.product_id), product.article_type, photos, truth))
     return folders
 

@@ -7,6 +7,7 @@ Both talk to the local stack by default, and to a stack on AWS when given ``--st
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,16 @@ from rich.progress import Progress
 from rich.table import Table
 
 from describer.deployment_commands import add_target_arguments, deployment_from
+from describer.review.access import exposure_refusal, tls_context
 from describer.review.corrections import CORRECTIONS_FILE, export_corrections
+from describer.review.desk import ReviewDesk
 from describer.review.stack import review_desk
 from describer.review.web import ReviewApp, serve
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+# How often the desk publishes again the events of reviews it could not announce.
+ANNOUNCE_RETRY_S = 60.0
 
 _console = Console(stderr=True)
 
@@ -37,7 +42,25 @@ def register(subparsers: Any) -> None:
     serve_parser.add_argument(
         "--host",
         default=DEFAULT_HOST,
-        help=f"address to bind (default {DEFAULT_HOST}: this machine only; anything else exposes the desk)",
+        help=f"address to bind (default {DEFAULT_HOST}: this machine only; anything else exposes the desk "
+        "and needs --tls-cert/--tls-key or --insecure-remote)",
+    )
+    serve_parser.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate chain"
+    )
+    serve_parser.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's private key")
+    serve_parser.add_argument(
+        "--insecure-remote",
+        action="store_true",
+        help="allow a non-loopback --host over plain HTTP (the token and cookie travel in clear text)",
+    )
+    serve_parser.add_argument(
+        "--host-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name browsers reach the desk by (the Host header it accepts; the first is in the URL); "
+        "repeatable",
     )
     add_target_arguments(serve_parser)
     serve_parser.set_defaults(handler=_serve)
@@ -84,18 +107,36 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        _console.print("[red]--tls-cert and --tls-key go together[/red]")
+        return 2
+    refusal = exposure_refusal(args.host, args.tls_cert is not None, args.insecure_remote, args.host_name)
+    if refusal is not None:
+        _console.print(f"[red]{refusal}[/red]")
+        return 2
+    tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert is not None else None
     deployment = deployment_from(args)
     desk = review_desk(deployment)
-    server = serve(ReviewApp(desk, deployment.client("s3"), deployment.stack_name), args.host, args.port)
+    app = ReviewApp(desk, deployment.client("s3"), deployment.stack_name)
+    server = serve(app, args.host, args.port, tls=tls, host_names=args.host_name)
     where = "this machine only" if args.host == DEFAULT_HOST else "every client that can reach it"
     _console.print(f"Review desk for stack {deployment.stack_name}, reviewing as {desk.reviewer}")
     _console.print(f"Bound to {args.host} ({where}); stop with Ctrl-C.")
     # The one line a script or a person needs, on stdout and flushed.
     print(f"review: {server.url}", flush=True)
+    stop = threading.Event()
+    threading.Thread(target=_retry_announcements, args=(desk, stop), daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        stop.set()
         server.server_close()
     return 0
+
+
+def _retry_announcements(desk: ReviewDesk, stop: threading.Event) -> None:
+    while not stop.wait(ANNOUNCE_RETRY_S):
+        if waiting := desk.retry_announcements():
+            _console.print(f"{waiting} review(s) recorded but not yet announced: retrying")

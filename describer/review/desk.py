@@ -1,8 +1,13 @@
 """The review desk's rules: what a reviewer may change, how a review is recorded and announced.
 
-Every review is one conditional write on the version of the record the reviewer opened (its run and
-its last write, ``RecordVersion``): a second reviewer of the same version, or a newer upload in
-between, makes the write fail and the reviewer is told (``ChangedSinceOpened``); nothing is lost.
+Every review is checked against the version of the record the reviewer opened (its run and its last
+write, ``RecordVersion``) and written with one write conditional on that last write: a second
+reviewer of the same version, or a newer upload in between, makes it fail and the reviewer is told
+(``ChangedSinceOpened``); nothing is lost. The write names the review fields only
+(``ResultsTable.write_review``), the ones the reviewer's IAM policy allows. Each review has an id
+(``review_id``, carried by the desk's form): a resubmitted form whose review is already the record's
+last write is that same review, not a conflict, and its Product Reviewed event is published again
+(a lost announcement is retried, never a second review).
 A corrected attribute has the product's copy re-written by the pipeline's own writer and validator
 (``CopyRewriter``: the WriteDescription Lambda, see ``describer.review.stack``), and copy a reviewer
 edits is checked by the same content rules. A refused change (``ReviewRefused``) writes nothing.
@@ -10,6 +15,9 @@ edits is checked by the same content rules. A refused change (``ReviewRefused``)
 
 from __future__ import annotations
 
+import re
+import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -40,6 +48,7 @@ from describer_steps.states import DescriptionResult
 from describer_steps.write_description import CopyWriter
 
 MAX_REASON_CHARS = 1000
+REVIEW_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 COPY_PARTS = ("title", "description", "bullets", "keywords", "meta_description")
 
 
@@ -65,7 +74,8 @@ class ChangedSinceOpened(Exception):
 
 
 class ReviewNotAnnounced(Exception):
-    """The review was written, but the Product Reviewed event could not be published."""
+    """The review was written, but the Product Reviewed event could not be published: resubmitting
+    the same review (its ``review_id``) or ``ReviewDesk.announce`` publishes it again."""
 
     def __init__(self, record: ProductRecord, error: Exception) -> None:
         super().__init__(
@@ -88,6 +98,10 @@ def attributes_to_review(record: ProductRecord, threshold: float) -> list[str]:
         for name in record.attributes
         if name in record.unknown_attributes or record.confidence.get(name, 1.0) < threshold
     ]
+
+
+def new_review_id() -> str:
+    return secrets.token_urlsafe(16)
 
 
 def photos_of(record: ProductRecord) -> list[tuple[str, str]]:
@@ -166,6 +180,9 @@ class ReviewDesk:
         self._needing_review = needing_review
         self.style = style
         self.catalogue = catalogue or load_catalogue()
+        # product id -> review id: reviews written whose event could not be published yet.
+        self._unannounced: dict[str, str] = {}
+        self._unannounced_lock = threading.Lock()
 
     # --- Reading -------------------------------------------------------------------------------
 
@@ -190,19 +207,20 @@ class ReviewDesk:
 
     # --- Deciding ------------------------------------------------------------------------------
 
-    def accept(self, product_id: str, opened: RecordVersion) -> ProductRecord:
-        record = self._reviewable(product_id, opened)
-        return self._save(record, opened, self._review(opened, ReviewStatus.ACCEPTED))
+    def accept(self, product_id: str, opened: RecordVersion, review_id: str | None = None) -> ProductRecord:
+        return self._decide(product_id, opened, review_id, lambda record: (record, ReviewStatus.ACCEPTED, {}))
 
-    def reject(self, product_id: str, opened: RecordVersion, reason: str) -> ProductRecord:
+    def reject(
+        self, product_id: str, opened: RecordVersion, reason: str, review_id: str | None = None
+    ) -> ProductRecord:
         reason = reason.strip()
         if not reason:
             raise ReviewRefused("a rejection needs a reason")
         if len(reason) > MAX_REASON_CHARS:
             raise ReviewRefused(f"the reason is {len(reason)} characters; at most {MAX_REASON_CHARS}")
-        record = self._reviewable(product_id, opened)
-        review = self._review(opened, ReviewStatus.REJECTED, reason=reason)
-        return self._save(record, opened, review)
+        return self._decide(
+            product_id, opened, review_id, lambda record: (record, ReviewStatus.REJECTED, {"reason": reason})
+        )
 
     def correct(
         self,
@@ -210,9 +228,41 @@ class ReviewDesk:
         opened: RecordVersion,
         attributes: Mapping[str, str],
         content: Mapping[str, LocaleContent],
+        review_id: str | None = None,
     ) -> ProductRecord:
         """Apply the reviewer's attribute values and copy; a changed attribute re-writes the copy."""
-        record = self._reviewable(product_id, opened)
+        return self._decide(
+            product_id, opened, review_id, lambda record: self._corrected(record, attributes, content)
+        )
+
+    def announce(self, product_id: str, review_id: str) -> ProductRecord:
+        """Publish the Product Reviewed event of review ``review_id`` again (it was not announced);
+        ChangedSinceOpened when that review is no longer the record's last write (what replaced it
+        has its own event)."""
+        current = self.open(product_id)
+        if not self._is_last_write(current, review_id):
+            raise ChangedSinceOpened(current)
+        return self._announce(current)
+
+    def retry_announcements(self) -> int:
+        """Publish again the events of this desk's reviews that could not be announced (the desk
+        calls this now and then while it runs: a reviewer may have left the page); how many are
+        still waiting. A review that is no longer its record's last write needs none any more."""
+        with self._unannounced_lock:
+            waiting = dict(self._unannounced)
+        for product_id, review_id in waiting.items():
+            try:
+                self.announce(product_id, review_id)
+            except (ChangedSinceOpened, RecordGone):
+                self._announced(product_id, review_id)
+            except (ReviewNotAnnounced, TransientError, ClientError, BotoCoreError):
+                continue
+        with self._unannounced_lock:
+            return len(self._unannounced)
+
+    def _corrected(
+        self, record: ProductRecord, attributes: Mapping[str, str], content: Mapping[str, LocaleContent]
+    ) -> tuple[ProductRecord, ReviewStatus, dict[str, Any]]:
         corrected, changes = self._corrected_attributes(record, attributes)
         update: dict[str, object] = {}
         if corrected != record.attributes:
@@ -241,18 +291,47 @@ class ReviewDesk:
             "content": final_content,
             "description": final_content[self._default_locale(record)].description,
         }
-        review = self._review(opened, ReviewStatus.CORRECTED, changes=changes)
-        return self._save(record.model_copy(update=update), opened, review)
+        return record.model_copy(update=update), ReviewStatus.CORRECTED, {"changes": changes}
 
     # --- Helpers -------------------------------------------------------------------------------
 
-    def _review(self, opened: RecordVersion, status: ReviewStatus, **decision: Any) -> Review:
-        return Review(
-            status=status, reviewer=self.reviewer, reviewed_at=later_than(opened.updated_at), **decision
+    def _decide(
+        self,
+        product_id: str,
+        opened: RecordVersion,
+        review_id: str | None,
+        decide: Callable[[ProductRecord], tuple[ProductRecord, ReviewStatus, dict[str, Any]]],
+    ) -> ProductRecord:
+        """Record the review ``decide`` makes of the opened record; a resubmitted review (its id is
+        already the record's last write) is announced again instead of being refused as a change."""
+        if review_id is not None and not REVIEW_ID.fullmatch(review_id):
+            raise ReviewRefused("the form's review id is malformed")
+        current = self.open(product_id)
+        if self._is_last_write(current, review_id):
+            return self._announce(current)
+        record, status, decision = decide(self._reviewable(current, opened))
+        review = Review(
+            status=status,
+            reviewer=self.reviewer,
+            reviewed_at=later_than(opened.updated_at),
+            review_id=review_id or new_review_id(),
+            **decision,
+        )
+        return self._save(record, opened, review)
+
+    def _is_last_write(self, record: ProductRecord, review_id: str | None) -> bool:
+        """Whether ``record``'s last write is this reviewer's review ``review_id``."""
+        decision = record.review_decision
+        return (
+            review_id is not None
+            and decision is not None
+            and decision.review_id == review_id
+            and decision.reviewer == self.reviewer
+            and decision.reviewed_at == record.updated_at
         )
 
-    def _reviewable(self, product_id: str, opened: RecordVersion) -> ProductRecord:
-        record = self.open(product_id)
+    def _reviewable(self, record: ProductRecord, opened: RecordVersion) -> ProductRecord:
+        product_id = record.product_id
         if record.order_token is None or record.execution_name is None:
             raise ReviewRefused(f"product {product_id!r} has no run to review (no order token)")
         if RecordVersion.of(record) != opened:
@@ -349,16 +428,32 @@ class ReviewDesk:
         reviewed = record.model_copy(
             update={"needs_review": False, "review_decision": review, "updated_at": review.reviewed_at}
         )
-        if not self.table.write_if_unchanged(reviewed, opened):
+        if not self.table.write_review(reviewed, opened):
             current = self.table.get(record.product_id)
             if current is None:
                 raise RecordGone(record.product_id)
+            # Our own write, landed before a retry of it was refused (a lost response, retried).
+            if self._is_last_write(current, review.review_id):
+                return self._announce(current)
             raise ChangedSinceOpened(current)
+        return self._announce(reviewed)
+
+    def _announce(self, reviewed: ProductRecord) -> ProductRecord:
+        assert reviewed.review_decision is not None and reviewed.review_decision.review_id is not None
+        review_id = reviewed.review_decision.review_id
         try:
             self.events.publish(reviewed, ProductEventType.REVIEWED)
         except (TransientError, ClientError, BotoCoreError) as error:
+            with self._unannounced_lock:
+                self._unannounced[reviewed.product_id] = review_id
             raise ReviewNotAnnounced(reviewed, error) from error
+        self._announced(reviewed.product_id, review_id)
         return reviewed
+
+    def _announced(self, product_id: str, review_id: str) -> None:
+        with self._unannounced_lock:
+            if self._unannounced.get(product_id) == review_id:
+                del self._unannounced[product_id]
 
 
 def _added(usage: Mapping[str, TokenUsage], more: Mapping[str, TokenUsage]) -> dict[str, TokenUsage]:

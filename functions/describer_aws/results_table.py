@@ -57,6 +57,22 @@ _CREATED_AT = "created_at"
 # the index holds just those and operators list them with one Query.
 REVIEW_KEY = "review"
 REVIEW_PENDING = "PENDING"
+# What a review may change (ResultsTable.write_review), and all the reviewer's IAM policy lets it
+# write (template.yaml ReviewerPolicy, dynamodb:Attributes; a test keeps the two the same).
+REVIEW_FIELDS = (
+    "attributes",
+    "confidence",
+    "unknown_attributes",
+    "token_usage",
+    "model_ids",
+    "content",
+    "description",
+    "needs_review",
+    "review_decision",
+    "updated_at",
+    REVIEW_KEY,
+    "record_version",  # a review is a version of its own (write_review)
+)
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
@@ -158,30 +174,26 @@ class ResultsTable:
                 return FinalWrite(written=True, record=versioned)
         raise TransientError(f"record {record.product_id} kept changing during its final write")
 
-    def write_if_unchanged(self, record: ProductRecord, opened: RecordVersion) -> bool:
-        """Write ``record`` whole if the stored record is still the version ``opened``; False otherwise.
+    def write_review(self, record: ProductRecord, opened: RecordVersion) -> bool:
+        """Write ``record``'s review fields (REVIEW_FIELDS, nothing else) if the stored record is still
+        the version ``opened``; False otherwise.
 
-        A person's change (a review) is conditional on the record they read: on its run (order token
-        and execution name) and on its last write (``updated_at``). A newer upload or another
-        reviewer's write in between makes it False, and the pipeline's own writes stay conditional
-        on the run only, so a newer upload still wins over an older review. The write appends a
-        Product Reviewed event to the outbox, and ``record`` carries the version it was stored as
-        (``record_version`` of the record read, plus one), so an event built from it announces that.
+        A person's change (a review) is conditional on the record they read, by its last write
+        (``updated_at``: every write sets it, the desk never to the value it replaces) and by its
+        ``record_version``. The update and its condition name only REVIEW_FIELDS and the key, so the
+        reviewer's IAM policy can allow exactly those (``dynamodb:Attributes``): reviewer credentials
+        cannot touch ``status``, ``order_token`` or the run. The pipeline's own writes stay
+        conditional on the run only, so a newer upload still wins over an older review. A review is
+        a version of its own: ``record`` carries the version it was stored as (the version read,
+        plus one), so the Product Reviewed event built from it announces that.
         """
-        condition = (
-            "attribute_exists(#product_id) AND #updated_at = :opened_updated_at"
-            " AND #order_token = :opened_order_token AND #execution_name = :opened_execution_name"
-        )
-        values = {
-            ":opened_updated_at": {"S": opened.updated_at},
-            ":opened_order_token": {"S": opened.order_token},
-            ":opened_execution_name": {"S": opened.execution_name},
-        }
         read_version = record.record_version
         versioned = record.model_copy(update={_VERSION: read_version + 1})
+        condition = "attribute_exists(#product_id) AND #updated_at = :opened_updated_at"
         condition += _READ_VERSION if read_version else _NEVER_VERSIONED
+        values = {":opened_updated_at": {"S": opened.updated_at}}
         values |= {":read_version": {"N": str(read_version)}} if read_version else {}
-        if self._write(versioned, condition, {}, values, ProductEventType.REVIEWED) is None:
+        if self._write(versioned, condition, {}, values, None, fields=REVIEW_FIELDS) is None:
             return False
         record.record_version = versioned.record_version
         return True
@@ -240,30 +252,36 @@ class ResultsTable:
         extra_names: dict[str, str],
         extra_values: dict[str, Any],
         event: ProductEventType | None,
+        fields: tuple[str, ...] | None = None,
     ) -> ProductRecord | None:
         """The conditional UpdateItem; None when the condition does not hold.
 
         With ``event`` the record's ``record_version`` is written as it is and the event appended to
-        the outbox; without, the stored version counts up by one (a claim needs no read).
+        the outbox; with ``fields`` (a review) only those, ``record_version`` as it is; with neither
+        (a claim, which reads nothing) the stored version counts up by one.
         """
         # DynamoDB numbers travel as Decimal (the serializer refuses floats such as a confidence).
-        exclude = {"product_id", _CREATED_AT} | (set() if event else {_VERSION})
+        counted = event is None and fields is None
+        exclude = {"product_id", _CREATED_AT} | ({_VERSION} if counted else set())
         item = json.loads(record.model_dump_json(exclude=exclude), parse_float=Decimal)
         item[REVIEW_KEY] = REVIEW_PENDING if record.needs_review else None
+        if fields is not None:
+            item = {field: item.get(field) for field in fields}
         names = {f"#{field}": field for field in item}
         names["#product_id"] = "product_id"
         set_fields = [field for field, value in item.items() if value is not None]
         removed = [field for field, value in item.items() if value is None]
         values: dict[str, Any] = {f":{field}": _SERIALIZER.serialize(item[field]) for field in set_fields}
-        values[":created_at"] = {"S": record.created_at}
         update = "SET " + ", ".join(f"#{field} = :{field}" for field in set_fields)
-        update += ", #created_at = if_not_exists(#created_at, :created_at)"
-        names["#created_at"] = _CREATED_AT
         names["#record_version"] = _VERSION
-        if event is None:
+        if fields is None:
+            values[":created_at"] = {"S": record.created_at}
+            update += ", #created_at = if_not_exists(#created_at, :created_at)"
+            names["#created_at"] = _CREATED_AT
+        if counted:
             update += ", #record_version = if_not_exists(#record_version, :zero) + :one"
             values |= {":zero": {"N": "0"}, ":one": {"N": "1"}}
-        else:
+        elif event is not None:
             update += (
                 ", #events = list_append(if_not_exists(#events, :no_events), :event), #outbox = :pending"
             )

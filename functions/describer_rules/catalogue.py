@@ -18,6 +18,8 @@ GENERIC_CATEGORY = "generic"
 # The generic category's first question: which of the catalogue's categories a product is.
 ARTICLE_TYPE_ATTRIBUTE = "Article Type"
 ARTICLE_TYPE_QUESTION = "What type of product is in this picture?"
+# The attribute every category asks, read from the dataset's baseColour.
+COLOUR_ATTRIBUTE = "Colour"
 
 
 def normalise_token(text: str) -> str:

@@ -23,6 +23,8 @@ from pydantic import ValidationError
 from describer_rules.catalogue import CategorySpec, normalise_token
 from describer_rules.contracts import LocaleContent
 
+# Template TitleMaxChars: the title a shop shows in a listing (a unit test keeps them equal).
+DEFAULT_TITLE_MAX_CHARS = 80
 DESCRIPTION_MIN_CHARS = 80
 DESCRIPTION_MAX_CHARS = 2000
 BULLETS_MIN, BULLETS_MAX = 3, 5
@@ -91,7 +93,7 @@ class CopyRules:
     attributes: Mapping[str, str] = field(default_factory=dict)  # confident: to be expressed
     uncertain: Mapping[str, str] = field(default_factory=dict)  # below the review threshold: left out
     words_to_avoid: Sequence[str] = ()
-    title_max_chars: int = 80
+    title_max_chars: int = DEFAULT_TITLE_MAX_CHARS
     default_locale: bool = True  # the claim rules read English words: the default locale only
 
 

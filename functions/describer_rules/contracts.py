@@ -204,6 +204,9 @@ class Review(BaseModel):
     reviewed_at: str
     changes: list[ReviewChange] = Field(default_factory=list)
     reason: str | None = Field(default=None, description="Why it was rejected")
+    review_id: str | None = Field(
+        default=None, description="The desk's id of this review: a resubmitted form carries the same one"
+    )
 
 
 class ProductRecord(BaseModel):

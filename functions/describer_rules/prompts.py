@@ -19,6 +19,7 @@ from describer_rules.content_rules import (
     BULLET_MAX_CHARS,
     BULLETS_MAX,
     BULLETS_MIN,
+    DEFAULT_TITLE_MAX_CHARS,
     DESCRIPTION_MAX_CHARS,
     DESCRIPTION_MIN_CHARS,
     KEYWORDS_MAX,
@@ -63,7 +64,9 @@ def _attribute_list(category: CategorySpec) -> str:
     return ", ".join(names[:-1]) + (" or " if len(names) > 1 else "") + names[-1]
 
 
-def system_prompt(category: CategorySpec, title_max_chars: int = 80, style: StyleGuide | None = None) -> str:
+def system_prompt(
+    category: CategorySpec, title_max_chars: int = DEFAULT_TITLE_MAX_CHARS, style: StyleGuide | None = None
+) -> str:
     focus = _CATEGORY_FOCUS.get(category.name, _GENERIC_FOCUS)
     prompt = (
         f"You are an expert copywriter for an online fashion store, writing about {plural(category.noun)}. "

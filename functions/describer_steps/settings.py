@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 
+from describer_rules.content_rules import DEFAULT_TITLE_MAX_CHARS
 from describer_rules.contracts import MAX_PHOTOS_PER_REQUEST, MAX_QUESTIONS_PER_REQUEST
 from describer_rules.endpoint_calls import DEFAULT_QUESTIONS_PER_CALL
 from describer_rules.images import ImageSettings
@@ -107,7 +108,7 @@ class DescriptionSettings(ReviewSettings):
     description_temperature: float = Field(default=0.1, ge=0.0, le=1.0)
     description_max_tokens: int = Field(default=1000, ge=50, le=4096)
     locales: list[str] = Field(default=[DEFAULT_LOCALE], description="The first is the default locale")
-    title_max_chars: int = Field(default=80, ge=20, le=150)
+    title_max_chars: int = Field(default=DEFAULT_TITLE_MAX_CHARS, ge=20, le=150)
     style_guide_uri: str = ""
     tool_use_models: list[str] = Field(default=list(TOOL_USE_MODELS))
     locale_calls_in_parallel: int = Field(default=8, ge=1, le=16)

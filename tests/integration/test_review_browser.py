@@ -159,8 +159,19 @@ def test_a_reviewer_corrects_a_flagged_product_in_the_browser(
     root = review_server.split("?", 1)[0]
     assert _status(root) == 401 and _status(root + "product?id=1") == 401
     assert _status(root + "?token=wrong") == 403
+    # Signing in never leads off the desk: the browser reads `/\evil.example` as `//evil.example`.
+    query = urllib.parse.urlsplit(review_server).query
+    browser.get(f"{root}\\evil.example/?{query}")
+    assert browser.current_url == root
     browser.get(review_server)
     assert "Needs review" in browser.find_element(By.TAG_NAME, "h1").text
+    # The session: the desk's own cookie (named for its port), script-proof, same-site only, expiring.
+    port = urllib.parse.urlsplit(root).port
+    [cookie] = [c for c in browser.get_cookies() if c["name"].startswith("review_session")]
+    assert (
+        cookie["name"] == f"review_session_{port}" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    )
+    assert cookie["path"] == urllib.parse.urlsplit(root).path.rstrip("/") and "expiry" in cookie
     links = {link.text: link for link in browser.find_elements(By.CSS_SELECTOR, "a.product")}
     assert {sample.product_id, HOSTILE} <= set(links)  # the hostile id is a link's text, not markup
     assert browser.find_elements(By.CSS_SELECTOR, "img[src='x']") == []
@@ -281,9 +292,9 @@ def _second_reviewer(url: str, product_id: str):  # type: ignore[no-untyped-def]
         connection.close()
         return result
 
-    _, _, headers = request("GET", f"/?{parts.query}", None)
+    _, _, headers = request("GET", f"{parts.path}?{parts.query}", None)
     cookie = headers["Set-Cookie"].split(";", 1)[0]
-    _, page, _ = request("GET", "/product?" + urllib.parse.urlencode({"id": product_id}), cookie)
+    _, page, _ = request("GET", f"{parts.path}product?" + urllib.parse.urlencode({"id": product_id}), cookie)
     hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
     form = {
         **{k: html.unescape(v) for k, v in hidden.items()},
@@ -292,7 +303,7 @@ def _second_reviewer(url: str, product_id: str):  # type: ignore[no-untyped-def]
     }
 
     def submit() -> tuple[int, str]:
-        status, text, _ = request("POST", "/review", cookie, urllib.parse.urlencode(form))
+        status, text, _ = request("POST", f"{parts.path}review", cookie, urllib.parse.urlencode(form))
         return status, text
 
     return submit

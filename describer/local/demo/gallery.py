@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from describer.deployment_commands import category_label
 from describer_rules.contracts import LocaleContent, ProductRecord
 
 THUMBNAIL_PIXELS = 192
@@ -201,11 +202,3 @@ def write_gallery(items: Sequence[GalleryItem], out_file: Path, title: str = "Pr
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(page, encoding="utf-8")
     return out_file
-
-
-def category_label(record: ProductRecord) -> str:
-    """The category and where it came from: "Jeans (model 0.97)", "Shirts (key)"."""
-    source = record.category_source.value if record.category_source else "-"
-    if record.category_confidence is not None:
-        source += f" {record.category_confidence:.2f}"
-    return f"{record.category} ({source})"

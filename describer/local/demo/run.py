@@ -26,7 +26,8 @@ from describer.deployment import (
     fetch_records,
     wait_for_final_records,
 )
-from describer.local.demo.gallery import GalleryItem, category_label, write_gallery
+from describer.deployment_commands import category_label
+from describer.local.demo.gallery import GalleryItem, write_gallery
 from describer.local.demo.photo_demo import run_photo_demo
 from describer.local.samples import SampleFile, bad_files, synthetic_photos
 from describer.local.stack import LOCAL_LOCALES, LocalSettings
@@ -213,7 +214,7 @@ def run_demo(settings: LocalSettings, per_category: int, timeout_s: float, conso
     records = upload_and_wait(deployment, samples, timeout_s, console)
     console.print(results_table(samples, records))
     correct, asked = attribute_accuracy(samples, records)
-    # Products with several photos (issue 16): product folders, then a photo added later.
+    # Products with several photos (docs/pipeline.md): product folders, then a photo added later.
     several = run_photo_demo(deployment, settings.state_dir / "demo", timeout_s, console)
     items = several.items + [GalleryItem(records[s.product_id], s.path, s.truth) for s in samples]
     gallery = write_gallery(

@@ -24,6 +24,7 @@ from describer.local.offline_writer.description import (
     write_description,
 )
 from describer.local.offline_writer.product_copy import write_copy
+from describer_rules.content_rules import DEFAULT_TITLE_MAX_CHARS
 from describer_rules.locales import DEFAULT_LOCALE
 
 _LOCALE = re.compile(r"<locale>([A-Za-z0-9-]+)</locale>")
@@ -87,7 +88,7 @@ class ConverseRequest:
     @property
     def title_max_chars(self) -> int:
         match = _TITLE_LIMIT.search(self.system)
-        return int(match.group(1)) if match else 80
+        return int(match.group(1)) if match else DEFAULT_TITLE_MAX_CHARS
 
 
 def _structured_output(body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:

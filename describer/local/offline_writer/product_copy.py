@@ -19,6 +19,7 @@ from describer_rules.catalogue import normalise_token
 from describer_rules.content_rules import (
     BULLET_MAX_CHARS,
     BULLETS_MAX,
+    DEFAULT_TITLE_MAX_CHARS,
     KEYWORD_MAX_CHARS,
     KEYWORDS_MAX,
     META_DESCRIPTION_MAX_CHARS,
@@ -164,7 +165,7 @@ def write_copy(
     attributes: Mapping[str, str],
     noun: str = "product",
     locale: str = DEFAULT_LOCALE,
-    title_max_chars: int = 80,
+    title_max_chars: int = DEFAULT_TITLE_MAX_CHARS,
     words_to_avoid: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The product's copy in ``locale`` (a language other than es, de, fr gets English).

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from describer.local.demo.gallery import category_label
+from describer.deployment_commands import category_label
 from describer.local.demo.run import UNFILED_CATEGORY, demo_samples, results_table
 from describer.local.samples import SampleFile
 from describer_rules.contracts import CategorySource, ProductRecord, Status

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -182,3 +183,17 @@ def test_an_everyday_word_is_a_claim_only_beside_its_attribute() -> None:
     assert _claims("Casual Shoes", shoe, "Lace-ups with a regular ankle height.") == [
         "Ankle Height is 'High-Top' but the copy says 'Regular'"
     ]
+
+
+def test_the_template_s_title_limit_is_the_code_s() -> None:
+    """The title limit lives in one place in code (DEFAULT_TITLE_MAX_CHARS); the template's default and
+    the settings' default follow it."""
+    from cfnlint.decode import decode
+
+    from describer_rules.content_rules import DEFAULT_TITLE_MAX_CHARS
+    from describer_steps.settings import DescriptionSettings
+
+    template, _ = decode(str(Path(__file__).resolve().parents[3] / "template.yaml"))
+    assert template is not None
+    assert template["Parameters"]["TitleMaxChars"]["Default"] == DEFAULT_TITLE_MAX_CHARS
+    assert DescriptionSettings(bedrock_model_id="m").title_max_chars == DEFAULT_TITLE_MAX_CHARS

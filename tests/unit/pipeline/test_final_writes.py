@@ -84,7 +84,7 @@ def _review(aws: Aws, product_id: str) -> ProductRecord:
     reviewed = record.model_copy(
         update={"needs_review": False, "review_decision": review, "updated_at": review.reviewed_at}
     )
-    assert _table(aws).write_if_unchanged(reviewed, RecordVersion.of(record))
+    assert _table(aws).write_review(reviewed, RecordVersion.of(record))
     return reviewed
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import html
+import http.client
 import io
 import json
+import re
+import threading
+import urllib.parse
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,7 @@ from PIL import Image
 
 from describer.local.model_host.description_backends import ConverseRequest, OfflineWriter
 from describer.review.desk import ReviewDesk
+from describer.review.web import ReviewApp, ReviewServer, serve
 from describer_aws.product_events import ProductEvents
 from describer_aws.results_table import ResultsTable
 from describer_rules.catalogue import load_catalogue
@@ -232,3 +238,70 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             table=ResultsTable(TABLE, dynamodb),
             rewriter=InProcessRewriter(),
         )
+
+
+@dataclass
+class Browser:
+    """A tiny client: one connection per request, the session cookie kept like a browser would;
+    a path is the desk's page (under the desk's base path)."""
+
+    port: int
+    base: str = ""
+    cookie: str | None = None
+    last_headers: dict[str, str] = field(default_factory=dict)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        form: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = ({"Cookie": self.cookie} if self.cookie else {}) | (headers or {})
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        connection.request(method, self.base + path, body=body, headers=headers)
+        response = connection.getresponse()
+        self.last_headers = {name.lower(): value for name, value in response.getheaders()}
+        text = response.read().decode(errors="replace")
+        connection.close()
+        return response.status, text
+
+    def sign_in(self, token: str) -> None:
+        status, _ = self.request("GET", f"/?token={token}")
+        assert status == 303
+        self.cookie = self.last_headers["set-cookie"].split(";", 1)[0]
+
+
+@pytest.fixture
+def server(stack: Stack) -> Iterator[ReviewServer]:
+    running = serve(ReviewApp(stack.desk(), stack.s3, "product-describer-test"), "127.0.0.1", 0)
+    thread = threading.Thread(target=running.serve_forever, daemon=True)
+    thread.start()
+    yield running
+    running.shutdown()
+    running.server_close()
+
+
+def browser_of(server: ReviewServer, signed_in: bool = True) -> Browser:
+    browser = Browser(server.port, server.base)
+    if signed_in:
+        browser.sign_in(server.app.sessions.token)
+    return browser
+
+
+def form_fields(page: str) -> dict[str, str]:
+    """The product form as a browser would submit it untouched: hidden fields, checked radios, copy."""
+    fields: dict[str, str] = {}
+    for tag in re.findall(r"<input [^>]*>", page):
+        name, value = re.search(r'name="([^"]*)"', tag), re.search(r'value="([^"]*)"', tag)
+        if name is None or (' type="radio"' in tag and " checked" not in tag):
+            continue
+        if ' type="text"' in tag or ' type="hidden"' in tag or ' type="radio"' in tag:
+            fields[html.unescape(name.group(1))] = html.unescape(value.group(1)) if value else ""
+    for name, text in re.findall(r'<textarea name="([^"]*)"[^>]*>(.*?)</textarea>', page, flags=re.DOTALL):
+        fields[html.unescape(name)] = html.unescape(text)
+    return fields

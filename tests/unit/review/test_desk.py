@@ -15,9 +15,16 @@ from describer.review.desk import (
 )
 from describer_aws.product_events import ProductEvents
 from describer_aws.results_table import RecordVersion
-from describer_rules.contracts import ImageStatus, ProductEventType, ProductImage, ReviewStatus, Status
+from describer_rules.contracts import (
+    ImageStatus,
+    ProductEventType,
+    ProductImage,
+    ProductRecord,
+    ReviewStatus,
+    Status,
+)
 
-from .conftest import REVIEWER, SHIRT, Stack, shirt_record
+from .conftest import BUS, REVIEWER, SHIRT, Stack, shirt_record
 
 
 def test_the_queue_is_oldest_first_with_counts_and_filters(stack: Stack) -> None:
@@ -223,6 +230,68 @@ def test_a_review_whose_event_cannot_be_published_is_recorded_and_says_so(stack:
         desk.accept("15970", RecordVersion.of(record))
     stored = stack.table.get("15970")
     assert stored is not None and stored.review_decision is not None and stored.needs_review is False
+
+
+def test_a_resubmitted_review_is_the_same_review_and_is_announced_again(stack: Stack) -> None:
+    record = stack.put(shirt_record())
+    opened, review_id = RecordVersion.of(record), "form-of-alex-0123456789"
+    desk = stack.desk()
+    desk.events = ProductEvents("no-such-bus", stack.events)
+    with pytest.raises(ReviewNotAnnounced) as unannounced:
+        desk.correct("15970", opened, {"Fabric": "Polyester"}, {}, review_id)
+    written = stack.table.get("15970")
+    assert written == unannounced.value.record and written is not None
+    assert written.review_decision is not None and written.review_decision.review_id == review_id
+
+    desk.events = ProductEvents(BUS, stack.events)
+    calls = len(stack.rewriter.calls)
+    assert desk.correct("15970", opened, {"Fabric": "Polyester"}, {}, review_id) == written
+    assert len(stack.rewriter.calls) == calls  # recognised before any work: no second rewrite
+    assert stack.table.get("15970") == written
+    [event] = stack.reviewed_events()
+    assert event["detail"]["review_decision"]["review_id"] == review_id
+    assert desk.announce("15970", review_id) == written  # announcing again is always allowed
+
+    # Another review of the old version, or the same id from another reviewer, is a change in between.
+    with pytest.raises(ChangedSinceOpened):
+        desk.accept("15970", opened, "another-review-0123456789")
+    with pytest.raises(ChangedSinceOpened):
+        stack.desk("arn:aws:sts::1:user/other").accept("15970", opened, review_id)
+    with pytest.raises(ReviewRefused, match="malformed"):
+        desk.accept("15970", opened, "short")
+
+
+def test_the_desk_retries_the_announcements_a_reviewer_left_behind(stack: Stack) -> None:
+    left, replaced = stack.put(shirt_record("left")), stack.put(shirt_record("replaced"))
+    desk = stack.desk()
+    desk.events = ProductEvents("no-such-bus", stack.events)
+    for record in (left, replaced):
+        with pytest.raises(ReviewNotAnnounced):
+            desk.accept(record.product_id, RecordVersion.of(record))
+    assert desk.retry_announcements() == 2  # still failing: both wait
+    newer = shirt_record("replaced", order_token="2026-12-01T12:00:00.000000Z#0002")
+    assert stack.table.write_if_current(newer)  # a newer upload: that review needs no event now
+
+    desk.events = ProductEvents(BUS, stack.events)
+    assert desk.retry_announcements() == 0
+    assert [event["detail"]["product_id"] for event in stack.reviewed_events()] == ["left"]
+    assert desk.retry_announcements() == 0 and stack.reviewed_events() == []
+
+
+def test_a_review_written_before_its_retry_was_refused_counts_as_written(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UpdateItem landed but its answer was lost; botocore's retry then fails the condition."""
+    record = stack.put(shirt_record())
+    write = stack.table.write_review
+
+    def landed_then_refused(reviewed: ProductRecord, opened: RecordVersion) -> bool:
+        assert write(reviewed, opened)
+        return write(reviewed, opened)
+
+    monkeypatch.setattr(stack.table, "write_review", landed_then_refused)
+    reviewed = stack.desk().accept("15970", RecordVersion.of(record))
+    assert stack.table.get("15970") == reviewed and len(stack.reviewed_events()) == 1
 
 
 def test_the_photos_shown_are_the_used_ones_primary_first() -> None:

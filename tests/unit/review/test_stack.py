@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 import boto3
@@ -12,9 +13,21 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from describer.review.stack import CopyNotRewritten, LambdaCopyWriter, describe_input, writer_settings
+from describer_aws.results_table import REVIEW_FIELDS, RecordVersion
 from describer_steps.states import DescribeInput, DescriptionResult
 
-from .conftest import SHIRT, granted_actions, reviewer_policy_statements, shirt_record
+from .conftest import SHIRT, Stack, granted_actions, reviewer_policy_statements, shirt_record
+
+# What a reviewer's credentials must never change: the run, its status, the product's source.
+PIPELINE_FIELDS = {
+    "status",
+    "order_token",
+    "execution_name",
+    "created_at",
+    "source_key",
+    "source_version",
+    "images",
+}
 
 
 def _payload(data: dict[str, Any]) -> StreamingBody:
@@ -112,3 +125,42 @@ def test_the_reviewer_policy_grants_what_the_desk_calls_and_no_more() -> None:
     assert query["Resource"] == {"Fn::Sub": "${ResultsTable.Arn}/index/by-review"}
     [lambda_calls] = [s for s in statements if "lambda:InvokeFunction" in s["Action"]]
     assert lambda_calls["Resource"] == {"Fn::GetAtt": ["WriteDescriptionFunction", "Arn"]}
+
+
+def _review_update() -> dict[str, Any]:
+    [update] = [s for s in reviewer_policy_statements() if "dynamodb:UpdateItem" in s["Action"]]
+    return update
+
+
+def test_a_reviewer_may_update_the_review_fields_only() -> None:
+    condition = _review_update()["Condition"]
+    allowed = set(condition["ForAllValues:StringEquals"]["dynamodb:Attributes"])
+    assert allowed == {"product_id", *REVIEW_FIELDS} and not allowed & PIPELINE_FIELDS
+    # ForAllValues holds for a request naming no attribute at all: require that it names them.
+    assert condition["Null"] == {"dynamodb:Attributes": "false"}
+    assert condition["StringEqualsIfExists"]["dynamodb:ReturnValues"] == ["NONE", "UPDATED_NEW"]
+
+
+def test_every_review_write_names_only_what_the_policy_allows(stack: Stack) -> None:
+    """The UpdateItem requests of an accept, a correction and a rejection, as IAM would see them:
+    every attribute they name (set, removed or in the condition) is one the policy allows."""
+    allowed = set(_review_update()["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"])
+    requests: list[dict[str, Any]] = []
+    stack.dynamodb.meta.events.register(
+        "provide-client-params.dynamodb.UpdateItem", lambda params, **_: requests.append(dict(params))
+    )
+    records = [stack.put(shirt_record(product_id)) for product_id in ("a", "b", "c")]
+    requests.clear()
+    desk = stack.desk()
+    desk.accept("a", RecordVersion.of(records[0]))
+    desk.correct("b", RecordVersion.of(records[1]), {"Fabric": "Polyester"}, {})
+    desk.reject("c", RecordVersion.of(records[2]), "blurry")
+
+    assert len(requests) == 3
+    for request in requests:
+        named = set(request["ExpressionAttributeNames"].values()) | set(request["Key"])
+        assert named <= allowed, named - allowed
+        expressions = request["UpdateExpression"] + " " + request["ConditionExpression"]
+        bare = set(re.findall(r"(?<![#:\w])[A-Za-z_]\w*", expressions))  # names not behind # or :
+        assert bare <= {"SET", "REMOVE", "AND", "attribute_exists"}, bare
+        assert request.get("ReturnValues", "NONE") in ("NONE", "UPDATED_NEW")

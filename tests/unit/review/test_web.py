@@ -4,83 +4,17 @@ the queue and product pages, a correction through the form, and the second revie
 from __future__ import annotations
 
 import html
-import http.client
-import re
-import threading
 import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
-import pytest
+from describer.review.web import ReviewServer, image_type
 
-from describer.review.web import ReviewApp, ReviewServer, image_type, serve
-
-from .conftest import BUCKET, SHIRT, Stack, granted_actions, jpeg, shirt_record
+from .conftest import BUCKET, SHIRT, Stack, browser_of, form_fields, granted_actions, jpeg, shirt_record
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
-@dataclass
-class Browser:
-    """A tiny client: one connection per request, the session cookie kept like a browser would."""
-
-    port: int
-    cookie: str | None = None
-    last_headers: dict[str, str] = field(default_factory=dict)
-
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> tuple[int, str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = {"Cookie": self.cookie} if self.cookie else {}
-        body = None
-        if form is not None:
-            body = urllib.parse.urlencode(form)
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        self.last_headers = {name.lower(): value for name, value in response.getheaders()}
-        text = response.read().decode(errors="replace")
-        connection.close()
-        return response.status, text
-
-    def sign_in(self, token: str) -> None:
-        status, _ = self.request("GET", f"/?token={token}")
-        assert status == 303
-        self.cookie = self.last_headers["set-cookie"].split(";", 1)[0]
-
-
-@pytest.fixture
-def server(stack: Stack) -> Iterator[ReviewServer]:
-    running = serve(ReviewApp(stack.desk(), stack.s3, "product-describer-test"), "127.0.0.1", 0)
-    thread = threading.Thread(target=running.serve_forever, daemon=True)
-    thread.start()
-    yield running
-    running.shutdown()
-    running.server_close()
-
-
-def _browser(server: ReviewServer, signed_in: bool = True) -> Browser:
-    browser = Browser(server.server_address[1])
-    if signed_in:
-        browser.sign_in(server.app.sessions.token)
-    return browser
-
-
-def _form_fields(page: str) -> dict[str, str]:
-    """The product form as a browser would submit it untouched: hidden fields, checked radios, copy."""
-    fields: dict[str, str] = {}
-    for tag in re.findall(r"<input [^>]*>", page):
-        name, value = re.search(r'name="([^"]*)"', tag), re.search(r'value="([^"]*)"', tag)
-        if name is None or (' type="radio"' in tag and " checked" not in tag):
-            continue
-        if ' type="text"' in tag or ' type="hidden"' in tag or ' type="radio"' in tag:
-            fields[html.unescape(name.group(1))] = html.unescape(value.group(1)) if value else ""
-    for name, text in re.findall(r'<textarea name="([^"]*)"[^>]*>(.*?)</textarea>', page, flags=re.DOTALL):
-        fields[html.unescape(name)] = html.unescape(text)
-    return fields
-
-
 def test_without_the_token_or_its_session_every_request_is_refused(server: ReviewServer) -> None:
-    anonymous = _browser(server, signed_in=False)
+    anonymous = browser_of(server, signed_in=False)
     for path in ("/", "/product?id=15970", "/photo?id=15970&n=0"):
         assert anonymous.request("GET", path)[0] == 401
     assert anonymous.request("POST", "/review", {"action": "accept"})[0] == 401
@@ -90,9 +24,9 @@ def test_without_the_token_or_its_session_every_request_is_refused(server: Revie
 
 
 def test_the_token_opens_a_strict_http_only_session(server: ReviewServer) -> None:
-    browser = _browser(server, signed_in=False)
+    browser = browser_of(server, signed_in=False)
     status, _ = browser.request("GET", f"/?token={server.app.sessions.token}")
-    assert status == 303 and browser.last_headers["location"] == "/"
+    assert status == 303 and browser.last_headers["location"] == f"{server.base}/"
     cookie = browser.last_headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     browser.cookie = cookie.split(";", 1)[0]
@@ -105,7 +39,7 @@ def test_the_token_opens_a_strict_http_only_session(server: ReviewServer) -> Non
 
 def test_a_hostile_product_id_shows_as_text(stack: Stack, server: ReviewServer) -> None:
     stack.put(shirt_record(HOSTILE))
-    browser = _browser(server)
+    browser = browser_of(server)
 
     status, queue = browser.request("GET", "/")
     assert status == 200 and "Needs review: 1" in queue
@@ -118,7 +52,7 @@ def test_a_hostile_product_id_shows_as_text(stack: Stack, server: ReviewServer) 
 def test_the_queue_filters_by_category_and_attribute(stack: Stack, server: ReviewServer) -> None:
     stack.put(shirt_record("shirt-1"))
     stack.put(shirt_record("tee-1", category="Tshirts"))
-    browser = _browser(server)
+    browser = browser_of(server)
     _, page = browser.request("GET", "/?category=Tshirts")
     assert "tee-1" in page and "shirt-1" not in page and "Shirts (1)" in page and "Tshirts (1)" in page
     _, page = browser.request("GET", "/?attribute=Fabric")
@@ -129,7 +63,7 @@ def test_the_product_page_offers_the_alternatives_and_the_catalogue_values(
     stack: Stack, server: ReviewServer
 ) -> None:
     stack.put(shirt_record())
-    _, page = _browser(server).request("GET", "/product?id=15970")
+    _, page = browser_of(server).request("GET", "/product?id=15970")
     assert 'type="radio" name="attr:Fabric" value="Polyester"' in page and "33.0%" in page
     assert '<option value="Cotton">' in page  # the datalist of Fabric's vocabulary
     assert 'name="copy:es-ES:title"' in page and "41.0%" in page
@@ -139,16 +73,16 @@ def test_a_correction_through_the_form_and_the_second_reviewer_is_told(
     stack: Stack, server: ReviewServer
 ) -> None:
     stack.put(shirt_record())
-    first, second = _browser(server), _browser(server)
+    first, second = browser_of(server), browser_of(server)
     _, page_first = first.request("GET", "/product?id=15970")
     _, page_second = second.request("GET", "/product?id=15970")  # both opened the same version
 
-    form = _form_fields(page_first) | {"attr:Fabric": "Polyester", "action": "correct"}
+    form = form_fields(page_first) | {"attr:Fabric": "Polyester", "action": "correct"}
     status, done = first.request("POST", "/review", form)
     assert status == 200, done
     assert "Review recorded: corrected" in done and "Cotton &rarr; Polyester" in done
 
-    form = _form_fields(page_second) | {"other:Fabric": "Blended", "action": "correct"}
+    form = form_fields(page_second) | {"other:Fabric": "Blended", "action": "correct"}
     status, told = second.request("POST", "/review", form)
     assert status == 409 and "Changed since you opened it" in told
     stored = stack.table.get("15970")
@@ -161,9 +95,9 @@ def test_a_post_without_the_csrf_token_is_forbidden_and_writes_nothing(
 ) -> None:
     stack.put(shirt_record())
     before = stack.item("15970")
-    browser = _browser(server)
+    browser = browser_of(server)
     _, page = browser.request("GET", "/product?id=15970")
-    form = _form_fields(page) | {"action": "accept"}
+    form = form_fields(page) | {"action": "accept"}
     for csrf in ("", "forged"):
         status, _ = browser.request("POST", "/review", form | {"csrf": csrf})
         assert status == 403
@@ -172,11 +106,11 @@ def test_a_post_without_the_csrf_token_is_forbidden_and_writes_nothing(
 
 def test_a_refused_correction_says_what_is_wrong(stack: Stack, server: ReviewServer) -> None:
     stack.put(shirt_record())
-    browser = _browser(server)
+    browser = browser_of(server)
     _, page = browser.request("GET", "/product?id=15970")
 
     status, refused = browser.request(
-        "POST", "/review", _form_fields(page) | {"other:Fabric": "Denim", "action": "correct"}
+        "POST", "/review", form_fields(page) | {"other:Fabric": "Denim", "action": "correct"}
     )
     assert (
         status == 422
@@ -184,17 +118,17 @@ def test_a_refused_correction_says_what_is_wrong(stack: Stack, server: ReviewSer
         and "Nothing was written" in refused
     )
     status, refused = browser.request(
-        "POST", "/review", _form_fields(page) | {"copy:en-US:title": "", "action": "correct"}
+        "POST", "/review", form_fields(page) | {"copy:en-US:title": "", "action": "correct"}
     )
     assert status == 422 and "title_length" in refused
     stack.dynamodb.delete_item(TableName="results-review-test", Key={"product_id": {"S": "15970"}})
-    status, gone = browser.request("POST", "/review", _form_fields(page) | {"action": "accept"})
+    status, gone = browser.request("POST", "/review", form_fields(page) | {"action": "accept"})
     assert status == 404 and "no longer exists" in gone
 
 
 def test_photos_are_served_only_as_images(stack: Stack, server: ReviewServer) -> None:
     record = stack.put(shirt_record())
-    browser = _browser(server)
+    browser = browser_of(server)
     stack.s3.put_object(Bucket=BUCKET, Key=record.source_key, Body=jpeg())
     status, _ = browser.request("GET", "/photo?id=15970&n=0")
     assert status == 200 and browser.last_headers["content-type"] == "image/jpeg"
@@ -207,12 +141,12 @@ def test_photos_are_served_only_as_images(stack: Stack, server: ReviewServer) ->
 def test_accept_and_reject_through_the_form(stack: Stack, server: ReviewServer) -> None:
     stack.put(shirt_record("one"))
     stack.put(shirt_record("two"))
-    browser = _browser(server)
+    browser = browser_of(server)
     _, page = browser.request("GET", "/product?id=one")
-    assert browser.request("POST", "/review", _form_fields(page) | {"action": "accept"})[0] == 200
+    assert browser.request("POST", "/review", form_fields(page) | {"action": "accept"})[0] == 200
     _, page = browser.request("GET", "/product?id=two")
     status, done = browser.request(
-        "POST", "/review", _form_fields(page) | {"action": "reject", "reason": "blurry"}
+        "POST", "/review", form_fields(page) | {"action": "reject", "reason": "blurry"}
     )
     assert status == 200 and "Review recorded: rejected" in done
     assert {record.product_id for record in stack.needing_review()} == set()
@@ -235,13 +169,13 @@ def test_every_call_the_desk_makes_is_granted_by_the_reviewer_policy(
     stack.put(shirt_record("other"))
     stack.s3.put_object(Bucket=BUCKET, Key=record.source_key, Body=jpeg())
     calls.clear()  # the set-up's own calls
-    browser = _browser(server)
+    browser = browser_of(server)
     browser.request("GET", "/")
     _, page = browser.request("GET", "/product?id=15970")
     browser.request("GET", "/photo?id=15970&n=0")
-    browser.request("POST", "/review", _form_fields(page) | {"attr:Fabric": "Polyester", "action": "correct"})
+    browser.request("POST", "/review", form_fields(page) | {"attr:Fabric": "Polyester", "action": "correct"})
     _, page = browser.request("GET", "/product?id=other")
-    browser.request("POST", "/review", _form_fields(page) | {"action": "accept"})
+    browser.request("POST", "/review", form_fields(page) | {"action": "accept"})
 
     assert calls == {
         "dynamodb:Query",
