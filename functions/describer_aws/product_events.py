@@ -5,8 +5,8 @@ Failed`` (``Product Reviewed`` when a person reviewed it), ``detail`` a ``Produc
 copy rides along only while the entry stays within ``OUTBOX_ENTRY_BYTES`` (otherwise consumers
 read the record); image bytes never do.
 
-Events are published from an outbox (docs/pipeline.md#events): the write of a final record or a
-review appends its entry to the record's ``outbox_events`` in the same UpdateItem
+Final records' events are published from an outbox (docs/pipeline.md#events): the write of a final
+record appends its entry to the record's ``outbox_events`` in the same UpdateItem
 (``ResultsTable``), so a run that lost its record to a newer upload announces nothing, and an
 event is never lost between the write and PutEvents. ``flush_outbox`` publishes a record's pending
 entries and then clears them: right after the write (SaveResult, RecordFailure, RecordStopped), and

@@ -8,8 +8,8 @@ repeated step of a run that already ended (a retried SaveResult, a RecordFailure
 write) never undoes its COMPLETED record or a review of it: ``write_final`` then finds the run's own
 final record and reports it instead (docs/pipeline.md#final-writes).
 
-Every write counts ``record_version`` up by one. A final write and a review also append their
-event to the record's outbox in the same UpdateItem, so the event is committed with the version it
+Every write counts ``record_version`` up by one, a review too. A final write also appends its event
+to the record's outbox in the same UpdateItem, so the event is committed with the version it
 announces; ``describer_aws.product_events.flush_outbox`` publishes it and clears it.
 """
 
@@ -190,7 +190,8 @@ class ResultsTable:
         read_version = record.record_version
         versioned = record.model_copy(update={_VERSION: read_version + 1})
         condition = "attribute_exists(#product_id) AND #updated_at = :opened_updated_at"
-        condition += _READ_VERSION if read_version else _NEVER_VERSIONED
+        # A record written before versions is pinned by its updated_at alone.
+        condition += " AND #record_version = :read_version" if read_version else ""
         values = {":opened_updated_at": {"S": opened.updated_at}}
         values |= {":read_version": {"N": str(read_version)}} if read_version else {}
         if self._write(versioned, condition, {}, values, None, fields=REVIEW_FIELDS) is None:

@@ -1,8 +1,8 @@
 """PublishEvents: the outbox's sweeper, every minute (template.yaml), for events still pending.
 
-A final write or a review commits its event in the record's outbox, and the step that wrote it
+A final write commits its event in the record's outbox, and the step that wrote it
 publishes it at once (``publish_committed``). What that could not publish (an EventBridge outage, a
-Lambda that timed out after its write, a desk that lost its connection) waits in the sparse
+Lambda that timed out after its write) waits in the sparse
 ``by-outbox`` index; this publishes it, oldest first, and clears it. A record written in the last
 ``GRACE_S`` seconds is left to its writer, so the two rarely publish the same event twice (a consumer
 drops a repeat by its ``record_version`` anyway).
