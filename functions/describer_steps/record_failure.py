@@ -131,14 +131,14 @@ def write_failure(
     """The FAILED record under the final write, over the run's PROCESSING record only.
 
     ``recorded`` when this call wrote it, or (``repeated_counts``) an earlier attempt of the run
-    did; the run's own COMPLETED record stays and makes ``completed``. Either way the record's
-    pending events are published.
+    did; the run's own COMPLETED record stays and makes ``completed``; a record a newer upload owns
+    makes ``superseded``. Either way the record's pending events are published.
     """
     product = failed_product(request, s3_client, catalogue, key_prefixes)
     failed = product.record(Status.FAILED, request.execution_name, error_code=code, error_message=message)
     final = table.write_final(failed)
     if final.record is None:
-        return FailureOutput(error_code=code, error_message=message, recorded=False)
+        return FailureOutput(error_code=code, error_message=message, recorded=False, superseded=True)
     published = publish_committed(product.product_id, table, events)
     if final.record.status == Status.COMPLETED:
         return FailureOutput(

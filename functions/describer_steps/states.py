@@ -348,6 +348,9 @@ class FailureOutput(BaseModel):
     completed: bool = Field(
         default=False, description="The run's record was already COMPLETED: the run succeeded after all"
     )
+    superseded: bool = Field(
+        default=False, description="A newer upload owns the record: the run had nothing to do"
+    )
     events_pending: bool = Field(
         default=False, description="The event waits in the record's outbox (PublishEvents sends it)"
     )
