@@ -38,6 +38,8 @@ MAX_EVENT_BYTES = 256 * 1024
 # An outbox entry waits in the record's item (at most 400 KB with the record): the copy rides along
 # only while the entry stays within this.
 OUTBOX_ENTRY_BYTES = 64 * 1024
+# A flush publishes a record's few entries in well under this; a crashed one blocks the next this long.
+OUTBOX_LEASE_S = 60
 
 
 def event_detail(record: ProductRecord, with_content: bool = True) -> ProductEventDetail:
@@ -122,14 +124,21 @@ class ProductEvents:
 def flush_outbox(product_id: str, table: ResultsTable, events: ProductEvents) -> int:
     """Publish the record's pending events, oldest first, then clear them; how many were published.
 
-    A PutEvents failure raises (TransientError) and leaves every entry pending, so the next flush
-    sends them again: a consumer may see an event twice, never a version skipped.
+    The outbox is leased first (``OUTBOX_LEASE_S``), so a writer's flush and PublishEvents' never
+    publish the same entries at once; a record whose outbox another flush holds is left to it. A
+    PutEvents failure raises (TransientError) and leaves every entry pending, so the next flush sends
+    them again: a consumer may see an event twice (an entry published before the failure, a flush
+    that outlived its lease), never a version skipped.
     """
-    pending = table.pending_events(product_id)
+    pending = table.lease_events(product_id, OUTBOX_LEASE_S)
     if pending is None:
         return 0
-    for entry in pending.entries:
-        events.put(entry)
+    try:
+        for entry in pending.entries:
+            events.put(entry)
+    except BaseException:
+        table.release_events(pending)
+        raise
     table.clear_events(pending)
     return len(pending.entries)
 

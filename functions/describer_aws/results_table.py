@@ -16,7 +16,7 @@ announces; ``describer_aws.product_events.flush_outbox`` publishes it and clears
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,9 @@ FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
 OUTBOX_EVENTS = "outbox_events"
 OUTBOX_KEY = "outbox"
 OUTBOX_PENDING = "PENDING"
+# Who may publish the outbox now: until this time (``utc_now`` text) the flush that leased it.
+OUTBOX_LEASE = "outbox_lease"
+_LEASE_FREE = "attribute_exists(#events) AND (attribute_not_exists(#lease) OR #lease < :now)"
 # The sparse index on OUTBOX_KEY (template.yaml): the records with events still to publish.
 OUTBOX_INDEX = "by-outbox"
 # Set once, on the first write of a product.
@@ -129,10 +132,11 @@ class FinalWrite(BaseModel):
 
 
 class PendingEvents(BaseModel):
-    """A record's outbox: its events not yet published, oldest first."""
+    """A record's outbox: its events not yet published, oldest first, leased until ``lease``."""
 
     product_id: str
     entries: list[dict[str, str]]
+    lease: str
 
 
 class ResultsTable:
@@ -199,20 +203,50 @@ class ResultsTable:
         record.record_version = versioned.record_version
         return True
 
-    def pending_events(self, product_id: str) -> PendingEvents | None:
-        """The record's outbox, None when it is empty (or the record is gone)."""
-        response = self._client.get_item(
-            TableName=self.table_name,
-            Key={"product_id": {"S": product_id}},
-            ConsistentRead=True,
-            ProjectionExpression="#events",
-            ExpressionAttributeNames={"#events": OUTBOX_EVENTS},
-        )
-        stored = response.get("Item", {}).get(OUTBOX_EVENTS)
+    def lease_events(self, product_id: str, lease_s: float) -> PendingEvents | None:
+        """The record's outbox, leased to the caller for ``lease_s`` seconds; None when it is empty or
+        another flush holds it (so two flushes never publish the same entries at once)."""
+        now = datetime.now(UTC)
+        until = (now + timedelta(seconds=lease_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        try:
+            response = self._client.update_item(
+                TableName=self.table_name,
+                Key={"product_id": {"S": product_id}},
+                UpdateExpression="SET #lease = :until",
+                ConditionExpression=_LEASE_FREE,
+                ExpressionAttributeNames={"#events": OUTBOX_EVENTS, "#lease": OUTBOX_LEASE},
+                ExpressionAttributeValues={
+                    ":until": {"S": until},
+                    ":now": {"S": now.isoformat(timespec="milliseconds").replace("+00:00", "Z")},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if client_error_code(error) == "ConditionalCheckFailedException":
+                return None
+            if is_transient(error):
+                raise TransientError(f"DynamoDB UpdateItem: {client_error_code(error)}") from error
+            raise
+        stored = response["Attributes"].get(OUTBOX_EVENTS)
         if not stored:
             return None
         entries = [json.loads(text) for text in _DESERIALIZER.deserialize(stored)]
-        return PendingEvents(product_id=product_id, entries=entries)
+        return PendingEvents(product_id=product_id, entries=entries, lease=until)
+
+    def release_events(self, pending: PendingEvents) -> None:
+        """Give the lease back (a publish failed): the next flush need not wait for it to expire."""
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key={"product_id": {"S": pending.product_id}},
+                UpdateExpression="REMOVE #lease",
+                ConditionExpression="#lease = :mine",
+                ExpressionAttributeNames={"#lease": OUTBOX_LEASE},
+                ExpressionAttributeValues={":mine": {"S": pending.lease}},
+            )
+        except ClientError as error:
+            if client_error_code(error) != "ConditionalCheckFailedException":
+                raise
 
     def with_pending_events(self, written_before: str) -> list[str]:
         """The products whose outbox is not empty, last written before ``written_before`` (oldest first)."""
@@ -233,9 +267,13 @@ class ResultsTable:
             self._client.update_item(
                 TableName=self.table_name,
                 Key={"product_id": {"S": pending.product_id}},
-                UpdateExpression="REMOVE #events, #outbox",
+                UpdateExpression="REMOVE #events, #outbox, #lease",
                 ConditionExpression="size(#events) = :count",
-                ExpressionAttributeNames={"#events": OUTBOX_EVENTS, "#outbox": OUTBOX_KEY},
+                ExpressionAttributeNames={
+                    "#events": OUTBOX_EVENTS,
+                    "#outbox": OUTBOX_KEY,
+                    "#lease": OUTBOX_LEASE,
+                },
                 ExpressionAttributeValues={":count": {"N": str(len(pending.entries))}},
             )
         except ClientError as error:

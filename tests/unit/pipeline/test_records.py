@@ -95,7 +95,7 @@ def test_a_final_write_of_an_overtaken_run_finds_no_record_of_its_own(table: Res
     assert table.write_if_current(newer.record(Status.PROCESSING, "run-2"))
     final = table.write_final(PRODUCT.record(Status.FAILED, "run-1"))
     assert (final.written, final.record) == (False, None)
-    assert table.pending_events("1") is None
+    assert table.lease_events("1", 60) is None
 
 
 def test_a_processing_record_is_no_final_write() -> None:
@@ -103,3 +103,16 @@ def test_a_processing_record_is_no_final_write() -> None:
         ResultsTable("results", boto3.client("dynamodb", region_name="us-east-1")).write_final(
             PRODUCT.record(Status.PROCESSING, "run-1")
         )
+
+
+def test_an_outbox_leased_to_one_flush_is_not_published_by_another(table: ResultsTable) -> None:
+    """A writer's late flush and PublishEvents' sweep never publish the same entries at once."""
+    assert table.write_if_current(PRODUCT.record(Status.PROCESSING, "run-1"))
+    assert table.write_final(PRODUCT.record(Status.COMPLETED, "run-1")).written
+    first = table.lease_events("1", 60)
+    assert first is not None and [e["DetailType"] for e in first.entries] == ["Product Described"]
+    assert table.lease_events("1", 60) is None, "leased to the first flush"
+    table.release_events(first)  # its PutEvents failed
+    second = table.lease_events("1", 60)
+    assert second is not None and table.clear_events(second)
+    assert table.lease_events("1", 60) is None, "published and cleared"
