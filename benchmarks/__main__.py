@@ -29,7 +29,15 @@ def _backfill(args: argparse.Namespace) -> int:
     from benchmarks.backfill import run_backfill_bench
 
     local_stack.down(args.state_dir.resolve())  # a fresh stack: no records from earlier runs
-    return run_backfill_bench(bring_up(args), args.objects, args.uploads, args.timeout, console)
+    return run_backfill_bench(
+        bring_up(args),
+        args.objects,
+        args.uploads,
+        args.timeout,
+        console,
+        args.copy == "batch",
+        args.batch_faults,
+    )
 
 
 def _cost(args: argparse.Namespace) -> int:
@@ -86,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--objects", type=int, default=1000)
     backfill.add_argument("--uploads", type=int, default=5, help="warm uploads timed, idle and busy")
     backfill.add_argument("--timeout", type=float, default=3600)
+    backfill.add_argument(
+        "--copy", choices=["on-demand", "batch"], default="on-demand", help="the backfill's copy mode"
+    )
+    backfill.add_argument(
+        "--batch-faults",
+        default="",
+        help="how the model host's batch jobs end, e.g. batch-expire=0.5,batch-partial=0.5",
+    )
     backfill.set_defaults(handler=clean_errors(_backfill))
 
     cost = benches.add_parser("cost", help="fresh stack, N products metered, their cost per 1,000 images")

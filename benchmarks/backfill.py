@@ -26,8 +26,9 @@ from rich.table import Table
 from benchmarks.upload_latency import time_uploads
 from describer import backfill_runs
 from describer.deployment import Deployment, fetch_records
+from describer.local.model_host.batch_jobs import BatchFaults
 from describer.local.samples import SampleFile, synthetic_photos
-from describer.local.stack import LocalSettings
+from describer.local.stack import LocalSettings, set_batch_faults
 from describer_rules.contracts import Status
 
 BENCH_SEED = 11
@@ -58,11 +59,14 @@ def duplicate_runs(executions: list[dict[str, Any]], key_prefix: str) -> int:
 
 
 def _backfill(
-    deployment: Deployment, source: backfill_runs.S3Uri, console: Console, timeout_s: float
+    deployment: Deployment,
+    source: backfill_runs.S3Uri,
+    console: Console,
+    timeout_s: float,
+    batch_copy: bool = False,
 ) -> dict[str, Any]:
-    execution = backfill_runs.run(
-        deployment, backfill_runs.backfill_input(deployment, source), console, timeout_s
-    )
+    request = backfill_runs.backfill_input(deployment, source, batch_copy=batch_copy)
+    execution = backfill_runs.run(deployment, request, console, timeout_s)
     if execution["status"] != "SUCCEEDED":
         raise RuntimeError(
             f"the backfill {execution['status']}: {execution.get('error')} {execution.get('cause')}"
@@ -74,10 +78,28 @@ def _median_upload_s(deployment: Deployment, photos: list[SampleFile], timeout_s
     return statistics.median(time_uploads(deployment, [photo], timeout_s) for photo in photos)
 
 
+def queued_duplicates(results: list[backfill_runs.ItemResult]) -> int:
+    """Batch copy: products whose copy was queued by more than one item (the Express children have
+    no name dedupe; the record claim must leave one)."""
+    queued = Counter(
+        result.product_id for result in results if result.outcome == backfill_runs.ItemOutcome.COPY_QUEUED
+    )
+    return sum(count - 1 for count in queued.values())
+
+
 def run_backfill_bench(
-    settings: LocalSettings, objects: int, uploads: int, timeout_s: float, console: Console
+    settings: LocalSettings,
+    objects: int,
+    uploads: int,
+    timeout_s: float,
+    console: Console,
+    batch_copy: bool = False,
+    batch_faults: str = "",
 ) -> int:
     deployment = Deployment.local(settings.state_dir)
+    if batch_faults:
+        report = set_batch_faults(settings, BatchFaults.parse(batch_faults))
+        console.print(f"batch jobs end as: {report['faults']['rates']}")
     prefix = deployment.outputs["BackfillPrefix"] + BENCH_FOLDER
     source = backfill_runs.S3Uri(deployment.upload_bucket, prefix)
     s3 = deployment.client("s3")
@@ -98,7 +120,7 @@ def run_backfill_bench(
         started_at = datetime.now().astimezone()
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=1) as pool:
-            run = pool.submit(_backfill, deployment, source, console, timeout_s)
+            run = pool.submit(_backfill, deployment, source, console, timeout_s, batch_copy)
             # Live uploads while the backfill's products run (after its first few are under way).
             while not _products_running(deployment) and not run.done():
                 time.sleep(0.5)
@@ -110,11 +132,19 @@ def run_backfill_bench(
     product_ids = [result.product_id for result in results if result.product_id]
     records = fetch_records(deployment, product_ids)
     statuses = Counter(record.status for record in records.values())
+    lost = len(set(product_ids) - set(records))
     duplicates = duplicate_runs(executions_since(deployment, started_at), prefix)
+    duplicates += queued_duplicates(results)
 
     rerun_at = datetime.now().astimezone()
-    rerun = backfill_runs.item_results(deployment, _backfill(deployment, source, console, timeout_s))
-    rerun_runs = len(executions_since(deployment, rerun_at))
+    rerun = backfill_runs.item_results(
+        deployment, _backfill(deployment, source, console, timeout_s, batch_copy)
+    )
+    # Runs the rerun started: DescribeProduct executions, or (batch copy) children that ran the steps.
+    if batch_copy:
+        rerun_runs = sum(result.started for result in rerun)
+    else:
+        rerun_runs = len(executions_since(deployment, rerun_at))
 
     table = Table(title=f"Backfill of {objects} objects on the local stack ({settings.stack_name})")
     table.add_column("measure")
@@ -123,6 +153,7 @@ def run_backfill_bench(
     for outcome, count in sorted(backfill_runs.outcome_counts(results).items()):
         table.add_row(f"  {outcome.value}", str(count))
     table.add_row("records COMPLETED / FAILED", f"{statuses[Status.COMPLETED]} / {statuses[Status.FAILED]}")
+    table.add_row("records still PROCESSING (stuck) / missing", f"{statuses[Status.PROCESSING]} / {lost}")
     table.add_row("duplicate executions", str(duplicates))
     table.add_row("backfill wall time (s)", f"{elapsed:.1f}")
     table.add_row("products per minute", f"{60 * len(results) / elapsed:.1f}")
@@ -138,7 +169,8 @@ def run_backfill_bench(
         console.print(f"warm upload during the backfill: median {busy_s:.2f} s, {busy_s / idle_s:.1f}x idle")
     console.print(
         f"backfill: {len(results)} objects, {statuses[Status.COMPLETED]} completed, "
-        f"{statuses[Status.FAILED]} failed, {duplicates} duplicate executions in {elapsed:.0f} s"
+        f"{statuses[Status.FAILED]} failed, {statuses[Status.PROCESSING]} stuck, {lost} lost, "
+        f"{duplicates} duplicate executions in {elapsed:.0f} s"
     )
     console.print(f"rerun: {rerun_runs} executions started")
     return 0

@@ -11,6 +11,7 @@ duration must not include waiting behind its neighbours for this machine's few c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tempfile
@@ -30,6 +31,7 @@ from describer.cost import (
     ProductUsage,
     Scenario,
     WriterCalls,
+    batch_backfill_usage,
     cost_per_thousand,
     load_prices,
     writer_price_key,
@@ -42,10 +44,12 @@ from describer.local.stack import PROJECT_ROOT, LocalSettings
 from describer.sagemaker.launcher import DEFAULT_ENDPOINT_INSTANCE_TYPE
 from describer.sagemaker.scaling import TARGET_UTILISATION
 from describer_aws.results_table import utc_now
+from describer_rules.contracts import ProductRecord
 
 COST_SEED = 23
 _REPORT = re.compile(r"Billed Duration: (\d+) ms\s+Memory Size: (\d+) MB")
 UTILISATIONS = (0.1, TARGET_UTILISATION, 0.9)
+BACKFILL_UTILISATION = 0.9  # a backfill keeps the endpoint busy: it has a catalogue queued
 
 
 def model_host_usage(settings: LocalSettings) -> dict[str, Any]:
@@ -108,7 +112,9 @@ def _delta(after: dict[str, Any], before: dict[str, Any], section: str) -> dict[
     }
 
 
-def meter(deployment: Deployment, settings: LocalSettings, products: int, timeout_s: float) -> ProductUsage:
+def meter(
+    deployment: Deployment, settings: LocalSettings, products: int, timeout_s: float
+) -> tuple[ProductUsage, list[ProductRecord]]:
     with tempfile.TemporaryDirectory() as scratch:
         photos = synthetic_photos(Path(scratch), per_category=products // 2 + 1, seed=COST_SEED)
         warm_up, metered = photos[0], photos[1 : 1 + products]
@@ -121,12 +127,12 @@ def meter(deployment: Deployment, settings: LocalSettings, products: int, timeou
         time.sleep(2)
     after = model_host_usage(settings)
     endpoint = {name: after["endpoint"][name] - before["endpoint"][name] for name in after["endpoint"]}
-    locales = _delta(after, before, "locales")
+    locales = _from_ledgers(_delta(after, before, "locales"), list(records.values()))
     functions = lambda_usage(deployment, int(since.timestamp() * 1000))
     transitions = state_transitions(deployment, executions_since(deployment, since))
     record_bytes = sum(len(record.model_dump_json()) for record in records.values()) / len(records)
     per = float(len(metered))
-    return ProductUsage(
+    usage = ProductUsage(
         products=len(metered),
         functions={
             name: FunctionUsage(invocations=f.invocations / per, gb_seconds=f.gb_seconds / per)
@@ -146,9 +152,44 @@ def meter(deployment: Deployment, settings: LocalSettings, products: int, timeou
         },
         record_bytes=record_bytes,
     )
+    return usage, list(records.values())
 
 
-def _upload_and_wait(deployment: Deployment, photos: list[Any], timeout_s: float) -> dict[str, Any]:
+def _from_ledgers(
+    counted: dict[str, dict[str, float]], records: list[ProductRecord]
+) -> dict[str, dict[str, float]]:
+    """Bedrock tokens per locale as the records' ledgers hold them (Bedrock's own counts, which the
+    pipeline wrote), the calls as the model host counted them; a record without a ledger fails."""
+    missing = [record.product_id for record in records if record.cost is None]
+    if missing:
+        raise RuntimeError(f"records without a cost ledger: {', '.join(missing)}")
+    tokens: dict[str, dict[str, float]] = defaultdict(lambda: {"input_tokens": 0.0, "output_tokens": 0.0})
+    for record in records:
+        for locale, usage in record.token_usage.items():
+            tokens[locale]["input_tokens"] += usage.input
+            tokens[locale]["output_tokens"] += usage.output
+    return {
+        locale: {
+            "calls": counts.get("calls", 0.0),
+            **tokens.get(locale, {"input_tokens": 0.0, "output_tokens": 0.0}),
+        }
+        for locale, counts in counted.items()
+    }
+
+
+def ledger_means(records: list[ProductRecord]) -> dict[str, float]:
+    """The ledgers' derived units, averaged: shown beside the metered ones they estimate."""
+    ledgers = [record.cost for record in records if record.cost is not None]
+    if not ledgers:
+        return {}
+    return {
+        "state_transitions": sum(ledger.state_transitions for ledger in ledgers) / len(ledgers),
+        "lambda_gb_seconds": sum(ledger.lambda_gb_seconds for ledger in ledgers) / len(ledgers),
+        "endpoint_calls": sum(ledger.endpoint_calls for ledger in ledgers) / len(ledgers),
+    }
+
+
+def _upload_and_wait(deployment: Deployment, photos: list[Any], timeout_s: float) -> dict[str, ProductRecord]:
     uploads = {}
     for photo in photos:
         uploaded_at = utc_now()
@@ -172,8 +213,8 @@ def template_default(parameter: str) -> str:
     return str(template["Parameters"][parameter]["Default"])
 
 
-def scenarios(prices: dict[str, Any]) -> tuple[Scenario, list[Scenario]]:
-    """The default configuration, and the alternatives printed next to it."""
+def scenarios(prices: dict[str, Any]) -> tuple[Scenario, Scenario, list[Scenario]]:
+    """The default configuration, the backfill's (batch copy), and the alternatives printed next to them."""
     model_id = template_default("BedrockModelId")
     default = Scenario(
         writer=writer_price_key(model_id, prices),
@@ -181,18 +222,45 @@ def scenarios(prices: dict[str, Any]) -> tuple[Scenario, list[Scenario]]:
         instance_type=DEFAULT_ENDPOINT_INSTANCE_TYPE,
         geographic_profile=model_id.startswith("us."),
     )
+    backfill = Scenario(
+        writer=default.writer,
+        utilisation=BACKFILL_UTILISATION,
+        instance_type=DEFAULT_ENDPOINT_INSTANCE_TYPE,
+        batch=True,
+        geographic_profile=default.geographic_profile,
+        backfill=True,
+    )
     writers = [key for key, rates in prices["bedrock_per_million_tokens"].items() if isinstance(rates, dict)]
     others = [
-        Scenario(writer, utilisation, DEFAULT_ENDPOINT_INSTANCE_TYPE, batch=batch)
-        for writer in writers
-        for batch in (False, True)
+        Scenario(default.writer, utilisation, DEFAULT_ENDPOINT_INSTANCE_TYPE)
         for utilisation in UTILISATIONS
-        if not batch or utilisation == max(UTILISATIONS)  # batch inference runs a backfill flat out
+        if utilisation != TARGET_UTILISATION
     ]
-    return default, [scenario for scenario in others if scenario != default]
+    for writer in writers:
+        others.append(Scenario(writer, TARGET_UTILISATION, DEFAULT_ENDPOINT_INSTANCE_TYPE))
+        others.append(
+            Scenario(writer, BACKFILL_UTILISATION, DEFAULT_ENDPOINT_INSTANCE_TYPE, batch=True, backfill=True)
+        )
+    # The child workflow type, decided by price (docs/cost.md): the same backfill with a Standard child.
+    others.insert(0, dataclasses.replace(backfill, express_child=False))
+    return default, backfill, [scenario for scenario in others if scenario not in (default, backfill)]
 
 
-def usage_table(usage: ProductUsage, timing: EndpointTiming) -> Table:
+def how_counted(scenario: Scenario, default: Scenario) -> str:
+    """Which of a row's figures are metered and which priced from the table or modelled."""
+    parts = ["usage metered on the local stack"]
+    if scenario.backfill:
+        child = "Express child" if scenario.express_child else "Standard child and DescribeProduct run"
+        parts.append(f"moved to the batch backfill path ({child}, no starter; modelled)")
+    if scenario.writer != default.writer:
+        parts.append(f"{default.writer}'s metered tokens at {scenario.writer}'s table price")
+    parts.append("batch -50 % from the table" if scenario.batch else "on-demand table prices")
+    return "; ".join(parts)
+
+
+def usage_table(
+    usage: ProductUsage, timing: EndpointTiming, ledgers: dict[str, float] | None = None
+) -> Table:
     table = Table(title=f"What one product used (mean of {usage.products}, local stack)")
     table.add_column("quantity")
     table.add_column("per product", justify="right")
@@ -203,7 +271,19 @@ def usage_table(usage: ProductUsage, timing: EndpointTiming) -> Table:
             f"{function.invocations:.2f} calls, {function.gb_seconds:.3f} GB-s",
             "metered: REPORT lines (billed ms x memory); durations of this machine",
         )
-    table.add_row("state transitions", f"{usage.state_transitions:.1f}", "metered: execution histories")
+    ledgers = ledgers or {}
+    table.add_row(
+        "state transitions",
+        f"{usage.state_transitions:.1f}",
+        "metered: execution histories"
+        + (f" (the records' ledgers derive {ledgers['state_transitions']:.1f})" if ledgers else ""),
+    )
+    if ledgers:
+        table.add_row(
+            "Lambda GB-s, the records' ledgers",
+            f"{ledgers['lambda_gb_seconds']:.3f}",
+            "derived in the record: each step's duration x its memory (the REPORT lines above meter it)",
+        )
     table.add_row(
         "endpoint calls / questions",
         f"{usage.endpoint_calls:.1f} / {usage.endpoint_questions:.1f}",
@@ -225,7 +305,8 @@ def usage_table(usage: ProductUsage, timing: EndpointTiming) -> Table:
         table.add_row(
             f"Bedrock {locale}: calls, tokens in / out",
             f"{calls.calls:.2f}, {calls.input_tokens:.0f} / {calls.output_tokens:.0f}",
-            "metered: the real prompt; the offline writer's copy stands in for Claude's (chars / 4)",
+            "metered: the records' cost ledgers (the real prompt; the offline writer's copy stands in for"
+            " Claude's, chars / 4)",
         )
     table.add_row(
         "DynamoDB write units",
@@ -240,66 +321,117 @@ def usage_table(usage: ProductUsage, timing: EndpointTiming) -> Table:
     return table
 
 
+def scenario_cost(
+    usage: ProductUsage, prices: dict[str, Any], scenario: Scenario, timing: EndpointTiming
+) -> dict[str, float]:
+    """Dollars per 1,000 images by component; a backfill scenario on the batch path's usage."""
+    if scenario.backfill:
+        usage = batch_backfill_usage(usage, scenario.express_child)
+    return cost_per_thousand(usage, prices, scenario, timing)
+
+
+def price_rows(
+    metered: ProductUsage,
+    usage: ProductUsage,
+    prices: dict[str, Any],
+    timing: EndpointTiming,
+    max_tokens: int,
+) -> list[tuple[str, str, dict[str, float]]]:
+    """(label, how it was counted, dollars by component) per row; the default first, the backfill second."""
+    default, backfill, others = scenarios(prices)
+    rows = [
+        (
+            f"DEFAULT: {default.label}",
+            how_counted(default, default),
+            scenario_cost(usage, prices, default, timing),
+        ),
+        (
+            f"BACKFILL: {backfill.label}",
+            how_counted(backfill, default),
+            scenario_cost(usage, prices, backfill, timing),
+        ),
+    ]
+    rows += [
+        (scenario.label, how_counted(scenario, default), scenario_cost(usage, prices, scenario, timing))
+        for scenario in others
+    ]
+    # The offline writer's text stands in for Claude's: the worst case is every reply at the token limit.
+    longest = usage.model_copy(update={"output_tokens": usage.converse_calls * max_tokens})
+    rows.append(
+        (
+            f"DEFAULT, every reply at DescriptionMaxTokens ({longest.output_tokens:.0f} tokens out)",
+            "a bound: metered calls, the token limit for output",
+            cost_per_thousand(longest, prices, default, timing),
+        )
+    )
+    if usage is not metered:
+        rows.append(
+            (
+                f"DEFAULT in the local stack's locales ({', '.join(sorted(metered.locales))})",
+                "metered",
+                cost_per_thousand(metered, prices, default, timing),
+            )
+        )
+    if timing.gain != 1.0:
+        rows.append(
+            (
+                "DEFAULT, one request at a time on the endpoint (no batching gain)",
+                "metered; endpoint without the measured gain",
+                cost_per_thousand(usage, prices, default, timing.model_copy(update={"gain": 1.0})),
+            )
+        )
+    return rows
+
+
+def summary_lines(rows: list[tuple[str, str, dict[str, float]]]) -> list[str]:
+    """`make cost`'s last lines: the default's figure, then the backfill's."""
+    (_, _, default), (_, _, backfill) = rows[0], rows[1]
+    return [
+        f"cost per 1000 images: ${sum(default.values()):.2f}",
+        f"backfill cost per 1000 images: ${sum(backfill.values()):.2f}",
+    ]
+
+
 def run_cost(settings: LocalSettings, products: int, timeout_s: float, console: Console) -> int:
     deployment = Deployment.local(settings.state_dir)
     prices = load_prices()
-    metered = meter(deployment, settings, products, timeout_s)
+    metered, records = meter(deployment, settings, products, timeout_s)
     timing = endpoint_timing()
-    console.print(usage_table(metered, timing))
+    console.print(usage_table(metered, timing, ledger_means(records)))
     # The local stack writes more locales than the template's default: price the default's own.
     default_locales = template_default("Locales").split(",")
     usage = metered.in_locales(default_locales)
-    default, others = scenarios(prices)
+    default, _, _ = scenarios(prices)
+    rows = price_rows(metered, usage, prices, timing, int(template_default("DescriptionMaxTokens")))
     table = Table(title=f"Cost per 1,000 images, USD ({prices['region']}, prices of {prices['as_of']})")
     table.add_column("configuration")
-    columns = [default, *others]
-    costs = [cost_per_thousand(usage, prices, scenario, timing) for scenario in columns]
-    for component in costs[0]:
+    for component in rows[0][2]:
         table.add_column(component, justify="right")
     table.add_column("total", justify="right")
-    for scenario, cost in zip(columns, costs, strict=True):
-        label = f"[bold]DEFAULT: {scenario.label}[/]" if scenario == default else scenario.label
+    table.add_column("metered / priced", overflow="fold")
+    for index, (label, how, cost) in enumerate(rows):
+        shown = f"[bold]{label}[/]" if index < 2 else label
         table.add_row(
-            label, *(f"{dollars:.2f}" for dollars in cost.values()), f"[bold]{sum(cost.values()):.2f}[/]"
-        )
-    # The offline writer's text stands in for Claude's: the worst case is every reply at the token limit.
-    longest = usage.model_copy(
-        update={"output_tokens": usage.converse_calls * int(template_default("DescriptionMaxTokens"))}
-    )
-    worst = cost_per_thousand(longest, prices, default, timing)
-    table.add_row(
-        f"DEFAULT, every reply at DescriptionMaxTokens ({longest.output_tokens:.0f} tokens out)",
-        *(f"{dollars:.2f}" for dollars in worst.values()),
-        f"{sum(worst.values()):.2f}",
-    )
-    if usage is not metered:
-        every_locale = cost_per_thousand(metered, prices, default, timing)
-        table.add_row(
-            f"DEFAULT in the local stack's locales ({', '.join(sorted(metered.locales))})",
-            *(f"{dollars:.2f}" for dollars in every_locale.values()),
-            f"{sum(every_locale.values()):.2f}",
-        )
-    if timing.gain != 1.0:
-        alone = cost_per_thousand(usage, prices, default, timing.model_copy(update={"gain": 1.0}))
-        table.add_row(
-            "DEFAULT, one request at a time on the endpoint (no batching gain)",
-            *(f"{dollars:.2f}" for dollars in alone.values()),
-            f"{sum(alone.values()):.2f}",
+            shown, *(f"{dollars:.2f}" for dollars in cost.values()), f"[bold]{sum(cost.values()):.2f}[/]", how
         )
     reference = prices["published_reference"]["per_thousand_products"]
     table.add_row(
-        "published AWS sample (smart product onboarding)", *("" for _ in costs[0]), f"{reference:.2f}"
+        "published AWS sample (smart product onboarding)", *("" for _ in rows[0][2]), f"{reference:.2f}", ""
     )
     table.caption = (
         f"SageMaker endpoint seconds: {timing.seconds_source}; batching gain {timing.gain:.2f}x: "
-        f"{timing.gain_source}. Everything else metered or counted (table above)."
+        f"{timing.gain_source}. Bedrock tokens from the records' cost ledgers; the rest metered or counted "
+        "(table above). Every price from describer/prices.json."
     )
     console.print(table)
     console.print(
         f"Endpoint: {default.instance_type}, priced by the hour and divided by how busy it is; the"
-        f" default is the autoscaling target ({TARGET_UTILISATION:.0%}). Writer: {default.writer}"
+        f" default is the autoscaling target ({TARGET_UTILISATION:.0%}),"
+        f" a backfill {BACKFILL_UTILISATION:.0%}."
+        f" Writer: {default.writer}"
         f" ({'us. geographic profile, +10%' if default.geographic_profile else 'global profile'}),"
-        f" copy in {', '.join(default_locales)}."
+        f" copy in {', '.join(default_locales)}. Backfill: `describer backfill --copy batch` (docs/cost.md)."
     )
-    console.print(f"cost per 1000 images: ${sum(costs[0].values()):.2f}")
+    for line in summary_lines(rows):
+        console.print(line)
     return 0

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from botocore.exceptions import ClientError
 from rich.console import Console
 from rich.progress import Progress
+from rich.table import Table
 
 from describer.deployment import Deployment
 from describer_aws.aws_errors import client_error_code
@@ -57,6 +58,7 @@ class ItemOutcome(StrEnum):
     """What happened to one listed object, as its item's final state says."""
 
     DESCRIBED = "described"
+    COPY_QUEUED = "attributes saved, copy from a batch job"
     FAILED = "failed (FAILED record)"
     SKIPPED = "already final (skipped)"
     STARTED_ELSEWHERE = "started by another backfill"
@@ -84,9 +86,16 @@ class MapRunCounts:
 
 
 def backfill_input(
-    deployment: Deployment, source: S3Uri, manifest: S3Uri | None = None, category: str | None = None
+    deployment: Deployment,
+    source: S3Uri,
+    manifest: S3Uri | None = None,
+    category: str | None = None,
+    batch_copy: bool = False,
 ) -> dict[str, Any]:
-    """The backfill state machine's input, after checking everything it will read exists."""
+    """The backfill state machine's input, after checking everything it will read exists.
+
+    ``batch_copy``: the copy from Bedrock batch inference jobs (``copy: batch``) instead of on demand.
+    """
     s3 = deployment.client("s3")
     try:
         s3.head_bucket(Bucket=source.bucket)
@@ -101,6 +110,8 @@ def backfill_input(
     if not source.key.startswith(prefix):
         raise BackfillError(f"{source} is outside the stack's backfill prefix {prefix!r}")
     request: dict[str, Any] = {"bucket": source.bucket, "prefix": source.key, "category": category}
+    if batch_copy:
+        request["copy"] = "batch"
     if manifest is not None:
         if manifest.bucket != deployment.upload_bucket or not manifest.key.startswith(MANIFEST_PREFIX):
             raise BackfillError(
@@ -180,14 +191,24 @@ def _item_result(output: dict[str, Any] | None) -> ItemResult:
     error = (output.get("error") or {}).get("Error")
     if not output.get("start"):
         outcome = ItemOutcome.SKIPPED
+    elif "prepared" in output:  # a batch copy child: it ran the steps itself
+        outcome = _batch_child_outcome(output, error)
     elif error in _RUN_FAILED:
         outcome = ItemOutcome.FAILED
     elif error is not None:
         outcome = ItemOutcome.STARTED_ELSEWHERE
     else:
         outcome = ItemOutcome.DESCRIBED
-    started = outcome in (ItemOutcome.DESCRIBED, ItemOutcome.FAILED)
+    started = outcome in (ItemOutcome.DESCRIBED, ItemOutcome.COPY_QUEUED, ItemOutcome.FAILED)
     return ItemResult(outcome, product_id, name, started)
+
+
+def _batch_child_outcome(output: dict[str, Any], error: str | None) -> ItemOutcome:
+    if error is not None:
+        return ItemOutcome.FAILED  # RecordFailure wrote its record
+    if (output.get("queued") or {}).get("queued"):
+        return ItemOutcome.COPY_QUEUED
+    return ItemOutcome.STARTED_ELSEWHERE  # a newer upload owns the record
 
 
 def _written_results(deployment: Deployment, details: dict[str, Any]) -> list[dict[str, Any] | None]:
@@ -209,6 +230,8 @@ def _written_results(deployment: Deployment, details: dict[str, Any]) -> list[di
 def item_results(deployment: Deployment, execution: dict[str, Any]) -> list[ItemResult]:
     """Each item's outcome, from the map's output or, when it wrote them to S3, its result files."""
     output = json.loads(execution.get("output") or "null")
+    if isinstance(output, dict) and "map_run" in output:  # batch copy: the map's result is kept aside
+        output = output["map_run"]
     if isinstance(output, dict) and "ResultWriterDetails" in output:
         outputs = _written_results(deployment, output["ResultWriterDetails"])
     elif isinstance(output, list):
@@ -220,3 +243,31 @@ def item_results(deployment: Deployment, execution: dict[str, Any]) -> list[Item
 
 def outcome_counts(results: list[ItemResult]) -> Counter[ItemOutcome]:
     return Counter(result.outcome for result in results)
+
+
+def copy_report(execution: dict[str, Any]) -> dict[str, Any] | None:
+    """A batch copy backfill's last submit and collect passes (None for an on-demand one)."""
+    output = json.loads(execution.get("output") or "null")
+    if not isinstance(output, dict) or "submitted" not in output:
+        return None
+    return {"submitted": output["submitted"], "collected": output.get("collected", {})}
+
+
+def copy_table(report: dict[str, Any]) -> Table:
+    """Batch copy's figures: jobs, copies from jobs, on-demand fallbacks by reason, bad output lines."""
+    submitted, collected = report["submitted"], report["collected"]
+    table = Table(title="Copy by Bedrock batch inference")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("products queued for a job", str(submitted.get("queued", 0)))
+    table.add_row("jobs submitted", str(submitted.get("submitted_jobs", 0)))
+    table.add_row("copies from a job", str(collected.get("batch_copies", 0)))
+    table.add_row("records saved", str(submitted.get("saved", 0) + collected.get("saved", 0)))
+    table.add_row("records failed", str(submitted.get("failed", 0) + collected.get("failed", 0)))
+    table.add_row("queued again (Bedrock busy: run again)", str(collected.get("requeued", 0)))
+    fallbacks = Counter(submitted.get("fallbacks", {})) + Counter(collected.get("fallbacks", {}))
+    for reason, count in sorted(fallbacks.items()):
+        table.add_row(f"on-demand fallback: {reason}", str(count))
+    for reason, count in sorted(collected.get("bad_lines", {}).items()):
+        table.add_row(f"bad output line: {reason}", str(count))
+    return table

@@ -44,6 +44,13 @@ def register(subparsers: Any) -> None:
     backfill.add_argument(
         "--timeout", type=float, help="seconds to follow the backfill (default: until done)"
     )
+    backfill.add_argument(
+        "--copy",
+        choices=["on-demand", "batch"],
+        default="on-demand",
+        help="how the copy is bought: on-demand Converse calls (default), or Bedrock batch inference"
+        " jobs at about half the price, hours later (docs/cost.md)",
+    )
     add_target_arguments(backfill)
     backfill.set_defaults(handler=_backfill)
     redrive.add_parser(subparsers, add_target_arguments).set_defaults(
@@ -101,7 +108,7 @@ def _backfill(args: argparse.Namespace) -> int:
     try:
         manifest = backfill_runs.S3Uri.parse(args.manifest) if args.manifest else None
         request = backfill_runs.backfill_input(
-            deployment, backfill_runs.S3Uri.parse(args.source), manifest, args.category
+            deployment, backfill_runs.S3Uri.parse(args.source), manifest, args.category, args.copy == "batch"
         )
     except backfill_runs.BackfillError as error:
         console.print(f"[bold red]{error}[/]")
@@ -116,6 +123,9 @@ def _backfill(args: argparse.Namespace) -> int:
         table.add_row(outcome.value, str(count))
     table.add_row("runs started", str(sum(result.started for result in results)))
     console.print(table)
+    copy = backfill_runs.copy_report(execution)
+    if copy:
+        console.print(backfill_runs.copy_table(copy))
     if execution["status"] != "SUCCEEDED":
         console.print(f"[bold red]{execution.get('error', '')}: {execution.get('cause', '')}[/]")
         return 1

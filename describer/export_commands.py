@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
@@ -77,7 +79,21 @@ def _export(args: argparse.Namespace) -> int:
 
 def _run_feed_export(args: argparse.Namespace) -> int:
     deployment = deployment_from(args)
-    response = deployment.client("lambda").invoke(FunctionName=deployment.outputs["FeedExportFunctionName"])
+    function_name = deployment.outputs["FeedExportFunctionName"]
+    try:
+        timeout_s = deployment.client("lambda").get_function_configuration(FunctionName=function_name)[
+            "Timeout"
+        ]
+        # Waits as long as the function may run, and calls it once: a retried call would be a second
+        # run (refused while the first holds the function's one concurrent execution).
+        config = Config(read_timeout=timeout_s + 30, retries={"total_max_attempts": 1})
+        caller: Any = deployment.session
+        response = caller.client("lambda", endpoint_url=deployment.endpoint_url, config=config).invoke(
+            FunctionName=function_name
+        )
+    except (ClientError, BotoCoreError) as error:
+        # TooManyRequestsException: a scheduled run holds the function's one concurrent execution.
+        return _error(RuntimeError(f"FeedExport could not be run: {error}"))
     result = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):
         return _error(RuntimeError(f"FeedExport failed: {result}"))

@@ -5,7 +5,9 @@ It reads what the dashboard shows, from the same sources: the results table's ``
 index (the review queue), the oldest PROCESSING record and what Step Functions says of its run, the
 admission queue and the dead-letter queues (SQS attributes, and the age of the oldest admission
 message from CloudWatch where AWS publishes it), and the SageMaker endpoint's instances. On the local
-stack the local model host stands in for the endpoint, and the line says so.
+stack the local model host stands in for the endpoint, and the line says so. Beside them, what the
+runs of the window cost, by day: each final record's cost ledger (``cost``) priced with
+``describer/prices.json`` (``describer.cost.cost_by_day``), the endpoint at the autoscaling target.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from describer.cost import DayCost, cost_by_day, load_prices
 from describer.deployment import Deployment
 from describer.redrive import since_timestamp
-from describer_aws.results_table import REVIEW_KEY, REVIEW_PENDING
-from describer_rules.contracts import Status
+from describer.sagemaker.launcher import DEFAULT_ENDPOINT_INSTANCE_TYPE
+from describer.sagemaker.scaling import TARGET_UTILISATION
+from describer_aws.results_table import REVIEW_KEY, REVIEW_PENDING, _from_item
+from describer_rules.contracts import CostLedger, Status
 
 DEFAULT_SINCE = timedelta(hours=24)
+# BatchGetItem's most keys a request.
+_BATCH_GET_KEYS = 100
 # The CloudWatch metric the age alarm watches (AWS publishes SQS metrics every minute).
 AGE_METRIC = ("AWS/SQS", "ApproximateAgeOfOldestMessage")
 
@@ -64,6 +71,7 @@ class StackStatus(BaseModel):
     oldest_processing: OldestProcessing | None
     queues: list[QueueDepth]
     endpoint: EndpointState
+    cost_by_day: list[DayCost] = []
 
 
 def _query(deployment: Deployment, **arguments: Any) -> list[dict[str, Any]]:
@@ -102,6 +110,35 @@ def record_counts(deployment: Deployment, since: str) -> tuple[dict[str, int], d
         Status.PROCESSING.value: _count(deployment, **_by_status(deployment, Status.PROCESSING, since)),
     }
     return counts, dict(codes.most_common())
+
+
+def run_costs(deployment: Deployment, since: str) -> list[DayCost]:
+    """What the final records updated since ``since`` cost, by day, from their cost ledgers."""
+    keys = [
+        item["product_id"]
+        for status in (Status.COMPLETED, Status.FAILED)
+        for item in _query(
+            deployment, **_by_status(deployment, status, since), ProjectionExpression="product_id"
+        )
+    ]
+    dynamodb = deployment.client("dynamodb")
+    runs: list[tuple[str, CostLedger | None, str | None]] = []
+    for start in range(0, len(keys), _BATCH_GET_KEYS):
+        request: dict[str, Any] = {
+            deployment.results_table: {
+                "Keys": [{"product_id": key} for key in keys[start : start + _BATCH_GET_KEYS]],
+                "ProjectionExpression": "updated_at, #cost, model_ids",
+                "ExpressionAttributeNames": {"#cost": "cost"},
+            }
+        }
+        while request:
+            response = dynamodb.batch_get_item(RequestItems=request)
+            for item in response["Responses"].get(deployment.results_table, []):
+                record = _from_item(item)
+                ledger = CostLedger.model_validate(record["cost"]) if "cost" in record else None
+                runs.append((record["updated_at"], ledger, record.get("model_ids", {}).get("description")))
+            request = response.get("UnprocessedKeys") or {}
+    return cost_by_day(runs, load_prices(), DEFAULT_ENDPOINT_INSTANCE_TYPE, TARGET_UTILISATION)
 
 
 def review_queue(deployment: Deployment) -> int:
@@ -231,6 +268,7 @@ def stack_status(deployment: Deployment, since: str, model_host_url: str | None 
             queue_depth(deployment, "StoppedExecutionDeadLetterQueueUrl"),
         ],
         endpoint=endpoint_state(deployment, model_host_url),
+        cost_by_day=run_costs(deployment, since),
     )
 
 
@@ -270,6 +308,15 @@ def status_table(status: StackStatus) -> Table:
             detail += f"; {_age(queue.oldest_age_s)}"
         colour = "red" if "DeadLetter" in queue.name and queue.visible else ""
         table.add_row(queue.name, f"[{colour}]{queue.visible}[/]" if colour else str(queue.visible), detail)
+    for day in status.cost_by_day:
+        parts = ", ".join(f"{name} ${dollars:.4f}" for name, dollars in day.dollars.items() if dollars)
+        unpriced = f"; {day.without_ledger} without a ledger" if day.without_ledger else ""
+        table.add_row(
+            f"cost {day.day}",
+            f"${day.total:.4f}",
+            f"{day.products} final records{unpriced}: {parts or 'nothing metered'}"
+            f" (endpoint at {TARGET_UTILISATION:.0%} busy)",
+        )
     endpoint = status.endpoint
     instances = "-" if endpoint.instances is None else str(endpoint.instances)
     table.add_row(

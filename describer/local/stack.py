@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from describer.local import emulator
+from describer.local.model_host.batch_jobs import BatchFaults
 from describer.local.model_host.faults import FaultSpec
 from describer.local.offline_writer.description import OFFLINE_MODEL_ID
 from describer.local.processes import BackgroundService
@@ -112,6 +113,8 @@ def deploy_parameters(settings: LocalSettings) -> dict[str, str]:
         "Locales": ",".join(LOCAL_LOCALES),
         "EndpointReadTimeoutSeconds": str(LOCAL_ENDPOINT_READ_TIMEOUT_S),
         "PhotoSettleSeconds": str(LOCAL_PHOTO_SETTLE_S),
+        # The model host's batch jobs move one state per look: look often.
+        "BatchCopyPollSeconds": "5",
     }
 
 
@@ -218,6 +221,15 @@ def set_faults(settings: LocalSettings, spec: FaultSpec) -> dict[str, Any]:
         return dict(json.loads(response.read()))
 
 
+def set_batch_faults(settings: LocalSettings, faults: BatchFaults) -> dict[str, Any]:
+    """Make the running model host end its batch jobs as ``faults`` says; its report."""
+    request = urllib.request.Request(
+        settings.model_host_url + "/_local/batch-faults", data=faults.model_dump_json().encode(), method="PUT"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return dict(json.loads(response.read()))
+
+
 def injected_faults(settings: LocalSettings) -> dict[str, Any]:
     """The model host's fault report: what it injects and how often it did so far."""
     with urllib.request.urlopen(settings.model_host_url + "/_local/faults", timeout=5) as response:
@@ -228,7 +240,12 @@ def _start_emulator(settings: LocalSettings) -> None:
     if emulator.service(settings.state_dir).pid() is not None:
         return
     host = settings.model_host_url
-    endpoints = {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": host, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": host}
+    # Bedrock's control plane too: the host emulates batch inference jobs (model_host.batch_jobs).
+    endpoints = {
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": host,
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": host,
+        "AWS_ENDPOINT_URL_BEDROCK": host,
+    }
     emulator.start(settings.state_dir, settings.emulator_port, endpoints)
 
 

@@ -168,6 +168,54 @@ class TokenUsage(BaseModel):
     output: int = 0
 
 
+class PurchaseMode(StrEnum):
+    """How Bedrock tokens were bought: an on-demand call, or a record of a batch inference job."""
+
+    ON_DEMAND = "on_demand"
+    BATCH = "batch"
+
+
+class RecordStage(StrEnum):
+    """Where a PROCESSING record's run is, when it waits outside its execution (the record's ``stage``)."""
+
+    COPY_QUEUED = "COPY_QUEUED"  # attributes saved; the copy waits for a Bedrock batch inference job
+
+
+class CostLedger(BaseModel):
+    """What one product's run used, in each service's billing unit (the record's ``cost``).
+
+    Metered: ``endpoint_seconds`` (the endpoint calls' durations, MergeAttributes' ``endpoint_ms``)
+    and ``bedrock`` (the token counts Bedrock returned, by how they were bought). Derived from the
+    run's path, named in ``derived``: ``state_transitions`` (the states the run entered; retries
+    not counted) and ``lambda_invocations`` / ``lambda_gb_seconds`` (each step's duration times its
+    function's memory). ``describer.cost`` prices a ledger with ``describer/prices.json``.
+    """
+
+    endpoint_seconds: float = Field(default=0.0, ge=0.0, description="Metered: endpoint time of the calls")
+    endpoint_calls: int = Field(default=0, ge=0)
+    bedrock: dict[PurchaseMode, TokenUsage] = Field(
+        default_factory=dict,
+        description="Metered: Bedrock tokens, all locales and attempts, by purchase mode",
+    )
+    bedrock_fallbacks: int = Field(
+        default=0,
+        ge=0,
+        description="Batch copy only: locales whose batch output was unusable, written on demand",
+    )
+    state_transitions: int = Field(
+        default=0, ge=0, description="Derived: the Standard workflow states entered"
+    )
+    express_executions: int = Field(
+        default=0, ge=0, description="Derived: Express executions the run took (the batch backfill's child)"
+    )
+    express_gb_seconds: float = Field(default=0.0, ge=0.0, description="Derived: their duration x 64 MB")
+    lambda_invocations: int = Field(default=0, ge=0, description="Derived: the run's Lambda invocations")
+    lambda_gb_seconds: float = Field(default=0.0, ge=0.0, description="Derived: duration x memory, added up")
+    derived: list[str] = Field(
+        default_factory=list, description="The fields above estimated from the run's path rather than metered"
+    )
+
+
 class ModelIds(BaseModel):
     attributes: str | None = Field(default=None, description="SageMaker endpoint that read the photo")
     description: str | None = Field(default=None, description="Bedrock model that wrote the text")
@@ -226,7 +274,15 @@ class ProductRecord(BaseModel):
         default_factory=list, description="Every photo of the product, used or skipped with a reason"
     )
     primary_image: str | None = Field(default=None, description="Key of the photo shown first")
-    attributes: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Attribute -> value the model scored: each has a calibrated confidence in `confidence`",
+    )
+    unverified_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Attribute -> value the model generated without a calibrated confidence (or outside "
+        "the vocabulary): kept for review, never in the copy",
+    )
     photos_agreed: dict[str, int] = Field(
         default_factory=dict,
         description="Attribute -> how many used photos gave the fused value on their own",
@@ -241,7 +297,8 @@ class ProductRecord(BaseModel):
         default_factory=dict, description="Attribute -> the runner-up values and their probabilities"
     )
     needs_review: bool = Field(
-        default=False, description="True when an attribute is unknown or below the review threshold"
+        default=False,
+        description="True when an attribute is unknown, unverified or below the review threshold",
     )
     description: str | None = Field(default=None, description="The default locale's content description")
     content: dict[str, LocaleContent] = Field(
@@ -257,6 +314,12 @@ class ProductRecord(BaseModel):
     execution_name: str | None = None
     order_token: str | None = Field(
         default=None, description="Orders uploads of one product: event time, then S3 sequencer"
+    )
+    stage: RecordStage | None = Field(
+        default=None, description="PROCESSING only: where a run that waits outside its execution is"
+    )
+    cost: CostLedger | None = Field(
+        default=None, description="The metered and derived units the run used (records written before: none)"
     )
     # "review" is taken: it is the sparse by-review index's queue marker (PENDING) on deployed tables.
     review_decision: Review | None = Field(default=None, description="The last review of this record")

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from describer_aws.results_table import ResultsTable
 from describer_rules.catalogue import Catalogue
-from describer_rules.contracts import ErrorCode, ProductRecord, Status
+from describer_rules.contracts import ErrorCode, ProductRecord, RecordStage, Status
 from describer_rules.errors import InvalidInput
 from describer_rules.keys import product_folder
 from describer_steps.photo_sets import SettleRequest, list_folder, set_workflow
@@ -141,6 +141,9 @@ def decide(
         if runs + 1 >= MAX_ATTEMPTS:
             return ItemPlan.GAVE_UP, runs
         return ItemPlan.RETRY, runs + 1
+    if record.stage == RecordStage.COPY_QUEUED:
+        # Its attributes are saved and its copy waits for a batch job: the batch pass finishes it.
+        return ItemPlan.DONE, runs
     if run_timeout_s is not None and is_stuck(record, run_timeout_s):
         # Its run ended long ago without a final write: joining its name would start nothing.
         return (ItemPlan.GAVE_UP, runs) if runs + 1 >= MAX_ATTEMPTS else (ItemPlan.RETRY, runs + 1)

@@ -23,10 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field, field_validator
 
-from describer_aws.aws_errors import client_error_code
 from describer_aws.results_table import sortable_utc
 from describer_rules.contracts import ProductRecord, Status
 from describer_rules.feeds.formats import ExportOptions, FeedFormat, FeedSummary, Row, product_row, render
@@ -152,12 +150,14 @@ def _export_one(
 
 
 def _read_state(s3: Any, settings: FeedExportSettings, fmt: FeedFormat, locale: str) -> FeedState | None:
-    try:
-        body = s3.get_object(Bucket=settings.feed_bucket, Key=state_key(settings, fmt, locale))["Body"].read()
-    except ClientError as error:
-        if client_error_code(error) == "NoSuchKey":
-            return None
-        raise
+    key = state_key(settings, fmt, locale)
+    # Whether the state exists is asked with a listing of its own key: the function's ListBucket is
+    # limited to the state's prefix, which a GetObject of a missing key is not evaluated with (its
+    # 403 would read as a permission problem, not as "no state yet").
+    listing = s3.list_objects_v2(Bucket=settings.feed_bucket, Prefix=key, MaxKeys=1)
+    if not any(item["Key"] == key for item in listing.get("Contents", [])):
+        return None
+    body = s3.get_object(Bucket=settings.feed_bucket, Key=key)["Body"].read()
     return FeedState.model_validate(json.loads(body))
 
 

@@ -10,11 +10,22 @@ When a settle request comes back the starter lists the folder's versions (``List
   back onto the queue, delayed by the rest of the window;
 - settled: the folder's newest versions are the photo set, and the run is started through the same
   admission limit as any upload, named from the set (``keys.photo_set_execution_name``: bucket,
-  folder, every key and version, and the listing's order token). Every event of one burst of photos
+  folder, every key and version, and the run's order token). Every event of one burst of photos
   (and every redelivery) reaches the same settled listing, so they start one run; a photo added or
-  deleted later changes the listing and starts a new run, whose order token (the listing's newest
-  change, then its count of versions and delete markers) is larger, so the newest set wins the
-  record as the newest version does.
+  deleted later changes the listing and starts a new run, whose order token is larger, so the newest
+  set wins the record as the newest version does.
+
+The order token never goes backwards. Its time is the later of the listing's newest change and,
+for a request sent by a removal for good, the removal's time (``SettleRequest.event_time``); its
+tie-break is the listing's count of versions and delete markers. The listing alone could go back:
+deleting a version for good, or removing a delete marker, takes the newest change (and one entry)
+out of it. Every other change stays in the listing and only moves its newest change or count
+forward. A removal for good sends an "Object Deleted" event ("Permanently Deleted") whose time the
+settle request carries, and the folder settles only once quiet for ``PhotoSettleSeconds`` (at least
+``MIN_QUIET_S``) after it, so its run's token is later than any run's whose listing was read before
+it (docs/pipeline.md "Photo sets' order"). Upload events carry no time: theirs can be a second or
+more after the version's LastModified, so the requests of one burst would name different runs.
+S3's sequencer is not carried: sequencers order the changes of one key only, not of a folder.
 
 Why SQS delays and not a Step Functions Wait: the wait costs nothing while it lasts (no execution,
 no state transitions, no running execution counted against ``MaxRunningExecutions``), the admission
@@ -44,6 +55,9 @@ if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import th
 
 # SQS's longest per-message delay.
 MAX_DELAY_S = 900
+# The least quiet time before a folder settles, whatever PhotoSettleSeconds: event times and
+# LastModified are whole seconds, so a change after a listing was read then has a later second.
+MIN_QUIET_S = 1
 # Photos named in one run's input (the Step Functions input limit is 256 KB); past MaxPhotosPerProduct
 # they are listed in the record as skipped, so more than this few are not worth carrying.
 MAX_LISTED_PHOTOS = 100
@@ -54,6 +68,11 @@ class SettleRequest(BaseModel):
 
     bucket: str
     folder: str = Field(min_length=1, description="<prefix><Category>/<product id>/")
+    # None but for a removal for good (and for requests sent before event times were carried).
+    event_time: datetime | None = Field(
+        default=None,
+        description="When the version or delete marker that this request is about was removed for good",
+    )
 
 
 class SettleMessage(BaseModel):
@@ -90,9 +109,17 @@ def list_folder(s3_client: S3Client, bucket: str, folder: str) -> FolderListing:
     return FolderListing(photos=photos[:MAX_LISTED_PHOTOS], newest=newest, entries=entries)
 
 
+def latest_change(request: SettleRequest, listing: FolderListing) -> datetime | None:
+    """The later of the listing's newest change and the request's event: a change the listing no
+    longer shows (a version deleted for good, a delete marker removed) still happened then."""
+    times = [moment.astimezone(UTC) for moment in (listing.newest, request.event_time) if moment is not None]
+    return max(times, default=None)
+
+
 def set_workflow(request: SettleRequest, listing: FolderListing) -> WorkflowInput:
-    """The run over a settled listing: ``key`` is the folder, the order token the listing's."""
-    newest = listing.newest or datetime(1970, 1, 1, tzinfo=UTC)
+    """The run over a settled listing: ``key`` is the folder; the order token's time is the latest
+    change (``latest_change``), its tie-break the listing's count of versions and delete markers."""
+    newest = latest_change(request, listing) or datetime(1970, 1, 1, tzinfo=UTC)
     return WorkflowInput(
         bucket=request.bucket,
         key=request.folder,
@@ -125,21 +152,30 @@ class PhotoSets:
         if not any(key.startswith(prefix) for prefix in self._prefixes):
             return None
         folder = product_folder(key, self._prefixes, self._is_category)
-        return None if folder is None else SettleRequest(bucket=event.detail.bucket.name, folder=folder)
+        if folder is None:
+            return None
+        # Only a removal for good carries its time: every other change stays in the listing, and
+        # upload events' times (a second or more after LastModified) would split one burst's runs.
+        event_time = event.time if event.removed_for_good else None
+        return SettleRequest.model_validate(
+            {"bucket": event.detail.bucket.name, "folder": folder, "event_time": event_time}
+        )
 
     def schedule(self, request: SettleRequest, delay_s: int) -> None:
         """Send the settle request back onto the admission queue, ``delay_s`` from now."""
         self._sqs.send_message(
             QueueUrl=self._queue_url,
-            MessageBody=json.dumps({"settle": request.model_dump()}),
+            MessageBody=json.dumps({"settle": request.model_dump(mode="json", exclude_none=True)}),
             DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)),
         )
 
     def settled(self, request: SettleRequest) -> WorkflowInput | int:
         """The run over the folder's photo set once settled; else the seconds still to wait."""
         listing = list_folder(self._s3, request.bucket, request.folder)
-        if listing.newest is not None:
-            quiet_s = (self._clock() - listing.newest).total_seconds()
-            if quiet_s < self.settle_seconds:
-                return max(1, math.ceil(self.settle_seconds - quiet_s))
+        latest = latest_change(request, listing)
+        if latest is not None:
+            quiet_s = (self._clock() - latest).total_seconds()
+            window = max(self.settle_seconds, MIN_QUIET_S)
+            if quiet_s < window:
+                return max(1, math.ceil(window - quiet_s))
         return set_workflow(request, listing)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from describer_aws.product_events import ProductEvents
 from describer_aws.results_table import ResultsTable
 from describer_rules.catalogue import Catalogue
-from describer_rules.contracts import ErrorCode, ProductRecord, Status
+from describer_rules.contracts import ErrorCode, ProductRecord, RecordStage, Status
 from describer_steps.record_failure import ERROR_MESSAGE_LIMIT, write_failure
 from describer_steps.states import CaughtError, FailedState, FailureInput, FailureOutput, WorkflowInput
 
@@ -87,4 +87,6 @@ def stuck_before(run_timeout_s: int, now: datetime | None = None) -> str:
 
 def is_stuck(record: ProductRecord, run_timeout_s: int, now: datetime | None = None) -> bool:
     """PROCESSING for longer than any run may take, plus the margin RecordStopped needs to end it."""
+    if record.stage == RecordStage.COPY_QUEUED:  # waits for a batch job, which may take a day
+        return False
     return record.status == Status.PROCESSING and record.updated_at < stuck_before(run_timeout_s, now)

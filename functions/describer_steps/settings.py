@@ -149,3 +149,18 @@ class StarterSettings(UploadSettings):
     max_running_executions: int = Field(default=20, ge=1)
     admission_queue_url: str = Field(min_length=1)
     admission_dead_letter_queue_url: str = Field(min_length=1)
+
+
+class BatchCopyStoreSettings(TableSettings):
+    """Where batch copy keeps its queue, inputs and outputs: a prefix of the stack's upload bucket."""
+
+    batch_copy_bucket: str = Field(min_length=3)
+    batch_copy_prefix: str = "backfill/batch-copy/"
+
+
+class BatchCopySettings(BatchCopyStoreSettings, DescriptionSettings):
+    """The backfill's batch copy pass: the jobs' service role, and what WriteDescription needs for the
+    on-demand fallbacks and SaveResult for the records."""
+
+    batch_copy_role_arn: str = Field(min_length=20)
+    event_bus_name: str = Field(min_length=1)

@@ -10,6 +10,10 @@ timeout. The limit is soft: two concurrent batches may overshoot it by at most o
 A message that is not an S3 "Object Created" event cannot start anything: it is moved to the
 dead-letter queue at once (where the queue's alarm shows it), or retried if even that fails.
 
+Each message fails alone (``admit``): an AWS error on its calls makes it, and only it, a batch item
+failure; the rest of the batch is settled and not redelivered. A key that cannot be decoded is no
+poison message: it starts a run like any upload, which ends in a FAILED ``INVALID_KEY`` record.
+
 A photo of a product folder (and its "Object Deleted" event) starts nothing by itself: it becomes a
 settle request for the folder, and a settled folder one run over its photo set
 (``describer_steps.photo_sets``). An "Object Deleted" event of a one-photo upload changes nothing.
@@ -19,13 +23,14 @@ from __future__ import annotations
 
 import json
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
 from describer_aws.aws_errors import client_error_code
 from describer_aws.observability import logger
+from describer_rules.errors import InvalidInput
 from describer_steps.photo_sets import PhotoSets, SettleMessage, SettleRequest
 from describer_steps.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
 
@@ -44,6 +49,8 @@ LIST_EXECUTIONS_PAGE_LIMIT = 1000
 DEFER_STEP_S = 5
 DEFER_MAX_S = 60
 DEFER_JITTER_S = 5
+# StartExecution refusals that no retry changes: the message is parked in the dead-letter queue.
+_UNSTARTABLE = frozenset({"InvalidName", "InvalidExecutionInput"})
 
 
 class SqsRecord(BaseModel):
@@ -77,6 +84,10 @@ class AdmissionOutcome(BaseModel):
         }
 
 
+def _error_name(error: ClientError | BotoCoreError) -> str:
+    return client_error_code(error) if isinstance(error, ClientError) else type(error).__name__
+
+
 def running_executions(sfn_client: SFNClient, state_machine_arn: str, limit: int) -> int:
     """How many executions are RUNNING, counted up to ``limit`` (enough to decide admission)."""
     response = sfn_client.list_executions(
@@ -102,8 +113,8 @@ def reoffer_soon(sqs_client: SQSClient, queue_url: str, records: list[SqsRecord]
     ]
     try:
         response = sqs_client.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
-    except ClientError as error:
-        logger.warning("could not shorten deferred messages' wait", extra={"error": client_error_code(error)})
+    except (ClientError, BotoCoreError) as error:
+        logger.warning("could not shorten deferred messages' wait", extra={"error": _error_name(error)})
         return
     if response.get("Failed"):
         logger.warning(
@@ -120,8 +131,8 @@ def park_malformed(sqs_client: SQSClient, dead_letter_queue_url: str, records: l
     ]
     try:
         response = sqs_client.send_message_batch(QueueUrl=dead_letter_queue_url, Entries=entries)
-    except ClientError as error:
-        logger.warning("could not park malformed messages", extra={"error": client_error_code(error)})
+    except (ClientError, BotoCoreError) as error:
+        logger.warning("could not park malformed messages", extra={"error": _error_name(error)})
         return [record.messageId for record in records]
     return [records[int(failed["Id"])].messageId for failed in response.get("Failed", [])]
 
@@ -151,13 +162,96 @@ def _photo_set_step(
             photo_sets.schedule(message, settled)
             return message
         return settled
-    folder = photo_sets.folder_of(message) if photo_sets is not None else None
+    try:
+        folder = photo_sets.folder_of(message) if photo_sets is not None else None
+    except InvalidInput:
+        # A key that cannot be decoded names no folder: it runs as a one-photo upload, whose Prepare
+        # fails on the same key, so the upload ends in a FAILED INVALID_KEY record like any other.
+        folder = None
     if folder is not None and message.detail.object.key.endswith("/"):
         return None  # a folder marker (the console's "Create folder"): no photo, nothing changed
     if photo_sets is not None and folder is not None:
         photo_sets.schedule(folder, photo_sets.settle_seconds)
         return folder
     return None if message.deleted else WorkflowInput.from_event(message)
+
+
+# A message's fate: the AdmissionOutcome list it goes in.
+Fate = Literal["started", "duplicates", "deferred", "malformed", "failed", "settling", "ignored"]
+
+
+class _Admission:
+    """One batch: each message's fate is its own (``AdmissionOutcome``), whatever another's was."""
+
+    def __init__(
+        self,
+        sfn_client: SFNClient,
+        state_machine_arn: str,
+        capacity: int,
+        photo_sets: PhotoSets | None,
+    ) -> None:
+        self.sfn, self.state_machine_arn, self.capacity = sfn_client, state_machine_arn, capacity
+        self.photo_sets = photo_sets
+        self.outcome = AdmissionOutcome()
+        self.names_in_batch: set[str] = set()
+
+    def admit(self, record: SqsRecord) -> None:
+        """Sort one message into the outcome; an error fails this message alone (see ``admit``)."""
+        fate: Fate
+        try:
+            fate = self._fate(record)
+        except (ClientError, BotoCoreError) as error:
+            logger.warning(
+                "admission step failed", extra={"message_id": record.messageId, "error": _error_name(error)}
+            )
+            fate = "failed"
+        except Exception:
+            # A bug retried a hundred times stays a bug: the dead-letter queue's alarm shows it.
+            logger.exception("unexpected admission error", extra={"message_id": record.messageId})
+            fate = "malformed"
+        getattr(self.outcome, fate).append(record.messageId)
+
+    def _fate(self, record: SqsRecord) -> Fate:
+        try:
+            message = parse_message(record)
+        except (ValueError, ValidationError):
+            # Retrying cannot fix a message that is not an S3 event: it goes to the dead-letter queue.
+            logger.error("not an upload event or redrive", extra={"message_id": record.messageId})
+            return "malformed"
+        if self.capacity <= 0 and isinstance(message, SettleRequest):
+            return "deferred"  # listed again when there is room
+        try:
+            step = _photo_set_step(message, self.photo_sets)
+        except ValueError as error:  # a settle request without product folders, an event time not a time
+            logger.error(
+                "message cannot be acted on", extra={"message_id": record.messageId, "error": str(error)}
+            )
+            return "malformed"
+        if step is None:
+            return "ignored"
+        if isinstance(step, SettleRequest):
+            return "settling"
+        if step.execution_name in self.names_in_batch:
+            return "duplicates"
+        if self.capacity <= 0:
+            return "deferred"
+        try:
+            self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn, name=step.execution_name, input=step.model_dump_json()
+            )
+        except ClientError as error:
+            code = client_error_code(error)
+            if code == "ExecutionAlreadyExists":
+                return "duplicates"
+            if code in _UNSTARTABLE:
+                logger.error("run cannot be started", extra={"message_id": record.messageId, "error": code})
+                return "malformed"
+            raise
+        # StartExecution also succeeds for a duplicate of a still-running execution (same name and
+        # input), so this may count one twice: admission errs on the side of waiting.
+        self.capacity -= 1
+        self.names_in_batch.add(step.execution_name)
+        return "started"
 
 
 def admit(
@@ -167,65 +261,16 @@ def admit(
     max_running: int,
     photo_sets: PhotoSets | None = None,
 ) -> AdmissionOutcome:
-    outcome = AdmissionOutcome()
+    """Each message started, counted a duplicate, deferred, settling, ignored, malformed or failed.
+
+    A message fails alone: an AWS error on its own calls (ListObjectVersions, SendMessage,
+    StartExecution) makes it a batch item failure, retried by SQS up to the queue's
+    ``maxReceiveCount`` and then dead-lettered; an unexpected error parks it in the dead-letter queue
+    at once. The rest of the batch is done and not redelivered, so settle requests already sent are
+    not sent again. Only counting the running executions fails the whole batch, before any message.
+    """
     capacity = max_running - running_executions(sfn_client, state_machine_arn, max_running)
-    names_in_batch: set[str] = set()
+    admission = _Admission(sfn_client, state_machine_arn, capacity, photo_sets)
     for record in records:
-        try:
-            message = parse_message(record)
-        except (ValueError, ValidationError):
-            # Retrying cannot fix a message that is not an S3 event: it goes to the dead-letter queue.
-            logger.error("not an upload event or redrive", extra={"message_id": record.messageId})
-            outcome.malformed.append(record.messageId)
-            continue
-        if capacity <= 0 and isinstance(message, SettleRequest):
-            outcome.deferred.append(record.messageId)  # listed again when there is room
-            continue
-        try:
-            step = _photo_set_step(message, photo_sets)
-        except ValueError:
-            logger.error("settle request without product folders", extra={"message_id": record.messageId})
-            outcome.malformed.append(record.messageId)
-            continue
-        except ClientError as error:
-            logger.warning(
-                "product folder step failed",
-                extra={"message_id": record.messageId, "error": client_error_code(error)},
-            )
-            outcome.failed.append(record.messageId)
-            continue
-        if step is None:
-            outcome.ignored.append(record.messageId)
-            continue
-        if isinstance(step, SettleRequest):
-            outcome.settling.append(record.messageId)
-            continue
-        workflow = step
-        if workflow.execution_name in names_in_batch:
-            outcome.duplicates.append(record.messageId)
-            continue
-        if capacity <= 0:
-            outcome.deferred.append(record.messageId)
-            continue
-        try:
-            sfn_client.start_execution(
-                stateMachineArn=state_machine_arn,
-                name=workflow.execution_name,
-                input=workflow.model_dump_json(),
-            )
-        except ClientError as error:
-            if client_error_code(error) == "ExecutionAlreadyExists":
-                outcome.duplicates.append(record.messageId)
-                continue
-            logger.warning(
-                "StartExecution failed",
-                extra={"message_id": record.messageId, "error": client_error_code(error)},
-            )
-            outcome.failed.append(record.messageId)
-            continue
-        # StartExecution also succeeds for a duplicate of a still-running execution (same name and
-        # input), so this may count one twice: admission errs on the side of waiting.
-        capacity -= 1
-        names_in_batch.add(workflow.execution_name)
-        outcome.started.append(record.messageId)
-    return outcome
+        admission.admit(record)
+    return admission.outcome

@@ -33,6 +33,8 @@ from describer_rules.keys import execution_name, photo_set_execution_name
 _SEQUENCER_WIDTH = 32
 # An order token's redrive part: "#r0001" for the first redrive of an upload.
 _REDRIVE_MARK = "#r"
+# S3's deletion-type of an "Object Deleted" event that removed a version or delete marker for good.
+PERMANENTLY_DELETED = "Permanently Deleted"
 # How a product folder's run is named (``keys.photo_set_execution_name``).
 PHOTO_SET_RUN = re.compile(r"(^|-)set-[0-9a-f]{40}$")
 
@@ -57,8 +59,13 @@ class _S3Object(BaseModel):
 
 
 class _ObjectCreatedDetail(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     bucket: _S3Bucket
     object: _S3Object
+    # "Object Deleted" only: "Permanently Deleted" (a version or delete marker removed for good, gone
+    # from every listing) or "Delete Marker Created".
+    deletion_type: str | None = Field(default=None, alias="deletion-type")
 
 
 class ObjectCreatedEvent(BaseModel):
@@ -75,6 +82,11 @@ class ObjectCreatedEvent(BaseModel):
     @property
     def deleted(self) -> bool:
         return self.detail_type == "Object Deleted"
+
+    @property
+    def removed_for_good(self) -> bool:
+        """A version or delete marker deleted for good: the change leaves no trace in a listing."""
+        return self.deleted and self.detail.deletion_type == PERMANENTLY_DELETED
 
 
 class PhotoVersion(BaseModel):
@@ -259,7 +271,13 @@ class MergeInput(BaseModel):
 
 
 class MergedAttributes(BaseModel):
-    attributes: dict[str, str] = Field(description="Attribute -> value, one JSON object")
+    attributes: dict[str, str] = Field(
+        description="Attribute -> value, one JSON object: scored answers only (each has a confidence)"
+    )
+    unverified_attributes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Attribute -> generated value without a confidence: never in the copy",
+    )
     unknown_attributes: list[str] = Field(description="Attributes whose value is outside the vocabulary")
     confidence: dict[str, float] = Field(
         default_factory=dict, description="Attribute -> calibrated confidence of its value (3 decimals)"
@@ -273,12 +291,13 @@ class MergedAttributes(BaseModel):
     )
     endpoint: str | None = None
     endpoint_ms: int = Field(default=0, description="The endpoint calls' durations added up")
+    endpoint_calls: int = Field(default=0, ge=0, description="How many endpoint calls (question groups)")
     endpoint_wall_ms: int = Field(default=0, description="First call's start to last call's end")
 
     @property
     def unknown_rate(self) -> float:
         """Share of the answered attributes whose value is outside the vocabulary."""
-        answered = set(self.attributes) | set(self.unknown_attributes)
+        answered = set(self.attributes) | set(self.unverified_attributes) | set(self.unknown_attributes)
         return len(self.unknown_attributes) / len(answered) if answered else 0.0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -149,11 +149,13 @@ class CopyWriter:
             default_locale=locale == self.settings.default_locale,
         )
 
-    def write_locale(self, locale: str) -> _LocaleCopy:
+    def write_locale(self, locale: str, problems: Sequence[str] = ()) -> _LocaleCopy:
+        """One locale's copy; ``problems``: a first reply already broke these rules (a batch job's),
+        so this is the retry that names them, and the last attempt."""
         tokens = TokenUsage()
         rules = self.rules(locale)
-        problems: list[str] = []
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        problems = list(problems)
+        for attempt in range(1 + bool(problems), MAX_ATTEMPTS + 1):
             reply = self._converse(user_message(self.category, self.attributes, locale, problems))
             tokens = TokenUsage(
                 input=tokens.input + reply.input_tokens, output=tokens.output + reply.output_tokens

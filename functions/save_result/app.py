@@ -12,7 +12,8 @@ from describer_aws import clients
 from describer_aws.observability import count_final_record, logger, metrics, tracer
 from describer_aws.product_events import ProductEvents
 from describer_aws.results_table import ResultsTable
-from describer_steps.save_result import save_result
+from describer_rules.cost_ledger import ledger_metrics
+from describer_steps.save_result import run_ledger, save_result
 from describer_steps.settings import FinalRecordSettings, load_settings
 from describer_steps.states import SaveInput
 
@@ -44,6 +45,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(
             name="UnknownValueRate", unit=MetricUnit.Percent, value=100 * request.merged.unknown_rate
         )
+        for name, value in ledger_metrics(run_ledger(request)).items():  # the dashboard's cost by day
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         logger.info("completed", extra={"unknown_attributes": request.merged.unknown_attributes})
     else:
         metrics.add_metric(name="ResultsSuperseded", unit=MetricUnit.Count, value=1)

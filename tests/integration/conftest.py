@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from describer.deployment import Deployment
+from describer.deployment import Deployment, UploadRef, wait_for_final_records
 from describer.local import stack
 from describer.local.processes import live_group_members
+from describer.local.samples import SampleFile, bad_files, synthetic_photos
+from describer_aws.results_table import utc_now
+from describer_rules.contracts import ProductRecord
 
 
 def _free_ports(count: int) -> list[int]:
@@ -72,3 +75,21 @@ def local_settings(
 @pytest.fixture(scope="session")
 def deployment(local_settings: stack.LocalSettings) -> Deployment:
     return Deployment.local(local_settings.state_dir)
+
+
+@pytest.fixture(scope="session")
+def demo_uploads(
+    tmp_path_factory: pytest.TempPathFactory, deployment: Deployment
+) -> list[tuple[SampleFile, ProductRecord]]:
+    """What `make demo` uploads (held-out synthetic photos of every category, a bad file per
+    rejection), each with its final record. Tests read them; none changes them."""
+    out = tmp_path_factory.mktemp("demo-uploads")
+    samples = synthetic_photos(out / "photos", per_category=3) + bad_files(out / "bad")
+    uploads = {}
+    for sample in samples:
+        uploaded_at = utc_now()
+        uploads[sample.product_id] = UploadRef.from_response(
+            deployment.upload(sample.path, sample.key), uploaded_at
+        )
+    records = wait_for_final_records(deployment, uploads, timeout_s=420)
+    return [(sample, records[sample.product_id]) for sample in samples]

@@ -18,6 +18,7 @@ from describer_aws.results_table import utc_now
 from describer_rules.catalogue import load_catalogue
 from describer_rules.contracts import (
     AttributeAnswer,
+    ProductRecord,
     ProductRequest,
     ProductResponse,
     Question,
@@ -46,22 +47,15 @@ def _expected_answers(model: EntryPoint, deployment: Deployment, sample: SampleF
 
 
 def test_uploads_end_with_the_right_final_records(
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     local_settings: LocalSettings,
     deployment: Deployment,
     demo_model_dir: Path,
+    demo_uploads: list[tuple[SampleFile, ProductRecord]],
 ) -> None:
-    samples = synthetic_photos(tmp_path / "photos", per_category=3) + bad_files(tmp_path / "bad")
+    samples = [sample for sample, _ in demo_uploads]
+    records = {sample.product_id: record for sample, record in demo_uploads}
     assert len(samples) >= 10
-    uploads = {}
-    for sample in samples:
-        uploaded_at = utc_now()
-        uploads[sample.product_id] = UploadRef.from_response(
-            deployment.upload(sample.path, sample.key), uploaded_at
-        )
-
-    records = wait_for_final_records(deployment, uploads, timeout_s=420)
 
     # The endpoint's own code, run here on the same uploaded objects (read from the emulator's S3).
     for name, value in emulator.client_environment(local_settings.emulator_port, {}).items():
@@ -78,15 +72,20 @@ def test_uploads_end_with_the_right_final_records(
             continue
         assert record.status == Status.COMPLETED, (sample.key, record.error_code, record.error_message)
         expected = _expected_answers(model, deployment, sample)
-        assert record.attributes == {answer.attribute: answer.value for answer in expected}, sample.key
-        # Every scored attribute has a confidence; the review flag follows the template's default threshold
-        # (an attribute the demo model never learned is generated: unknown, so flagged too).
+        # Scored answers are the attributes, each with its confidence; an attribute the demo model never
+        # learned is generated: unverified, kept apart from the copy, and the record flagged for review.
+        assert record.attributes == {a.attribute: a.value for a in expected if a.confidence is not None}, (
+            sample.key
+        )
+        assert record.unverified_attributes == {
+            a.attribute: a.value for a in expected if a.confidence is None and a.value
+        }, sample.key
         assert record.confidence == pytest.approx(
             {a.attribute: a.confidence for a in expected if a.confidence is not None}, abs=2e-3
         )
-        unscored = set(record.attributes) - set(record.confidence) - set(record.unknown_attributes)
+        assert set(record.attributes) == set(record.confidence), sample.key
         assert record.needs_review == (
-            bool(record.unknown_attributes or unscored)
+            bool(record.unknown_attributes or record.unverified_attributes)
             or any(value < DEFAULT_REVIEW_THRESHOLD for value in record.confidence.values())
         )
         # The runners-up the review desk offers, as the endpoint scored them (3 decimals).
@@ -109,7 +108,7 @@ def test_uploads_end_with_the_right_final_records(
         assert set(record.token_usage) == set(LOCAL_LOCALES)
         assert record.model_ids.attributes == local_settings.endpoint_name
         assert record.model_ids.description == "offline-describer-v1"
-    assert not [r for r in deployment.records(Status.PROCESSING) if r.product_id in uploads]
+    assert not [r for r in deployment.records(Status.PROCESSING) if r.product_id in records]
 
 
 def test_downstream_services_hear_of_every_final_record(tmp_path: Path, deployment: Deployment) -> None:

@@ -59,7 +59,8 @@ def test_product_folders_are_described_once_from_all_their_photos(
     for folder in (good, mixed, crowded):
         record = records[folder.product_id]
         assert (record.status, record.category) == (Status.COMPLETED, folder.category), record.error_message
-        assert record.photos_agreed and set(record.photos_agreed) == set(record.attributes)
+        answered = set(record.attributes) | set(record.unverified_attributes)
+        assert record.photos_agreed and set(record.photos_agreed) == answered
     statuses = {
         i.key.rsplit("/", 1)[-1]: (i.status, (i.reason or "").split(":")[0])
         for i in records[mixed.product_id].images
@@ -92,7 +93,10 @@ def test_product_folders_are_described_once_from_all_their_photos(
         request.model_dump_json(exclude_none=True).encode(), "application/json", "application/json"
     )
     expected = ProductResponse.model_validate_json(body).answers
-    assert record.attributes == {answer.attribute: answer.value for answer in expected}
+    assert record.attributes == {a.attribute: a.value for a in expected if a.confidence is not None}
+    assert record.unverified_attributes == {
+        a.attribute: a.value for a in expected if a.confidence is None and a.value
+    }
     assert record.photos_agreed == {answer.attribute: answer.photos_agreed for answer in expected}
     assert len(deployment.photo_set_runs(good.product_id, started)) == 1
 

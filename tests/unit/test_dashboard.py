@@ -209,3 +209,44 @@ def test_metrics_are_this_stacks_and_the_dashboard_is_an_output(template: dict[s
     assert environment["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}
     url = json.dumps(template["Outputs"]["DashboardUrl"]["Value"])
     assert "${Dashboard}" in url and "cloudwatch" in url
+
+
+def test_the_cost_by_day_widget_prices_the_ledgers_as_describer_status_does(template: dict[str, Any]) -> None:
+    from describer.cost import ledger_dollars
+    from describer_rules.contracts import CostLedger, PurchaseMode, TokenUsage
+    from describer_rules.cost_ledger import ledger_metrics
+
+    prices = load_prices()
+    _, names = _body(template)
+    assert float(names["BatchShare"]) == 1 - prices["bedrock_per_million_tokens"]["batch_discount"]
+    sfn, aws_lambda = prices["step_functions"], prices["lambda"]
+    assert float(names["StandardPerTransition"]) == pytest.approx(sfn["per_thousand_transitions"] / 1e3)
+    assert float(names["ExpressPerRequest"]) == pytest.approx(sfn["express_per_million_requests"] / 1e6)
+    assert float(names["ExpressPerGbSecond"]) == pytest.approx(sfn["express_per_gb_second"])
+    assert float(names["LambdaPerRequest"]) == pytest.approx(aws_lambda["per_million_requests"] / 1e6)
+    assert float(names["LambdaPerGbSecond"]) == pytest.approx(aws_lambda["per_gb_second"])
+    widgets = _substituted(template)["widgets"]
+    [by_day] = [w for w in widgets if w["properties"]["title"].startswith("Cost of what was done, by day")]
+    assert by_day["properties"]["period"] == 86400
+    metrics = _metrics(by_day)
+    ids = {entry[-1]["id"]: entry[1] for entry in metrics if isinstance(entry[0], str)}
+    expressions = [entry[0]["expression"] for entry in metrics if isinstance(entry[0], dict)]
+    ledger = CostLedger(
+        endpoint_seconds=0.62,
+        endpoint_calls=2,
+        bedrock={
+            PurchaseMode.ON_DEMAND: TokenUsage(input=332, output=246),
+            PurchaseMode.BATCH: TokenUsage(input=664, output=492),
+        },
+        state_transitions=9,
+        express_executions=1,
+        express_gb_seconds=0.1,
+        lambda_invocations=6,
+        lambda_gb_seconds=0.87,
+    )
+    values = ledger_metrics(ledger)
+    assert set(ids.values()) == set(values)
+    series = {metric_id: values[name] for metric_id, name in ids.items()}
+    total = sum(_evaluate(expression, series) for expression in expressions)
+    expected = ledger_dollars(ledger, prices, "claude-haiku-4-5", True, DEFAULT_ENDPOINT_INSTANCE_TYPE, 0.5)
+    assert total == pytest.approx(sum(expected.values()), rel=1e-3)

@@ -47,12 +47,13 @@ def thumbnail_data_uri(path: Path) -> str | None:
 
 
 def _attributes_html(record: ProductRecord, expected: Mapping[str, str] | None) -> str:
-    names = list(record.attributes) or list(expected or {})
+    answered = {**record.attributes, **record.unverified_attributes}
+    names = list(answered) or list(expected or {})
     if not names:
         return ""
     rows = []
     for name in names:
-        predicted = record.attributes.get(name, "")
+        predicted = answered.get(name, "")
         truth = (expected or {}).get(name, "")
         mark = ""
         if truth and predicted:
@@ -113,6 +114,8 @@ def _locale_switch(locales: Sequence[str]) -> str:
 def _confidence_cell(record: ProductRecord, name: str) -> str:
     if name in record.unknown_attributes:
         return "<td class='confidence unknown'>unknown</td>"
+    if name in record.unverified_attributes:  # generated: not in the copy
+        return "<td class='confidence unknown'>unverified</td>"
     confidence = record.confidence.get(name)
     agreed = record.photos_agreed.get(name)
     used = sum(1 for image in record.images if image.status.value == "used")

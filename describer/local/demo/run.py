@@ -128,9 +128,11 @@ def _verdict(sample: SampleFile, record: ProductRecord) -> str | None:
         return f"expected category {sample.category}"
     if "/" not in sample.key and record.category_source != CategorySource.MODEL:
         return "expected the model to choose the category"
-    without = sorted(set(record.attributes) - set(record.confidence) - set(record.unknown_attributes))
-    if without and not record.needs_review:  # an answer without a confidence must send it to review
-        return f"no confidence for {', '.join(without)}, not flagged for review"
+    without = sorted(set(record.attributes) - set(record.confidence))
+    if without:  # only scored answers are facts the copy may state
+        return f"no confidence for {', '.join(without)}, yet in attributes"
+    if record.unverified_attributes and not record.needs_review:
+        return f"unverified {', '.join(sorted(record.unverified_attributes))}, not flagged for review"
     missing = [locale for locale in LOCAL_LOCALES if locale not in record.content]
     if missing:
         return f"no content in {', '.join(missing)}"
@@ -173,13 +175,16 @@ def results_table(samples: list[SampleFile], records: dict[str, ProductRecord]) 
     for sample in samples:
         record = records[sample.product_id]
         lines = []
-        for name, value in record.attributes.items():
+        for name, value in {**record.attributes, **record.unverified_attributes}.items():
             truth = (sample.truth or {}).get(name)
             shown = value if truth in (None, value) else f"[red]{value}[/] ≠ {truth}"
             confidence = record.confidence.get(name)
             unknown = " [yellow](unknown)[/]" if name in record.unknown_attributes else ""
+            unverified = " [yellow](unverified)[/]" if name in record.unverified_attributes else ""
             lines.append(
-                f"{name}: {shown}" + ("" if confidence is None else f" ({confidence:.2f})") + unknown
+                f"{name}: {shown}"
+                + ("" if confidence is None else f" ({confidence:.2f})")
+                + (unknown or unverified)
             )
         problem = _verdict(sample, record)
         colour = "green" if record.status == Status.COMPLETED else "red"
@@ -228,6 +233,10 @@ def run_demo(settings: LocalSettings, per_category: int, timeout_s: float, conso
         f"synthetic truth: {correct}/{asked}. Took {time.monotonic() - started:.0f} s."
     )
     console.print(f"Gallery: file://{gallery}")
+    console.print(
+        "Channel feeds of these records: `.venv/bin/describer export --format google --locale en-US"
+        " --out google.tsv` (or shopify; docs/operations.md#channel-feeds)."
+    )
     console.print("Stop the local stack with `make local-down`.")
     if problems:
         console.print(f"[bold red]Unexpected outcome for {', '.join(problems)}[/]")

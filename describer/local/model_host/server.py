@@ -17,6 +17,9 @@ Routes (the wire formats of botocore's service models, so unchanged boto3 client
   many different routing prefixes they had (1 means they would all meet on one instance).
 - ``POST /model/{modelId}/converse``: Bedrock ``Converse``, answered by the configured description
   backend (``description_backends``).
+- ``POST /model-invocation-job``, ``GET /model-invocation-job/{id}``, ``POST
+  /model-invocation-job/{id}/stop``: Bedrock batch inference (``batch_jobs``), its records answered
+  by the same Converse; ``GET``/``PUT /_local/batch-faults``: how jobs end (``batch_jobs.BatchFaults``).
 - ``GET /_local/usage``: what the host served since it started (endpoint calls, questions and
   seconds; Converse calls and tokens per model id and per locale), which ``make cost`` meters.
 - ``GET``/``PUT /_local/faults``: the injected faults (``faults.FaultSpec``) and their counts; both
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
 
+from describer.local.model_host.batch_jobs import BatchFaults, BatchJobs
 from describer.local.model_host.description_backends import (
     ConverseError,
     ConverseRequest,
@@ -62,7 +66,49 @@ PREFIX_AWARE_ID_HEADER = "X-Amzn-SageMaker-Prefix-Aware-Id"
 # botocore's PrefixAwareIdHeader: 1-64 characters, printable, not starting with whitespace.
 _PREFIX_AWARE_ID = re.compile(r"\A\S[\x20-\x7e]{0,63}\Z")
 _CONVERSE = re.compile(r"^/model/(.+)/converse$")
+_BATCH_JOB = re.compile(r"^/model-invocation-job/([^/]+)$")
+_BATCH_STOP = re.compile(r"^/model-invocation-job/([^/]+)/stop$")
 FAULTS_PATH = "/_local/faults"
+BATCH_FAULTS_PATH = "/_local/batch-faults"
+
+
+def converse_answer(
+    writer: DescriptionBackend, usage: Usage, model_id: str, body: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """A Converse reply (200 and the response) or its error (status and ``__type``/``message``)."""
+    started = time.perf_counter()
+    try:
+        request = ConverseRequest.from_wire(body)
+    except (ValueError, TypeError, AttributeError) as error:
+        return 400, {"__type": "ValidationException", "message": f"Malformed Converse request: {error}"}
+    try:
+        reply = writer.converse(request)
+    except ConverseError as error:
+        return error.status, {"__type": error.code, "message": error.message}
+    usage.add_converse(model_id, request.locale, reply.input_tokens, reply.output_tokens)
+    content: list[dict[str, Any]] = [{"text": reply.text}]
+    stop_reason = reply.stop_reason
+    if request.tool_name is not None and stop_reason != "max_tokens":
+        # A forced tool call answers with the tool's input, as Bedrock does.
+        try:
+            tool_input = json.loads(reply.text)
+        except json.JSONDecodeError:
+            tool_input = None
+        if isinstance(tool_input, dict):
+            tool_use = {"toolUseId": f"tooluse_{time.time_ns()}", "name": request.tool_name}
+            content, stop_reason = [{"toolUse": {**tool_use, "input": tool_input}}], "tool_use"
+    return 200, {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": stop_reason,
+        "usage": {
+            "inputTokens": reply.input_tokens,
+            "outputTokens": reply.output_tokens,
+            "totalTokens": reply.input_tokens + reply.output_tokens,
+        },
+        "metrics": {"latencyMs": int((time.perf_counter() - started) * 1000)},
+        # Says who really wrote the text, whatever model id the caller asked for.
+        "additionalModelResponseFields": {"writer": reply.model_id, "requested_model": model_id},
+    }
 
 
 class ModelHost(ThreadingHTTPServer):
@@ -84,6 +130,10 @@ class ModelHost(ThreadingHTTPServer):
         self.usage = Usage()
         self.faults = faults or FaultInjector()
         self.routing = RoutingLog()
+        self.batch = BatchJobs(self.converse_answer)
+
+    def converse_answer(self, model_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return converse_answer(self.writer, self.usage, model_id, body)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -102,11 +152,27 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, json.dumps(self.server.faults.report()).encode(), "application/json")
         elif self.path == "/routing":
             self._send(HTTPStatus.OK, json.dumps(self.server.routing.summary()).encode(), "application/json")
+        elif self.path == BATCH_FAULTS_PATH:
+            self._send(HTTPStatus.OK, json.dumps(self.server.batch.report()).encode(), "application/json")
+        elif match := _BATCH_JOB.match(self.path.split("?", 1)[0]):
+            job = self.server.batch.get(unquote(match.group(1)))
+            if job is None:
+                self._error(404, "ResourceNotFoundException", "message", "The batch job does not exist.")
+            else:
+                self._send(HTTPStatus.OK, json.dumps(job).encode(), "application/json")
         else:
             self._error(404, "UnknownOperationException", "message", f"no route for GET {self.path}")
 
     def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path == BATCH_FAULTS_PATH:
+            try:
+                self.server.batch.set_faults(BatchFaults.model_validate_json(body))
+            except ValueError as error:
+                self._error(400, "ValidationException", "message", str(error))
+                return
+            self._send(HTTPStatus.OK, json.dumps(self.server.batch.report()).encode(), "application/json")
+            return
         if self.path != FAULTS_PATH:
             self._error(404, "UnknownOperationException", "message", f"no route for PUT {self.path}")
             return
@@ -139,6 +205,20 @@ class _Handler(BaseHTTPRequestHandler):
             route = "converse"
             if not self._injected_fault(route):
                 self._converse(unquote(match.group(1)), body)
+        elif path == "/model-invocation-job":
+            route = "unknown"
+            try:
+                answer = self.server.batch.create(json.loads(body or b"{}"))
+            except (KeyError, TypeError, ValueError) as error:
+                self._error(400, "ValidationException", "message", f"Malformed job request: {error}")
+            else:
+                self._send(HTTPStatus.OK, json.dumps(answer).encode(), "application/json")
+        elif match := _BATCH_STOP.match(path):
+            route = "unknown"
+            if self.server.batch.stop(unquote(match.group(1))):
+                self._send(HTTPStatus.OK, b"{}", "application/json")
+            else:
+                self._error(404, "ResourceNotFoundException", "message", "The batch job does not exist.")
         else:
             self._error(404, "UnknownOperationException", "message", f"no route for POST {path}")
             route = "unknown"
@@ -200,42 +280,16 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _converse(self, model_id: str, body: bytes) -> None:
-        started = time.perf_counter()
         try:
-            request = ConverseRequest.from_wire(json.loads(body or b"{}"))
-        except (ValueError, TypeError, AttributeError) as error:
+            parsed = json.loads(body or b"{}")
+        except json.JSONDecodeError as error:
             self._error(400, "ValidationException", "message", f"Malformed Converse request: {error}")
             return
-        try:
-            reply = self.server.writer.converse(request)
-        except ConverseError as error:
-            self._error(error.status, error.code, "message", error.message)
+        status, answer = self.server.converse_answer(model_id, parsed if isinstance(parsed, dict) else {})
+        if status != 200:
+            self._error(status, answer["__type"], "message", answer["message"])
             return
-        self.server.usage.add_converse(model_id, request.locale, reply.input_tokens, reply.output_tokens)
-        content: list[dict[str, Any]] = [{"text": reply.text}]
-        stop_reason = reply.stop_reason
-        if request.tool_name is not None and stop_reason != "max_tokens":
-            # A forced tool call answers with the tool's input, as Bedrock does.
-            try:
-                tool_input = json.loads(reply.text)
-            except json.JSONDecodeError:
-                tool_input = None
-            if isinstance(tool_input, dict):
-                tool_use = {"toolUseId": f"tooluse_{time.time_ns()}", "name": request.tool_name}
-                content, stop_reason = [{"toolUse": {**tool_use, "input": tool_input}}], "tool_use"
-        response = {
-            "output": {"message": {"role": "assistant", "content": content}},
-            "stopReason": stop_reason,
-            "usage": {
-                "inputTokens": reply.input_tokens,
-                "outputTokens": reply.output_tokens,
-                "totalTokens": reply.input_tokens + reply.output_tokens,
-            },
-            "metrics": {"latencyMs": int((time.perf_counter() - started) * 1000)},
-            # Says who really wrote the text, whatever model id the caller asked for.
-            "additionalModelResponseFields": {"writer": reply.model_id, "requested_model": model_id},
-        }
-        self._send(HTTPStatus.OK, json.dumps(response).encode(), "application/json")
+        self._send(HTTPStatus.OK, json.dumps(answer).encode(), "application/json")
 
     def _error(
         self,

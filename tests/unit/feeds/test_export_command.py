@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from describer import export_commands
 from describer.cli import main
@@ -83,3 +85,36 @@ def test_empty_table_gives_a_header_only_feed(
     assert capsys.readouterr().out.splitlines() == [
         "Handle,Title,Body (HTML),Product Category,Tags,SEO Title,SEO Description"
     ]
+
+
+class ThrottledLambda:
+    def get_function_configuration(self, FunctionName: str) -> dict[str, Any]:
+        return {"FunctionName": FunctionName, "Timeout": 300}
+
+    def invoke(self, **_kwargs: object) -> None:
+        error: Any = {"Error": {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}}
+        raise ClientError(error, "Invoke")
+
+
+class ThrottledDeployment:
+    endpoint_url = None
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return {"FeedExportFunctionName": "feed-export"}
+
+    @property
+    def session(self) -> ThrottledDeployment:
+        return self
+
+    def client(self, _service: str, **_options: object) -> ThrottledLambda:
+        return ThrottledLambda()
+
+
+def test_feeds_run_while_a_scheduled_run_holds_the_function_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(export_commands, "deployment_from", lambda _args: ThrottledDeployment())
+    assert main(["feeds", "run"]) == 2
+    err = capsys.readouterr().err
+    assert "TooManyRequestsException" in err and len(err.strip().splitlines()) == 1

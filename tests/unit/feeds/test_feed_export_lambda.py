@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from describer_rules.contracts import ProductRecord, ReviewStatus
@@ -154,6 +155,29 @@ def test_a_failed_run_leaves_the_cursor_and_the_next_run_catches_up(
     export_feeds(SETTINGS, dynamodb, s3, THIRD)
     assert google_ids(s3) == ["new-1", "ok-1"]
     assert cursor(s3) == "2026-12-07T14:00:00.000Z"
+
+
+def test_a_missing_state_is_found_by_listing_not_by_a_get_that_is_refused(
+    aws: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The function's ListBucket is limited to feed-state/: on AWS a GetObject of a missing key is then
+    AccessDenied, not NoSuchKey. The first run must still see "no state" and scan the table."""
+    dynamodb, s3 = aws
+    put(dynamodb, record("ok-1"))
+    get_object = s3.get_object
+
+    def refused_when_missing(**kwargs: Any) -> Any:
+        listed = s3.list_objects_v2(Bucket=kwargs["Bucket"], Prefix=kwargs["Key"]).get("Contents", [])
+        if not any(item["Key"] == kwargs["Key"] for item in listed):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+        return get_object(**kwargs)
+
+    monkeypatch.setattr(s3, "get_object", refused_when_missing)
+    written = export_feeds(SETTINGS, dynamodb, s3, FIRST)
+    assert all(feed.full_read for feed in written)
+    assert google_ids(s3) == ["ok-1"]
+    (google, _shopify) = export_feeds(SETTINGS, dynamodb, s3, SECOND)
+    assert not google.full_read
 
 
 def test_settings_refuse_an_unknown_format_or_locale() -> None:

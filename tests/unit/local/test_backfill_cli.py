@@ -165,3 +165,45 @@ def test_duplicates_are_runs_of_one_version_beyond_its_first() -> None:
         run("incoming/1.jpg", "v1"),
     ]
     assert duplicate_runs(executions, "catalogue/") == 1
+
+
+def test_a_batch_copy_backfill_reads_its_children_and_its_copy_passes(deployment: Deployment) -> None:
+    from rich.console import Console
+
+    from describer.cli import build_parser
+
+    args = build_parser().parse_args(["backfill", "s3://uploads/catalogue/", "--copy", "batch"])
+    assert args.copy == "batch"
+    request = backfill_runs.backfill_input(
+        deployment, backfill_runs.S3Uri.parse("s3://uploads/catalogue/"), batch_copy=True
+    )
+    assert request["copy"] == "batch"
+    prepared = {"claimed": True}
+    queued = {**DESCRIBED, "prepared": prepared, "queued": {"product_id": "1", "queued": True}}
+    failed = {**DESCRIBED, "prepared": prepared, "error": {"Error": "EndpointUnavailable", "Cause": "x"}}
+    superseded = {**DESCRIBED, "prepared": {"claimed": False}}
+    output = {
+        "map_run": [queued, failed, superseded, SKIPPED],
+        "submitted": {"queued": 1, "submitted_jobs": 2, "saved": 0, "fallbacks": {}},
+        "collected": {
+            "batch_copies": 1,
+            "saved": 1,
+            "fallbacks": {"job_ended_without_output": 1},
+            "bad_lines": {"cut_short": 2},
+        },
+    }
+    execution = {"output": json.dumps(output)}
+    results = backfill_runs.item_results(deployment, execution)
+    assert _outcomes(results) == [
+        backfill_runs.ItemOutcome.COPY_QUEUED,
+        backfill_runs.ItemOutcome.FAILED,
+        backfill_runs.ItemOutcome.STARTED_ELSEWHERE,
+        backfill_runs.ItemOutcome.SKIPPED,
+    ]
+    report = backfill_runs.copy_report(execution)
+    assert report is not None
+    console = Console(width=120, record=True)
+    console.print(backfill_runs.copy_table(report))
+    text = console.export_text()
+    assert "on-demand fallback: job_ended_without_output" in text and "bad output line: cut_short" in text
+    assert backfill_runs.copy_report({"output": json.dumps([SKIPPED])}) is None

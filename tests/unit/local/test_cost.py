@@ -8,13 +8,23 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from benchmarks.cost_meter import scenarios, state_transitions, template_default, usage_table
+from benchmarks.cost_meter import (
+    price_rows,
+    scenarios,
+    state_transitions,
+    summary_lines,
+    template_default,
+    usage_table,
+)
 from describer.cost import (
     FunctionUsage,
     ProductUsage,
     Scenario,
     WriterCalls,
+    batch_backfill_usage,
+    cost_by_day,
     cost_per_thousand,
+    ledger_dollars,
     load_prices,
     writer_price_key,
 )
@@ -96,10 +106,18 @@ def test_every_price_names_its_source() -> None:
 
 
 def test_the_default_is_the_templates_writer_at_the_autoscaling_target() -> None:
-    default, others = scenarios(PRICES)
+    default, backfill, others = scenarios(PRICES)
     assert default.writer == writer_price_key(template_default("BedrockModelId"), PRICES)
-    assert default not in others
-    assert {scenario.writer for scenario in others} == {"claude-sonnet-4-6", "claude-haiku-4-5"}
+    assert default not in others and backfill not in others
+    assert (backfill.writer, backfill.batch, backfill.backfill, backfill.express_child) == (
+        default.writer,
+        True,
+        True,
+        True,
+    )
+    writers = {"claude-sonnet-4-6", "claude-haiku-4-5", "nova-micro", "nova-lite"}
+    assert {scenario.writer for scenario in others} == writers
+    assert {scenario.writer for scenario in others if scenario.backfill and scenario.batch} == writers
     assert len({scenario.utilisation for scenario in others}) >= 2
 
 
@@ -241,7 +259,7 @@ def test_the_price_table_names_its_endpoint_sources_and_prices_one_request_at_a_
         locales={"en-US": WriterCalls(calls=1, input_tokens=1000, output_tokens=200)},
     )
     monkeypatch.setattr(cost_meter.Deployment, "local", staticmethod(lambda state_dir: None))
-    monkeypatch.setattr(cost_meter, "meter", lambda *args: usage)
+    monkeypatch.setattr(cost_meter, "meter", lambda *args: (usage, []))
     monkeypatch.setattr(cost_meter, "endpoint_timing", lambda: timing)
     console = Console(width=400, record=True)
 
@@ -250,9 +268,132 @@ def test_the_price_table_names_its_endpoint_sources_and_prices_one_request_at_a_
     text = console.export_text()
     assert "batching gain 2.00x: measured: make load-bench" in text
     assert "SageMaker endpoint seconds: modelled" in text
-    default, _ = scenarios(PRICES)
+    default, backfill, _ = scenarios(PRICES)
     batched = sum(cost_per_thousand(usage, PRICES, default, timing).values())
     alone = sum(cost_per_thousand(usage, PRICES, default).values())
     assert "DEFAULT, one request at a time on the endpoint (no batching gain)" in text
     assert f"{alone:.2f}" in text and alone > batched
-    assert text.strip().splitlines()[-1] == f"cost per 1000 images: ${batched:.2f}"
+    backfilled = sum(cost_per_thousand(batch_backfill_usage(usage), PRICES, backfill, timing).values())
+    assert text.strip().splitlines()[-2:] == [
+        f"cost per 1000 images: ${batched:.2f}",
+        f"backfill cost per 1000 images: ${backfilled:.2f}",
+    ]
+
+
+# What docs/cost.md's figures metered a product at (20 products, 2026-12-01): the arithmetic below is
+# the acceptance figures, priced from the table with the modelled endpoint seconds.
+def _documented_usage() -> ProductUsage:
+    return ProductUsage(
+        products=20,
+        functions={
+            "StartWorkflowFunction": FunctionUsage(invocations=1, gb_seconds=0.005),
+            "PrepareFunction": FunctionUsage(invocations=1, gb_seconds=0.05),
+            "AskAttributeFunction": FunctionUsage(invocations=2, gb_seconds=0.40),
+            "MergeAttributesFunction": FunctionUsage(invocations=1, gb_seconds=0.002),
+            "WriteDescriptionFunction": FunctionUsage(invocations=1, gb_seconds=0.01),
+            "SaveResultFunction": FunctionUsage(invocations=1, gb_seconds=0.005),
+        },
+        state_transitions=9,
+        endpoint_calls=2,
+        endpoint_questions=6,
+        converse_calls=1,
+        input_tokens=332,
+        output_tokens=246,
+        record_bytes=3200,
+        locales={"en-US": WriterCalls(calls=1, input_tokens=332, output_tokens=246)},
+    )
+
+
+def test_the_last_lines_give_the_default_and_the_backfill_figures() -> None:
+    usage = _documented_usage()
+    rows = price_rows(usage, usage, PRICES, EndpointTiming(), max_tokens=1000)
+    assert rows[0][0].startswith("DEFAULT") and rows[1][0].startswith("BACKFILL")
+    default_line, backfill_line = summary_lines(rows)
+    assert default_line == "cost per 1000 images: $2.75"
+    assert backfill_line.startswith("backfill cost per 1000 images: $")
+    assert float(backfill_line.rsplit("$", 1)[1]) <= 1.50
+    assert all(how for _, how, _ in rows)  # every row says how it was counted
+
+
+def test_the_backfill_path_by_hand() -> None:
+    usage = _documented_usage()
+    backfill = batch_backfill_usage(usage)
+    # No starter and no WriteDescription; PlanBackfillItem and QueueCopy priced like MergeAttributes.
+    assert set(backfill.functions) == {
+        "PrepareFunction",
+        "AskAttributeFunction",
+        "MergeAttributesFunction",
+        "SaveResultFunction",
+        "PlanBackfillItemFunction",
+        "QueueCopyFunction",
+    }
+    # The child runs as long as its Lambdas: 0.05 s + 1.6 s + 3 x 0.008 s + 0.02 s, billed at 64 MB.
+    seconds = 0.05 / 1 + 0.40 / 0.25 + 3 * 0.002 / 0.25 + 0.005 / 0.25
+    assert backfill.express_gb_seconds == pytest.approx(seconds * 0.0625)
+    assert (backfill.express_requests, backfill.sqs_requests) == (1, 0)
+    assert backfill.dynamodb_write_units == usage.dynamodb_write_units + 4  # the COPY_QUEUED write
+    scenario = Scenario("claude-haiku-4-5", 0.9, "ml.g5.xlarge", batch=True, backfill=True)
+    cost = cost_per_thousand(backfill, PRICES, scenario)
+    express = 1e-6 + seconds * 0.0625 * 0.00001667
+    assert cost["Step Functions"] == pytest.approx(1000 * (0.05 * 0.025 / 1000 + express))
+    assert cost["Bedrock"] == pytest.approx(1000 * 0.5 * 1.1 * (332 + 246 * 5) / 1e6)
+    standard = batch_backfill_usage(usage, express_child=False)
+    assert standard.state_transitions == pytest.approx(9 + 1 + 4 + 0.05)
+    # Halving Bedrock alone leaves the Standard transitions: the Express child is what brings it under.
+    standard_cost = cost_per_thousand(standard, PRICES, scenario)
+    assert sum(standard_cost.values()) > 1.50 >= sum(cost.values())
+
+
+def test_nova_has_no_geographic_premium() -> None:
+    usage = _documented_usage()
+    nova = Scenario("nova-micro", 0.5, "ml.g5.xlarge", geographic_profile=True)
+    assert cost_per_thousand(usage, PRICES, nova)["Bedrock"] == pytest.approx(
+        1000 * (332 * 0.035 + 246 * 0.14) / 1e6
+    )
+    assert writer_price_key("us.amazon.nova-lite-v1:0", PRICES) == "nova-lite"
+
+
+def test_a_ledger_is_priced_per_purchase_mode_and_summed_by_day() -> None:
+    from describer_rules.contracts import CostLedger, PurchaseMode, TokenUsage
+
+    ledger = CostLedger(
+        endpoint_seconds=0.9,
+        endpoint_calls=2,
+        bedrock={
+            PurchaseMode.BATCH: TokenUsage(input=1000, output=200),
+            PurchaseMode.ON_DEMAND: TokenUsage(input=500, output=100),
+        },
+        state_transitions=10,
+        lambda_invocations=6,
+        lambda_gb_seconds=0.8,
+    )
+    dollars = ledger_dollars(ledger, PRICES, "claude-haiku-4-5", False, "ml.g5.xlarge", 0.5)
+    assert dollars["Bedrock"] == pytest.approx((0.5 * (1000 + 200 * 5) + (500 + 100 * 5)) / 1e6)
+    assert dollars["SageMaker endpoint"] == pytest.approx(0.9 * 1.408 / 3600 / 0.5)
+    assert dollars["Step Functions"] == pytest.approx(10 * 0.025 / 1000)
+    assert dollars["Lambda"] == pytest.approx(6 * 0.2e-6 + 0.8 * 0.0000166667)
+    days = cost_by_day(
+        [
+            ("2026-12-06T23:59:59.000Z", ledger, "anthropic.claude-haiku-4-5"),
+            ("2026-12-07T00:00:01.000Z", ledger, "anthropic.claude-haiku-4-5"),
+            ("2026-12-07T08:00:00.000Z", ledger, "anthropic.claude-haiku-4-5"),
+            ("2026-12-07T09:00:00.000Z", None, None),  # written before the ledger
+            ("2026-12-07T10:00:00.000Z", ledger, "a.model-not-in-the-table"),
+        ],
+        PRICES,
+        "ml.g5.xlarge",
+        0.5,
+    )
+    assert [(day.day, day.products, day.without_ledger) for day in days] == [
+        ("2026-12-06", 1, 0),
+        ("2026-12-07", 2, 2),
+    ]
+    assert days[1].total == pytest.approx(2 * sum(dollars.values()))
+    # A us. profile adds Claude's premium to every token.
+    premium = cost_by_day(
+        [("2026-12-07T00:00:00Z", ledger, "us.anthropic.claude-haiku-4-5")],
+        PRICES,
+        "ml.g5.xlarge",
+        0.5,
+    )
+    assert premium[0].dollars["Bedrock"] == pytest.approx(1.1 * dollars["Bedrock"])

@@ -73,3 +73,34 @@ def test_the_results_table_lists_each_attribute_with_its_confidence_and_the_trut
     text = console.export_text()
     assert "Jeans (model 1.00)" in text
     assert "Waist Rise: Mid-Rise (0.91)" in text and "Fit: Slim Fit ≠ Skinny Fit (0.55)" in text
+
+
+def test_the_demo_shows_unverified_answers_and_refuses_an_attribute_without_a_confidence() -> None:
+    record = ProductRecord(
+        product_id="8",
+        category="Casual Shoes",
+        category_source=CategorySource.KEY,
+        status=Status.COMPLETED,
+        source_bucket="b",
+        source_key="incoming/Casual Shoes/8.jpg",
+        source_version="v",
+        execution_name="e",
+        order_token="t",
+        created_at="2026-12-03T00:00:00.000Z",
+        updated_at="2026-12-03T00:00:00.000Z",
+        attributes={"Colour": "Black"},
+        confidence={"Colour": 0.93},
+        unverified_attributes={"Material": "Suede"},
+        needs_review=True,
+    )
+    sample = SampleFile(Path("8.jpg"), "Casual Shoes/8.jpg", "8", "Casual Shoes")
+    console = Console(record=True, width=200)
+    console.print(results_table([sample], {"8": record}))
+    text = console.export_text()
+    assert "Colour: Black (0.93)" in text and "Material: Suede (unverified)" in text
+    assert "no confidence" not in text
+    # The old shape: a generated answer among the attributes is what the demo now reports.
+    old = record.model_copy(update={"attributes": {"Colour": "Black", "Material": "Suede"}})
+    console = Console(record=True, width=200)
+    console.print(results_table([sample], {"8": old}))
+    assert "no confidence for Material, yet in attributes" in console.export_text()

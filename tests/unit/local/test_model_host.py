@@ -345,3 +345,29 @@ def test_calls_are_recorded_per_prefix_aware_id_with_their_routing_prefixes(mode
                 "p1": {"calls": 3, "prefixes": 2},
                 "": {"calls": 1, "prefixes": 1},
             }
+
+
+def test_batch_jobs_answer_on_bedrocks_own_routes(host_url: str) -> None:
+    bedrock = _client("bedrock", host_url)
+    arn = bedrock.create_model_invocation_job(
+        jobName="copy-1-en-US-0",
+        clientRequestToken="copy-1-en-US-0",
+        roleArn="arn:aws:iam::000000000000:role/batch",
+        modelId="us.anthropic.claude-haiku-4-5",
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://b/in.jsonl", "s3InputFormat": "JSONL"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": "s3://b/out/"}},
+        timeoutDurationInHours=24,
+        modelInvocationType="Converse",
+    )["jobArn"]
+    job = bedrock.get_model_invocation_job(jobIdentifier=arn)
+    assert (job["jobName"], job["status"]) == ("copy-1-en-US-0", "Validating")
+    bedrock.stop_model_invocation_job(jobIdentifier=arn)
+    assert bedrock.get_model_invocation_job(jobIdentifier=arn)["status"] == "Stopped"
+    with pytest.raises(ClientError) as raised:
+        bedrock.get_model_invocation_job(jobIdentifier="nope")
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    request = urllib.request.Request(
+        host_url + "/_local/batch-faults", data=b'{"rates": {"batch-expire": 0.5}}', method="PUT"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert json.loads(response.read())["faults"]["rates"] == {"batch-expire": 0.5}

@@ -233,3 +233,45 @@ def test_a_stack_without_the_endpoint_output_is_read_from_its_parameters(deploym
     with Stubber(cloudformation) as stub:
         stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "describer"})
         assert status.endpoint_state(deployment, "http://127.0.0.1:9").name == "older-endpoint"
+
+
+def test_the_cost_of_what_was_done_by_day_from_the_records_ledgers(deployment: Deployment) -> None:
+    from decimal import Decimal
+
+    from boto3.dynamodb.types import TypeSerializer
+
+    ledger = {
+        "endpoint_seconds": Decimal("0.62"),
+        "endpoint_calls": 2,
+        "bedrock": {"on_demand": {"input": 332, "output": 246}},
+        "state_transitions": 9,
+        "lambda_invocations": 6,
+        "lambda_gb_seconds": Decimal("0.87"),
+    }
+    writer = {"description": "us.anthropic.claude-haiku-4-5-20251001-v1:0"}
+    dynamodb = deployment.client("dynamodb")
+    serialize = TypeSerializer().serialize
+    for product_id, record_status, updated_at, with_ledger in [
+        ("a", "COMPLETED", "2026-12-03T09:00:00.000Z", True),
+        ("b", "FAILED", "2026-12-03T10:00:00.000Z", True),
+        ("c", "COMPLETED", "2026-12-04T01:00:00.000Z", True),
+        ("d", "COMPLETED", "2026-12-04T02:00:00.000Z", False),  # written before the ledger
+        ("e", "COMPLETED", "2026-12-01T02:00:00.000Z", True),  # before the window
+    ]:
+        item: dict[str, Any] = {"product_id": product_id, "status": record_status, "updated_at": updated_at}
+        if with_ledger:
+            item |= {"cost": ledger, "model_ids": writer}
+        dynamodb.put_item(TableName=TABLE, Item={name: serialize(value) for name, value in item.items()})
+    days = status.run_costs(deployment, SINCE)
+    assert [(day.day, day.products, day.without_ledger) for day in days] == [
+        ("2026-12-03", 2, 0),
+        ("2026-12-04", 1, 1),
+    ]
+    one = days[1].dollars
+    # Haiku through the us. profile (+10 %), the endpoint's 0.62 s at the autoscaling target.
+    assert one["Bedrock"] == pytest.approx(1.1 * (332 * 1.0 + 246 * 5.0) / 1e6)
+    assert days[0].total == pytest.approx(2 * days[1].total)
+    console = Console(file=io.StringIO(), width=200)
+    console.print(status.status_table(status.stack_status(deployment, SINCE, "http://127.0.0.1:9")))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "cost 2026-12-04" in text and "1 without a ledger" in text

@@ -9,11 +9,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from start_workflow import app as starter_app
 
 from describer_rules.catalogue import load_catalogue
+from describer_rules.contracts import ErrorCode
+from describer_rules.errors import InvalidInput
 from describer_steps.photo_sets import MAX_DELAY_S, PhotoSets
-from describer_steps.prepare import known_category
+from describer_steps.prepare import SourceObject, known_category
 from describer_steps.start_workflow import SqsRecord, admit
 from describer_steps.states import ObjectCreatedEvent, RedriveMessage, WorkflowInput
 
@@ -310,6 +313,87 @@ def test_the_starter_lambda_sends_product_folder_photos_to_settle(aws: Aws, stat
     assert _queued() == [({"settle": {"bucket": BUCKET, "folder": "incoming/Tshirts/T-9/"}}, "10")]
 
 
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _settle_runs(state_machine: str, photo_sets: PhotoSets, clock: _Clock, *events: dict[str, Any]) -> None:
+    """Send ``events`` through admission, then their settle requests once the folder is quiet."""
+    assert len(_admit(state_machine, photo_sets, *events).settling) == len(events)
+    requests = [body for body, _ in _queued()]
+    clock.now = max(
+        datetime.fromisoformat(event["time"].replace("Z", "+00:00")) for event in events
+    ) + timedelta(seconds=11)
+    _admit(state_machine, photo_sets, *requests)
+    _queued()
+
+
+def _deleted(key: str, version: str, moment: datetime, deletion_type: str) -> dict[str, Any]:
+    """An "Object Deleted" event as S3 sends it through EventBridge."""
+    event = {**event_bridge_event(key, version, time=_iso(moment)), "detail-type": "Object Deleted"}
+    event["detail"] = {**event["detail"], "deletion-type": deletion_type}
+    return event
+
+
+def _runs_by_token(aws: Aws, state_machine: str) -> list[WorkflowInput]:
+    runs = [
+        WorkflowInput.model_validate_json(
+            aws.sfn.describe_execution(executionArn=run["executionArn"])["input"]
+        )
+        for run in aws.sfn.list_executions(stateMachineArn=state_machine)["executions"]
+    ]
+    return sorted(runs, key=lambda run: run.order_token)
+
+
+@pytest.mark.parametrize("removed", ["the newest version, for good", "a delete marker"])
+def test_a_photo_set_s_order_token_never_goes_backwards(aws: Aws, state_machine: str, removed: str) -> None:
+    """A version deleted for good or a delete marker removed takes the newest change out of the listing;
+    the next set's run must still order after the last (records compare tokens as text)."""
+    clock, folder = _Clock(), "incoming/Shirts/P-7/"
+    photo_sets = _photo_sets(clock)
+    start = datetime.now(UTC)
+    front, back = aws.upload(f"{folder}front.jpg", b"x"), aws.upload(f"{folder}back.jpg", b"x")
+    uploads = [event_bridge_event(f"{folder}front.jpg", front, time=_iso(start))]
+    uploads.append(event_bridge_event(f"{folder}back.jpg", back, time=_iso(start)))
+    _settle_runs(state_machine, photo_sets, clock, *uploads)
+    if removed == "a delete marker":
+        marker = aws.s3.delete_object(Bucket=BUCKET, Key=f"{folder}back.jpg")["VersionId"]
+        deleted = _deleted(f"{folder}back.jpg", marker, clock.now, "Delete Marker Created")
+        _settle_runs(state_machine, photo_sets, clock, deleted)
+        gone = marker
+    else:
+        gone = back
+    aws.s3.delete_object(Bucket=BUCKET, Key=f"{folder}back.jpg", VersionId=gone)
+    removal = _deleted(f"{folder}back.jpg", gone, clock.now, "Permanently Deleted")
+    _settle_runs(state_machine, photo_sets, clock, removal)
+
+    both, front_only = [f"{folder}back.jpg", f"{folder}front.jpg"], [f"{folder}front.jpg"]
+    # In token order the runs follow the changes: the last change's set has the largest token (and
+    # a set restored to an earlier one is a new run, not a duplicate of the first).
+    expected = [both, front_only, both] if removed == "a delete marker" else [both, front_only]
+    runs = _runs_by_token(aws, state_machine)
+    assert [[photo.key for photo in run.photos or []] for run in runs] == expected
+    assert len({run.order_token for run in runs}) == len(runs)
+
+
+def test_a_burst_whose_events_come_seconds_after_the_uploads_starts_one_run(
+    aws: Aws, state_machine: str
+) -> None:
+    """Upload events may be stamped a second or more after their versions' LastModified: the burst's
+    settle requests must still agree on one run."""
+    clock, folder = _Clock(), "incoming/Shirts/P-8/"
+    photo_sets = _photo_sets(clock)
+    start = datetime.now(UTC)
+    names = ("a.jpg", "b.jpg", "c.jpg")
+    versions = [aws.upload(f"{folder}{name}", b"x") for name in names]
+    events = [
+        event_bridge_event(f"{folder}{name}", version, time=_iso(start + timedelta(seconds=1 + index)))
+        for index, (name, version) in enumerate(zip(names, versions, strict=True))
+    ]
+    _settle_runs(state_machine, photo_sets, clock, *events)
+    assert len(_runs_by_token(aws, state_machine)) == 1
+
+
 def test_the_template_s_photo_parameters_match_the_code() -> None:
     from cfnlint.decode import decode
 
@@ -326,3 +410,87 @@ def test_the_template_s_photo_parameters_match_the_code() -> None:
     assert (photos["Default"], photos["MaxValue"]) == (DEFAULT_MAX_PHOTOS_PER_PRODUCT, MAX_PHOTOS_PER_REQUEST)
     rule = template["Resources"]["UploadCreatedRule"]["Properties"]["EventPattern"]
     assert rule["detail-type"] == ["Object Created", "Object Deleted"]
+
+
+# --- one bad message fails alone ---------------------------------------------------------------------
+
+
+def test_a_listing_that_fails_fails_its_own_message_alone(aws: Aws, state_machine: str) -> None:
+    """A BotoCoreError from ListObjectVersions: that settle request is retried, the rest of the batch is
+    done, and the photo event beside it is not sent to settle a second time."""
+    clock = _Clock()
+    s3 = boto3.client("s3")
+
+    def unreachable(params: dict[str, Any], **kwargs: Any) -> None:
+        if "incoming/Shirts/BAD/" in str(params):  # one folder's listing: the network fails
+            raise EndpointConnectionError(endpoint_url="https://s3.example")
+
+    s3.meta.events.register("before-call.s3.ListObjectVersions", unreachable)
+    photo_sets = PhotoSets(
+        s3,
+        boto3.client("sqs"),
+        os.environ["ADMISSION_QUEUE_URL"],
+        10,
+        ("incoming/",),
+        known_category(load_catalogue()),
+        clock,
+    )
+    version = aws.upload("incoming/Shirts/OK/a.jpg", b"x")
+    bad_settle = {"settle": {"bucket": BUCKET, "folder": "incoming/Shirts/BAD/"}}
+    batch = [
+        event_bridge_event("incoming/Shirts/OK/a.jpg", version),
+        bad_settle,
+        event_bridge_event("incoming/Shirts/15970.jpg", "v1"),
+    ]
+    outcome = _admit(state_machine, photo_sets, *batch)
+    assert (outcome.settling, outcome.failed, outcome.started) == (["m0"], ["m1"], ["m2"])
+    assert outcome.batch_response() == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert [body["settle"]["folder"] for body, _ in _queued()] == ["incoming/Shirts/OK/"]
+
+
+def test_a_key_that_cannot_be_decoded_fails_no_batch_and_ends_in_a_failed_run(
+    aws: Aws, state_machine: str
+) -> None:
+    """``folder_of`` raises InvalidInput for it: the upload runs as a one-photo upload, whose Prepare
+    fails with INVALID_KEY (RecordFailure then writes its FAILED record), and its batch is unharmed."""
+    undecodable = event_bridge_event("incoming/Shirts/P-1/%FF.jpg", "v1")
+    good = event_bridge_event("incoming/Shirts/15970.jpg", "v1")
+    assert starter_app.handler(_sqs(undecodable, good), CONTEXT) == {"batchItemFailures": []}
+    inputs = [
+        WorkflowInput.model_validate_json(
+            aws.sfn.describe_execution(executionArn=run["executionArn"])["input"]
+        )
+        for run in _running(state_machine)
+    ]
+    assert sorted(run.key for run in inputs) == ["incoming/Shirts/15970.jpg", "incoming/Shirts/P-1/%FF.jpg"]
+    bad = next(run for run in inputs if run.key.endswith("%FF.jpg"))
+    assert bad.photos is None
+    with pytest.raises(InvalidInput) as raised:
+        SourceObject.locate(aws.s3, bad)
+    assert raised.value.code == ErrorCode.INVALID_KEY
+
+
+def test_an_unexpected_error_parks_its_message_and_spares_the_batch(
+    aws: Aws, state_machine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: PhotoSets, request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(PhotoSets, "settled", broken)
+    settle = {"settle": {"bucket": BUCKET, "folder": "incoming/Shirts/P-2/"}}
+    good = event_bridge_event("incoming/Shirts/15970.jpg", "v1")
+    assert starter_app.handler(_sqs(settle, good), CONTEXT) == {"batchItemFailures": []}
+    assert len(_running(state_machine)) == 1
+    parked = boto3.client("sqs").receive_message(
+        QueueUrl=os.environ["ADMISSION_DEAD_LETTER_QUEUE_URL"], MaxNumberOfMessages=10
+    )["Messages"]
+    assert [json.loads(message["Body"]) for message in parked] == [settle]
+
+
+def test_the_starter_reports_batch_item_failures() -> None:
+    from cfnlint.decode import decode
+
+    template, _ = decode(str(REPO / "template.yaml"))
+    assert template is not None
+    events = template["Resources"]["StartWorkflowFunction"]["Properties"]["Events"]
+    assert events["Uploads"]["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

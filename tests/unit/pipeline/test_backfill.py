@@ -101,6 +101,20 @@ def test_a_completed_version_is_skipped_and_a_newer_version_runs(aws: Aws) -> No
     assert newer.execution_name != planned.execution_name
 
 
+def test_a_product_waiting_for_its_batch_copy_starts_nothing_on_a_rerun(aws: Aws) -> None:
+    from describer_rules.contracts import RecordStage
+
+    aws.upload("catalogue/Tshirts/6.jpg", image_bytes())
+    planned = _plan(aws, "catalogue/Tshirts/6.jpg")
+    table = ResultsTable(TABLE, aws.dynamodb)
+    record = _identity_of(aws, planned).record(
+        Status.PROCESSING, planned.execution_name, stage=RecordStage.COPY_QUEUED
+    )
+    table.write_if_current(record)
+    again = _plan(aws, "catalogue/Tshirts/6.jpg")
+    assert (again.start, again.plan) == (False, ItemPlan.DONE)
+
+
 def _identity_of(aws: Aws, planned: Any) -> Any:
     from describer_steps.prepare import SourceObject, identify_product
 
@@ -207,9 +221,10 @@ def test_concurrency_and_tolerance_are_the_template_parameters() -> None:
     assert limits["Parameters"] == {
         "max_concurrency.$": "States.StringToJson('${BackfillMaxConcurrency}')",
         "tolerated_failure_percentage.$": "States.StringToJson('${BackfillToleratedFailurePercentage}')",
+        "batch_poll_seconds.$": "States.StringToJson('${BatchCopyPollSeconds}')",
     }
     assert (limits["ResultPath"], limits["Next"]) == ("$.limits", "Source")
-    for name in ("DescribePrefix", "DescribeManifest"):
+    for name in ("DescribePrefix", "DescribeManifest", "DescribePrefixBatch", "DescribeManifestBatch"):
         state = definition["States"][name]
         assert state["MaxConcurrencyPath"] == "$.limits.max_concurrency"
         assert state["ToleratedFailurePercentagePath"] == "$.limits.tolerated_failure_percentage"
@@ -326,3 +341,79 @@ def test_a_record_stuck_processing_past_the_run_bound_is_run_again(aws: Aws) -> 
     assert _run_prepare(aws, stuck.workflow), "the re-run claims the stuck record"
     unbounded = plan_item(request, aws.s3, table, load_catalogue(), prefixes)
     assert unbounded.plan == ItemPlan.DESCRIBE
+
+
+def _describe_product_states() -> dict[str, Any]:
+    import yaml
+
+    return dict(yaml.safe_load((REPO / "statemachine" / "describe_product.asl.yaml").read_text())["States"])
+
+
+def test_copy_batch_takes_the_batch_maps_then_polls_the_jobs_until_none_is_open() -> None:
+    definition = json.loads(BACKFILL_ASL.read_text())
+    states = definition["States"]
+    batch = {"Variable": "$.copy", "StringEquals": "batch"}
+    manifest_batch, prefix_batch, *plain = states["Source"]["Choices"]
+    assert batch in manifest_batch["And"] and manifest_batch["Next"] == "DescribeManifestBatch"
+    assert batch in prefix_batch["And"] and prefix_batch["Next"] == "DescribePrefixBatch"
+    assert plain == [{"Variable": "$.manifest_key", "IsPresent": True, "Next": "DescribeManifest"}]
+    for name in ("DescribePrefix", "DescribeManifest"):
+        on_demand, by_batch = states[name], states[name + "Batch"]
+        assert by_batch["ItemReader"] == on_demand["ItemReader"]
+        assert by_batch["ItemSelector"] == on_demand["ItemSelector"]
+        assert by_batch["ResultPath"] == "$.map_run" and by_batch["Next"] == "SubmitCopyJobs"
+    assert states["DescribePrefixBatch"]["ItemProcessor"] == states["DescribeManifestBatch"]["ItemProcessor"]
+    assert states["SubmitCopyJobs"]["Parameters"] == {"action": "submit"}
+    assert states["SubmitCopyJobs"]["Next"] == "CollectCopyJobs"
+    assert states["CollectCopyJobs"]["Parameters"] == {"action": "collect"}
+    assert states["CopyJobsOpen"]["Choices"] == [
+        {"Variable": "$.collected.open_jobs", "NumericGreaterThan": 0, "Next": "WaitForCopyJobs"}
+    ]
+    assert states["WaitForCopyJobs"]["Next"] == "CollectCopyJobs"
+    assert states["WaitForCopyJobs"]["SecondsPath"] == "$.limits.batch_poll_seconds"
+
+
+def test_the_batch_child_is_express_and_runs_describe_products_steps_up_to_queue_copy() -> None:
+    child = json.loads(BACKFILL_ASL.read_text())["States"]["DescribePrefixBatch"]["ItemProcessor"]
+    # Express: a fraction of Standard's price (docs/cost.md); at least once, and exactly once by the
+    # record claim (Prepare's conditional claim, QueueCopy's and the save's conditional writes).
+    assert child["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"}
+    states = child["States"]
+    path, state = [], child["StartAt"]
+    while state:
+        path.append(state)
+        state = states[state].get("Default") or states[state].get("Next")
+    assert path == [
+        "PlanItem",
+        "NeedsRun",
+        "Prepare",
+        "IsCurrentUpload",
+        "AskAttributes",
+        "MergeAttributes",
+        "QueueCopy",
+        "CopyQueued",
+    ]
+    describe = _describe_product_states()
+    # The same retries as DescribeProduct's own steps: one policy for both workflows.
+    for name in ("Prepare", "MergeAttributes"):
+        assert states[name]["Retry"] == describe[name]["Retry"], name
+    assert (
+        states["AskAttributes"]["ItemProcessor"]["States"]["AskAttribute"]["Retry"]
+        == describe["AskAttributes"]["ItemProcessor"]["States"]["AskAttribute"]["Retry"]
+    )
+    assert states["Prepare"]["Parameters"] == {
+        "workflow.$": "$.workflow",
+        "execution_name.$": "$.execution_name",
+    }
+    # Every failure after the plan ends in RecordFailure's FAILED record; the item itself succeeds.
+    for name in ("AskAttributes", "MergeAttributes", "QueueCopy"):
+        assert states[name]["Catch"][0]["Next"] == "RecordProductFailure", name
+    assert states["Prepare"]["Catch"][0]["Next"] == "RecordFailure"
+    assert states["RecordFailure"]["Next"] == states["RecordProductFailure"]["Next"] == "ProductFailed"
+    assert states["QueueCopy"]["Parameters"]["execution_name.$"] == "$.execution_name"
+    # QueueCopy's input is the model QueueCopy reads.
+    from describer_steps.batch_copy import QueuedCopy
+
+    assert {key.removesuffix(".$") for key in states["QueueCopy"]["Parameters"]} == set(
+        QueuedCopy.model_fields
+    )

@@ -69,6 +69,7 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
         "prepare_ms": example["timings_ms"]["prepare"],
         "merged": {
             "attributes": example["attributes"],
+            "unverified_attributes": example["unverified_attributes"],
             "unknown_attributes": example["unknown_attributes"],
             "confidence": example["confidence"],
             "alternatives": example["alternatives"],
@@ -76,6 +77,7 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
             "needs_review": example["needs_review"],
             "endpoint": example["model_ids"]["attributes"],
             "endpoint_ms": example["timings_ms"]["attributes"],
+            "endpoint_calls": example["cost"]["endpoint_calls"],
             "endpoint_wall_ms": example["timings_ms"]["attributes_wall"],
         },
         "description": {

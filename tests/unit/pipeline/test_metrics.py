@@ -70,16 +70,24 @@ def test_a_completed_product_emits_what_the_dashboard_shows(
         (400, {"Locale": "en-US", "service": "product-describer-test"})
     ]
     assert total["BedrockOutputTokensByLocale"] == total["BedrockOutputTokens"] == 80
+    # The cost ledger, for the dashboard's cost by day: the record's own units.
+    assert (total["LedgerOnDemandInputTokens"], total["LedgerOnDemandOutputTokens"]) == (400, 80)
+    assert total["LedgerStateTransitions"] == 7 + 2  # the described path and its two calls
     for metric, points in emitted.items():
         for dimensions, _, _ in points:
             assert dimensions <= BOUNDED_DIMENSIONS and "service" in dimensions, metric
 
 
 def _emitted_in_code() -> set[str]:
+    from describer_rules.contracts import CostLedger
+    from describer_rules.cost_ledger import ledger_metrics
+
     names = set()
     for handler in (REPO / "functions").glob("*/app.py"):
         names |= set(re.findall(r'name="(\w+)", unit=', handler.read_text()))
         names |= set(re.findall(r'\("(\w+)", tokens\.\w+\)', handler.read_text()))
+        if "ledger_metrics(" in handler.read_text():  # the cost ledger's metrics, by their names
+            names |= set(ledger_metrics(CostLedger()))
     return names | {FAILURE_PERCENT_METRIC}
 
 

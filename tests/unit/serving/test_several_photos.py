@@ -45,7 +45,15 @@ def test_every_photo_is_encoded_once_and_each_answer_is_the_fusion_of_all(
     ]
     assert [a.confidence for a in response.answers] == pytest.approx([a.confidence for a in expected])
     assert all(0 <= (answer.photos_agreed or 0) <= 3 for answer in response.answers)
-    assert again.answers[:2] == response.answers[:2]
+    # Fewer questions pack the decoder's rows differently: the same answers, confidences to rounding.
+    for asked_again, asked in zip(again.answers, response.answers[:2], strict=True):
+        assert asked_again.model_dump(exclude={"confidence", "alternatives"}) == asked.model_dump(
+            exclude={"confidence", "alternatives"}
+        )
+        assert asked_again.confidence == pytest.approx(asked.confidence, abs=1e-9)
+        assert [(a.value, pytest.approx(a.confidence, abs=1e-9)) for a in asked_again.alternatives] == [
+            (a.value, a.confidence) for a in asked.alternatives
+        ]
 
 
 def test_a_single_photo_request_is_answered_as_before(endpoint: DescriberModel, s3) -> None:
