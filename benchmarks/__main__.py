@@ -66,7 +66,7 @@ def _chaos(args: argparse.Namespace) -> int:
     console.print(chaos_table(result))
     console.print(faults_table(result))
     console.print(f"Took {result.elapsed_s:.0f} s on {os.cpu_count()} cores.")
-    console.print(result.summary())
+    console.print(result.summary(), soft_wrap=True)  # one line, however narrow the terminal
     return 0 if result.clean else 1
 
 

@@ -7,9 +7,18 @@ message EventBridge sent, onto the admission queue: once while the run is under 
 after everything finished. A capture rule (created here, same event pattern as the stack's) keeps a
 copy of each event so it can be sent again byte for byte.
 
+The emulator adds faults of its own (``emulator.patch.EmulatorFaults``): EventBridge refuses product
+events from the start until ``OUTAGE_SHARE`` of the final records are written (so some are announced
+by their writer, the others later from their outbox by PublishEvents), and a share of SaveResult's
+and RecordFailure's invocations time out after their write (``TIMEOUTS_AFTER_WRITE``). A rule of its own
+on the product bus keeps every product event.
+
 Every upload is then judged: its run ended (COMPLETED, or superseded by a newer upload), FAILED, or is
 stuck (no final record or a run still going); per upload at most one execution (duplicates);
-per product the record holds the newest upload (wrong versions). The last line sums it up.
+per product the record holds the newest upload (wrong versions). Every final record must have
+exactly one final event for its version (none: lost; more: duplicates; an event of a version or
+status the record never had: a wrong version), once the outboxes have drained. The last line sums
+it up.
 """
 
 from __future__ import annotations
@@ -35,10 +44,12 @@ from benchmarks.chaos_photos import (
     upload_folder,
 )
 from describer.deployment import Deployment, UploadRef, fetch_records, wait_for_final_records
+from describer.local import emulator
+from describer.local.emulator.patch import OUTAGE_KIND, EmulatorFaults
 from describer.local.samples import SampleFile, photo_folders, synthetic_photos
 from describer.local.stack import LocalSettings, injected_faults
-from describer_aws.results_table import utc_now
-from describer_rules.contracts import ProductRecord
+from describer_aws.results_table import OUTBOX_INDEX, OUTBOX_KEY, OUTBOX_PENDING, utc_now
+from describer_rules.contracts import EVENT_SOURCE, ProductEventType, ProductRecord
 from describer_steps.states import ObjectCreatedEvent, WorkflowInput
 
 DEFAULT_FAULTS = (
@@ -47,6 +58,15 @@ DEFAULT_FAULTS = (
 )
 CHAOS_SEED = 11
 CAPTURE_NAME = "describer-chaos-capture"
+PRODUCT_EVENTS_NAME = "describer-chaos-product-events"
+# EventBridge refuses product events until this share of the final records is written: the writers
+# leave their events in the outbox.
+OUTAGE_SHARE = 0.5
+# Function (logical id) -> share of its successful invocations reported timed out after the write.
+TIMEOUTS_AFTER_WRITE = {"SaveResultFunction": 0.2, "RecordFailureFunction": 0.1}
+# PublishEvents runs every minute and leaves the last minute to the writers.
+OUTBOX_DRAIN_S = 300
+_FINAL_EVENTS = {ProductEventType.DESCRIBED.value, ProductEventType.FAILED.value}
 _ENDED = {"SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"}
 
 
@@ -84,6 +104,10 @@ class ChaosResult:
     # Products with several photos: each photo set uploaded, and their verdict.
     folder_uploads: list[FolderUpload] = field(default_factory=list)
     folders: FolderVerdict = field(default_factory=lambda: FolderVerdict([], 0, []))
+    # Every product event seen: (product_id, detail-type, status, record_version).
+    product_events: list[tuple[str, str, str, int]] = field(default_factory=list)
+    events_pending: int = 0  # records whose outbox had not drained at the end
+    emulator_faults: dict[str, int] = field(default_factory=dict)  # what the emulator injected
 
     def latest(self) -> dict[str, Upload]:
         return {upload.sample.product_id: upload for upload in self.uploads}
@@ -117,22 +141,74 @@ class ChaosResult:
             + self.folders.wrong
         )
 
+    def final_events(self) -> Counter[tuple[str, int]]:
+        """(product, version) -> its final events (Described or Failed)."""
+        return Counter((p, v) for p, kind, _, v in self.product_events if kind in _FINAL_EVENTS)
+
+    def lost_events(self) -> list[str]:
+        """Final records without a final event for their version."""
+        announced = self.final_events()
+        return sorted(
+            p
+            for p, r in self.records.items()
+            if r.status.value != "PROCESSING" and not announced[(p, r.record_version)]
+        )
+
+    def duplicate_events(self) -> int:
+        return sum(count - 1 for count in Counter(self.product_events).values() if count > 1)
+
+    def wrong_event_versions(self) -> list[str]:
+        """Events of a version the record never reached, or of its final version with another status."""
+
+        def wrong(product_id: str, status: str, version: int) -> bool:
+            record = self.records.get(product_id)
+            if record is None or version == 0 or version > record.record_version:
+                return True
+            return version == record.record_version and status != record.status.value
+
+        return sorted({p for p, _, status, version in self.product_events if wrong(p, status, version)})
+
+    def one_final_event_each(self) -> bool:
+        announced = self.final_events()
+        return all(
+            announced[(p, r.record_version)] == 1
+            for p, r in self.records.items()
+            if r.status.value != "PROCESSING"
+        )
+
     def _counts(self) -> Counter[str]:
         return Counter(list(self.outcomes.values()) + self.folders.outcomes)
 
     def summary(self) -> str:
         counts = self._counts()
         uploads = len(self.uploads) + len(self.folders.outcomes)
+        each = (
+            "every final record has exactly one final event"
+            if self.one_final_event_each()
+            else ("NOT every final record has exactly one final event")
+        )
         return (
             f"chaos: {uploads} uploads, {counts['completed']} completed, "
             f"{counts['failed']} failed, {counts['stuck']} stuck, "
-            f"{self.duplicate_executions} duplicate executions, {len(self.wrong_versions())} wrong versions"
+            f"{self.duplicate_executions} duplicate executions, {len(self.wrong_versions())} wrong versions; "
+            f"events: {len(self.lost_events())} lost, {self.duplicate_events()} duplicates, "
+            f"{len(self.wrong_event_versions())} wrong versions, {self.events_pending} still pending; {each}"
         )
 
     @property
     def clean(self) -> bool:
         counts = self._counts()
-        return not (counts["failed"] or counts["stuck"] or self.duplicate_executions or self.wrong_versions())
+        return not (
+            counts["failed"]
+            or counts["stuck"]
+            or self.duplicate_executions
+            or self.wrong_versions()
+            or self.lost_events()
+            or self.duplicate_events()
+            or self.wrong_event_versions()
+            or self.events_pending
+            or not self.one_final_event_each()
+        )
 
 
 class EventCapture:
@@ -189,6 +265,83 @@ class EventCapture:
         missing = [u.sample.key for u in uploads if u.event is None]
         if missing:
             raise TimeoutError(f"no upload event seen for {', '.join(missing[:10])}")
+
+
+class ProductEventCapture:
+    """A rule on the product bus and a queue of its own: every product event, as a consumer gets it."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.events = deployment.client("events")
+        self.sqs = deployment.client("sqs")
+        self.queue_url = ""
+        self.seen: list[tuple[str, str, str, int]] = []
+
+    def __enter__(self) -> ProductEventCapture:
+        self.queue_url = self.sqs.create_queue(QueueName=PRODUCT_EVENTS_NAME)["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        bus = self.deployment.event_bus
+        pattern = json.dumps({"source": [EVENT_SOURCE]})
+        self.events.put_rule(
+            Name=PRODUCT_EVENTS_NAME, EventBusName=bus, EventPattern=pattern, State="ENABLED"
+        )
+        self.events.put_targets(
+            Rule=PRODUCT_EVENTS_NAME, EventBusName=bus, Targets=[{"Id": "events", "Arn": queue_arn}]
+        )
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        bus = self.deployment.event_bus
+        self.events.remove_targets(Rule=PRODUCT_EVENTS_NAME, EventBusName=bus, Ids=["events"])
+        self.events.delete_rule(Name=PRODUCT_EVENTS_NAME, EventBusName=bus)
+        self.sqs.delete_queue(QueueUrl=self.queue_url)
+
+    def drain(self) -> list[tuple[str, str, str, int]]:
+        """Every event delivered so far (kept, with the earlier ones)."""
+        while messages := self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", []):
+            for message in messages:
+                event = json.loads(message["Body"])
+                detail = event["detail"]
+                self.seen.append(
+                    (
+                        detail["product_id"],
+                        event["detail-type"],
+                        detail["status"],
+                        detail.get("record_version", 0),
+                    )
+                )
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return self.seen
+
+
+def pending_outboxes(deployment: Deployment) -> int:
+    """Records whose outbox still holds events (the sparse by-outbox index)."""
+    response = deployment.client("dynamodb").query(
+        TableName=deployment.results_table,
+        IndexName=OUTBOX_INDEX,
+        KeyConditionExpression="#outbox = :pending",
+        ExpressionAttributeNames={"#outbox": OUTBOX_KEY},
+        ExpressionAttributeValues={":pending": {"S": OUTBOX_PENDING}},
+        Select="COUNT",
+    )
+    return int(response["Count"])
+
+
+def wait_for_outboxes(deployment: Deployment, timeout_s: float) -> int:
+    """Until PublishEvents has published every pending event; how many records still wait."""
+    deadline = time.monotonic() + timeout_s
+    while (pending := pending_outboxes(deployment)) and time.monotonic() < deadline:
+        time.sleep(5)
+    return pending
+
+
+def emulator_faults(settings: LocalSettings, outage: bool, timeouts: dict[str, float]) -> None:
+    faults = EmulatorFaults(eventbridge_outage=outage, timeout_after_write=timeouts, seed=CHAOS_SEED)
+    emulator.set_faults(settings.state_dir, faults.model_dump_json())
 
 
 def _upload(deployment: Deployment, sample: SampleFile, key_of: SampleFile | None = None) -> Upload:
@@ -279,11 +432,21 @@ def run_chaos(
     timeout_s: float,
     console: Console,
     photo_products: int = 0,
+    timeouts_after_write: dict[str, float] | None = None,
 ) -> ChaosResult:
+    """``timeouts_after_write``: function -> share timed out after the write (``TIMEOUTS_AFTER_WRITE``)."""
+    timeouts = TIMEOUTS_AFTER_WRITE if timeouts_after_write is None else timeouts_after_write
     started = time.monotonic()
     deployment = Deployment.local(settings.state_dir)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with tempfile.TemporaryDirectory() as scratch, EventCapture(deployment) as capture:
+    emulator.clear_faults_report(settings.state_dir)
+    emulator_faults(settings, outage=True, timeouts=timeouts)
+    outage_on = [True]
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        EventCapture(deployment) as capture,
+        ProductEventCapture(deployment) as product_events,
+    ):
         photos = synthetic_photos(Path(scratch), per_category=products + reuploads, seed=CHAOS_SEED)
         originals, others = photos[:products], photos[products : products + reuploads]
         with Progress(*columns, console=console) as progress:
@@ -310,10 +473,15 @@ def run_chaos(
             latest: dict[str, UploadRef] = {upload.sample.product_id: upload.ref for upload in uploads}
             latest |= {upload.folder.product_id: upload.ref for upload in folder_uploads}
             final = progress.add_task("Final records", total=len(latest))
+
+            def on_progress(written: int) -> None:
+                progress.update(final, completed=written)
+                if outage_on[0] and written >= OUTAGE_SHARE * len(latest):
+                    outage_on[0] = False  # EventBridge is back: later writers publish at once
+                    emulator_faults(settings, outage=False, timeouts=timeouts)
+
             try:
-                wait_for_final_records(
-                    deployment, latest, timeout_s, on_progress=lambda n: progress.update(final, completed=n)
-                )
+                wait_for_final_records(deployment, latest, timeout_s, on_progress=on_progress)
             except TimeoutError as error:
                 console.print(f"[red]{error}[/]")  # judged below: those uploads count as stuck
             settle_s = max(30.0, timeout_s / 4)
@@ -322,6 +490,11 @@ def run_chaos(
             redeliver(deployment, duplicated)
             send_again(deployment, resent)
             wait_until_settled(deployment, uploads, settle_s)
+            emulator.set_faults(settings.state_dir, None)
+            drained = progress.add_task("Outboxes drained (PublishEvents)", total=None)
+            events_pending = wait_for_outboxes(deployment, OUTBOX_DRAIN_S)
+            progress.update(drained, total=1, completed=1)
+            seen = product_events.drain()
     executions = executions_by_upload(deployment, uploads)
     result = ChaosResult(
         uploads=uploads,
@@ -331,6 +504,9 @@ def run_chaos(
         task_failures=task_failures(deployment, (run for runs in executions.values() for run in runs)),
         elapsed_s=time.monotonic() - started,
         folder_uploads=folder_uploads,
+        product_events=seen,
+        events_pending=events_pending,
+        emulator_faults=emulator.injected_faults(settings.state_dir),
     )
     result.folders = judge_folders(deployment, folder_uploads, result.records)
     result.judge()
@@ -390,6 +566,12 @@ def faults_table(result: ChaosResult) -> Table:
         route = "invocations" if kind.startswith("endpoint-") else "converse"
         injected = f"{report['injected'].get(kind, 0)} of {report['requests'].get(route, 0)}"
         faults.append((kind, f"{rate:g}", injected))
+    for kind, count in sorted(result.emulator_faults.items()):
+        if kind == OUTAGE_KIND:
+            faults.append((kind, "", f"{count} PutEvents refused"))
+        else:
+            rate = next((r for p, r in TIMEOUTS_AFTER_WRITE.items() if kind.endswith(p)), 0.0)
+            faults.append((kind, f"{rate:g}", f"{count} invocations"))
     errors = [(name, str(count)) for name, count in result.task_failures.most_common()]
     for index in range(max(len(faults), len(errors))):
         left = faults[index] if index < len(faults) else ("", "", "")

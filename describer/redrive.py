@@ -7,7 +7,9 @@ its order token sits right after the failed run's and before any newer upload's,
 uploaded again meanwhile keeps its newer record and the redrive ends superseded.
 
 Input errors (``NOT_AN_IMAGE`` ...) fail the same way again: they are redriven only when named with
-``--code``. Works on the local stack and on a stack on AWS (``--stack-name``).
+``--code``. ``--stuck`` picks PROCESSING records instead, whose run ended long ago without a final
+write (``record_stopped.is_stuck``: older than the stack's ``RunTimeoutSeconds`` plus a margin), and
+re-runs them the same way. Works on the local stack and on a stack on AWS (``--stack-name``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.table import Table
 
 from describer.deployment import FINAL_STATUSES, Deployment, fetch_records
 from describer_rules.contracts import ErrorCode, ProductRecord, Status
+from describer_steps.record_stopped import is_stuck, stuck_before
 from describer_steps.states import RedriveMessage, WorkflowInput
 
 # Failures whose cause may have passed: a busy or broken model, an internal fault, a stopped run.
@@ -45,6 +48,25 @@ def since_timestamp(text: str) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _ids_by_status(
+    deployment: Deployment, status: Status, condition: str, values: dict[str, Any]
+) -> list[str]:
+    """Product ids from the results table's status index (status, updated_at)."""
+    paginator = deployment.client("dynamodb").get_paginator("query")
+    names = {"#status": "status"} | ({"#updated_at": "updated_at"} if "#updated_at" in condition else {})
+    return [
+        item["product_id"]["S"]
+        for page in paginator.paginate(
+            TableName=deployment.results_table,
+            IndexName=deployment.outputs["ResultsStatusIndexName"],
+            KeyConditionExpression="#status = :status" + condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={":status": {"S": status.value}} | values,
+        )
+        for item in page["Items"]
+    ]
+
+
 def failed_records(
     deployment: Deployment, codes: Iterable[ErrorCode], since: str | None, products: Iterable[str]
 ) -> list[ProductRecord]:
@@ -52,20 +74,8 @@ def failed_records(
 
     Read from the results table's status index (status, updated_at), then whole by key.
     """
-    condition = "#status = :failed" + (" AND #updated_at >= :since" if since else "")
-    values = {":failed": {"S": Status.FAILED.value}} | ({":since": {"S": since}} if since else {})
-    paginator = deployment.client("dynamodb").get_paginator("query")
-    ids = [
-        item["product_id"]["S"]
-        for page in paginator.paginate(
-            TableName=deployment.results_table,
-            IndexName=deployment.outputs["ResultsStatusIndexName"],
-            KeyConditionExpression=condition,
-            ExpressionAttributeNames={"#status": "status"} | ({"#updated_at": "updated_at"} if since else {}),
-            ExpressionAttributeValues=values,
-        )
-        for item in page["Items"]
-    ]
+    condition, values = (" AND #updated_at >= :since", {":since": {"S": since}}) if since else ("", {})
+    ids = _ids_by_status(deployment, Status.FAILED, condition, values)
     wanted = set(products)
     chosen = set(codes)
     records = fetch_records(deployment, [i for i in ids if not wanted or i in wanted])
@@ -73,6 +83,27 @@ def failed_records(
         (r for r in records.values() if r.status == Status.FAILED and r.error_code in chosen),
         key=lambda record: record.product_id,
     )
+
+
+def stuck_records(deployment: Deployment, run_timeout_s: int, products: Iterable[str]) -> list[ProductRecord]:
+    """PROCESSING records whose run ended long ago without a final write (``is_stuck``), of ``products``."""
+    before = {":before": {"S": stuck_before(run_timeout_s)}}
+    ids = _ids_by_status(deployment, Status.PROCESSING, " AND #updated_at < :before", before)
+    wanted = set(products)
+    records = fetch_records(deployment, [i for i in ids if not wanted or i in wanted])
+    # Read again whole: a record that ended or was re-run since the index was read is left alone.
+    return sorted(
+        (r for r in records.values() if is_stuck(r, run_timeout_s)), key=lambda record: record.product_id
+    )
+
+
+def run_timeout_of(deployment: Deployment, given: int | None) -> int:
+    """The run bound: ``--run-timeout``, else the stack's RunTimeoutSeconds output."""
+    if given is not None:
+        return given
+    if "RunTimeoutSeconds" not in deployment.outputs:
+        raise SystemExit("the stack has no RunTimeoutSeconds output (deployed before it): pass --run-timeout")
+    return int(deployment.outputs["RunTimeoutSeconds"])
 
 
 def send_redrives(
@@ -131,7 +162,7 @@ def redrive_table(
     chosen: list[ProductRecord], runs: dict[str, WorkflowInput], ended: dict[str, ProductRecord] | None
 ) -> Table:
     table = Table(title="Redrive" if ended is not None else "Redrive (dry run: nothing sent)")
-    for column in ("product", "failed with", "redrive", "outcome"):
+    for column in ("product", "was", "redrive", "outcome"):
         table.add_column(column, overflow="fold")
     for record in chosen:
         run = runs[record.product_id]
@@ -142,9 +173,14 @@ def redrive_table(
             if final.error_code and final.execution_name == run.execution_name:
                 outcome += f" {final.error_code.value}"
         colour = "green" if outcome.startswith("COMPLETED") else "yellow" if ended is None else "red"
+        was = (
+            f"PROCESSING since {record.updated_at}"
+            if record.status == Status.PROCESSING
+            else f"{record.error_code.value if record.error_code else ''}: {record.error_message or ''}"
+        )
         table.add_row(
             record.product_id,
-            f"{record.error_code.value if record.error_code else ''}: {record.error_message or ''}"[:120],
+            was[:120],
             f"#{run.redrive_count} {run.execution_name}",
             f"[{colour}]{outcome}[/]",
         )
@@ -152,11 +188,16 @@ def redrive_table(
 
 
 def redrive(args: argparse.Namespace, deployment: Deployment, console: Console) -> int:
-    codes = [ErrorCode(code) for code in args.code] if args.code else list(DEFAULT_CODES)
-    since = since_timestamp(args.since) if args.since else None
-    chosen = failed_records(deployment, codes, since, args.product or [])
+    if args.stuck:
+        run_timeout_s = run_timeout_of(deployment, args.run_timeout)
+        chosen = stuck_records(deployment, run_timeout_s, args.product or [])
+        console.print(f"{len(chosen)} record(s) stuck PROCESSING (run bound {run_timeout_s} s)")
+    else:
+        codes = [ErrorCode(code) for code in args.code] if args.code else list(DEFAULT_CODES)
+        since = since_timestamp(args.since) if args.since else None
+        chosen = failed_records(deployment, codes, since, args.product or [])
+        console.print(f"{len(chosen)} FAILED record(s) with {', '.join(code.value for code in codes)}")
     runs = {record.product_id: WorkflowInput.redrive_of(record) for record in chosen}
-    console.print(f"{len(chosen)} FAILED record(s) with {', '.join(code.value for code in codes)}")
     if not chosen or args.dry_run:
         console.print(redrive_table(chosen, runs, None))
         return 0
@@ -184,7 +225,8 @@ def add_parser(
     subparsers: Any, add_target_arguments: Callable[[argparse.ArgumentParser], None]
 ) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "redrive", help="re-run FAILED products whose cause may have passed (same photo, no re-upload)"
+        "redrive",
+        help="re-run FAILED products whose cause may have passed, or (--stuck) stuck PROCESSING ones",
     )
     parser.add_argument(
         "--code",
@@ -196,6 +238,17 @@ def add_parser(
         + ")",
     )
     parser.add_argument("--since", help="only records that failed at or after this ISO 8601 time (UTC)")
+    parser.add_argument(
+        "--stuck",
+        action="store_true",
+        help="re-run records PROCESSING longer than the run bound (RunTimeoutSeconds) instead of FAILED ones",
+    )
+    parser.add_argument(
+        "--run-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="the run bound for --stuck (default: the stack's RunTimeoutSeconds output)",
+    )
     parser.add_argument("--product", action="append", metavar="ID", help="only this product (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="list what would be redriven; send nothing")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the redrives")

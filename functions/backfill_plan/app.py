@@ -25,6 +25,13 @@ def _dependencies() -> tuple[BackfillSettings, Any, ResultsTable]:
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings, s3, table = _dependencies()
-    output = plan_item(PlanInput.model_validate(event), s3, table, load_catalogue(), settings.key_prefixes)
+    output = plan_item(
+        PlanInput.model_validate(event),
+        s3,
+        table,
+        load_catalogue(),
+        settings.key_prefixes,
+        settings.run_timeout_seconds,
+    )
     logger.info("planned", extra={"product_id": output.product_id, "plan": output.plan.value})
     return output.model_dump(mode="json")

@@ -2,16 +2,22 @@
 
 ``source`` is ``product-describer``, ``detail-type`` ``Product Described`` or ``Product Description
 Failed`` (``Product Reviewed`` when a person reviewed it), ``detail`` a ``ProductEventDetail``. The
-copy rides along only while the entry stays within EventBridge's 256 KB limit (otherwise consumers
-read the record); image bytes never do. Publishing
-follows the conditional write, so a run that lost its record to a newer upload announces nothing,
-and a publish that fails raises TransientError: the step is retried, rewriting the same record and
-publishing again (at least once, like EventBridge itself).
+copy rides along only while the entry stays within ``OUTBOX_ENTRY_BYTES`` (otherwise consumers
+read the record); image bytes never do.
+
+Final records' events are published from an outbox (docs/pipeline.md#events): the write of a final
+record appends its entry to the record's ``outbox_events`` in the same UpdateItem
+(``ResultsTable``), so a run that lost its record to a newer upload announces nothing, and an
+event is never lost between the write and PutEvents. ``flush_outbox`` publishes a record's pending
+entries and then clears them: right after the write (SaveResult, RecordFailure, RecordStopped), and
+every minute for whatever is still pending (PublishEvents, ``publish_pending``). Delivery is at
+least once, like EventBridge itself; each event carries its ``record_version``, so a consumer that
+keeps the highest version per product sees every version exactly once.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -25,7 +31,15 @@ from describer_rules.contracts import (
 )
 from describer_rules.errors import TransientError
 
+if TYPE_CHECKING:  # results_table builds its outbox entries here
+    from describer_aws.results_table import ResultsTable
+
 MAX_EVENT_BYTES = 256 * 1024
+# An outbox entry waits in the record's item (at most 400 KB with the record): the copy rides along
+# only while the entry stays within this.
+OUTBOX_ENTRY_BYTES = 64 * 1024
+# A flush publishes a record's few entries in well under this; a crashed one blocks the next this long.
+OUTBOX_LEASE_S = 60
 
 
 def event_detail(record: ProductRecord, with_content: bool = True) -> ProductEventDetail:
@@ -43,6 +57,7 @@ def event_detail(record: ProductRecord, with_content: bool = True) -> ProductEve
         updated_at=record.updated_at,
         content=record.content if with_content and record.content else None,
         review_decision=record.review_decision,
+        record_version=record.record_version,
     )
 
 
@@ -61,18 +76,24 @@ def product_event(
 
     ``detail_type``: by default the record's final status (Described or Failed).
     """
+    return {"EventBusName": bus_name} | outbox_entry(record, detail_type, MAX_EVENT_BYTES)
+
+
+def outbox_entry(
+    record: ProductRecord, detail_type: ProductEventType | None = None, max_bytes: int = OUTBOX_ENTRY_BYTES
+) -> dict[str, str]:
+    """The entry announcing ``record`` without its bus: with the content when within ``max_bytes``."""
     if detail_type is None:
         detail_type = (
             ProductEventType.DESCRIBED if record.status == Status.COMPLETED else ProductEventType.FAILED
         )
     for with_content in (True, False):
         entry = {
-            "EventBusName": bus_name,
             "Source": EVENT_SOURCE,
             "DetailType": detail_type.value,
             "Detail": event_detail(record, with_content).model_dump_json(exclude_none=True),
         }
-        if entry_size(entry) <= MAX_EVENT_BYTES:
+        if entry_size(entry) <= max_bytes:
             break
     return entry
 
@@ -83,8 +104,12 @@ class ProductEvents:
         self._client = events_client
 
     def publish(self, record: ProductRecord, detail_type: ProductEventType | None = None) -> None:
+        self.put(product_event(record, self.bus_name, detail_type))
+
+    def put(self, entry: dict[str, Any]) -> None:
+        """One PutEvents entry onto this bus; TransientError when it was not accepted."""
         try:
-            response = self._client.put_events(Entries=[product_event(record, self.bus_name, detail_type)])
+            response = self._client.put_events(Entries=[{**entry, "EventBusName": self.bus_name}])
         except ClientError as error:
             if is_transient(error):
                 raise TransientError(f"EventBridge PutEvents: {client_error_code(error)}") from error
@@ -94,3 +119,38 @@ class ProductEvents:
         if response.get("FailedEntryCount"):
             code = response["Entries"][0].get("ErrorCode", "unknown")
             raise TransientError(f"EventBridge PutEvents: entry failed with {code}")
+
+
+def flush_outbox(product_id: str, table: ResultsTable, events: ProductEvents) -> int:
+    """Publish the record's pending events, oldest first, then clear them; how many were published.
+
+    The outbox is leased first (``OUTBOX_LEASE_S``), so a writer's flush and PublishEvents' never
+    publish the same entries at once; a record whose outbox another flush holds is left to it. A
+    PutEvents failure raises (TransientError) and leaves every entry pending, so the next flush sends
+    them again: a consumer may see an event twice (an entry published before the failure, a flush
+    that outlived its lease), never a version skipped.
+    """
+    pending = table.lease_events(product_id, OUTBOX_LEASE_S)
+    if pending is None:
+        return 0
+    try:
+        for entry in pending.entries:
+            events.put(entry)
+    except BaseException:
+        table.release_events(pending)
+        raise
+    table.clear_events(pending)
+    return len(pending.entries)
+
+
+def publish_committed(product_id: str, table: ResultsTable, events: ProductEvents) -> bool:
+    """``flush_outbox`` right after a write; False when it failed and the events wait for PublishEvents.
+
+    A step that wrote its record has done its part: an EventBridge outage must not fail it (nor turn
+    a COMPLETED run into a failed one), since the events are committed with the record.
+    """
+    try:
+        flush_outbox(product_id, table, events)
+    except (TransientError, ClientError):
+        return False
+    return True

@@ -323,6 +323,11 @@ class ProductRecord(BaseModel):
     )
     # "review" is taken: it is the sparse by-review index's queue marker (PENDING) on deployed tables.
     review_decision: Review | None = Field(default=None, description="The last review of this record")
+    record_version: int = Field(
+        default=0,
+        ge=0,
+        description="Counts the record's writes: 1 for the first; 0 on a record written before",
+    )
     created_at: str
     updated_at: str
 
@@ -359,4 +364,7 @@ class ProductEventDetail(BaseModel):
     )
     review_decision: Review | None = Field(
         default=None, description="What the reviewer decided (Product Reviewed only)"
+    )
+    record_version: int = Field(
+        default=0, ge=0, description="The record version announced: consumers keep the highest per product"
     )

@@ -9,6 +9,8 @@ same ``WorkflowInput`` an upload event would, and decides:
 - it holds this version FAILED on a transient error (endpoint or Bedrock down): redrive it, as the
   next ``redrive_count``: a new execution name whose order token comes right after the failed run's,
   so its claim on the record wins;
+- it holds this version PROCESSING for longer than any run may take (``record_stopped.is_stuck``:
+  the run ended without a final write): redrive it the same way;
 - otherwise: run it under the name admission gives an upload of this version, so two backfills of
   one prefix (or a redelivered item) start one execution, not two.
 
@@ -35,6 +37,7 @@ from describer_rules.keys import product_folder
 from describer_steps.photo_sets import SettleRequest, list_folder, set_workflow
 from describer_steps.prepare import SourceObject, known_category
 from describer_steps.record_failure import product_or_stand_in
+from describer_steps.record_stopped import is_stuck
 from describer_steps.states import WorkflowInput, redrive_count_of
 
 if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
@@ -120,8 +123,13 @@ def _is_this_version(record: ProductRecord, workflow: WorkflowInput) -> bool:
     )
 
 
-def decide(record: ProductRecord | None, workflow: WorkflowInput) -> tuple[ItemPlan, int]:
-    """(plan, redrive count) for this object version, given the product's current record."""
+def decide(
+    record: ProductRecord | None, workflow: WorkflowInput, run_timeout_s: int | None = None
+) -> tuple[ItemPlan, int]:
+    """(plan, redrive count) for this object version, given the product's current record.
+
+    ``run_timeout_s``: the run bound (template RunTimeoutSeconds); None never finds a record stuck.
+    """
     if record is None or not _is_this_version(record, workflow):
         return ItemPlan.DESCRIBE, 0
     runs = redrive_count_of(record.order_token or "")
@@ -136,7 +144,10 @@ def decide(record: ProductRecord | None, workflow: WorkflowInput) -> tuple[ItemP
     if record.stage == RecordStage.COPY_QUEUED:
         # Its attributes are saved and its copy waits for a batch job: the batch pass finishes it.
         return ItemPlan.DONE, runs
-    # PROCESSING: a run of this version is under way (or was cut off); joining its name is safe.
+    if run_timeout_s is not None and is_stuck(record, run_timeout_s):
+        # Its run ended long ago without a final write: joining its name would start nothing.
+        return (ItemPlan.GAVE_UP, runs) if runs + 1 >= MAX_ATTEMPTS else (ItemPlan.RETRY, runs + 1)
+    # PROCESSING: a run of this version is under way; joining its name is safe.
     return ItemPlan.DESCRIBE, runs
 
 
@@ -146,6 +157,7 @@ def plan_item(
     table: ResultsTable,
     catalogue: Catalogue,
     prefixes: tuple[str, ...],
+    run_timeout_s: int | None = None,
 ) -> PlanOutput:
     folder = product_folder(request.key, prefixes, known_category(catalogue))
     if folder is None:
@@ -153,7 +165,7 @@ def plan_item(
     else:
         workflow, source = listed_photo_set(s3_client, request, folder)
     product = product_or_stand_in(source, workflow, prefixes, catalogue)
-    plan, redrive_count = decide(table.get(product.product_id), workflow)
+    plan, redrive_count = decide(table.get(product.product_id), workflow, run_timeout_s)
     workflow = workflow.model_copy(update={"redrive_count": redrive_count})
     return PlanOutput(
         start=plan in (ItemPlan.DESCRIBE, ItemPlan.RETRY),

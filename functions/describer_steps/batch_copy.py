@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from describer_aws.batch_jobs import BatchJobs, CopyStore, SubmittedJob
-from describer_aws.product_events import ProductEvents
+from describer_aws.product_events import ProductEvents, publish_committed
 from describer_aws.results_table import ResultsTable, utc_now
 from describer_rules.batch_output import (
     MIN_RECORDS_PER_JOB,
@@ -125,7 +125,7 @@ def queue_copy(request: QueuedCopy, table: ResultsTable, store: CopyStore) -> Qu
     )
     # Queued first: a record marked COPY_QUEUED always has its request in S3 (a retry rewrites both).
     store.put(store.queued_key(request.product.product_id), request.model_dump_json())
-    queued = table.write_if_current(record, still_processing=True)
+    queued = table.write_if_current(record)
     if not queued:
         store.delete([store.queued_key(request.product.product_id)])
     return QueueOutput(product_id=request.product.product_id, queued=queued)
@@ -375,8 +375,8 @@ class BatchCopier:
             error_message=error.detail,
             model_ids={"attributes": queued.merged.endpoint, "description": self.settings.bedrock_model_id},
         )
-        if self.table.write_if_current(record, still_processing=True):
-            self.events.publish(record)
+        if self.table.write_final(record).written:
+            publish_committed(record.product_id, self.table, self.events)
             report.failed += 1
         else:
             report.not_current += 1

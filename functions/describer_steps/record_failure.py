@@ -1,8 +1,11 @@
 """RecordFailure: the FAILED record of a run, written conditionally and announced.
 
-The write is conditional (``ResultsTable.write_if_current``), so a run that a newer upload overtook
-leaves the newer record alone. A caught Step Functions error becomes an ErrorCode and a short
-message for people, read from the error's name and message, never from its payload.
+The write is conditional (``ResultsTable.write_final``), so a run that a newer upload overtook
+leaves the newer record alone, and a run whose SaveResult wrote COMPLETED before it failed (a
+PutEvents error, a timeout after the write) keeps that record, reviewed or not: RecordFailure then
+reports ``completed`` and publishes what the write left in the outbox. A caught Step Functions
+error becomes an ErrorCode and a short message for people, read from the error's name and
+message, never from its payload.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from describer_aws.product_events import ProductEvents
+from describer_aws.product_events import ProductEvents, publish_committed
 from describer_aws.results_table import ResultsTable
 from describer_rules.catalogue import GENERIC_CATEGORY, Catalogue
 from describer_rules.contracts import ErrorCode, S3ObjectRef, Status
@@ -123,12 +126,31 @@ def write_failure(
     events: ProductEvents,
     catalogue: Catalogue,
     key_prefixes: str | tuple[str, ...],
-    still_processing: bool = False,
+    repeated_counts: bool = True,
 ) -> FailureOutput:
-    """The FAILED record under the conditional write, announced only when it was written."""
+    """The FAILED record under the final write, over the run's PROCESSING record only.
+
+    ``recorded`` when this call wrote it, or (``repeated_counts``) an earlier attempt of the run
+    did; the run's own COMPLETED record stays and makes ``completed``; a record a newer upload owns
+    makes ``superseded``. Either way the record's pending events are published.
+    """
     product = failed_product(request, s3_client, catalogue, key_prefixes)
     failed = product.record(Status.FAILED, request.execution_name, error_code=code, error_message=message)
-    recorded = table.write_if_current(failed, still_processing=still_processing)
-    if recorded:
-        events.publish(failed)
-    return FailureOutput(error_code=code, error_message=message, recorded=recorded)
+    final = table.write_final(failed)
+    if final.record is None:
+        return FailureOutput(error_code=code, error_message=message, recorded=False, superseded=True)
+    published = publish_committed(product.product_id, table, events)
+    if final.record.status == Status.COMPLETED:
+        return FailureOutput(
+            error_code=code,
+            error_message=message,
+            recorded=False,
+            completed=True,
+            events_pending=not published,
+        )
+    return FailureOutput(
+        error_code=code,
+        error_message=message,
+        recorded=final.written or repeated_counts,
+        events_pending=not published,
+    )

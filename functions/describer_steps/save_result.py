@@ -1,15 +1,17 @@
 """SaveResult: the COMPLETED record, written conditionally and announced.
 
-The write is conditional (``ResultsTable.write_if_current``), so a run that a newer upload overtook
-leaves the newer record alone. RecordFailure (``record_failure``) is the other way a run ends.
+The write is conditional (``ResultsTable.write_final``), so a run that a newer upload overtook
+leaves the newer record alone, and a repeated SaveResult (a retry after a timeout, a PutEvents
+failure) finds the run's own COMPLETED record and counts as saved without changing it: a review made
+in between stays. Its Product Described event is committed with the write (the outbox) and
+published by ``flush_outbox``. RecordFailure (``record_failure``) is the other way a run ends.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from describer_aws.product_events import ProductEvents
+from describer_aws.product_events import ProductEvents, publish_committed
 from describer_aws.results_table import ResultsTable
 from describer_rules.contracts import CostLedger, ModelIds, ProductRecord, Status
 from describer_rules.cost_ledger import described_ledger
@@ -17,9 +19,6 @@ from describer_steps.states import (
     SaveInput,
     SaveOutput,
 )
-
-if TYPE_CHECKING:  # the stubs are a dev dependency; the Lambdas never import them
-    pass
 
 
 def elapsed_ms_since(iso_start: str) -> int:
@@ -68,8 +67,14 @@ def completed_record(request: SaveInput, ledger: CostLedger | None = None) -> Pr
 def save_result(
     request: SaveInput, table: ResultsTable, events: ProductEvents, ledger: CostLedger | None = None
 ) -> SaveOutput:
-    record = completed_record(request, ledger)
-    saved = table.write_if_current(record)
-    if saved:
-        events.publish(record)
-    return SaveOutput(product_id=request.product.product_id, saved=saved)
+    """Write and announce the COMPLETED record. ``saved`` also when an earlier attempt wrote it; an
+    event PutEvents did not take waits in the outbox (PublishEvents sends it), the run still succeeds."""
+    final = table.write_final(completed_record(request, ledger))
+    saved = final.record is not None and final.record.status == Status.COMPLETED
+    published = saved and publish_committed(request.product.product_id, table, events)
+    return SaveOutput(
+        product_id=request.product.product_id,
+        saved=saved,
+        written=final.written,
+        events_pending=saved and not published,
+    )

@@ -133,7 +133,8 @@ class DescriptionSettings(ReviewSettings):
 
 
 class BackfillSettings(TableSettings, UploadSettings):
-    pass
+    # Template RunTimeoutSeconds: a record PROCESSING much longer is stuck, and re-run; unset: never.
+    run_timeout_seconds: int | None = Field(default=None, ge=60)
 
 
 # Template PhotoSettleSeconds: a product folder is described once no photo arrived for this long.

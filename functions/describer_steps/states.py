@@ -332,6 +332,10 @@ class SaveInput(BaseModel):
 class SaveOutput(BaseModel):
     product_id: str
     saved: bool = Field(description="False when a newer upload took the record over meanwhile")
+    written: bool = Field(default=True, description="False when an earlier attempt of the run had saved it")
+    events_pending: bool = Field(
+        default=False, description="The event waits in the record's outbox (PublishEvents sends it)"
+    )
 
 
 class CaughtError(BaseModel):
@@ -360,6 +364,15 @@ class FailureOutput(BaseModel):
     error_code: ErrorCode
     error_message: str
     recorded: bool = Field(description="False when no record could be, or should be, written")
+    completed: bool = Field(
+        default=False, description="The run's record was already COMPLETED: the run succeeded after all"
+    )
+    superseded: bool = Field(
+        default=False, description="A newer upload owns the record: the run had nothing to do"
+    )
+    events_pending: bool = Field(
+        default=False, description="The event waits in the record's outbox (PublishEvents sends it)"
+    )
 
 
 PrepareOutput.model_rebuild()

@@ -34,6 +34,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     output = record_failure(
         FailureInput.model_validate(event), s3, table, events, load_catalogue(), settings.key_prefixes
     )
+    if output.events_pending:
+        logger.warning("the record's event waits in the outbox: PutEvents failed")
+    if output.completed:
+        logger.info(
+            "the run's record is already COMPLETED; left as it is", extra=output.model_dump(mode="json")
+        )
+        return output.model_dump(mode="json")
+    if output.superseded:
+        metrics.add_metric(name="ResultsSuperseded", unit=MetricUnit.Count, value=1)
+        logger.info(
+            "superseded by a newer upload; failure not recorded", extra=output.model_dump(mode="json")
+        )
+        return output.model_dump(mode="json")
     metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
     count_final_record(failed=True)
     with single_metric(name="ImagesFailedByCode", unit=MetricUnit.Count, value=1) as by_code:

@@ -36,6 +36,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     text = change.input or sfn.describe_execution(executionArn=change.executionArn)["input"]
     workflow = WorkflowInput.model_validate_json(text)
     output = record_stopped(change, workflow, s3, table, events, load_catalogue(), settings.key_prefixes)
+    if output.events_pending:
+        logger.warning("the record's event waits in the outbox: PutEvents failed")
     if output.recorded:
         metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
         count_final_record(failed=True)

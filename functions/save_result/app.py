@@ -31,7 +31,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = SaveInput.model_validate(event)
     logger.append_keys(product_id=request.product.product_id)
     output = save_result(request, *_dependencies())
-    if output.saved:
+    if output.events_pending:
+        logger.warning("Product Described waits in the outbox: PutEvents failed")
+    if output.saved and not output.written:
+        logger.info("already saved by an earlier attempt of this run; record left as it is")
+    elif output.saved:
         metrics.add_metric(name="ImagesCompleted", unit=MetricUnit.Count, value=1)
         count_final_record(failed=False)
         # 0 or 1 per completed image: its Average is the review share.

@@ -26,7 +26,14 @@ from describer.sagemaker.scaling import (
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 
-ALARMS = ("AdmissionDeadLetterAlarm", "WorkflowFailuresAlarm", "FailureRateAlarm", "AdmissionAgeAlarm")
+ALARMS = (
+    "AdmissionDeadLetterAlarm",
+    "WorkflowFailuresAlarm",
+    "FailureRateAlarm",
+    "AdmissionAgeAlarm",
+    "StoppedExecutionDeadLetterAlarm",
+    "EventsNotPublishedAlarm",
+)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +104,8 @@ def _order(name: str) -> int:
         "AdmissionAgeAlarm",
         "AdmissionDeadLetterAlarm",
         "WorkflowFailuresAlarm",
+        "StoppedExecutionDeadLetterAlarm",
+        "EventsNotPublishedAlarm",
     ].index(name)
 
 

@@ -27,6 +27,9 @@ REGION = "us-east-1"
 # ministack accepts any credentials; these keep every client off the user's real AWS profile.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
 _HEALTH_PATH = "/_ministack/health"
+# The chaos faults' file (``patch.EmulatorFaults`` as JSON), and beside it what was injected so far.
+FAULTS_ENV = "DESCRIBER_EMULATOR_FAULTS"
+REPORT_NAME = "faults-report.json"
 # Variables of the caller's shell that would send the emulator's clients somewhere else.
 _SCRUBBED = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_REGION")
 
@@ -91,8 +94,37 @@ def start(state_dir: Path, port: int, service_endpoints: Mapping[str, str]) -> i
         "LAMBDA_EXECUTOR": "local",
         # Lambda workers write .pyc files next to the shared code otherwise.
         "PYTHONDONTWRITEBYTECODE": "1",
+        # The chaos faults the emulator injects itself (none while the file is absent): set_faults.
+        FAULTS_ENV: str(faults_file(state_dir)),
     }
     return service(state_dir).start([sys.executable, "-m", _LAUNCHER], env, cwd=state_dir)
+
+
+def faults_file(state_dir: Path) -> Path:
+    """Where the emulator reads its chaos faults (``patch.EmulatorFaults`` as JSON)."""
+    return state_dir / "emulator-tmp" / "faults.json"
+
+
+def set_faults(state_dir: Path, faults_json: str | None) -> None:
+    """Give the running emulator these faults (``patch.EmulatorFaults`` as JSON); None: none."""
+    path = faults_file(state_dir)
+    if faults_json is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(faults_json)
+    temporary.replace(path)  # the emulator never reads half a file
+
+
+def injected_faults(state_dir: Path) -> dict[str, int]:
+    """What the emulator injected since its faults' report was last cleared (``clear_faults_report``)."""
+    report = faults_file(state_dir).with_name(REPORT_NAME)
+    return dict(json.loads(report.read_text())) if report.is_file() else {}
+
+
+def clear_faults_report(state_dir: Path) -> None:
+    faults_file(state_dir).with_name(REPORT_NAME).unlink(missing_ok=True)
 
 
 def is_healthy(port: int) -> bool:

@@ -30,6 +30,13 @@ deploy`` makes of ``DefinitionUri``) and hands Step Functions its JSON; ministac
 as it is, and its Step Functions parses only JSON. :func:`json_definition` converts it after the
 substitutions, so DescribeProduct's ASL can be YAML with a numeric ``${RunTimeoutSeconds}``.
 
+And two faults for ``make chaos``, off unless the JSON file that ``FAULTS_ENV`` names says otherwise
+(``EmulatorFaults``, read again whenever it changes): an EventBridge outage (PutEvents of product
+events answers ``InternalException``, HTTP 500, as EventBridge does when it is in trouble) and Lambda
+timeouts after the write (a share of a function's successful invocations is reported as AWS reports
+a timed-out one, ``Sandbox.Timedout``, after the handler did its work: its write landed, its caller
+sees a failure).
+
 It refuses to start any ministack version but :data:`PINNED_VERSION`: on an upgrade, check whether
 the new release does these itself (then drop that part, or this module and start ``python -m
 ministack`` again), else re-check that the patched places still read as :data:`WORKER_ERROR_LINE`,
@@ -44,14 +51,25 @@ from __future__ import annotations
 import contextvars
 import importlib.metadata
 import json
+import os
+import random
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, Field
+
+from describer.local.emulator import FAULTS_ENV, REPORT_NAME
+from describer_rules.contracts import EVENT_SOURCE
 
 PINNED_VERSION = "1.5.33"
+OUTAGE_KIND = "eventbridge-outage"
+# What AWS Lambda reports for an invocation that ran out of time.
+TIMED_OUT_ERROR = "Sandbox.Timedout"
 # The worker script's reply for a failed invocation, as the text of that script holds it.
 WORKER_ERROR_LINE = 'json.dumps({"status": "error", "error": str(e), "trace": traceback.format_exc()})'
 WORKER_TYPED_ERROR_LINE = (
@@ -121,6 +139,110 @@ def apply() -> None:
     lambda_svc._execute_function_warm = typed_execute_warm
     _patch_step_functions()
     _patch_cloudformation()
+    faults_path = os.environ.get(FAULTS_ENV)
+    _patch_faults(FaultFile(Path(faults_path) if faults_path else None))
+
+
+class EmulatorFaults(BaseModel):
+    """The faults the emulator injects on its own side (``make chaos``)."""
+
+    eventbridge_outage: bool = False
+    # A part of a function's name (its logical id, e.g. "SaveResultFunction") -> the share of its
+    # successful invocations reported as timed out after they ran.
+    timeout_after_write: dict[str, float] = Field(default_factory=dict)
+    seed: int = 11
+
+
+class FaultFile:
+    """``EmulatorFaults`` from a file, read again when it changes; no file, no faults.
+
+    What it injected is counted in ``REPORT_NAME`` beside it (fault kind -> count), for ``make chaos``.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._stamp: int | None = None
+        self._faults = EmulatorFaults()
+        self._lock = threading.Lock()
+        self.draws = random.Random(self._faults.seed)
+        self.injected: Counter[str] = Counter()
+
+    def count(self, kind: str) -> None:
+        """One more ``kind`` injected: the report file says so at once."""
+        with self._lock:
+            self.injected[kind] += 1
+            if self.path is not None:
+                report = self.path.with_name(REPORT_NAME)
+                temporary = report.with_suffix(".tmp")
+                temporary.write_text(json.dumps(dict(self.injected)))
+                temporary.replace(report)
+
+    def current(self) -> EmulatorFaults:
+        stamp = self._mtime()
+        with self._lock:
+            if stamp != self._stamp:
+                self._stamp = stamp
+                self._faults = EmulatorFaults.model_validate_json(self._text() or "{}")
+                self.draws = random.Random(self._faults.seed)
+            return self._faults
+
+    def _mtime(self) -> int | None:
+        try:
+            return None if self.path is None else self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def _text(self) -> str:
+        try:
+            return "" if self.path is None else self.path.read_text()
+        except FileNotFoundError:  # removed since it was looked at: no faults
+            return ""
+
+
+def refuses_put_events(entries: list[dict[str, Any]], faults: EmulatorFaults) -> bool:
+    """During an outage, PutEvents of product events fails (other sources, e.g. aws.states, pass)."""
+    return faults.eventbridge_outage and any(entry.get("Source") == EVENT_SOURCE for entry in entries)
+
+
+def timed_out_after_write(
+    function_name: str, result: dict[str, Any], faults: EmulatorFaults, draw: Callable[[], float]
+) -> dict[str, Any] | None:
+    """The timed-out answer that replaces a successful invocation's, when the draw says so."""
+    if result.get("error"):
+        return None
+    rate = next((r for part, r in faults.timeout_after_write.items() if part in function_name), 0.0)
+    if rate <= 0 or draw() >= rate:
+        return None
+    message = f"Task timed out after its write (chaos: {function_name})"
+    return {"body": {"errorMessage": message, "errorType": TIMED_OUT_ERROR}, "error": True, "log": message}
+
+
+def _patch_faults(fault_file: FaultFile) -> None:
+    from ministack.core.responses import error_response_json
+    from ministack.services import eventbridge, lambda_svc
+
+    put_events = eventbridge._put_events
+    execute_warm = lambda_svc._execute_function_warm
+
+    def put_events_or_outage(data: dict[str, Any], allow_aws_source: bool = False) -> Any:
+        if refuses_put_events(data.get("Entries", []), fault_file.current()):
+            fault_file.count(OUTAGE_KIND)
+            return error_response_json("InternalException", "chaos: EventBridge is unavailable", 500)
+        return put_events(data, allow_aws_source)
+
+    def execute_then_time_out(func: dict[str, Any], event: Any, request_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = execute_warm(func, event, request_id)
+        name = str((func.get("config") or {}).get("FunctionName", ""))
+        faults = fault_file.current()
+        with fault_file._lock:
+            timed_out = timed_out_after_write(name, result, faults, fault_file.draws.random)
+        if timed_out is None:
+            return result
+        fault_file.count("timeout-after-write " + next(p for p in faults.timeout_after_write if p in name))
+        return timed_out
+
+    eventbridge._put_events = put_events_or_outage
+    lambda_svc._execute_function_warm = execute_then_time_out
 
 
 def _patch_cloudformation() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ministack.core import lambda_runtime
 
+from describer.local import emulator
 from describer.local.emulator import patch as emulator_patch
 from describer.local.emulator.patch import UnsupportedEmulatorVersion
 
@@ -138,3 +139,71 @@ def test_a_yaml_definition_reaches_step_functions_as_json_with_its_substitutions
     finally:
         provisioners._sfn_definition = original
     assert definition == {"StartAt": "Done", "TimeoutSeconds": 30, "States": {"Done": {"Type": "Succeed"}}}
+
+
+PRODUCT_EVENT = {"Source": "product-describer", "DetailType": "Product Described", "Detail": "{}"}
+STATUS_CHANGE = {
+    "Source": "aws.states",
+    "DetailType": "Step Functions Execution Status Change",
+    "Detail": "{}",
+}
+
+
+def test_an_eventbridge_outage_refuses_product_events_only() -> None:
+    outage = emulator_patch.EmulatorFaults(eventbridge_outage=True)
+    assert emulator_patch.refuses_put_events([PRODUCT_EVENT], outage)
+    assert not emulator_patch.refuses_put_events([STATUS_CHANGE], outage)
+    assert not emulator_patch.refuses_put_events([PRODUCT_EVENT], emulator_patch.EmulatorFaults())
+
+
+def test_a_timeout_after_the_write_replaces_a_successful_answer_of_the_named_function_only() -> None:
+    faults = emulator_patch.EmulatorFaults(timeout_after_write={"SaveResultFunction": 0.5})
+    ok = {"body": {"saved": True}, "log": ""}
+    timed_out = emulator_patch.timed_out_after_write(
+        "describer-SaveResultFunction-1A", ok, faults, lambda: 0.4
+    )
+    assert timed_out is not None and timed_out["error"] is True
+    assert timed_out["body"]["errorType"] == "Sandbox.Timedout"
+    assert (
+        emulator_patch.timed_out_after_write("describer-SaveResultFunction-1A", ok, faults, lambda: 0.6)
+        is None
+    )
+    assert (
+        emulator_patch.timed_out_after_write("describer-PrepareFunction-1A", ok, faults, lambda: 0.0) is None
+    )
+    failed = {"body": {"errorType": "TransientError"}, "error": True}
+    assert (
+        emulator_patch.timed_out_after_write("describer-SaveResultFunction-1A", failed, faults, lambda: 0.0)
+        is None
+    )
+
+
+def test_the_fault_file_is_read_again_when_it_changes(tmp_path: Any) -> None:
+    path = tmp_path / "faults.json"
+    faults = emulator_patch.FaultFile(path)
+    assert faults.current() == emulator_patch.EmulatorFaults()
+    path.write_text(emulator_patch.EmulatorFaults(eventbridge_outage=True).model_dump_json())
+    assert faults.current().eventbridge_outage
+    path.unlink()
+    assert not faults.current().eventbridge_outage
+
+
+def test_the_fault_hooks_apply_to_the_pinned_eventbridge_and_lambda_modules(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ministack.services import eventbridge, lambda_svc
+
+    monkeypatch.setattr(eventbridge, "_put_events", lambda data, allow_aws_source=False: (200, {}, b"{}"))
+    monkeypatch.setattr(lambda_svc, "_execute_function_warm", lambda func, event, request_id: {"body": 1})
+    path = tmp_path / "faults.json"
+    emulator_patch._patch_faults(emulator_patch.FaultFile(path))
+    save_result = {"config": {"FunctionName": "describer-SaveResultFunction-1A"}}
+    assert eventbridge._put_events({"Entries": [PRODUCT_EVENT]})[0] == 200
+    assert lambda_svc._execute_function_warm(save_result, {}, "r") == {"body": 1}
+    faults = emulator_patch.EmulatorFaults(eventbridge_outage=True, timeout_after_write={"SaveResult": 1.0})
+    path.write_text(faults.model_dump_json())
+    assert eventbridge._put_events({"Entries": [PRODUCT_EVENT]})[0] == 500
+    assert eventbridge._put_events({"Entries": [STATUS_CHANGE]})[0] == 200
+    assert lambda_svc._execute_function_warm(save_result, {}, "r")["body"]["errorType"] == "Sandbox.Timedout"
+    report = json.loads((tmp_path / emulator.REPORT_NAME).read_text())
+    assert report == {"eventbridge-outage": 1, "timeout-after-write SaveResult": 1}

@@ -34,6 +34,7 @@ HANDLER_MODULES = (
     "ask_attribute.app",
     "write_description.app",
     "save_result.app",
+    "publish_events.app",
     "record_failure.app",
     "backfill_plan.app",
     "record_stopped.app",

@@ -319,6 +319,30 @@ def test_a_product_folder_is_planned_once_as_its_photo_set(aws: Aws) -> None:
     assert again.execution_name != planned.execution_name
 
 
+def test_a_record_stuck_processing_past_the_run_bound_is_run_again(aws: Aws) -> None:
+    """Issue 26 (6): its run ended without a final write; joining its name would start nothing."""
+    aws.upload("catalogue/Shirts/77.jpg", image_bytes())
+    planned = _plan(aws, "catalogue/Shirts/77.jpg")
+    assert _run_prepare(aws, planned.workflow)
+    table = ResultsTable(TABLE, aws.dynamodb)
+    prefixes = load_settings(BackfillSettings).key_prefixes
+    request = PlanInput(bucket=BUCKET, key="catalogue/Shirts/77.jpg")
+    under_way = plan_item(request, aws.s3, table, load_catalogue(), prefixes, run_timeout_s=600)
+    assert (under_way.plan, under_way.execution_name) == (ItemPlan.DESCRIBE, planned.execution_name)
+    aws.dynamodb.update_item(
+        TableName=TABLE,
+        Key={"product_id": {"S": "77"}},
+        UpdateExpression="SET updated_at = :long_ago",
+        ExpressionAttributeValues={":long_ago": {"S": "2026-01-01T00:00:00.000Z"}},
+    )
+    stuck = plan_item(request, aws.s3, table, load_catalogue(), prefixes, run_timeout_s=600)
+    assert (stuck.start, stuck.plan, stuck.workflow.redrive_count) == (True, ItemPlan.RETRY, 1)
+    assert stuck.execution_name != planned.execution_name
+    assert _run_prepare(aws, stuck.workflow), "the re-run claims the stuck record"
+    unbounded = plan_item(request, aws.s3, table, load_catalogue(), prefixes)
+    assert unbounded.plan == ItemPlan.DESCRIBE
+
+
 def _describe_product_states() -> dict[str, Any]:
     import yaml
 

@@ -12,9 +12,10 @@ from pydantic import BaseModel
 from save_result import app as save_result_app
 
 from describer_aws.product_events import product_event
+from describer_aws.results_table import ResultsTable
 from describer_rules.catalogue import load_catalogue
 from describer_rules.content_rules import CopyRules, violations
-from describer_rules.contracts import ProductEventDetail, ProductRecord
+from describer_rules.contracts import ProductEventDetail, ProductRecord, Status
 from describer_steps.backfill_plan import PlanInput
 from describer_steps.states import (
     AskInput,
@@ -23,6 +24,7 @@ from describer_steps.states import (
     MergeInput,
     ObjectCreatedEvent,
     PrepareInput,
+    ProductIdentity,
     SaveInput,
     WorkflowInput,
 )
@@ -89,6 +91,11 @@ def test_documented_example_is_exactly_what_save_result_writes(aws: Aws) -> None
             "token_usage": example["token_usage"],
         },
     }
+    # Prepare's claim first, as in a run: the record's version 1, SaveResult's 2.
+    claim = ProductIdentity.model_validate(event["product"]).record(
+        Status.PROCESSING, example["execution_name"]
+    )
+    assert ResultsTable("results-test", aws.dynamodb).write_if_current(claim)
     assert save_result_app.handler(event, FakeLambdaContext())["saved"] is True
     stored = aws.dynamodb.get_item(TableName="results-test", Key={"product_id": {"S": example["product_id"]}})
     from describer_aws.results_table import _from_item

@@ -100,6 +100,9 @@ def test_failure_after_prepare_is_recorded_on_the_claimed_product(aws: Aws) -> N
         "error_code": "ENDPOINT_UNAVAILABLE",
         "error_message": "SageMaker ThrottlingException",
         "recorded": True,
+        "completed": False,
+        "superseded": False,
+        "events_pending": False,
     }
     record = aws.record("15970")
     assert record is not None
@@ -164,7 +167,12 @@ def _save_event(workflow: WorkflowInput, prepared: dict[str, Any]) -> dict[str, 
 def test_save_result_writes_the_completed_record(aws: Aws) -> None:
     workflow, prepared = _prepare(aws, "incoming/Shirts/15970.jpg", image_bytes())
     event = _save_event(workflow, prepared)
-    assert save_result_app.handler(event, CONTEXT) == {"product_id": "15970", "saved": True}
+    assert save_result_app.handler(event, CONTEXT) == {
+        "product_id": "15970",
+        "saved": True,
+        "written": True,
+        "events_pending": False,
+    }
     stored = ProductRecord.model_validate(_plain(aws, "15970"))
     request = SaveInput.model_validate(event)
     assert stored.status == "COMPLETED"
@@ -192,7 +200,8 @@ def test_superseded_run_cannot_overwrite_the_newer_result_or_fail_it(aws: Aws) -
     assert new_prepared["claimed"] is True
     assert save_result_app.handler(_save_event(old_workflow, old_prepared), CONTEXT)["saved"] is False
     late_failure = _failure_event(old_workflow, old_prepared, EndpointThrottled("late"))
-    assert record_failure_app.handler(late_failure, CONTEXT)["recorded"] is False
+    late = record_failure_app.handler(late_failure, CONTEXT)
+    assert (late["recorded"], late["superseded"]) == (False, True)
     record = aws.record("9")
     assert record is not None
     assert (record["status"], record["execution_name"]) == ("PROCESSING", new_workflow.execution_name)

@@ -103,7 +103,8 @@ def test_every_work_state_catches_everything_into_record_failure(asl: dict[str, 
             assert state["Catch"] == [
                 {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
             ], name
-    assert asl["States"]["RecordFailure"]["Next"] == "Failed"
+    assert asl["States"]["RecordFailure"]["Next"] == "FailureOutcome"
+    assert asl["States"]["FailureOutcome"]["Default"] == "Failed"
     assert "Catch" not in asl["States"]["RecordFailure"], "a failing RecordFailure must not loop"
 
 
@@ -285,7 +286,7 @@ def test_record_failure_receives_the_run_and_the_failed_state(emulator_sfn: Any)
         mock={"result": json.dumps(recorded)},
         inspectionLevel="DEBUG",
     )
-    assert result["nextState"] == "Failed"
+    assert result["nextState"] == "FailureOutcome"
     parameters = json.loads(result["inspectionData"]["afterParameters"])
     assert parameters == {
         "execution_name": "run-1",
@@ -303,3 +304,23 @@ def test_the_execution_fails_with_the_recorded_error_code(emulator_sfn: Any) -> 
         "NOT_AN_IMAGE",
         "GIF is not accepted",
     )
+
+
+@pytest.mark.parametrize(
+    ("completed", "superseded", "next_state"),
+    [(True, False, "Completed"), (False, True, "Superseded"), (False, False, "Failed")],
+)
+def test_a_run_whose_record_was_completed_or_taken_over_does_not_fail(
+    emulator_sfn: Any, completed: bool, superseded: bool, next_state: str
+) -> None:
+    """RecordFailure after SaveResult's write (a timeout after it): the run did complete; a newer
+    upload owns the record: the run had nothing to do, as when its claim lost."""
+    state_input = {
+        "error_code": "INTERNAL_ERROR",
+        "error_message": "x",
+        "recorded": False,
+        "completed": completed,
+        "superseded": superseded,
+    }
+    result = _test_state(emulator_sfn, "FailureOutcome", state_input)
+    assert result["nextState"] == next_state

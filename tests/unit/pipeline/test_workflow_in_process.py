@@ -21,7 +21,7 @@ from botocore.stub import ANY, Stubber
 from describer_aws.results_table import ResultsTable
 from describer_rules.contracts import ProductRequest, S3ObjectRef
 from describer_rules.endpoint_calls import DEFAULT_QUESTIONS_PER_CALL, group_questions, prefix_aware_id
-from describer_rules.errors import PipelineError
+from describer_rules.errors import PipelineError, TransientError
 from describer_steps.states import PhotoVersion, WorkflowInput
 
 from .conftest import BUCKET, Aws, FakeLambdaContext, image_bytes
@@ -249,6 +249,35 @@ def test_an_upload_becomes_a_completed_record(aws: Aws, models: tuple[Stubber, S
     assert record.content["en-US"].title == COPY["title"]
     assert record.token_usage["en-US"].model_dump() == {"input": 400, "output": 80}
     assert record.execution_name == name
+
+
+def test_a_save_result_that_fails_after_its_write_still_completes_the_run(
+    aws: Aws, models: tuple[Stubber, Stubber], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SaveResult's write lands, then the step fails (a timeout, PutEvents): the Catch sends the run to
+    RecordFailure, which finds the run's COMPLETED record, keeps it and announces it; the run succeeds."""
+    sagemaker, bedrock = models
+    answers = {"Sleeve Length": "Long Sleeves", "Pattern": "Solid", "Fit": "Regular Fit"}
+    answers |= {"Fabric": "Linen", "Collar": "Spread Collar", "Colour": "Blue"}
+    workflow, name = _start(aws, "incoming/Shirts/15971.jpg", image_bytes())
+    _endpoint_stub(
+        sagemaker, S3ObjectRef(bucket=BUCKET, key=workflow["key"], version_id=workflow["version_id"]), answers
+    )
+    bedrock.add_response("converse", _converse_reply(COPY))
+    save_step = importlib.import_module("describer_steps.save_result")
+    failures = iter([TransientError("Task timed out after 30.00 seconds")])
+
+    def fails_once(*args: Any) -> bool:
+        raise next(failures)
+
+    monkeypatch.setattr(save_step, "publish_committed", fails_once)
+    with sagemaker, bedrock:
+        end, output = run_workflow(substituted_definition(), workflow, name)
+    assert (end, output["completed"], output["recorded"]) == ("Succeed", True, False)
+    record = ResultsTable("results-test", aws.dynamodb).get("15971")
+    assert record is not None
+    assert (record.status, record.error_code, record.record_version) == ("COMPLETED", None, 2)
+    assert aws.record("15971") is not None and "outbox" not in aws.record("15971")  # type: ignore[operator]
 
 
 def test_an_answer_without_a_confidence_stays_out_of_the_copy(
