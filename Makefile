@@ -172,10 +172,14 @@ local-bench: install demo-model
 
 # A catalogue of 1,000 synthetic photos backfilled on a fresh local stack (with a warm upload timed
 # during it), then backfilled again; the last lines are `backfill: 1000 objects, ...` and `rerun: N
-# executions started`.
+# executions started`. `make backfill-bench COPY=batch` writes the copy through Bedrock batch jobs (the
+# local model host emulates them); BATCH_FAULTS=batch-expire=0.5,batch-partial=0.2 makes jobs fail.
+COPY ?= on-demand
+BATCH_FAULTS ?=
 .PHONY: backfill-bench
 backfill-bench: install demo-model
-	$(LOCAL_BENCH) backfill --model-dir $(DEMO_MODEL_DIR)
+	$(LOCAL_BENCH) backfill --model-dir $(DEMO_MODEL_DIR) --copy $(COPY) \
+		$(if $(BATCH_FAULTS),--batch-faults $(BATCH_FAULTS))
 
 # N products through a fresh local stack, every call metered and priced (describer/prices.json); the
 # last line is `cost per 1000 images: $X.XX` for the template's default configuration.
