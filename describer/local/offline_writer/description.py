@@ -75,24 +75,35 @@ _OPENINGS = [
 
 
 def extract_attributes(text: str) -> dict[str, str]:
-    """Attribute name -> value, read from a prompt: a JSON object or "Name: Value" lines."""
-    found: dict[str, str] = {}
+    """Attribute name -> value, read from a prompt: a JSON object or "Name: Value" lines.
+
+    A JSON object, even an empty one (every attribute held back as uncertain), is the whole answer:
+    the other lines of the prompt are not read. A value that itself reads "Name: Value" is left out.
+    """
+    objects = []
     for candidate in _JSON_OBJECT.findall(text):
         try:
             decoded = json.loads(candidate)
         except json.JSONDecodeError:
             continue
         if isinstance(decoded, Mapping):
-            found.update(
-                {str(k): str(v) for k, v in decoded.items() if isinstance(v, str | int | float) and str(v)}
-            )
-    if found:
-        return found
-    for line in text.splitlines():
-        match = _LINE.match(line)
-        if match and normalise_token(match.group(1)) not in _NOT_ATTRIBUTES:
-            found[match.group(1).strip()] = match.group(2).strip().strip(".")
-    return found
+            objects.append(decoded)
+    if objects:
+        pairs = [(str(k), str(v)) for o in objects for k, v in o.items() if isinstance(v, str | int | float)]
+    else:
+        pairs = [
+            (match.group(1).strip(), match.group(2).strip().strip("."))
+            for match in map(_LINE.match, text.splitlines())
+            if match and normalise_token(match.group(1)) not in _NOT_ATTRIBUTES
+        ]
+    return {name: value for name, value in pairs if value and not _names_an_attribute(value)}
+
+
+def _names_an_attribute(value: str) -> bool:
+    """A value such as "Length: Knee Length" (a model's generated answer echoing another question) is
+    no value of its own attribute: repeating it would state an attribute the writer was not given,
+    perhaps one the pipeline held back as uncertain."""
+    return _LINE.match(value) is not None
 
 
 def product_noun(text: str) -> str:

@@ -4,12 +4,13 @@ import itertools
 
 import pytest
 
+from describer.local.model_host.description_backends import ConverseRequest, OfflineWriter
 from describer.local.offline_writer.description import extract_attributes, product_noun, write_description
 from describer.local.offline_writer.product_copy import write_copy
 from describer_rules.catalogue import load_catalogue
-from describer_rules.content_rules import CopyRules, violations
+from describer_rules.content_rules import CopyRules, content_json_schema, violations
 from describer_rules.contracts import LocaleContent
-from describer_rules.prompts import user_message
+from describer_rules.prompts import system_prompt, user_message
 
 OFFLINE_LOCALES = ("en-US", "es-ES", "de-DE", "fr-FR")
 
@@ -112,3 +113,47 @@ def test_a_product_with_nothing_claimable_still_gets_valid_copy(locale: str) -> 
     """Every attribute unsure or unknown (left out of the copy): the generic lines fill the minimums."""
     copy = LocaleContent.model_validate(write_copy({}, "shoe", locale))
     assert violations(copy, _rules("Casual Shoes", {}, locale)) == []
+
+
+# Product 900241 before unverified answers were kept apart: the demo model's generated answers echo
+# other questions ("Length: Knee Length" for Knit or Woven), and Length itself was held back as uncertain.
+DRESS = {
+    "Sleeve Length": "Sleeveless",
+    "Pattern": "Solid",
+    "Colour": "White",
+    "Shape": "Fit and Flare",
+}
+ECHOES = {"Fabric": "Colour: White", "Knit or Woven": "Length: Knee Length"}
+
+
+def test_a_value_that_names_another_attribute_is_not_read() -> None:
+    dresses = load_catalogue().category("Dresses")
+    assert extract_attributes(user_message(dresses, {**DRESS, **ECHOES})) == DRESS
+    lines = "Describe this dress.\nColour: White\nFabric: Colour: White"
+    assert extract_attributes(lines) == {"Colour": "White"}
+
+
+@pytest.mark.parametrize("locale", OFFLINE_LOCALES)
+def test_the_copy_never_states_an_attribute_it_was_not_given(locale: str) -> None:
+    """An uncertain attribute is left out of the prompt; an echo of it in another value stays out too."""
+    dresses = load_catalogue().category("Dresses")
+    reply = OfflineWriter().converse(
+        ConverseRequest(
+            system=system_prompt(dresses),
+            user=user_message(dresses, {**DRESS, **ECHOES}, locale),
+            max_tokens=None,
+            temperature=None,
+            output_schema=content_json_schema(80),
+        )
+    )
+    assert "knee" not in reply.text.lower()
+    copy = LocaleContent.model_validate_json(reply.text)
+    for uncertain in ({"Length": "Knee Length"}, {"Length": "Mini"}, {"Neck": "Round Neck"}):
+        rules = CopyRules(dresses, DRESS, uncertain, default_locale=locale == "en-US")
+        assert violations(copy, rules) == [], uncertain
+
+
+def test_an_empty_attributes_object_means_no_attributes() -> None:
+    """Every attribute held back: lines elsewhere in the prompt are not read as attributes."""
+    prompt = user_message(load_catalogue().category("Dresses"), {}) + "\nLength: Knee Length"
+    assert extract_attributes(prompt) == {}
