@@ -124,11 +124,9 @@ def test_a_reviewed_record_survives_a_repeated_save_and_a_late_failure(
 
         # The run's own SaveResult again, then a late RecordFailure of the same run.
         saved = SaveOutput.model_validate(_invoke(deployment, save_function, save_input))
-        assert (saved.saved, saved.written) == (True, False)
         failed = FailureOutput.model_validate(
             _invoke(deployment, functions["RecordFailureFunction"], failure_input)
         )
-        assert (failed.completed, failed.recorded, failed.superseded) == (True, False, False)
 
         time.sleep(2)  # anything either step published has reached the capture's queue
         events = [
@@ -136,12 +134,15 @@ def test_a_reviewed_record_survives_a_repeated_save_and_a_late_failure(
         ]
 
     (after,) = fetch_records(deployment, [record.product_id]).values()
-    assert after == stored
     assert after.status is Status.COMPLETED and after.execution_name == record.execution_name
     assert after.review_decision == reviewed.review_decision and not after.needs_review
     assert after.record_version == record.record_version + 1  # the review's version, nothing since
+    assert after == stored
     item = _item(deployment, record.product_id)
     # Off the review queue, and no event waits in the outbox.
     assert not {REVIEW_KEY, OUTBOX_KEY, OUTBOX_EVENTS} & set(item), sorted(item)
     # The review was announced; no second Described, no Failed.
     assert events == [(ProductEventType.REVIEWED.value, after.record_version)]
+    # Each step saw the run's own final record: saved by an earlier attempt; the run completed.
+    assert (saved.saved, saved.written) == (True, False)
+    assert (failed.completed, failed.recorded, failed.superseded) == (True, False, False)
