@@ -82,7 +82,8 @@ def demo_uploads(
     tmp_path_factory: pytest.TempPathFactory, deployment: Deployment
 ) -> list[tuple[SampleFile, ProductRecord]]:
     """What `make demo` uploads (held-out synthetic photos of every category, a bad file per
-    rejection), each with its final record. Tests read them; none changes them."""
+    rejection), each with its final record. Tests read them; only test_final_records_survive changes
+    one: it accepts a record that awaits review (which stays publishable)."""
     out = tmp_path_factory.mktemp("demo-uploads")
     samples = synthetic_photos(out / "photos", per_category=3) + bad_files(out / "bad")
     uploads = {}
