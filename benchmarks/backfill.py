@@ -27,8 +27,8 @@ from benchmarks.upload_latency import time_uploads
 from describer import backfill_runs
 from describer.deployment import Deployment, fetch_records
 from describer.local.model_host.batch_jobs import BatchFaults
-from describer.local.samples import SampleFile, synthetic_photos
-from describer.local.stack import LocalSettings, set_batch_faults
+from describer.local.samples import SAMPLE_FIRST_ID, SampleFile, synthetic_photos
+from describer.local.stack import LocalSettings, batch_job_report, set_batch_faults
 from describer_rules.contracts import Status
 
 BENCH_SEED = 11
@@ -174,6 +174,66 @@ def run_backfill_bench(
     )
     console.print(f"rerun: {rerun_runs} executions started")
     return 0
+
+
+# make chaos's batch phase: jobs fail, expire, end partially completed or write lines that are not JSON.
+CHAOS_BATCH_FAULTS = "batch-fail=0.25,batch-expire=0.25,batch-partial=0.25,batch-bad-lines=0.25"
+CHAOS_BATCH_FOLDER = "chaos-batch/"
+# Other products than the chaos run's uploads (which count from SAMPLE_FIRST_ID), so none is already final.
+CHAOS_BATCH_FIRST_ID = SAMPLE_FIRST_ID + 50_000
+
+
+def run_batch_chaos(
+    settings: LocalSettings, objects: int, timeout_s: float, console: Console
+) -> tuple[str, bool]:
+    """A batch-copy backfill of ``objects`` new synthetic products (at least a job's minimum, 100, so that
+    jobs run) while every batch job ends badly; then the same backfill again. Returns its verdict line and
+    whether every product went to a job and was saved through the fallbacks, none lost, stuck or run
+    twice, and the rerun started nothing."""
+    deployment = Deployment.local(settings.state_dir)
+    set_batch_faults(settings, BatchFaults.parse(CHAOS_BATCH_FAULTS, seed=BENCH_SEED))
+    try:
+        prefix = deployment.outputs["BackfillPrefix"] + CHAOS_BATCH_FOLDER
+        source = backfill_runs.S3Uri(deployment.upload_bucket, prefix)
+        s3 = deployment.client("s3")
+        with tempfile.TemporaryDirectory() as scratch:
+            photos = synthetic_photos(Path(scratch), objects // 2 + 1, BENCH_SEED + 1, CHAOS_BATCH_FIRST_ID)
+            for photo in photos[:objects]:
+                s3.put_object(Bucket=source.bucket, Key=prefix + photo.key, Body=photo.path.read_bytes())
+        started_at = datetime.now().astimezone()
+        execution = _backfill(deployment, source, console, timeout_s, True)
+        results = backfill_runs.item_results(deployment, execution)
+        rerun = backfill_runs.item_results(
+            deployment, _backfill(deployment, source, console, timeout_s, True)
+        )
+        jobs = batch_job_report(settings)
+    finally:
+        set_batch_faults(settings, BatchFaults())
+    product_ids = [result.product_id for result in results if result.product_id]
+    records = fetch_records(deployment, product_ids)
+    statuses = Counter(record.status for record in records.values())
+    lost = len(set(product_ids) - set(records))
+    duplicates = duplicate_runs(executions_since(deployment, started_at), prefix) + queued_duplicates(results)
+    rerun_runs = sum(result.started for result in rerun)
+    queued = backfill_runs.outcome_counts(results)[backfill_runs.ItemOutcome.COPY_QUEUED]
+    ended = ", ".join(f"{state} {count}" for state, count in sorted(jobs["ended"].items()))
+    report = backfill_runs.copy_report(execution) or {"submitted": {}, "collected": {}}
+    fallbacks = sum(report["submitted"].get("fallbacks", {}).values()) + sum(
+        report["collected"].get("fallbacks", {}).values()
+    )
+    line = (
+        f"chaos batch: {len(results)} objects, {queued} queued for a batch job, "
+        f"{statuses[Status.COMPLETED]} completed, "
+        f"{statuses[Status.FAILED]} failed, {statuses[Status.PROCESSING]} stuck, {lost} lost, "
+        f"{duplicates} duplicate executions, {rerun_runs} started on rerun; "
+        f"batch jobs ended: {ended or 'none'}; {fallbacks} on-demand fallbacks"
+    )
+    clean = (
+        queued == objects
+        and bool(jobs["ended"])
+        and not (statuses[Status.PROCESSING] or lost or duplicates or rerun_runs or statuses[Status.FAILED])
+    )
+    return line, clean
 
 
 def _products_running(deployment: Deployment) -> bool:

@@ -41,15 +41,18 @@ class SampleFile:
     expected_error: ErrorCode | None = None  # bad files: the record's error code
 
 
-def synthetic_photos(out_dir: Path, per_category: int, seed: int = SAMPLE_SEED) -> list[SampleFile]:
-    """``per_category`` held-out photos of each synthetic category in ``out_dir/<Category>/<id>.jpg``."""
+def synthetic_photos(
+    out_dir: Path, per_category: int, seed: int = SAMPLE_SEED, first_id: int = SAMPLE_FIRST_ID
+) -> list[SampleFile]:
+    """``per_category`` held-out photos of each synthetic category in ``out_dir/<Category>/<id>.jpg``;
+    their product ids count from ``first_id``, so two sets with other first ids are other products."""
     with tempfile.TemporaryDirectory() as scratch:
         # Categories are drawn at random: enough products that each gets its share.
         products = write_synthetic_catalogue(
             Path(scratch),
             products=per_category * len(DRAWN) * 3 + 20,
             seed=seed,
-            first_id=SAMPLE_FIRST_ID,
+            first_id=first_id,
             progress=False,
         )
         samples: list[SampleFile] = []

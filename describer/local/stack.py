@@ -230,6 +230,12 @@ def set_batch_faults(settings: LocalSettings, faults: BatchFaults) -> dict[str, 
         return dict(json.loads(response.read()))
 
 
+def batch_job_report(settings: LocalSettings) -> dict[str, Any]:
+    """The model host's batch jobs: how they are made to end, how many there were and how each ended."""
+    with urllib.request.urlopen(settings.model_host_url + "/_local/batch-faults", timeout=5) as response:
+        return dict(json.loads(response.read()))
+
+
 def injected_faults(settings: LocalSettings) -> dict[str, Any]:
     """The model host's fault report: what it injects and how often it did so far."""
     with urllib.request.urlopen(settings.model_host_url + "/_local/faults", timeout=5) as response:
