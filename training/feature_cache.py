@@ -1,10 +1,11 @@
-"""The frozen encoder's features of each photo, computed once and kept on disk by the photo's sha256.
+"""The frozen encoder part's features of each photo, computed once and kept on disk by the photo's sha256.
 
-The EfficientNet preset's image encoder never changes during training, so its features
-(``EfficientNetVision.frozen_features``) are computed once per photo and every epoch reads them back:
-training the Q-Former and language model then costs minutes on a CPU instead of hours. Entries are
-keyed by the photo's bytes, so a held-aside split and the full folder share them; a change of the
-features' definition changes ``FEATURES_VERSION`` and with it the folder.
+The EfficientNet preset's image encoder, all but its last blocks, never changes during training, so
+its features (``EfficientNetVision.frozen_features``) are computed once per photo, and once for the
+photo mirrored left to right (training's augmentation), and every epoch reads them back: training
+then costs minutes on a CPU instead of hours. Entries are keyed by the photo's bytes, so a
+held-aside split and the full folder share them; a change of the features' definition changes
+``FEATURES_VERSION`` and with it the folder.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from endpoint.vision_encoders import FEATURE_DIM, EfficientNetVision
+from endpoint.vision_encoders import FEATURE_DIM, TUNED_BLOCKS, EfficientNetVision
 
-FEATURES_VERSION = "efficientnet-lite0-v1"
+FEATURES_VERSION = f"efficientnet-lite0-v2-tuned{TUNED_BLOCKS}"
 DEFAULT_CACHE_DIR = Path(".cache") / "encoder-features"
 BATCH_SIZE = 32
 
 
-def _entry(cache_dir: Path, data: bytes) -> Path:
+def _entry(cache_dir: Path, data: bytes, mirrored: bool) -> Path:
     digest = hashlib.sha256(data).hexdigest()
-    return cache_dir / FEATURES_VERSION / digest[:2] / f"{digest}.npy"
+    return cache_dir / FEATURES_VERSION / digest[:2] / f"{digest}{'-mirrored' if mirrored else ''}.npy"
 
 
 def encoder_features(
@@ -36,26 +37,30 @@ def encoder_features(
     image_processor: object,
     *,
     cache_dir: Path = DEFAULT_CACHE_DIR,
+    mirrored: bool = False,
     progress: bool = True,
 ) -> np.ndarray:
-    """(len(images), FEATURE_DIM) float16: each photo's frozen features, from the cache when there."""
+    """(len(images), FEATURE_DIM) float16: each photo's frozen features (of the photo mirrored left to
+    right with ``mirrored``), from the cache when there."""
     out = np.zeros((len(images), FEATURE_DIM), dtype=np.float16)
     missing: list[tuple[int, Path, Image.Image]] = []
-    entries: list[Path] = []
+    what = "mirrored photos" if mirrored else "photos"
     for index, path in enumerate(
-        tqdm(images, desc="reading cached features", unit="photo", disable=not progress)
+        tqdm(images, desc=f"reading cached features of {what}", unit="photo", disable=not progress)
     ):
         data = Path(path).read_bytes()
-        entry = _entry(cache_dir, data)
-        entries.append(entry)
+        entry = _entry(cache_dir, data, mirrored)
         if entry.is_file():
             out[index] = np.load(entry)
         else:
             with Image.open(path) as image:
-                missing.append((index, entry, image.convert("RGB")))
+                photo = image.convert("RGB")
+            missing.append(
+                (index, entry, photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else photo)
+            )
     vision.eval()
     bar = tqdm(
-        total=len(missing), desc="encoding photos (EfficientNet-Lite0)", unit="photo", disable=not progress
+        total=len(missing), desc=f"encoding {what} (EfficientNet-Lite0)", unit="photo", disable=not progress
     )
     for start in range(0, len(missing), BATCH_SIZE):
         chunk = missing[start : start + BATCH_SIZE]

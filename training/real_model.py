@@ -1,14 +1,16 @@
 """``make real-model``: the EfficientNet preset trained on real photos in the Kaggle layout, on a CPU.
 
-BLIP-2's way: the image encoder (EfficientNet-Lite0, ImageNet weights) is frozen; the token
-projection, the Q-Former and the small T5 language model are trained to answer the catalogue's
-questions (the packaged catalogue: its categories, attributes and vocabularies) from the photo.
+BLIP-2's way: the image encoder (EfficientNet-Lite0, ImageNet weights) is frozen but for its last
+block and head convolution, which are tuned at a tenth of the learning rate (``--encoder-learning-rate
+0`` keeps them frozen too); the token projection, the Q-Former and the small T5 language model are
+trained to answer the catalogue's questions (the packaged catalogue: its categories, attributes and
+vocabularies) from the photo. Each training photo is seen mirrored left to right half of the time.
 
 1. ``prepare_dataset`` reads the folder (bad input counted and printed) and keeps blocks of
    neighbouring ids aside as validation (``VAL_FRACTION``): the model's own, for picking the epoch
    and fitting the per-attribute confidence temperatures.
-2. The frozen encoder's features of every photo are computed once (``training.feature_cache``,
-   cached under ``.cache/`` by the photo's bytes).
+2. The frozen encoder part's features of every photo (and of every training photo mirrored) are
+   computed once (``training.feature_cache``, cached under ``.cache/`` by the photo's bytes).
 3. The rest trains on the cached features (teacher-forced answer loss, AdamW, cosine schedule);
    the epoch with the lowest validation loss is kept.
 4. ``write_model_dir`` writes a model dir the endpoint serves (``describer local up --model-dir``);
@@ -32,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from describer_rules.catalogue import load_catalogue
-from endpoint.vision_encoders import ENCODER_NAME, EfficientNetBlip2
+from endpoint.vision_encoders import ENCODER_NAME, TUNED_BLOCKS, EfficientNetBlip2
 from training.commands import print_prep_report
 from training.dataset import prepare_dataset, read_qa_rows
 from training.feature_cache import DEFAULT_CACHE_DIR, encoder_features
@@ -45,6 +47,8 @@ VAL_FRACTION = 0.1
 EPOCHS = 14
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
+# The encoder's last block and head: pretrained, so moved gently (0 keeps them frozen).
+ENCODER_LEARNING_RATE = 1e-4
 WEIGHT_DECAY = 0.05
 WARMUP_RATIO = 0.05
 MAX_GRAD_NORM = 1.0
@@ -94,6 +98,7 @@ def train_real_model(
     *,
     work_dir: Path,
     epochs: int = EPOCHS,
+    encoder_learning_rate: float = ENCODER_LEARNING_RATE,
     seed: int = SEED,
     cache_dir: Path = DEFAULT_CACHE_DIR,
     progress: bool = True,
@@ -121,25 +126,35 @@ def train_real_model(
     )
     model = EfficientNetBlip2.from_pretrained(base)
     processor = Blip2Processor.from_pretrained(base)
-    model.vision_model.encoder.requires_grad_(False)
+    vision = model.vision_model
+    vision.freeze_encoder(tune_last_blocks=encoder_learning_rate > 0)
     rows = {split: read_qa_rows(data_dir / f"vqa_{split}.csv") for split in ("train", "val")}
     items = {split: group_by_image(rows[split], data_dir) for split in rows}
-    features = {
-        split: torch.from_numpy(
+
+    def features_of(split: str, mirrored: bool = False) -> torch.Tensor:
+        photos = [item.image for item in items[split]]
+        return torch.from_numpy(
             encoder_features(
-                [item.image for item in items[split]],
-                model.vision_model,
+                photos,
+                vision,
                 processor.image_processor,
                 cache_dir=cache_dir,
+                mirrored=mirrored,
                 progress=progress,
             )
         )
-        for split in items
-    }
+
+    features = {split: features_of(split) for split in items}
+    mirrored_train = features_of("train", mirrored=True)
     encoded = time.perf_counter()
 
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    tuned = {id(p) for module in vision.tuned_modules() for p in module.parameters() if p.requires_grad}
+    groups = [
+        {"params": [p for p in parameters if id(p) not in tuned], "lr": LEARNING_RATE},
+        {"params": [p for p in parameters if id(p) in tuned], "lr": encoder_learning_rate},
+    ]
+    optimizer = torch.optim.AdamW([group for group in groups if group["params"]], weight_decay=WEIGHT_DECAY)
     steps = epochs * math.ceil(len(items["train"]) / BATCH_SIZE)
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(WARMUP_RATIO * steps), steps)
     generator = torch.Generator().manual_seed(seed)
@@ -159,7 +174,9 @@ def train_real_model(
         for step, start in enumerate(bar, start=1):
             index = order[start : start + BATCH_SIZE]
             chunk = [items["train"][i] for i in index.tolist()]
-            loss = question_answer_loss(model, _batch(tokenizer, chunk, features["train"][index]))
+            mirror = torch.rand(len(index), 1, generator=generator) < 0.5
+            batch_features = torch.where(mirror, mirrored_train[index], features["train"][index])
+            loss = question_answer_loss(model, _batch(tokenizer, chunk, batch_features))
             if not torch.isfinite(loss):
                 raise RuntimeError(f"the loss became {loss.item()} at epoch {epoch}: no model was written")
             loss.backward()
@@ -194,6 +211,9 @@ def train_real_model(
             "epochs": epochs,
             "batch_size": BATCH_SIZE,
             "learning_rate": LEARNING_RATE,
+            "encoder_learning_rate": encoder_learning_rate,
+            "tuned_encoder_blocks": TUNED_BLOCKS if encoder_learning_rate > 0 else 0,
+            "mirrored_photos": True,
             "weight_decay": WEIGHT_DECAY,
             "val_fraction": VAL_FRACTION,
             "kaggle_dir": str(kaggle_dir),
@@ -229,12 +249,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--work-dir", type=Path, default=None, help="default: <model dir>.work")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument(
+        "--encoder-learning-rate",
+        type=float,
+        default=ENCODER_LEARNING_RATE,
+        help="of the encoder's last block and head; 0 keeps the whole encoder frozen",
+    )
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or 1))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     work_dir = args.work_dir or args.model_dir.with_name(args.model_dir.name + ".work")
-    train_real_model(args.kaggle_dir, args.model_dir, work_dir=work_dir, epochs=args.epochs, seed=args.seed)
+    train_real_model(
+        args.kaggle_dir,
+        args.model_dir,
+        work_dir=work_dir,
+        epochs=args.epochs,
+        encoder_learning_rate=args.encoder_learning_rate,
+        seed=args.seed,
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,11 +13,14 @@ from PIL import Image
 
 from endpoint.vision_encoders import (
     COLOUR_DIM,
+    FIRST_TUNED_BLOCK,
+    FROZEN_GRID_DIM,
     GRID,
-    GRID_DIM,
     HISTOGRAM_BINS,
+    TUNED_INPUT_CHANNELS,
     EfficientNetVision,
     build_encoder,
+    load_blip2,
 )
 from training.real_eval import (
     auroc,
@@ -48,7 +52,7 @@ def test_the_frozen_features_keep_where_each_colour_is() -> None:
         hidden_size=32
     ).eval()  # random weights: the pixel statistics do not depend on them
     features = vision.frozen_features(_pixels(_photo(RED, (0, 0, 96, 96))))[0]
-    grid = features[: GRID * GRID * GRID_DIM].view(GRID, GRID, GRID_DIM)
+    grid = features[: GRID * GRID * FROZEN_GRID_DIM].view(GRID, GRID, FROZEN_GRID_DIM)
     top_left, bottom_right = grid[0, 0, -6:-3], grid[GRID - 1, GRID - 1, -6:-3]  # cells' mean RGB
     assert torch.allclose(top_left, torch.tensor(RED) / 255, atol=0.02)
     assert torch.allclose(bottom_right, torch.ones(3), atol=0.02)
@@ -60,6 +64,27 @@ def test_the_frozen_features_keep_where_each_colour_is() -> None:
     red_bin += RED[2] * HISTOGRAM_BINS // 256
     assert histogram[:-1].argmax() == red_bin  # the product, not the white backdrop
     assert histogram[-1] == pytest.approx(1 - (96 * 96) / (224 * 224), abs=0.01)  # background share
+
+
+def test_the_frozen_part_and_the_tuned_blocks_make_the_whole_encoder() -> None:
+    vision = EfficientNetVision(hidden_size=32, pretrained=True).eval()
+    encoder: Any = vision.encoder
+    pixels = _pixels(_photo(RED)) + 0.1 * torch.randn(1, 3, 224, 224)
+    cells = vision.frozen_features(pixels)[0, : GRID * GRID * FROZEN_GRID_DIM].view(GRID * GRID, -1)
+    tuned_input = cells[:, :TUNED_INPUT_CHANNELS].T.reshape(1, TUNED_INPUT_CHANNELS, GRID, GRID)
+    with torch.no_grad():
+        split = vision.final_map(tuned_input)
+        whole = encoder.extract_features(pixels)  # the package's own forward pass
+    assert torch.allclose(split, whole, atol=1e-4)
+
+    vision.freeze_encoder(tune_last_blocks=True)
+    trainable = {
+        ".".join(name.split(".")[:2]) if name.startswith("_blocks.") else name.split(".")[0]
+        for name, parameter in vision.encoder.named_parameters()
+        if parameter.requires_grad
+    }
+    assert trainable == {f"_blocks.{FIRST_TUNED_BLOCK}", "_conv_head", "_bn1"}
+    assert not any(p.requires_grad for p in encoder._blocks[FIRST_TUNED_BLOCK - 1].parameters())
 
 
 def test_the_wheel_weights_are_imagenet_weights() -> None:
@@ -99,9 +124,22 @@ def test_real_model_trains_on_cached_features_and_real_eval_measures_it(
     train_real_model(
         kaggle, model_dir, work_dir=tmp_path / "work", epochs=1, cache_dir=tmp_path / "cache", progress=False
     )
-    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 30  # each photo encoded once, validation too
     metadata = json.loads((model_dir / "describer_model.json").read_text())
     assert metadata["calibration"]["split"] == "val" and metadata["metrics"]["training_majority"]
+    training_photos = metadata["metrics"]["products"]["train"]
+    cached = list((tmp_path / "cache").rglob("*.npy"))
+    # Each photo encoded once, validation too, and each training photo once more, mirrored.
+    assert len(cached) == 30 + training_photos
+    assert sum(entry.stem.endswith("-mirrored") for entry in cached) == training_photos
+
+    # The last block moved away from ImageNet's weights; the blocks before it did not.
+    trained = load_blip2(model_dir).vision_model.encoder.state_dict()
+    imagenet = build_encoder(pretrained=True).state_dict()
+    last, before = (
+        f"_blocks.{block}._project_conv.weight" for block in (FIRST_TUNED_BLOCK, FIRST_TUNED_BLOCK - 1)
+    )
+    assert not torch.equal(trained[last], imagenet[last])
+    assert torch.equal(trained[before], imagenet[before])
 
     report, curve = evaluate_real(kaggle, model_dir, tmp_path / "eval", macro_min_answers=10, progress=False)
     print_evaluation(report, tmp_path / "eval")
