@@ -225,12 +225,12 @@ REAL_MODEL_DIR ?= .cache/real-model
 .PHONY: real-model real-eval
 real-model: $(VENV)/.installed
 	@test -n "$(KAGGLE_DIR)" || { echo "usage: make real-model KAGGLE_DIR=DIR [MODEL_DIR=$(REAL_MODEL_DIR)]"; exit 2; }
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m training.real_model \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} $(BIN)/python -m training.real_model \
 		--kaggle-dir $(KAGGLE_DIR) --model-dir $(or $(MODEL_DIR),$(REAL_MODEL_DIR))
 
 real-eval: $(VENV)/.installed
 	@test -n "$(KAGGLE_DIR)" || { echo "usage: make real-eval KAGGLE_DIR=DIR MODEL_DIR=DIR"; exit 2; }
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m training.real_eval \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$$(nproc)} $(BIN)/python -m training.real_eval \
 		--kaggle-dir $(KAGGLE_DIR) --model-dir $(or $(MODEL_DIR),$(REAL_MODEL_DIR))
 
 # Several photos per product (not a test): the demo model fine-tuned on front/back/detail views of

@@ -6,9 +6,10 @@ encoder is a ViT-g; this CPU preset puts EfficientNet-Lite0 (ImageNet weights fr
 Q-Former reads the encoder's tokens through cross-attention, exactly as it reads ViT patches.
 
 The encoder's tokens are the 7 x 7 grid of the last feature map, each cell with the same cell of two
-earlier, less abstract maps (blocks 4 and 10) and its mean and spread of pixel colour, plus two
-global vectors: the mean and max of four stages (blocks 2, 4, 7 and 10) and a colour histogram of
-the pixels that are not background white. A photo's colour is what ImageNet features keep least of;
+earlier, less abstract maps (blocks 4 and 10) and its mean and spread of pixel colour, plus three
+global vectors: the mean and max of the last map (what a linear probe reads; a ViT's CLS token in
+BLIP-2), the mean and max of four stages (blocks 2, 4, 7 and 10) and a colour histogram of the
+pixels that are not background white. A photo's colour is what ImageNet features keep least of;
 these give the Q-Former the colour of each region to attend to.
 
 The encoder is cut in two. ``frozen_features`` runs everything up to the last ``TUNED_BLOCKS``
@@ -62,7 +63,7 @@ STAGE_DIM = 2 * sum(BLOCK_CHANNELS[b] for b in STAGE_BLOCKS)
 COLOUR_DIM = HISTOGRAM_BINS**3 + 1
 FEATURE_DIM = GRID * GRID * FROZEN_GRID_DIM + STAGE_DIM + COLOUR_DIM
 COLOUR_TOKENS = 2
-TOKENS = GRID * GRID + 1 + COLOUR_TOKENS
+TOKENS = GRID * GRID + 2 + COLOUR_TOKENS  # the grid, the pooled last map, the stages, the colour
 
 
 def build_encoder(pretrained: bool) -> nn.Module:
@@ -100,6 +101,7 @@ class EfficientNetVision(nn.Module):
         self.freeze_encoder(tune_last_blocks=False)
         self.grid_projection = nn.Linear(GRID_DIM, hidden_size)
         self.stage_projection = nn.Linear(STAGE_DIM, hidden_size)
+        self.pooled_projection = nn.Linear(2 * FINAL_CHANNELS, hidden_size)
         self.colour_projection = nn.Linear(COLOUR_DIM, COLOUR_TOKENS * hidden_size)
         self.positions = nn.Parameter(torch.zeros(1, TOKENS, hidden_size))
         self.norm = nn.LayerNorm(hidden_size)
@@ -163,16 +165,16 @@ class EfficientNetVision(nn.Module):
             .transpose(1, 2)
             .reshape(-1, TUNED_INPUT_CHANNELS, GRID, GRID)
         )
-        grid = torch.cat(
-            [self.final_map(tuned_input).flatten(2).transpose(1, 2), frozen_grid[..., TUNED_INPUT_CHANNELS:]],
-            dim=2,
-        )
+        final = self.final_map(tuned_input)
+        pooled = torch.cat([final.mean(dim=(2, 3)), final.amax(dim=(2, 3))], dim=1)
+        grid = torch.cat([final.flatten(2).transpose(1, 2), frozen_grid[..., TUNED_INPUT_CHANNELS:]], dim=2)
         stages = features[:, cells : cells + STAGE_DIM]
         colour = features[:, cells + STAGE_DIM :]
         tokens = torch.cat(
             [
                 self.grid_projection(grid),
                 self.stage_projection(stages).unsqueeze(1),
+                self.pooled_projection(pooled).unsqueeze(1),
                 self.colour_projection(colour).view(-1, COLOUR_TOKENS, self.hidden_size),
             ],
             dim=1,

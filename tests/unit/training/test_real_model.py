@@ -122,7 +122,13 @@ def test_real_model_trains_on_cached_features_and_real_eval_measures_it(
     kaggle = _kaggle(tmp_path / "kaggle", 30)
     model_dir = tmp_path / "model"
     train_real_model(
-        kaggle, model_dir, work_dir=tmp_path / "work", epochs=1, cache_dir=tmp_path / "cache", progress=False
+        kaggle,
+        model_dir,
+        work_dir=tmp_path / "work",
+        epochs=1,
+        encoder_learning_rate=1e-4,  # the last block tuned, as --encoder-learning-rate asks
+        cache_dir=tmp_path / "cache",
+        progress=False,
     )
     metadata = json.loads((model_dir / "describer_model.json").read_text())
     assert metadata["calibration"]["split"] == "val" and metadata["metrics"]["training_majority"]
