@@ -215,5 +215,14 @@ def load_blip2(model_dir: str | Path, **options: Any) -> Blip2ForConditionalGene
     (a hub id loads as plain BLIP-2)."""
     config_file = Path(model_dir) / "config.json"
     if config_file.is_file() and uses_efficientnet(json.loads(config_file.read_text(encoding="utf-8"))):
-        return EfficientNetBlip2.from_pretrained(model_dir, **options)
+        loaded: Any = EfficientNetBlip2.from_pretrained(model_dir, output_loading_info=True, **options)
+        model, loading = loaded
+        if loading["missing_keys"]:
+            # transformers would start them at random and serve nonsense, quietly.
+            missing = ", ".join(sorted(loading["missing_keys"]))
+            raise ValueError(
+                f"{model_dir} lacks weights the {ENCODER_NAME} preset now has ({missing}): "
+                "it was written by an older version; train it again with make real-model"
+            )
+        return model
     return Blip2ForConditionalGeneration.from_pretrained(model_dir, **options)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from endpoint.vision_encoders import (
     COLOUR_DIM,
@@ -162,6 +163,15 @@ def test_real_model_trains_on_cached_features_and_real_eval_measures_it(
     assert [score.in_macro for score in report.scores] == [True, True, True, False]  # >= 10 answers
     assert (tmp_path / "eval" / "review_effort.png").stat().st_size > 0
     assert len(curve) == report.answers
+
+    # A model dir from before a weight was added is refused, not served with that weight at random.
+    weights = model_dir / "model.safetensors"
+    tensors = load_file(weights)
+    save_file(
+        {k: v for k, v in tensors.items() if "pooled_projection" not in k}, weights, metadata={"format": "pt"}
+    )
+    with pytest.raises(ValueError, match=r"pooled_projection.*train it again with make real-model"):
+        load_blip2(model_dir)
 
 
 def test_review_effort_and_ranking_measures() -> None:
