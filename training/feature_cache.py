@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from endpoint.vision_encoders import FEATURE_DIM, TUNED_BLOCKS, EfficientNetVision
+from endpoint.vision_encoders import FEATURE_DIM, FIRST_TUNED_BLOCK, EfficientNetVision
 
-FEATURES_VERSION = f"efficientnet-lite0-v2-tuned{TUNED_BLOCKS}"
+FEATURES_VERSION = f"efficientnet-lite0-v2-to-block{FIRST_TUNED_BLOCK}"  # where the frozen part stops
 DEFAULT_CACHE_DIR = Path(".cache") / "encoder-features"
 BATCH_SIZE = 32
 
