@@ -63,6 +63,9 @@ STAGE_DIM = 2 * sum(BLOCK_CHANNELS[b] for b in STAGE_BLOCKS)
 COLOUR_DIM = HISTOGRAM_BINS**3 + 1
 FEATURE_DIM = GRID * GRID * FROZEN_GRID_DIM + STAGE_DIM + COLOUR_DIM
 COLOUR_TOKENS = 2
+# Training drops a tenth of the token features: with a few thousand photos the Q-Former otherwise
+# learns the training photos' particulars (measured in docs/training.md). Off when serving.
+TOKEN_DROPOUT = 0.1
 TOKENS = GRID * GRID + 2 + COLOUR_TOKENS  # the grid, the pooled last map, the stages, the colour
 
 
@@ -105,6 +108,7 @@ class EfficientNetVision(nn.Module):
         self.colour_projection = nn.Linear(COLOUR_DIM, COLOUR_TOKENS * hidden_size)
         self.positions = nn.Parameter(torch.zeros(1, TOKENS, hidden_size))
         self.norm = nn.LayerNorm(hidden_size)
+        self.token_dropout = nn.Dropout(TOKEN_DROPOUT)
         self.hidden_size = hidden_size
 
     def train(self, mode: bool = True) -> EfficientNetVision:
@@ -179,7 +183,7 @@ class EfficientNetVision(nn.Module):
             ],
             dim=1,
         )
-        return self.norm(tokens + self.positions)
+        return self.token_dropout(self.norm(tokens + self.positions))
 
     def final_map(self, tuned_input: torch.Tensor) -> torch.Tensor:
         """The frozen part's last map (images, TUNED_INPUT_CHANNELS, 7, 7) -> the encoder's final map."""
