@@ -327,14 +327,18 @@ def write_report(report: EvaluationReport, out_dir: Path) -> None:
     figure.tight_layout()
     figure.savefig(out_dir / "evaluation.png", dpi=100)
     plt.close(figure)
-    write_reliability_diagram(report, out_dir / "reliability.png")
+    title = (
+        f"{report.model_id}: {report.split} split, ECE {report.expected_calibration_error:.3f} "
+        f"(T = {report.calibration.temperature:.2f})"
+    )
+    write_reliability_diagram(report.reliability, title, out_dir / "reliability.png")
 
 
-def write_reliability_diagram(report: EvaluationReport, out_file: Path) -> None:
+def write_reliability_diagram(reliability: Sequence[ReliabilityBin], title: str, out_file: Path) -> None:
     """Accuracy against confidence per bin, bar width = the bin, with the diagonal of perfect calibration."""
     import matplotlib.pyplot as plt
 
-    filled = [item for item in report.reliability if item.count]
+    filled = [item for item in reliability if item.count]
     figure, (axes, counts) = plt.subplots(
         2, 1, figsize=(5.5, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
@@ -356,15 +360,12 @@ def write_reliability_diagram(report: EvaluationReport, out_file: Path) -> None:
     axes.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
     axes.set_ylim(0, 1)
     axes.set_ylabel("accuracy")
-    axes.set_title(
-        f"{report.model_id}: {report.split} split, ECE {report.expected_calibration_error:.3f} "
-        f"(T = {report.calibration.temperature:.2f})"
-    )
+    axes.set_title(title)
     axes.legend(loc="upper left")
     counts.bar(
-        [item.lower for item in report.reliability],
-        [item.count for item in report.reliability],
-        width=1 / len(report.reliability),
+        [item.lower for item in reliability],
+        [item.count for item in reliability],
+        width=1 / len(reliability),
         align="edge",
         edgecolor="black",
     )

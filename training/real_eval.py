@@ -40,6 +40,7 @@ from training.dataset import (
     question_answer_rows,
     read_dataset,
 )
+from training.evaluate import write_reliability_diagram
 from training.model_dir import read_metadata
 from training.served_answers import RowAnswer, answer_rows, asked_category
 
@@ -316,25 +317,8 @@ def write_charts(report: RealEvaluation, curve: Sequence[ReviewPoint], out_dir: 
     figure.savefig(out_dir / "review_effort.png", dpi=80)
     plt.close(figure)
 
-    figure, axes = plt.subplots(figsize=(4.5, 4))
-    filled = [item for item in report.reliability if item.count]
-    axes.bar(
-        [item.lower for item in filled],
-        [item.accuracy for item in filled],
-        width=[item.upper - item.lower for item in filled],
-        align="edge",
-        edgecolor="black",
-        label="accuracy",
-    )
-    axes.plot([item.confidence for item in filled], [item.accuracy for item in filled], "o", color="black")
-    axes.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
-    axes.set_xlabel("confidence")
-    axes.set_ylabel("accuracy")
-    axes.set_title(f"ECE {report.expected_calibration_error:.3f}", fontsize=10)
-    axes.legend(loc="upper left", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out_dir / "reliability.png", dpi=80)
-    plt.close(figure)
+    title = f"{report.answers} answers on real photos, ECE {report.expected_calibration_error:.3f}"
+    write_reliability_diagram(report.reliability, title, out_dir / "reliability.png")
 
 
 def _number(value: float | None) -> str:

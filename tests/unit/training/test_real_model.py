@@ -162,6 +162,7 @@ def test_real_model_trains_on_cached_features_and_real_eval_measures_it(
     assert report.answers == 30 + 20 + 20 + 10  # article type, t-shirt colour and sleeves, watch colour
     assert [score.in_macro for score in report.scores] == [True, True, True, False]  # >= 10 answers
     assert (tmp_path / "eval" / "review_effort.png").stat().st_size > 0
+    assert (tmp_path / "eval" / "reliability.png").stat().st_size > 0
     assert len(curve) == report.answers
 
     # A model dir from before a weight was added is refused, not served with that weight at random.
