@@ -66,7 +66,7 @@ COLOUR_TOKENS = 2
 # Training drops a tenth of the token features: with a few thousand photos the Q-Former otherwise
 # learns the training photos' particulars (measured in docs/training.md). Off when serving.
 TOKEN_DROPOUT = 0.1
-TOKENS = GRID * GRID + 2 + COLOUR_TOKENS  # the grid, the pooled last map, the stages, the colour
+TOKENS = GRID * GRID + 2 + COLOUR_TOKENS  # the grid, the stages, the pooled last map, the colour
 
 
 def build_encoder(pretrained: bool) -> nn.Module:
