@@ -9,10 +9,10 @@ Final records' events are published from an outbox (docs/pipeline.md#events): th
 record appends its entry to the record's ``outbox_events`` in the same UpdateItem
 (``ResultsTable``), so a run that lost its record to a newer upload announces nothing, and an
 event is never lost between the write and PutEvents. ``flush_outbox`` publishes a record's pending
-entries and then clears them: right after the write (SaveResult, RecordFailure, RecordStopped), and
-every minute for whatever is still pending (PublishEvents, ``publish_pending``). Delivery is at
-least once, like EventBridge itself; each event carries its ``record_version``, so a consumer that
-keeps the highest version per product sees every version exactly once.
+entries and then takes out those it published: right after the write (SaveResult, RecordFailure,
+RecordStopped), and every minute for whatever is still pending (PublishEvents, ``publish_pending``).
+Delivery is at least once, like EventBridge itself; each event carries its ``record_version``, so a
+consumer that keeps the highest version per product sees every version exactly once.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ MAX_EVENT_BYTES = 256 * 1024
 OUTBOX_ENTRY_BYTES = 64 * 1024
 # A flush publishes a record's few entries in well under this; a crashed one blocks the next this long.
 OUTBOX_LEASE_S = 60
+# A flush starts a PutEvents only while this much of its lease is left (botocore's retries of one
+# take well under it), so no put is still under way when another flush may lease the outbox.
+OUTBOX_PUT_S = 30
 
 
 def event_detail(record: ProductRecord, with_content: bool = True) -> ProductEventDetail:
@@ -122,25 +125,27 @@ class ProductEvents:
 
 
 def flush_outbox(product_id: str, table: ResultsTable, events: ProductEvents) -> int:
-    """Publish the record's pending events, oldest first, then clear them; how many were published.
+    """Publish the record's pending events, oldest first, and take them out; how many were published.
 
     The outbox is leased first (``OUTBOX_LEASE_S``), so a writer's flush and PublishEvents' never
-    publish the same entries at once; a record whose outbox another flush holds is left to it. A
-    PutEvents failure raises (TransientError) and leaves every entry pending, so the next flush sends
-    them again: a consumer may see an event twice (an entry published before the failure, a flush
-    that outlived its lease), never a version skipped.
+    publish the same entries at once; a record whose outbox another flush holds is left to it. Only
+    the entries published leave it: one appended meanwhile (a newer run's final write) or one after a
+    PutEvents failure (TransientError, raised) stays for the next flush, which sends just those. A
+    consumer sees an event twice only when a flush dies between PutEvents and taking the entry out.
     """
     pending = table.lease_events(product_id, OUTBOX_LEASE_S)
     if pending is None:
         return 0
+    published = 0
     try:
         for entry in pending.entries:
+            if pending.lease_left_s() < OUTBOX_PUT_S:
+                break  # the put could outlast the lease: another flush may take these entries then
             events.put(entry)
-    except BaseException:
-        table.release_events(pending)
-        raise
-    table.clear_events(pending)
-    return len(pending.entries)
+            published += 1
+    finally:
+        table.clear_events(pending, published)
+    return published
 
 
 def publish_committed(product_id: str, table: ResultsTable, events: ProductEvents) -> bool:

@@ -10,7 +10,7 @@ final record and reports it instead (docs/pipeline.md#final-writes).
 
 Every write counts ``record_version`` up by one, a review too. A final write also appends its event
 to the record's outbox in the same UpdateItem, so the event is committed with the version it
-announces; ``describer_aws.product_events.flush_outbox`` publishes it and clears it.
+announces; ``describer_aws.product_events.flush_outbox`` publishes it and takes it out.
 """
 
 from __future__ import annotations
@@ -138,6 +138,11 @@ class PendingEvents(BaseModel):
     entries: list[dict[str, str]]
     lease: str
 
+    def lease_left_s(self) -> float:
+        """Seconds until the lease runs out and another flush may take the outbox."""
+        until = datetime.fromisoformat(self.lease.replace("Z", "+00:00"))
+        return (until - datetime.now(UTC)).total_seconds()
+
 
 class ResultsTable:
     def __init__(self, table_name: str, dynamodb_client: DynamoDBClient) -> None:
@@ -233,21 +238,6 @@ class ResultsTable:
         entries = [json.loads(text) for text in _DESERIALIZER.deserialize(stored)]
         return PendingEvents(product_id=product_id, entries=entries, lease=until)
 
-    def release_events(self, pending: PendingEvents) -> None:
-        """Give the lease back (a publish failed): the next flush need not wait for it to expire."""
-        try:
-            self._client.update_item(
-                TableName=self.table_name,
-                Key={"product_id": {"S": pending.product_id}},
-                UpdateExpression="REMOVE #lease",
-                ConditionExpression="#lease = :mine",
-                ExpressionAttributeNames={"#lease": OUTBOX_LEASE},
-                ExpressionAttributeValues={":mine": {"S": pending.lease}},
-            )
-        except ClientError as error:
-            if client_error_code(error) != "ConditionalCheckFailedException":
-                raise
-
     def with_pending_events(self, written_before: str) -> list[str]:
         """The products whose outbox is not empty, last written before ``written_before`` (oldest first)."""
         paginator = self._client.get_paginator("query")
@@ -260,21 +250,42 @@ class ResultsTable:
         )
         return [item["product_id"]["S"] for page in pages for item in page["Items"]]
 
-    def clear_events(self, pending: PendingEvents) -> bool:
-        """Empty the outbox once ``pending`` is published; False (left for the next flush) when an
-        event was appended since it was read."""
+    def clear_events(self, pending: PendingEvents, published: int) -> bool:
+        """Take the first ``published`` of ``pending``'s entries out of the outbox and give the lease back.
+
+        Only what this flush published goes: an entry appended since it leased the outbox (a newer
+        run's final write) or one PutEvents did not take stays pending for the next flush. Conditional
+        on the lease, so a flush that outlived it never takes out entries another flush holds; False
+        then.
+        """
+        if published == len(pending.entries) and self._update_outbox(
+            pending,
+            "REMOVE #events, #outbox, #lease",
+            " AND size(#events) = :count",
+            {":count": {"N": str(published)}},
+        ):
+            return True
+        # DynamoDB removes the indexes of the list as it was; highest first, an emulator that removes
+        # them one by one takes out the same entries.
+        taken = [f"#events[{index}]" for index in reversed(range(published))]
+        return self._update_outbox(pending, "REMOVE " + ", ".join([*taken, "#lease"]), "", {})
+
+    def _update_outbox(
+        self, pending: PendingEvents, update: str, condition: str, values: dict[str, Any]
+    ) -> bool:
+        """An UpdateItem of the outbox while ``pending``'s lease is still the record's; False when not."""
+        attributes = {"#events": OUTBOX_EVENTS, "#outbox": OUTBOX_KEY, "#lease": OUTBOX_LEASE}
         try:
             self._client.update_item(
                 TableName=self.table_name,
                 Key={"product_id": {"S": pending.product_id}},
-                UpdateExpression="REMOVE #events, #outbox, #lease",
-                ConditionExpression="size(#events) = :count",
+                UpdateExpression=update,
+                ConditionExpression="#lease = :mine" + condition,
+                # DynamoDB refuses names the expressions do not use.
                 ExpressionAttributeNames={
-                    "#events": OUTBOX_EVENTS,
-                    "#outbox": OUTBOX_KEY,
-                    "#lease": OUTBOX_LEASE,
+                    name: attribute for name, attribute in attributes.items() if name in update + condition
                 },
-                ExpressionAttributeValues={":count": {"N": str(len(pending.entries))}},
+                ExpressionAttributeValues={":mine": {"S": pending.lease}} | values,
             )
         except ClientError as error:
             if client_error_code(error) == "ConditionalCheckFailedException":

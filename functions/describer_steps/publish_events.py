@@ -3,9 +3,9 @@
 A final write commits its event in the record's outbox, and the step that wrote it
 publishes it at once (``publish_committed``). What that could not publish (an EventBridge outage, a
 Lambda that timed out after its write) waits in the sparse
-``by-outbox`` index; this publishes it, oldest first, and clears it. A record written in the last
-``GRACE_S`` seconds is left to its writer, so the two rarely publish the same event twice (a consumer
-drops a repeat by its ``record_version`` anyway).
+``by-outbox`` index; this publishes it, oldest first, and takes it out. A record written in the last
+``GRACE_S`` seconds is left to its writer; the outbox's lease keeps the two from publishing the same
+entries either way (``flush_outbox``).
 """
 
 from __future__ import annotations

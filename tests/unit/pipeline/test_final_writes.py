@@ -232,6 +232,85 @@ def test_the_sweeper_publishes_what_an_outage_left_once(aws: Aws, monkeypatch: p
     assert _announced(queue) == [("Product Described", "COMPLETED", 2)]
 
 
+class _NewerRunSavedDuringPut(ProductEvents):
+    """PutEvents during which a newer upload's SaveResult writes (and flushes), once."""
+
+    def __init__(self, aws: Aws, save_event: dict[str, Any]) -> None:
+        super().__init__(EVENT_BUS, aws.events)
+        self.save_event: dict[str, Any] | None = save_event
+
+    def put(self, entry: dict[str, Any]) -> None:
+        if self.save_event is not None:
+            event, self.save_event = self.save_event, None
+            assert save_result_app.handler(event, CONTEXT)["written"] is True
+        super().put(entry)
+
+
+class _FirstPutOnly(ProductEvents):
+    """PutEvents that takes one entry, then fails."""
+
+    def __init__(self, aws: Aws) -> None:
+        super().__init__(EVENT_BUS, aws.events)
+        self.taken = 0
+
+    def put(self, entry: dict[str, Any]) -> None:
+        if self.taken:
+            raise TransientError("EventBridge PutEvents: entry failed with InternalFailure")
+        super().put(entry)
+        self.taken += 1
+
+
+def _two_runs_saved_during_an_outage(aws: Aws, key: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The first upload's run saved during an outage; the newer upload's SaveResult event, not sent yet."""
+    workflow, prepared = _prepare(aws, key, image_bytes())
+    with monkeypatch.context() as outage:
+        _events_down(outage)
+        assert save_result_app.handler(_save_event(workflow, prepared), CONTEXT)["events_pending"] is True
+    newer, newer_prepared = _prepare(aws, key, image_bytes("PNG"), time="2026-11-21T03:05:00Z")
+    assert newer_prepared["claimed"] is True
+    return _save_event(newer, newer_prepared)
+
+
+def test_a_final_write_during_the_sweepers_put_leaves_each_event_published_once(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make chaos`'s duplicate: PublishEvents leases the outbox an outage left (the first run's event)
+    and, while its PutEvents is under way, the newer upload's SaveResult appends its own event (its
+    flush finds the lease held). The sweep takes out only the event it published; the next sends the
+    newer one alone, not the first again once the lease ran out."""
+    queue = _subscribe(aws)
+    newer_save = _two_runs_saved_during_an_outage(aws, "incoming/Shirts/16007.jpg", monkeypatch)
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    first = publish_pending(_table(aws), _NewerRunSavedDuringPut(aws, newer_save), later)
+    # A minute on: a lease the first sweep still held has run out.
+    aws.dynamodb.update_item(
+        TableName=TABLE,
+        Key={"product_id": {"S": "16007"}},
+        UpdateExpression="SET outbox_lease = :past",
+        ExpressionAttributeValues={":past": {"S": "2000-01-01T00:00:00.000Z"}},
+    )
+    second = publish_pending(_table(aws), ProductEvents(EVENT_BUS, aws.events), later)
+    assert (first.published, second.published) == (1, 1)
+    assert _announced(queue) == [("Product Described", "COMPLETED", 2), ("Product Described", "COMPLETED", 4)]
+    assert OUTBOX_EVENTS not in (aws.record("16007") or {})
+
+
+def test_put_events_failing_midway_sends_only_what_it_did_not_take(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two events wait (both runs saved during an outage); PutEvents takes the first and fails on the
+    second: the next flush sends the second only."""
+    queue = _subscribe(aws)
+    newer_save = _two_runs_saved_during_an_outage(aws, "incoming/Shirts/16008.jpg", monkeypatch)
+    with monkeypatch.context() as outage:
+        _events_down(outage)
+        assert save_result_app.handler(newer_save, CONTEXT)["events_pending"] is True
+    with pytest.raises(TransientError):
+        flush_outbox("16008", _table(aws), _FirstPutOnly(aws))
+    assert flush_outbox("16008", _table(aws), ProductEvents(EVENT_BUS, aws.events)) == 1
+    assert _announced(queue) == [("Product Described", "COMPLETED", 2), ("Product Described", "COMPLETED", 4)]
+
+
 def test_the_template_declares_the_outbox_index_the_sweeper_reads() -> None:
     table = template_resource("ResultsTable")
     [index] = [i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == OUTBOX_INDEX]

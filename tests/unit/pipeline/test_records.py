@@ -112,7 +112,20 @@ def test_an_outbox_leased_to_one_flush_is_not_published_by_another(table: Result
     first = table.lease_events("1", 60)
     assert first is not None and [e["DetailType"] for e in first.entries] == ["Product Described"]
     assert table.lease_events("1", 60) is None, "leased to the first flush"
-    table.release_events(first)  # its PutEvents failed
+    assert table.clear_events(first, 0)  # its PutEvents failed: the lease given back, the entry kept
     second = table.lease_events("1", 60)
-    assert second is not None and table.clear_events(second)
+    assert second is not None and table.clear_events(second, 1)
     assert table.lease_events("1", 60) is None, "published and cleared"
+
+
+def test_a_flush_that_outlived_its_lease_takes_nothing_out(table: ResultsTable) -> None:
+    """A slow flush's lease ran out and another flush leased the outbox: only the holder takes entries
+    out, so the slow one cannot take out an entry appended for the holder to publish."""
+    assert table.write_if_current(PRODUCT.record(Status.PROCESSING, "run-1"))
+    assert table.write_final(PRODUCT.record(Status.COMPLETED, "run-1")).written
+    slow = table.lease_events("1", -1)  # leased, and run out already
+    holder = table.lease_events("1", 60)
+    assert slow is not None and holder is not None
+    assert not table.clear_events(slow, 1)
+    assert table.clear_events(holder, 1)
+    assert table.lease_events("1", 60) is None, "published and cleared by the holder"
