@@ -11,9 +11,9 @@ value, stored in the model dir by ``make real-model``), balanced accuracy (mean 
 values), the expected calibration error and the AUROC of the confidence (the chance that a right
 answer is more confident than a wrong one: does review see the errors first?). Over every answer:
 the review-effort curve (lowest confidence first to review, accuracy of the rest, Wilson 95 %
-intervals) saved as ``review_effort.png`` beside ``reliability.png``; the confusions of the worst
-attributes. "macro" is the mean over every (category, attribute) with at least ``MACRO_MIN_ANSWERS``
-labelled answers here, colour included, the article type not.
+intervals) saved as ``review_effort.png`` beside ``reliability.png``; the confusions of the article
+type and of the worst attributes. "macro" is the mean over every (category, attribute) with at least
+``MACRO_MIN_ANSWERS`` labelled answers here, colour included, the article type not.
 """
 
 from __future__ import annotations
@@ -174,7 +174,9 @@ class RealEvaluation(BaseModel):
     macro_majority: float
     expected_calibration_error: float
     review_targets: list[ReviewTarget]
-    confusions: dict[str, list[Confusion]] = Field(description="The worst attributes' commonest confusions")
+    confusions: dict[str, list[Confusion]] = Field(
+        description="The commonest confusions of the article type and of the worst attributes"
+    )
     reliability: list[ReliabilityBin]
 
 
@@ -239,9 +241,10 @@ def evaluate_real(
     confidences = [answer.answer.confidence or 0.0 for answer in answers]
     correct = [answer.correct for answer in answers]
     curve = review_curve(confidences, correct)
+    article_type = next(score for score in scores if (score.category, score.attribute) == article_key)
     worst = sorted(macro, key=lambda score: score.accuracy)[:WORST_SHOWN]
     confusions = {}
-    for score in worst:
+    for score in [article_type, *worst]:
         counts = Counter(
             (answer.row["value"], answer.answer.value or "")
             for answer in by_key[(score.category, score.attribute)]
@@ -267,7 +270,7 @@ def evaluate_real(
         },
         labels=labels,
         scores=scores,
-        article_type=next(score for score in scores if (score.category, score.attribute) == article_key),
+        article_type=article_type,
         colour_accuracy=sum(answer.correct for answer in colour) / max(len(colour), 1),
         colour_majority=sum(colour_majority) / max(len(colour), 1),
         macro_accuracy=sum(score.accuracy for score in macro) / max(len(macro), 1),

@@ -161,6 +161,10 @@ def test_real_model_trains_on_cached_features_and_real_eval_measures_it(
     ]
     assert report.answers == 30 + 20 + 20 + 10  # article type, t-shirt colour and sleeves, watch colour
     assert [score.in_macro for score in report.scores] == [True, True, True, False]  # >= 10 answers
+    # The article type's confusions come first; two types have at most two confusions, all shown.
+    assert next(iter(report.confusions)) == "generic/Article Type"
+    article_errors = round((1 - report.article_type.accuracy) * report.article_type.answers)
+    assert sum(item.count for item in report.confusions["generic/Article Type"]) == article_errors
     assert (tmp_path / "eval" / "review_effort.png").stat().st_size > 0
     assert (tmp_path / "eval" / "reliability.png").stat().st_size > 0
     assert len(curve) == report.answers
