@@ -213,26 +213,18 @@ class ResultsTable:
         another flush holds it (so two flushes never publish the same entries at once)."""
         now = datetime.now(UTC)
         until = (now + timedelta(seconds=lease_s)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        try:
-            response = self._client.update_item(
-                TableName=self.table_name,
-                Key={"product_id": {"S": product_id}},
-                UpdateExpression="SET #lease = :until",
-                ConditionExpression=_LEASE_FREE,
-                ExpressionAttributeNames={"#events": OUTBOX_EVENTS, "#lease": OUTBOX_LEASE},
-                ExpressionAttributeValues={
-                    ":until": {"S": until},
-                    ":now": {"S": now.isoformat(timespec="milliseconds").replace("+00:00", "Z")},
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if client_error_code(error) == "ConditionalCheckFailedException":
-                return None
-            if is_transient(error):
-                raise TransientError(f"DynamoDB UpdateItem: {client_error_code(error)}") from error
-            raise
-        stored = response["Attributes"].get(OUTBOX_EVENTS)
+        response = self._update_if(
+            product_id,
+            UpdateExpression="SET #lease = :until",
+            ConditionExpression=_LEASE_FREE,
+            ExpressionAttributeNames={"#events": OUTBOX_EVENTS, "#lease": OUTBOX_LEASE},
+            ExpressionAttributeValues={
+                ":until": {"S": until},
+                ":now": {"S": now.isoformat(timespec="milliseconds").replace("+00:00", "Z")},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        stored = None if response is None else response["Attributes"].get(OUTBOX_EVENTS)
         if not stored:
             return None
         entries = [json.loads(text) for text in _DESERIALIZER.deserialize(stored)]
@@ -275,25 +267,17 @@ class ResultsTable:
     ) -> bool:
         """An UpdateItem of the outbox while ``pending``'s lease is still the record's; False when not."""
         attributes = {"#events": OUTBOX_EVENTS, "#outbox": OUTBOX_KEY, "#lease": OUTBOX_LEASE}
-        try:
-            self._client.update_item(
-                TableName=self.table_name,
-                Key={"product_id": {"S": pending.product_id}},
-                UpdateExpression=update,
-                ConditionExpression="#lease = :mine" + condition,
-                # DynamoDB refuses names the expressions do not use.
-                ExpressionAttributeNames={
-                    name: attribute for name, attribute in attributes.items() if name in update + condition
-                },
-                ExpressionAttributeValues={":mine": {"S": pending.lease}} | values,
-            )
-        except ClientError as error:
-            if client_error_code(error) == "ConditionalCheckFailedException":
-                return False
-            if is_transient(error):
-                raise TransientError(f"DynamoDB UpdateItem: {client_error_code(error)}") from error
-            raise
-        return True
+        response = self._update_if(
+            pending.product_id,
+            UpdateExpression=update,
+            ConditionExpression="#lease = :mine" + condition,
+            # DynamoDB refuses names the expressions do not use.
+            ExpressionAttributeNames={
+                name: attribute for name, attribute in attributes.items() if name in update + condition
+            },
+            ExpressionAttributeValues={":mine": {"S": pending.lease}} | values,
+        )
+        return response is not None
 
     def _write(
         self,
@@ -343,14 +327,22 @@ class ResultsTable:
             }
         if removed:
             update += " REMOVE " + ", ".join(f"#{field}" for field in removed)
+        response = self._update_if(
+            record.product_id,
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names | extra_names,
+            ExpressionAttributeValues=values | extra_values,
+        )
+        return None if response is None else record
+
+    def _update_if(self, product_id: str, **request: Any) -> dict[str, Any] | None:
+        """A conditional UpdateItem of the product's record; None when its condition does not hold."""
         try:
-            self._client.update_item(
-                TableName=self.table_name,
-                Key={"product_id": {"S": record.product_id}},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names | extra_names,
-                ExpressionAttributeValues=values | extra_values,
+            return dict(
+                self._client.update_item(
+                    TableName=self.table_name, Key={"product_id": {"S": product_id}}, **request
+                )
             )
         except ClientError as error:
             if client_error_code(error) == "ConditionalCheckFailedException":
@@ -358,7 +350,6 @@ class ResultsTable:
             if is_transient(error):
                 raise TransientError(f"DynamoDB UpdateItem: {client_error_code(error)}") from error
             raise
-        return record
 
     def get(self, product_id: str) -> ProductRecord | None:
         response = self._client.get_item(
