@@ -243,11 +243,7 @@ def attribute_missing(content: LocaleContent, rules: CopyRules) -> list[Violatio
 def attribute_contradicted(content: LocaleContent, rules: CopyRules) -> list[Violation]:
     if not rules.default_locale:
         return []
-    text = _searchable(" ".join(text for _, text in _fields(content)))
-    # What the copy rightly says is blanked first: "t-shirt" must not count as "shirt".
-    for name, value in rules.attributes.items():
-        for start, end in _spans(text, _phrases(rules.category, name, value)):
-            text = text[:start] + " " * (end - start) + text[end:]
+    text = _unclaimed_text(content, rules)
     found = []
     for name, value in rules.attributes.items():
         for other in _other_values(rules.category, name, value):
@@ -261,7 +257,9 @@ def attribute_contradicted(content: LocaleContent, rules: CopyRules) -> list[Vio
 def uncertain_attribute_claimed(content: LocaleContent, rules: CopyRules) -> list[Violation]:
     if not rules.default_locale:
         return []
-    text = _searchable(" ".join(text for _, text in _fields(content)))
+    # A confident value may share its words with an uncertain attribute's ("No Sleeves" is a sleeve
+    # length and a sleeve styling): saying the confident one is no claim of the other.
+    text = _unclaimed_text(content, rules)
     found = []
     for name, value in rules.uncertain.items():
         for candidate in {value, *_other_values(rules.category, name, value)}:
@@ -346,6 +344,16 @@ def _fields(content: LocaleContent) -> list[tuple[str, str]]:
         *((f"keyword {n}", keyword) for n, keyword in enumerate(content.keywords, 1)),
         ("meta description", content.meta_description),
     ]
+
+
+def _unclaimed_text(content: LocaleContent, rules: CopyRules) -> str:
+    """Every field's text with what the copy rightly says (the given values' phrases) blanked out,
+    so that "t-shirt" does not count as "shirt"."""
+    text = _searchable(" ".join(text for _, text in _fields(content)))
+    for name, value in rules.attributes.items():
+        for start, end in _spans(text, _phrases(rules.category, name, value)):
+            text = text[:start] + " " * (end - start) + text[end:]
+    return text
 
 
 def _searchable(text: str) -> str:

@@ -120,6 +120,32 @@ def test_uncertain_attributes_may_not_be_claimed_at_all() -> None:
     assert "Cotton" in violations(content, rules)[0].detail
 
 
+def test_a_confident_value_is_no_claim_of_an_uncertain_attribute_sharing_its_words() -> None:
+    """Tops' "No Sleeves" is a sleeve length and a sleeve styling: copy that says the confident
+    length may be written while the styling is uncertain, and naming a styling is still refused."""
+    rules = CopyRules(
+        category=load_catalogue().category("Tops"),
+        attributes={"Article Type": "Tops", "Colour": "Red", "Sleeve Length": "No Sleeves"},
+        uncertain={"Sleeve Styling": "No Sleeves"},
+    )
+    content = LocaleContent.model_validate(
+        {
+            **GOOD,
+            "title": "Red Top with No Sleeves",
+            "description": "A red top with no sleeves, light enough for the warmest days "
+            "and easy to pair with jeans or a skirt.",
+            "bullets": ["Red colour", "No sleeves", "Easy to pair"],
+            "keywords": ["red top", "top with no sleeves", "summer top", "casual top", "women's top"],
+            "meta_description": "A red top with no sleeves for warm days.",
+        }
+    )
+    assert violations(content, rules) == []
+    puffed = content.model_copy(
+        update={"bullets": ["Red colour", "No sleeves", "Puff sleeves at the shoulder"]}
+    )
+    assert [v.rule for v in violations(puffed, rules)] == [Rule.UNCERTAIN_ATTRIBUTE_CLAIMED]
+
+
 def test_words_to_avoid_are_found_in_any_field_whatever_the_case() -> None:
     rules = CopyRules(
         category=RULES_FOR_SHIRT.category, attributes=ATTRIBUTES, words_to_avoid=["must-have", "cheap"]
